@@ -1,0 +1,96 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Every target: Swift 6 language mode (the package default) plus the upcoming features the house style asks for.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "tokenwatch",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "gateway", targets: ["Gateway"]),
+        .executable(name: "ingestor", targets: ["Ingestor"]),
+        .executable(name: "aggregator", targets: ["Aggregator"]),
+        .executable(name: "detector", targets: ["Detector"]),
+        .executable(name: "query", targets: ["Query"]),
+        .executable(name: "tokenwatch-bench", targets: ["Benchmarks"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // MARK: - C libraries (Debian packages)
+        .systemLibrary(
+            name: "CRdKafka", path: "Shared/CRdKafka", pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]),
+        .systemLibrary(
+            name: "CHiredis", path: "Shared/CHiredis", pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(
+            name: "CLibPQ", path: "Shared/CLibPQ", pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]),
+
+        // MARK: - Shared modules
+        .target(
+            name: "ClientSupport", path: "Shared/ClientSupport",
+            swiftSettings: swiftSettings),
+        .target(
+            name: "Kafka",
+            dependencies: [
+                "CRdKafka", "ClientSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/Kafka", swiftSettings: swiftSettings),
+        .target(
+            name: "Redis",
+            dependencies: ["CHiredis", "ClientSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Shared/Redis", swiftSettings: swiftSettings),
+        .target(
+            name: "Postgres",
+            dependencies: ["CLibPQ", "ClientSupport", .product(name: "Logging", package: "swift-log")],
+            path: "Shared/Postgres", swiftSettings: swiftSettings),
+        .target(name: "Events", path: "Shared/Events", swiftSettings: swiftSettings),
+        .target(
+            name: "ServiceKit",
+            dependencies: [
+                "Kafka", "Redis", "Postgres", "Events",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Shared/ServiceKit", swiftSettings: swiftSettings),
+
+        // MARK: - Services
+        .executableTarget(name: "Gateway", dependencies: ["ServiceKit"], path: "Services/Gateway", swiftSettings: swiftSettings),
+        .executableTarget(name: "Ingestor", dependencies: ["ServiceKit"], path: "Services/Ingestor", swiftSettings: swiftSettings),
+        .executableTarget(name: "Aggregator", dependencies: ["ServiceKit"], path: "Services/Aggregator", swiftSettings: swiftSettings),
+        .executableTarget(name: "Detector", dependencies: ["ServiceKit"], path: "Services/Detector", swiftSettings: swiftSettings),
+        .executableTarget(name: "Query", dependencies: ["ServiceKit"], path: "Services/Query", swiftSettings: swiftSettings),
+
+        // MARK: - Benchmarks (`make bench`; printed, never asserted)
+        .executableTarget(
+            name: "Benchmarks", dependencies: ["Events", "Kafka"], path: "Tests/Benchmarks",
+            swiftSettings: swiftSettings),
+
+        // MARK: - Tests
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "EventsTests", dependencies: ["Events"], path: "Tests/EventsTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ServiceKitTests",
+            dependencies: ["ServiceKit", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            path: "Tests/ServiceKitTests", swiftSettings: swiftSettings),
+        .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"], path: "Tests/KafkaTests", swiftSettings: swiftSettings),
+        .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"], path: "Tests/RedisTests", swiftSettings: swiftSettings),
+        .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], path: "Tests/PostgresTests", swiftSettings: swiftSettings),
+    ]
+)

@@ -1,0 +1,260 @@
+/// A strict, allocation-light JSON reader over a byte buffer (RFC 8259).
+///
+/// Foundation's JSONDecoder builds a whole value tree and accepts duplicate keys silently; events arrive at 100k+/s
+/// and must be rejected with the field and the reason, so the event decoder walks the bytes itself with this.
+/// It never reads past `bytes`, bounds nesting, and rejects invalid UTF-8, control characters in strings, lone
+/// surrogates, leading zeros, NaN/Infinity and trailing garbage.
+struct JSONScanner {
+    struct SyntaxError: Error {
+        let offset: Int
+        let reason: String
+        var isTooLong: Bool { self.reason.hasPrefix("string longer") }
+    }
+
+    let bytes: UnsafeRawBufferPointer
+    var index: Int
+    let maxDepth: Int
+
+    init(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 16) {
+        self.bytes = bytes
+        self.index = 0
+        self.maxDepth = maxDepth
+    }
+
+    var isAtEnd: Bool { self.index >= self.bytes.count }
+
+    func fail(_ reason: String) -> SyntaxError { SyntaxError(offset: self.index, reason: reason) }
+
+    mutating func skipWhitespace() {
+        while self.index < self.bytes.count {
+            switch self.bytes[self.index] {
+            case 0x20, 0x09, 0x0A, 0x0D: self.index += 1
+            default: return
+            }
+        }
+    }
+
+    /// The next non-whitespace byte, without consuming it.
+    mutating func peek() -> UInt8? {
+        self.skipWhitespace()
+        return self.index < self.bytes.count ? self.bytes[self.index] : nil
+    }
+
+    mutating func expect(_ byte: UInt8, _ what: String) throws(SyntaxError) {
+        guard self.peek() == byte else { throw self.fail(self.isAtEnd ? "unexpected end, expected \(what)" : "expected \(what)") }
+        self.index += 1
+    }
+
+    /// Consumes `byte` if it is next.
+    mutating func consume(_ byte: UInt8) -> Bool {
+        if self.peek() == byte {
+            self.index += 1
+            return true
+        }
+        return false
+    }
+
+    // MARK: - Strings
+
+    /// Reads a string (the cursor at its opening quote). Fails if it has more than `maxLength` UTF-8 bytes.
+    mutating func readString(maxLength: Int) throws(SyntaxError) -> String {
+        try self.expect(UInt8(ascii: "\""), "a string")
+        let start = self.index
+        // Fast path: no escapes.
+        while self.index < self.bytes.count {
+            let b = self.bytes[self.index]
+            if b == UInt8(ascii: "\"") {
+                let slice = UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.index])
+                if slice.count > maxLength { throw SyntaxError(offset: start, reason: "string longer than \(maxLength) bytes") }
+                guard let s = String(validating: slice, as: UTF8.self) else {
+                    throw SyntaxError(offset: start, reason: "string is not valid UTF-8")
+                }
+                self.index += 1
+                return s
+            }
+            if b == UInt8(ascii: "\\") { break }
+            if b < 0x20 { throw self.fail("control character in string") }
+            self.index += 1
+        }
+        self.index = start
+        return try self.readEscapedString(maxLength: maxLength)
+    }
+
+    private mutating func readEscapedString(maxLength: Int) throws(SyntaxError) -> String {
+        var out: [UInt8] = []
+        out.reserveCapacity(32)
+        while true {
+            guard self.index < self.bytes.count else { throw self.fail("unterminated string") }
+            let b = self.bytes[self.index]
+            self.index += 1
+            switch b {
+            case UInt8(ascii: "\""):
+                guard let s = String(validating: out, as: UTF8.self) else { throw self.fail("string is not valid UTF-8") }
+                return s
+            case UInt8(ascii: "\\"):
+                guard self.index < self.bytes.count else { throw self.fail("unterminated escape") }
+                let e = self.bytes[self.index]
+                self.index += 1
+                switch e {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): out.append(e)
+                case UInt8(ascii: "b"): out.append(0x08)
+                case UInt8(ascii: "f"): out.append(0x0C)
+                case UInt8(ascii: "n"): out.append(0x0A)
+                case UInt8(ascii: "r"): out.append(0x0D)
+                case UInt8(ascii: "t"): out.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try self.readHex4()
+                    if (0xD800...0xDBFF).contains(scalar) {
+                        guard self.index + 1 < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "\\"),
+                            self.bytes[self.index + 1] == UInt8(ascii: "u")
+                        else { throw self.fail("lone surrogate in \\u escape") }
+                        self.index += 2
+                        let low = try self.readHex4()
+                        guard (0xDC00...0xDFFF).contains(low) else { throw self.fail("invalid surrogate pair") }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    } else if (0xDC00...0xDFFF).contains(scalar) {
+                        throw self.fail("lone surrogate in \\u escape")
+                    }
+                    out.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+                default: throw self.fail("invalid escape")
+                }
+            default:
+                if b < 0x20 { throw self.fail("control character in string") }
+                out.append(b)
+            }
+            if out.count > maxLength { throw self.fail("string longer than \(maxLength) bytes") }
+        }
+    }
+
+    private mutating func readHex4() throws(SyntaxError) -> UInt32 {
+        guard self.index + 4 <= self.bytes.count else { throw self.fail("truncated \\u escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let c = self.bytes[self.index]
+            let digit: UInt32
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(c - UInt8(ascii: "0"))
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(c - UInt8(ascii: "a") + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(c - UInt8(ascii: "A") + 10)
+            default: throw self.fail("invalid hex digit in \\u escape")
+            }
+            value = value << 4 | digit
+            self.index += 1
+        }
+        return value
+    }
+
+    // MARK: - Numbers
+
+    /// A JSON number as written: its digits, sign and decimal exponent, so callers can convert exactly.
+    struct Number {
+        var negative: Bool
+        /// Significant digits without the decimal point, leading zeros stripped ("0.0120" -> "120").
+        var digits: [UInt8]
+        /// value = digits * 10^exponent
+        var exponent: Int
+        var isIntegerLiteral: Bool
+        var text: Substring
+    }
+
+    mutating func readNumber() throws(SyntaxError) -> Number {
+        _ = self.peek()
+        let start = self.index
+        var negative = false
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "-") {
+            negative = true
+            self.index += 1
+        }
+        var digits: [UInt8] = []
+        var exponent = 0
+        var isInteger = true
+        func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
+        guard self.index < self.bytes.count, isDigit(self.bytes[self.index]) else { throw self.fail("expected a number") }
+        if self.bytes[self.index] == UInt8(ascii: "0") {
+            self.index += 1
+            if self.index < self.bytes.count, isDigit(self.bytes[self.index]) { throw self.fail("leading zero in number") }
+        } else {
+            while self.index < self.bytes.count, isDigit(self.bytes[self.index]) {
+                digits.append(self.bytes[self.index] - UInt8(ascii: "0"))
+                self.index += 1
+            }
+        }
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: ".") {
+            isInteger = false
+            self.index += 1
+            guard self.index < self.bytes.count, isDigit(self.bytes[self.index]) else { throw self.fail("expected digits after decimal point") }
+            while self.index < self.bytes.count, isDigit(self.bytes[self.index]) {
+                digits.append(self.bytes[self.index] - UInt8(ascii: "0"))
+                exponent -= 1
+                self.index += 1
+            }
+        }
+        if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "e") || self.bytes[self.index] == UInt8(ascii: "E") {
+            isInteger = false
+            self.index += 1
+            var expNegative = false
+            if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "+") || self.bytes[self.index] == UInt8(ascii: "-") {
+                expNegative = self.bytes[self.index] == UInt8(ascii: "-")
+                self.index += 1
+            }
+            guard self.index < self.bytes.count, isDigit(self.bytes[self.index]) else { throw self.fail("expected exponent digits") }
+            var e = 0
+            while self.index < self.bytes.count, isDigit(self.bytes[self.index]) {
+                e = Swift.min(e * 10 + Int(self.bytes[self.index] - UInt8(ascii: "0")), 100_000)
+                self.index += 1
+            }
+            exponent += expNegative ? -e : e
+        }
+        if self.index - start > 64 { throw SyntaxError(offset: start, reason: "number longer than 64 characters") }
+        while let first = digits.first, first == 0 { digits.removeFirst() }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.index]), as: UTF8.self)
+        return Number(negative: negative, digits: digits, exponent: exponent, isIntegerLiteral: isInteger, text: Substring(text))
+    }
+
+    // MARK: - Skipping
+
+    /// Skips one value of any type, checking its syntax; `depth` is the nesting level it sits at.
+    mutating func skipValue(depth: Int) throws(SyntaxError) {
+        guard depth <= self.maxDepth else { throw self.fail("nesting deeper than \(self.maxDepth) levels") }
+        switch self.peek() {
+        case UInt8(ascii: "\""): _ = try self.readString(maxLength: Int.max)
+        case UInt8(ascii: "{"):
+            self.index += 1
+            if self.consume(UInt8(ascii: "}")) { return }
+            repeat {
+                _ = try self.readString(maxLength: Int.max)
+                try self.expect(UInt8(ascii: ":"), "':'")
+                try self.skipValue(depth: depth + 1)
+            } while self.consume(UInt8(ascii: ","))
+            try self.expect(UInt8(ascii: "}"), "',' or '}'")
+        case UInt8(ascii: "["):
+            self.index += 1
+            if self.consume(UInt8(ascii: "]")) { return }
+            repeat { try self.skipValue(depth: depth + 1) } while self.consume(UInt8(ascii: ","))
+            try self.expect(UInt8(ascii: "]"), "',' or ']'")
+        case UInt8(ascii: "t"): try self.literal("true")
+        case UInt8(ascii: "f"): try self.literal("false")
+        case UInt8(ascii: "n"): try self.literal("null")
+        case .none: throw self.fail("unexpected end of input")
+        default: _ = try self.readNumber()
+        }
+    }
+
+    mutating func literal(_ word: StaticString) throws(SyntaxError) {
+        _ = self.peek()
+        let count = word.utf8CodeUnitCount
+        guard self.index + count <= self.bytes.count else { throw self.fail("invalid literal") }
+        let matches = word.withUTF8Buffer { w in
+            (0..<count).allSatisfy { self.bytes[self.index + $0] == w[$0] }
+        }
+        guard matches else { throw self.fail("invalid literal") }
+        self.index += count
+    }
+
+    /// Reads `null` if it is next.
+    mutating func consumeNull() throws(SyntaxError) -> Bool {
+        guard self.peek() == UInt8(ascii: "n") else { return false }
+        try self.literal("null")
+        return true
+    }
+}

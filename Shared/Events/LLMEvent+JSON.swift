@@ -1,0 +1,106 @@
+extension LLMEvent {
+    /// The event as compact JSON with the wire names; what the ingestor writes to llm.events.v1. Decoding the
+    /// result with `EventDecoder` gives back an equal event.
+    public func jsonBytes() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(384)
+        self.writeJSON(into: &out)
+        return out
+    }
+
+    public func writeJSON(into out: inout [UInt8]) {
+        var first = true
+        func key(_ name: String) {
+            out.append(first ? UInt8(ascii: "{") : UInt8(ascii: ","))
+            first = false
+            writeJSONString(name, into: &out)
+            out.append(UInt8(ascii: ":"))
+        }
+        func string(_ name: String, _ value: String?) {
+            guard let value else { return }
+            key(name)
+            writeJSONString(value, into: &out)
+        }
+        func integer(_ name: String, _ value: Int64?) {
+            guard let value else { return }
+            key(name)
+            out.append(contentsOf: String(value).utf8)
+        }
+        func number(_ name: String, _ value: Double?) {
+            guard let value else { return }
+            key(name)
+            out.append(contentsOf: (value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)).utf8)
+        }
+        string("event_id", self.eventID)
+        string("tenant_id", self.tenantID)
+        key("timestamp")
+        out.append(UInt8(ascii: "\""))
+        self.timestamp.write(into: &out)
+        out.append(UInt8(ascii: "\""))
+        string("provider", self.provider)
+        string("model", self.model)
+        string("operation", self.operation)
+        integer("input_tokens", self.inputTokens)
+        integer("output_tokens", self.outputTokens)
+        integer("cached_input_tokens", self.cachedInputTokens)
+        integer("reasoning_tokens", self.reasoningTokens)
+        number("latency_ms", self.latencyMs)
+        number("time_to_first_token_ms", self.timeToFirstTokenMs)
+        string("status", self.status.rawValue)
+        string("error_type", self.errorType)
+        if let cost = self.costMicros {
+            key("cost_usd")
+            out.append(contentsOf: Self.decimalUSD(micros: cost).utf8)
+        }
+        string("user_id", self.userID)
+        string("session_id", self.sessionID)
+        string("app", self.app)
+        string("environment", self.environment)
+        if !self.tags.isEmpty {
+            key("tags")
+            var firstTag = true
+            for (k, v) in self.tags.sorted(by: { $0.key < $1.key }) {
+                out.append(firstTag ? UInt8(ascii: "{") : UInt8(ascii: ","))
+                firstTag = false
+                writeJSONString(k, into: &out)
+                out.append(UInt8(ascii: ":"))
+                writeJSONString(v, into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// Micro-dollars as an exact decimal: 12300 -> "0.0123".
+    public static func decimalUSD(micros: Int64) -> String {
+        let whole = micros / 1_000_000
+        var fraction = micros % 1_000_000
+        if fraction == 0 { return String(whole) }
+        var digits = String(fraction)
+        digits = String(repeating: "0", count: 6 - digits.count) + digits
+        while digits.hasSuffix("0") {
+            digits.removeLast()
+            fraction /= 10
+        }
+        return "\(whole).\(digits)"
+    }
+}
+
+/// Writes `value` as a JSON string literal, escaping what RFC 8259 requires.
+public func writeJSONString(_ value: String, into out: inout [UInt8]) {
+    out.append(UInt8(ascii: "\""))
+    for b in value.utf8 {
+        switch b {
+        case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+        case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+        case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+        case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+        case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+        case 0..<0x20:
+            let hex = Array("0123456789abcdef".utf8)
+            out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), 48, 48, hex[Int(b >> 4)], hex[Int(b & 0xF)]])
+        default: out.append(b)
+        }
+    }
+    out.append(UInt8(ascii: "\""))
+}

@@ -1,0 +1,73 @@
+extension LLMEvent {
+    /// Checks every rule of the v1 schema that the type itself cannot express. The decoders call it; code that
+    /// builds events by hand (tests, the OTLP mapping) should too.
+    public func validate(limits: EventLimits = .default, now: EventTimestamp = .now()) throws(EventValidationError) {
+        try Self.checkIdentifier(self.eventID, field: "event_id", max: limits.maxEventIDLength, extra: ":")
+        if let tenantID { try Self.checkIdentifier(tenantID, field: "tenant_id", max: limits.maxTenantIDLength, extra: "") }
+        try Self.checkText(self.provider, field: "provider", max: limits.maxNameLength)
+        try Self.checkText(self.model, field: "model", max: limits.maxModelLength)
+        try Self.checkText(self.operation, field: "operation", max: limits.maxNameLength)
+        for (field, value) in [("input_tokens", self.inputTokens), ("output_tokens", self.outputTokens),
+                               ("cached_input_tokens", self.cachedInputTokens), ("reasoning_tokens", self.reasoningTokens)] {
+            guard let value else { continue }
+            guard value >= 0 else { throw EventValidationError(field: field, reason: "must be >= 0, got \(value)") }
+            guard value <= limits.maxTokens else { throw EventValidationError(field: field, reason: "must be <= \(limits.maxTokens), got \(value)") }
+        }
+        if let cached = self.cachedInputTokens, cached > self.inputTokens {
+            throw EventValidationError(field: "cached_input_tokens", reason: "must be <= input_tokens (\(self.inputTokens)), got \(cached)")
+        }
+        for (field, value) in [("latency_ms", self.latencyMs), ("time_to_first_token_ms", self.timeToFirstTokenMs)] {
+            guard let value else { continue }
+            guard value.isFinite, value >= 0 else { throw EventValidationError(field: field, reason: "must be a finite number >= 0") }
+            guard value <= limits.maxLatencyMs else { throw EventValidationError(field: field, reason: "must be <= \(Int64(limits.maxLatencyMs))") }
+        }
+        if let ttft = self.timeToFirstTokenMs, ttft > self.latencyMs {
+            throw EventValidationError(field: "time_to_first_token_ms", reason: "must be <= latency_ms (\(self.latencyMs)), got \(ttft)")
+        }
+        if let errorType {
+            guard self.status == .error else { throw EventValidationError(field: "error_type", reason: "only allowed when status is \"error\"") }
+            try Self.checkText(errorType, field: "error_type", max: limits.maxErrorTypeLength)
+        }
+        if let cost = self.costMicros {
+            guard cost >= 0 else { throw EventValidationError(field: "cost_usd", reason: "must be >= 0") }
+            guard cost <= limits.maxCostMicros else { throw EventValidationError(field: "cost_usd", reason: "must be <= \(limits.maxCostMicros / 1_000_000)") }
+        }
+        for (field, value) in [("user_id", self.userID), ("session_id", self.sessionID), ("app", self.app), ("environment", self.environment)] {
+            if let value { try Self.checkText(value, field: field, max: limits.maxDimensionLength) }
+        }
+        guard self.tags.count <= limits.maxTags else { throw EventValidationError(field: "tags", reason: "more than \(limits.maxTags) tags") }
+        for (key, value) in self.tags {
+            guard !key.isEmpty else { throw EventValidationError(field: "tags", reason: "tag name must not be empty") }
+            try Self.checkText(key, field: "tags", max: limits.maxTagKeyLength)
+            try Self.checkText(value, field: "tags.\(key)", max: limits.maxTagValueLength, allowEmpty: true)
+        }
+        let micros = self.timestamp.microsecondsSinceEpoch
+        if micros > now.microsecondsSinceEpoch + limits.maxFutureSkewSeconds * 1_000_000 {
+            throw EventValidationError(field: "timestamp", reason: "more than \(limits.maxFutureSkewSeconds) s in the future")
+        }
+        if micros < now.microsecondsSinceEpoch - limits.maxAgeSeconds * 1_000_000 {
+            throw EventValidationError(field: "timestamp", reason: "older than \(limits.maxAgeSeconds) s")
+        }
+    }
+
+    /// Ids go into Kafka keys, Redis keys and URLs: letters, digits and `-_.` (plus `extra`) only.
+    static func checkIdentifier(_ value: String, field: String, max: Int, extra: String) throws(EventValidationError) {
+        guard !value.isEmpty else { throw EventValidationError(field: field, reason: "must not be empty") }
+        guard value.utf8.count <= max else { throw EventValidationError(field: field, reason: "longer than \(max) bytes") }
+        let extraBytes = Array(extra.utf8)
+        for b in value.utf8 {
+            let ok = (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == UInt8(ascii: "-")
+                || b == UInt8(ascii: "_") || b == UInt8(ascii: ".") || extraBytes.contains(b)
+            guard ok else { throw EventValidationError(field: field, reason: "may contain only letters, digits and -_.\(extra)") }
+        }
+    }
+
+    /// Free text: non-empty, bounded, no control characters.
+    static func checkText(_ value: String, field: String, max: Int, allowEmpty: Bool = false) throws(EventValidationError) {
+        guard allowEmpty || !value.isEmpty else { throw EventValidationError(field: field, reason: "must not be empty") }
+        guard value.utf8.count <= max else { throw EventValidationError(field: field, reason: "longer than \(max) bytes") }
+        for scalar in value.unicodeScalars where scalar.value < 0x20 || scalar.value == 0x7F {
+            throw EventValidationError(field: field, reason: "must not contain control characters")
+        }
+    }
+}

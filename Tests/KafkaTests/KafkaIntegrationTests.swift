@@ -1,0 +1,166 @@
+import Kafka
+import Synchronization
+import Testing
+import TestSupport
+
+@Suite("Kafka against the local broker", .serialized, .timeLimit(.minutes(3)))
+struct KafkaIntegrationTests {
+    @Test("produce and consume keep keys, values and headers; one key stays on one partition")
+    func roundTrip() async throws {
+        let topic = TestEnvironment.unique("roundtrip")
+        try MockBrokerControl.createTopic(topic, partitions: 4)
+        let producer = try makeProducer()
+        let messages = (0..<200).map { i in
+            KafkaProducerMessage(
+                topic: topic, key: Array("tenant-\(i % 7)".utf8), value: Array("value-\(i)".utf8),
+                headers: [KafkaHeader(key: "index", string: "\(i)"), KafkaHeader(key: "kind", string: "test")])
+        }
+        let reports = try await producer.send(messages)
+        #expect(reports.allSatisfy { $0.error == nil && $0.offset >= 0 })
+        await producer.shutdown()
+
+        let consumer = try makeConsumer(group: TestEnvironment.unique("g"))
+        try consumer.subscribe(topics: [topic])
+        let received = try await within(.seconds(60), "consume 200") { try await collect(consumer, count: 200) }
+        await consumer.close()
+
+        #expect(received.count == 200)
+        var partitionOfKey: [String: Int32] = [:]
+        for message in received {
+            let index = Int(String(decoding: message.header("index") ?? [], as: UTF8.self))!
+            #expect(message.value == Array("value-\(index)".utf8))
+            #expect(message.key == Array("tenant-\(index % 7)".utf8))
+            #expect(message.header("kind") == Array("test".utf8))
+            let key = String(decoding: message.key!, as: UTF8.self)
+            #expect(partitionOfKey[key, default: message.partition] == message.partition)
+            partitionOfKey[key] = message.partition
+        }
+        #expect(Set(received.map { String(decoding: $0.value, as: UTF8.self) }).count == 200)
+        #expect(Set(partitionOfKey.values).count > 1, "keys spread over partitions")
+    }
+
+    @Test("two members split the partitions and the survivor takes all back when one leaves")
+    func groupRebalance() async throws {
+        let topic = TestEnvironment.unique("rebalance")
+        try MockBrokerControl.createTopic(topic, partitions: 4)
+        let group = TestEnvironment.unique("g")
+        let all = Set((0..<4).map { KafkaTopicPartition(topic: topic, partition: Int32($0)) })
+
+        let handlerA = RecordingRebalanceHandler()
+        let a = try makeConsumer(group: group, handler: handlerA)
+        try a.subscribe(topics: [topic])
+        let pollA = Task { for try await _ in a.batches() {} }
+        try await within(.seconds(30), "A owns all") { await handlerA.waitUntil { $0 == all } }
+
+        let handlerB = RecordingRebalanceHandler()
+        let b = try makeConsumer(group: group, handler: handlerB)
+        try b.subscribe(topics: [topic])
+        let pollB = Task { for try await _ in b.batches() {} }
+        try await within(.seconds(60), "A and B split") {
+            await handlerB.waitUntil { !$0.isEmpty }
+            await handlerA.waitUntil { $0.count < 4 }
+        }
+        // Give the cooperative protocol its second round: ownership must end up disjoint and complete.
+        try await within(.seconds(60), "split settles") {
+            await handlerA.waitUntil { $0.count == 2 }
+            await handlerB.waitUntil { $0.count == 2 }
+        }
+        #expect(handlerA.assigned.isDisjoint(with: handlerB.assigned))
+        #expect(handlerA.assigned.union(handlerB.assigned) == all)
+
+        await b.close()
+        _ = try? await pollB.value
+        #expect(handlerB.assigned.isEmpty, "B saw its partitions revoked on close")
+        try await within(.seconds(60), "A takes all back") { await handlerA.waitUntil { $0 == all } }
+        await a.close()
+        _ = try? await pollA.value
+    }
+
+    @Test("committed offsets resume a new member with no loss and no duplicate")
+    func commitAndResume() async throws {
+        let topic = TestEnvironment.unique("resume")
+        try MockBrokerControl.createTopic(topic, partitions: 3)
+        let producer = try makeProducer()
+        try await producer.sendAll((0..<300).map { i in
+            KafkaProducerMessage(topic: topic, key: Array("k\(i % 11)".utf8), value: Array("\(i)".utf8))
+        })
+        await producer.shutdown()
+        let group = TestEnvironment.unique("g")
+
+        // First member: processes 120 messages, commits exactly those, leaves.
+        let first = try makeConsumer(group: group)
+        try first.subscribe(topics: [topic])
+        var processed: [KafkaMessage] = []
+        try await within(.seconds(60), "first 120") {
+            var seen: [KafkaMessage] = []
+            for try await batch in first.batches() {
+                seen += batch.prefix(120 - seen.count)
+                if seen.count == 120 { break }
+            }
+            return seen
+        }.forEach { processed.append($0) }
+        var next: [KafkaTopicPartition: Int64] = [:]
+        for m in processed { next[m.topicPartition] = max(next[m.topicPartition] ?? 0, m.offset + 1) }
+        try await first.commit(next)
+        let committed = try await first.committed(Array(next.keys))
+        #expect(committed.mapValues { $0 ?? -1 } == next)
+        await first.close()
+
+        // Second member of the same group: picks up exactly where the commit left off.
+        let second = try makeConsumer(group: group)
+        try second.subscribe(topics: [topic])
+        let rest = try await within(.seconds(60), "remaining 180") { try await collect(second, count: 180) }
+        await second.close()
+
+        let values = (processed + rest).map { String(decoding: $0.value, as: UTF8.self) }
+        #expect(values.count == 300)
+        #expect(Set(values) == Set((0..<300).map(String.init)))
+    }
+
+    @Test("a rebalance handler's start offsets override the committed ones")
+    func handlerStartOffsets() async throws {
+        let topic = TestEnvironment.unique("seek")
+        try MockBrokerControl.createTopic(topic, partitions: 1)
+        let producer = try makeProducer()
+        try await producer.sendAll((0..<50).map { KafkaProducerMessage(topic: topic, partition: 0, key: nil, value: Array("\($0)".utf8)) })
+        await producer.shutdown()
+        let tp = KafkaTopicPartition(topic: topic, partition: 0)
+        let consumer = try makeConsumer(group: TestEnvironment.unique("g"), handler: RecordingRebalanceHandler(starts: [tp: .offset(40)]))
+        try consumer.subscribe(topics: [topic])
+        let got = try await within(.seconds(60), "from 40") { try await collect(consumer, count: 10) }
+        #expect(got.map(\.offset) == Array(40..<50))
+        // Seek back and read again; pause/resume round-trip on an assigned partition.
+        try consumer.pause([tp])
+        try consumer.resume([tp])
+        try await consumer.seek([tp: .offset(45)])
+        let again = try await within(.seconds(60), "from 45") { try await collect(consumer, count: 5) }
+        #expect(again.map(\.offset) == Array(45..<50))
+        await consumer.close()
+    }
+
+    @Test("shutdown flushes every queued message before the producer stops")
+    func flushOnShutdown() async throws {
+        let topic = TestEnvironment.unique("flush")
+        try MockBrokerControl.createTopic(topic, partitions: 2)
+        // A long linger keeps messages queued locally, so only the shutdown flush can deliver them in time.
+        let producer = try makeProducer(lingerMs: 20_000)
+        let count = 5000
+        let sending = Task {
+            try await producer.send((0..<count).map { KafkaProducerMessage(topic: topic, key: nil, value: Array("\($0)".utf8)) })
+        }
+        try await within(.seconds(30), "all queued") {
+            while producer.queuedMessages < count { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        await producer.shutdown()
+        let reports = try await sending.value
+        #expect(reports.count == count)
+        #expect(reports.allSatisfy { $0.error == nil })
+        await #expect(throws: KafkaError.self) { try await producer.send([KafkaProducerMessage(topic: topic, key: nil, value: [1])]) }
+
+        let consumer = try makeConsumer(group: TestEnvironment.unique("g"))
+        try consumer.subscribe(topics: [topic])
+        let got = try await within(.seconds(60), "consume all") { try await collect(consumer, count: count) }
+        await consumer.close()
+        #expect(Set(got.map { String(decoding: $0.value, as: UTF8.self) }).count == count)
+    }
+}

@@ -1,0 +1,91 @@
+import Kafka
+import Logging
+import Synchronization
+import TestSupport
+
+let testLogger: Logger = {
+    var logger = Logger(label: "kafka-tests")
+    logger.logLevel = .warning
+    return logger
+}()
+
+func makeProducer(lingerMs: Int = 5) throws -> KafkaProducer {
+    var config = KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try TestEnvironment.kafkaBrokers(), clientID: "kafka-tests"))
+    config.lingerMilliseconds = lingerMs
+    return try KafkaProducer(configuration: config, logger: testLogger)
+}
+
+func makeConsumer(group: String, handler: (any KafkaRebalanceHandler)? = nil) throws -> KafkaConsumer {
+    let config = KafkaConsumerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try TestEnvironment.kafkaBrokers(), clientID: "kafka-tests"), groupID: group)
+    return try KafkaConsumer(configuration: config, rebalanceHandler: handler, logger: testLogger)
+}
+
+struct TimedOut: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Runs `body`, failing if it takes longer than `limit` (a guard against hangs, not a timing assertion).
+func within<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            try await Task.sleep(for: limit)
+            return nil
+        }
+        defer { group.cancelAll() }
+        guard let first = try await group.next(), let value = first else { throw TimedOut(description: "timed out: \(what)") }
+        return value
+    }
+}
+
+/// Reads batches until `count` messages arrived.
+func collect(_ consumer: KafkaConsumer, count: Int) async throws -> [KafkaMessage] {
+    var out: [KafkaMessage] = []
+    for try await batch in consumer.batches() {
+        out += batch
+        if out.count >= count { break }
+    }
+    return out
+}
+
+/// Records assignments and lets a test await a state of them.
+final class RecordingRebalanceHandler: KafkaRebalanceHandler {
+    private let state = Mutex<(assigned: Set<KafkaTopicPartition>, waiters: [(@Sendable (Set<KafkaTopicPartition>) -> Bool, CheckedContinuation<Void, Never>)])>(([], []))
+    let starts: [KafkaTopicPartition: KafkaOffset]
+
+    init(starts: [KafkaTopicPartition: KafkaOffset] = [:]) { self.starts = starts }
+
+    var assigned: Set<KafkaTopicPartition> { self.state.withLock { $0.assigned } }
+
+    func partitionsAssigned(_ partitions: [KafkaTopicPartition]) async throws -> [KafkaTopicPartition: KafkaOffset] {
+        self.update { $0.formUnion(partitions) }
+        return self.starts
+    }
+
+    func partitionsRevoked(_ partitions: [KafkaTopicPartition], lost: Bool) async {
+        self.update { $0.subtract(partitions) }
+    }
+
+    /// Returns once the assignment satisfies `condition`.
+    func waitUntil(_ condition: @escaping @Sendable (Set<KafkaTopicPartition>) -> Bool) async {
+        await withCheckedContinuation { continuation in
+            let ready = self.state.withLock { state -> Bool in
+                if condition(state.assigned) { return true }
+                state.waiters.append((condition, continuation))
+                return false
+            }
+            if ready { continuation.resume() }
+        }
+    }
+
+    private func update(_ change: (inout Set<KafkaTopicPartition>) -> Void) {
+        let ready = self.state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            change(&state.assigned)
+            let current = state.assigned
+            let (done, pending) = (state.waiters.filter { $0.0(current) }, state.waiters.filter { !$0.0(current) })
+            state.waiters = pending
+            return done.map(\.1)
+        }
+        for continuation in ready { continuation.resume() }
+    }
+}

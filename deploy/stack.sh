@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# The local stack: Postgres, Redis and a Kafka-protocol broker (librdkafka's mock cluster), on 127.0.0.1 only,
+# under a project-local state folder.
+#
+#   deploy/stack.sh install   install missing Debian packages (needs root or sudo)
+#   deploy/stack.sh start     start whatever is not running yet; writes $STATE/stack.env
+#   deploy/stack.sh stop      stop what this stack started, by the PIDs it recorded
+#   deploy/stack.sh status    one line per server
+#
+# TW_STATE_DIR picks the state folder (default .state/run); `make test` uses its own, so tests never touch the
+# stack of `make run`. Ports are free ones picked at first start unless TW_PG_PORT / TW_REDIS_PORT are set.
+# Topic partition counts: TW_TOPIC_PARTITIONS_RAW, _EVENTS, _DLQ, _ROLLUPS, _ANOMALIES.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+STATE=${TW_STATE_DIR:-$ROOT/.state/run}
+mkdir -p "$STATE"
+STATE=$(cd "$STATE" && pwd)
+ENV_FILE=$STATE/stack.env
+PACKAGES=(librdkafka-dev libhiredis-dev libpq-dev libssl-dev redis-server postgresql pkg-config gcc python3)
+
+log() { printf 'stack: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# MARK: - install
+
+install_packages() {
+    local missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]}"
+    local sudo=()
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo)
+    # Debian's maintainer scripts would start a system-wide Redis and Postgres; the policy-rc.d convention keeps
+    # them from starting (we run our own, on our own ports). An existing policy-rc.d is left as it is.
+    local policy=/usr/sbin/policy-rc.d added_policy=0
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod +x "$policy"
+        added_policy=1
+    fi
+    "${sudo[@]}" apt-get update -q >/dev/null || true
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+    [ $added_policy -eq 1 ] && "${sudo[@]}" rm -f "$policy"
+    return 0
+}
+
+# MARK: - helpers
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+pid_of() { [ -f "$1" ] && head -n 1 "$1" || true; }
+
+# Stops one PID: SIGTERM, then SIGKILL after a grace period.
+stop_pid() {
+    local pid=$1 name=$2
+    alive "$pid" || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do alive "$pid" || { log "$name stopped"; return 0; }; sleep 0.1; done
+    log "$name did not stop in 10 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+port_file() { # name default-env-var
+    local f=$STATE/$1.port
+    if [ ! -f "$f" ]; then
+        if [ -n "${2:-}" ]; then echo "$2" >"$f"; else free_port >"$f"; fi
+    fi
+    cat "$f"
+}
+
+# MARK: - Postgres
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+# Postgres refuses to run as root. As root we run it as the `postgres` user, whose data folder must be reachable by
+# that user: inside the state folder when its path is traversable, otherwise a folder under /tmp recorded in
+# $STATE/pg.datadir.
+pg_as() {
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+pg_datadir() {
+    if [ -f "$STATE/pg.datadir" ]; then cat "$STATE/pg.datadir"; return; fi
+    local dir=$STATE/pg
+    if [ "$(id -u)" -eq 0 ]; then
+        mkdir -p "$dir"
+        chown postgres:postgres "$dir"
+        if ! runuser -u postgres -- test -w "$dir"; then
+            rmdir "$dir" 2>/dev/null || true
+            dir=$(mktemp -d /tmp/tokenwatch-pg.XXXXXX)
+            chown postgres:postgres "$dir"
+        fi
+    fi
+    echo "$dir" >"$STATE/pg.datadir"
+    echo "$dir"
+}
+
+start_postgres() {
+    local bin port data
+    bin=$(pg_bin)
+    [ -n "$bin" ] || die "Postgres binaries not found; run: deploy/stack.sh install"
+    port=$(port_file pg "${TW_PG_PORT:-}")
+    data=$(pg_datadir)
+    if alive "$(pid_of "$data/data/postmaster.pid")"; then log "postgres already running on $port"; return; fi
+    if [ ! -f "$data/data/PG_VERSION" ]; then
+        log "initdb in $data/data"
+        pg_as "$bin/initdb" -D "$data/data" -U tokenwatch --auth=trust -E UTF8 --locale=C.UTF-8 >"$STATE/initdb.log" 2>&1 ||
+            { cat "$STATE/initdb.log" >&2; die "initdb failed"; }
+    fi
+    mkdir -p "$data/run"
+    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$data/run"
+    pg_as "$bin/pg_ctl" -D "$data/data" -l "$data/postgres.log" -w -t 60 \
+        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$data/run -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        start >/dev/null || { tail -n 20 "$data/postgres.log" >&2; die "postgres did not start"; }
+    pg_as "$bin/psql" -h 127.0.0.1 -p "$port" -U tokenwatch -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = 'tokenwatch'" | grep -q 1 ||
+        pg_as "$bin/createdb" -h 127.0.0.1 -p "$port" -U tokenwatch tokenwatch
+    log "postgres on 127.0.0.1:$port (pid $(pid_of "$data/data/postmaster.pid"))"
+}
+
+stop_postgres() {
+    [ -f "$STATE/pg.datadir" ] || return 0
+    local data
+    data=$(cat "$STATE/pg.datadir")
+    stop_pid "$(pid_of "$data/data/postmaster.pid")" postgres
+}
+
+# MARK: - Redis
+
+start_redis() {
+    local port
+    port=$(port_file redis "${TW_REDIS_PORT:-}")
+    if alive "$(pid_of "$STATE/redis.pid")"; then log "redis already running on $port"; return; fi
+    command -v redis-server >/dev/null || die "redis-server not found; run: deploy/stack.sh install"
+    mkdir -p "$STATE/redis"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$STATE/redis" --daemonize yes \
+        --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log" --save "" --appendonly no >/dev/null
+    for _ in $(seq 1 100); do
+        redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG && break
+        sleep 0.1
+    done
+    redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG || die "redis did not start; see $STATE/redis.log"
+    log "redis on 127.0.0.1:$port (pid $(pid_of "$STATE/redis.pid"))"
+}
+
+stop_redis() { stop_pid "$(pid_of "$STATE/redis.pid")" redis; }
+
+# MARK: - Kafka-protocol broker
+
+BROKER_BIN=$ROOT/.state/bin/tokenwatch-mockbroker
+BROKER_SRC=$ROOT/deploy/mockbroker/mockbroker.c
+
+build_broker() {
+    if [ ! -x "$BROKER_BIN" ] || [ "$BROKER_SRC" -nt "$BROKER_BIN" ]; then
+        mkdir -p "$(dirname "$BROKER_BIN")"
+        # shellcheck disable=SC2046
+        gcc -O2 -Wall -o "$BROKER_BIN.tmp" "$BROKER_SRC" $(pkg-config --cflags --libs rdkafka) && mv "$BROKER_BIN.tmp" "$BROKER_BIN"
+    fi
+}
+
+start_broker() {
+    if alive "$(pid_of "$STATE/broker.pid")"; then log "broker already running at $(cat "$STATE/broker.bootstrap")"; return; fi
+    build_broker
+    rm -f "$STATE/broker.bootstrap" "$STATE/broker.control"
+    nohup "$BROKER_BIN" --bootstrap-file "$STATE/broker.bootstrap" --control-file "$STATE/broker.control" \
+        --brokers "${TW_MOCK_BROKERS:-1}" \
+        --topic "llm.events.raw.v1:${TW_TOPIC_PARTITIONS_RAW:-16}" \
+        --topic "llm.events.v1:${TW_TOPIC_PARTITIONS_EVENTS:-16}" \
+        --topic "llm.events.dlq.v1:${TW_TOPIC_PARTITIONS_DLQ:-4}" \
+        --topic "llm.rollups.v1:${TW_TOPIC_PARTITIONS_ROLLUPS:-8}" \
+        --topic "llm.anomalies.v1:${TW_TOPIC_PARTITIONS_ANOMALIES:-4}" \
+        >"$STATE/broker.log" 2>&1 </dev/null &
+    echo $! >"$STATE/broker.pid"
+    for _ in $(seq 1 100); do [ -s "$STATE/broker.bootstrap" ] && break; sleep 0.1; done
+    [ -s "$STATE/broker.bootstrap" ] || { cat "$STATE/broker.log" >&2; die "broker did not start"; }
+    log "broker at $(cat "$STATE/broker.bootstrap") (pid $(pid_of "$STATE/broker.pid")), control $(cat "$STATE/broker.control")"
+}
+
+stop_broker() { stop_pid "$(pid_of "$STATE/broker.pid")" broker; rm -f "$STATE/broker.pid"; }
+
+# MARK: - commands
+
+write_env() {
+    cat >"$ENV_FILE" <<EOF
+TW_KAFKA_BROKERS=$(cat "$STATE/broker.bootstrap")
+TW_KAFKA_MOCK_CONTROL=$(cat "$STATE/broker.control")
+TW_POSTGRES_URL=postgresql://tokenwatch@127.0.0.1:$(cat "$STATE/pg.port")/tokenwatch
+TW_REDIS_URL=redis://127.0.0.1:$(cat "$STATE/redis.port")
+EOF
+    log "addresses in $ENV_FILE"
+}
+
+status() {
+    local data=""
+    [ -f "$STATE/pg.datadir" ] && data=$(cat "$STATE/pg.datadir")
+    local pg_pid; pg_pid=$(pid_of "$data/data/postmaster.pid")
+    alive "$pg_pid" && echo "postgres running pid $pg_pid port $(cat "$STATE/pg.port")" || echo "postgres stopped"
+    alive "$(pid_of "$STATE/redis.pid")" && echo "redis    running pid $(pid_of "$STATE/redis.pid") port $(cat "$STATE/redis.port")" || echo "redis    stopped"
+    alive "$(pid_of "$STATE/broker.pid")" && echo "broker   running pid $(pid_of "$STATE/broker.pid") at $(cat "$STATE/broker.bootstrap")" || echo "broker   stopped"
+}
+
+case "${1:-}" in
+    install) install_packages ;;
+    start) install_packages; start_postgres; start_redis; start_broker; write_env ;;
+    stop) stop_broker; stop_redis; stop_postgres; rm -f "$ENV_FILE" ;;
+    restart-redis) stop_redis; start_redis ;;
+    status) status ;;
+    *) echo "usage: $0 install|start|stop|status|restart-redis" >&2; exit 2 ;;
+esac
