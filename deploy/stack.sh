@@ -61,6 +61,7 @@ stop_pid() {
     for _ in $(seq 1 100); do alive "$pid" || { log "$name stopped"; return 0; }; sleep 0.1; done
     log "$name did not stop in 10 s; killing it"
     kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do alive "$pid" || return 0; sleep 0.1; done
 }
 
 port_file() { # name default-env-var
@@ -146,7 +147,7 @@ start_redis() {
     log "redis on 127.0.0.1:$port (pid $(pid_of "$STATE/redis.pid"))"
 }
 
-stop_redis() { stop_pid "$(pid_of "$STATE/redis.pid")" redis; }
+stop_redis() { stop_pid "$(pid_of "$STATE/redis.pid")" redis; rm -f "$STATE/redis.pid"; }
 
 # MARK: - Kafka-protocol broker
 

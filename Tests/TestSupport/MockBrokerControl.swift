@@ -7,6 +7,7 @@ import Glibc
 public enum MockBrokerControl {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+        public init(description: String) { self.description = description }
     }
 
     /// Creates `topic` with `partitions` partitions.
