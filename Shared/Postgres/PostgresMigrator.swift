@@ -1,0 +1,86 @@
+import Logging
+
+/// One schema change. Versions are applied in ascending order, each exactly once.
+public struct PostgresMigration: Sendable {
+    public var version: Int
+    public var name: String
+    public var sql: String
+
+    public init(version: Int, name: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.sql = sql
+    }
+}
+
+/// Applies versioned migrations at start.
+///
+/// Every replica of every service calls `migrate` on start; a session-level advisory lock makes them take turns, so
+/// each migration runs once, in its own transaction together with its row in `tw_schema_migrations`. A version that
+/// was applied under another name means the code and the database disagree, and is an error rather than a guess.
+public struct PostgresMigrator: Sendable {
+    /// Arbitrary constant shared by all Tokenwatch services: the advisory lock's key.
+    public static let lockKey: Int64 = 0x746F_6B65_6E77 // "tokenw"
+
+    public let migrations: [PostgresMigration]
+
+    public init(migrations: [PostgresMigration]) {
+        self.migrations = migrations.sorted { $0.version < $1.version }
+    }
+
+    /// Applies what is missing; returns the versions applied by this call.
+    @discardableResult
+    public func migrate(_ client: PostgresClient, table: String = "tw_schema_migrations") async throws -> [Int] {
+        let versions = self.migrations.map(\.version)
+        guard Set(versions).count == versions.count else {
+            throw PostgresError(.migration, "duplicate migration versions in \(versions)")
+        }
+        let migrations = self.migrations
+        let logger = client.logger
+        return try await client.withConnection { connection in
+            try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))")
+            do {
+                let applied = try await Self.applyMissing(migrations, on: connection, table: table, logger: logger)
+                try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))")
+                return applied
+            } catch {
+                _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))")
+                throw error
+            }
+        }
+    }
+
+    private static func applyMissing(_ migrations: [PostgresMigration], on connection: PostgresConnection, table: String, logger: Logger) async throws -> [Int] {
+        try await connection.query("""
+            CREATE TABLE IF NOT EXISTS \(identifier: table) (
+                version integer PRIMARY KEY,
+                name text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            )
+            """)
+        var done: [Int: String] = [:]
+        for row in try await connection.query("SELECT version, name FROM \(identifier: table)") {
+            done[try row.decode("version")] = try row.decode("name", as: String.self)
+        }
+        var applied: [Int] = []
+        for migration in migrations {
+            if let name = done[migration.version] {
+                guard name == migration.name else {
+                    throw PostgresError(.migration, "version \(migration.version) was applied as '\(name)' but the code calls it '\(migration.name)'")
+                }
+                continue
+            }
+            do {
+                try await connection.withTransaction { connection in
+                    try connection.execute(script: migration.sql)
+                    try connection.query("INSERT INTO \(identifier: table) (version, name) VALUES (\(migration.version), \(migration.name))")
+                }
+            } catch let error as PostgresError {
+                throw error.context("migration \(migration.version) \(migration.name)")
+            }
+            logger.info("Applied migration", metadata: ["migration.version": "\(migration.version)", "migration.name": "\(migration.name)"])
+            applied.append(migration.version)
+        }
+        return applied
+    }
+}

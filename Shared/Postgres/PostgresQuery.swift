@@ -1,0 +1,105 @@
+import Foundation
+
+/// A statement with its parameters. Interpolated values become `$n` parameters, never SQL text:
+///
+///     let q: PostgresQuery = "SELECT * FROM rollups WHERE tenant_id = \(tenant) AND minute >= \(from)"
+///
+/// Identifiers that cannot be parameters (a table name in a test) go through `\(identifier: name)`, which quotes
+/// them; raw SQL text through `\(unescaped: text)`, for trusted constants only.
+public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomStringConvertible {
+    public var sql: String
+    public var parameters: [String?]
+
+    public init(sql: String, parameters: [String?] = []) {
+        self.sql = sql
+        self.parameters = parameters
+    }
+
+    public init(stringLiteral value: String) {
+        self.init(sql: value)
+    }
+
+    public init(stringInterpolation: StringInterpolation) {
+        self.init(sql: stringInterpolation.sql, parameters: stringInterpolation.parameters)
+    }
+
+    /// The SQL only: parameter values may be secrets or personal data and stay out of logs and errors.
+    public var description: String { self.sql }
+
+    public struct StringInterpolation: StringInterpolationProtocol {
+        var sql = ""
+        var parameters: [String?] = []
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            self.sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+        }
+
+        public mutating func appendLiteral(_ literal: String) {
+            self.sql += literal
+        }
+
+        public mutating func appendInterpolation(_ value: some PostgresEncodable) {
+            self.parameters.append(value.postgresText)
+            self.sql += "$\(self.parameters.count)"
+        }
+
+        public mutating func appendInterpolation(identifier: String) {
+            self.sql += "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        }
+
+        public mutating func appendInterpolation(unescaped text: String) {
+            self.sql += text
+        }
+    }
+}
+
+/// The rows of a result, copied out of libpq.
+public struct PostgresRows: Sendable, Sequence {
+    public let columns: [String]
+    let cells: [[String?]]
+    /// Rows affected, for INSERT/UPDATE/DELETE (`PQcmdTuples`).
+    public let affectedRows: Int
+
+    public var count: Int { self.cells.count }
+    public var isEmpty: Bool { self.cells.isEmpty }
+    public subscript(index: Int) -> PostgresRow { PostgresRow(columns: self.columns, cells: self.cells[index]) }
+    public var first: PostgresRow? { self.cells.isEmpty ? nil : self[0] }
+
+    public func makeIterator() -> some IteratorProtocol<PostgresRow> {
+        self.cells.lazy.map { PostgresRow(columns: self.columns, cells: $0) }.makeIterator()
+    }
+}
+
+/// One row; values are decoded on access into the requested type.
+public struct PostgresRow: Sendable {
+    public let columns: [String]
+    let cells: [String?]
+
+    /// The value of `column` as `T`; throws for NULL unless `T` is optional (use `decode(_:_:)` with `T?`).
+    public func decode<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws(PostgresError) -> T {
+        guard let value = try self.decodeIfPresent(column, as: type) else {
+            throw PostgresError(.decoding, "column \(column) is NULL")
+        }
+        return value
+    }
+
+    public func decodeIfPresent<T: PostgresDecodable>(_ column: String, as type: T.Type = T.self) throws(PostgresError) -> T? {
+        guard let index = self.columns.firstIndex(of: column) else { throw PostgresError(.decoding, "no column \(column)") }
+        return try self.decodeIfPresent(index, as: type)
+    }
+
+    public func decode<T: PostgresDecodable>(_ index: Int, as type: T.Type = T.self) throws(PostgresError) -> T {
+        guard let value = try self.decodeIfPresent(index, as: type) else { throw PostgresError(.decoding, "column \(index) is NULL") }
+        return value
+    }
+
+    public func decodeIfPresent<T: PostgresDecodable>(_ index: Int, as type: T.Type = T.self) throws(PostgresError) -> T? {
+        guard index < self.cells.count else { throw PostgresError(.decoding, "no column \(index)") }
+        guard let text = self.cells[index] else { return nil }
+        do {
+            return try T(postgresText: text)
+        } catch {
+            throw error.context("column \(index < self.columns.count ? self.columns[index] : "\(index)")")
+        }
+    }
+}
