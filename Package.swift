@@ -61,21 +61,22 @@ let package = Package(
         .target(
             name: "ServiceKit",
             dependencies: [
-                "Kafka", "Redis", "Postgres", "Events",
+                "Kafka", "Redis", "Postgres", "Events", "ClientSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Shared/ServiceKit", swiftSettings: swiftSettings),
 
         // MARK: - Services
-        .executableTarget(name: "Gateway", dependencies: ["ServiceKit"], path: "Services/Gateway", swiftSettings: swiftSettings),
-        .executableTarget(name: "Ingestor", dependencies: ["ServiceKit"], path: "Services/Ingestor", swiftSettings: swiftSettings),
-        .executableTarget(name: "Aggregator", dependencies: ["ServiceKit"], path: "Services/Aggregator", swiftSettings: swiftSettings),
-        .executableTarget(name: "Detector", dependencies: ["ServiceKit"], path: "Services/Detector", swiftSettings: swiftSettings),
-        .executableTarget(name: "Query", dependencies: ["ServiceKit"], path: "Services/Query", swiftSettings: swiftSettings),
+        .executableTarget(name: "Gateway", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Gateway", swiftSettings: swiftSettings),
+        .executableTarget(name: "Ingestor", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Ingestor", swiftSettings: swiftSettings),
+        .executableTarget(name: "Aggregator", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Aggregator", swiftSettings: swiftSettings),
+        .executableTarget(name: "Detector", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Detector", swiftSettings: swiftSettings),
+        .executableTarget(name: "Query", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Query", swiftSettings: swiftSettings),
 
         // MARK: - Benchmarks (`make bench`; printed, never asserted)
         .executableTarget(
@@ -87,7 +88,11 @@ let package = Package(
         .testTarget(name: "EventsTests", dependencies: ["Events"], path: "Tests/EventsTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "ServiceKitTests",
-            dependencies: ["ServiceKit", .product(name: "HummingbirdTesting", package: "hummingbird")],
+            dependencies: [
+                "ServiceKit", "Events", "Kafka",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
             path: "Tests/ServiceKitTests", swiftSettings: swiftSettings),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"], path: "Tests/KafkaTests", swiftSettings: swiftSettings),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"], path: "Tests/RedisTests", swiftSettings: swiftSettings),

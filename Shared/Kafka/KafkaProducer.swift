@@ -11,7 +11,7 @@ import Synchronization
 /// what lets a caller say "accepted". Delivery reports are served by a dedicated polling thread, never the
 /// cooperative pool. As a `Service`, `run()` waits for graceful shutdown and then flushes what is queued.
 public final class KafkaProducer: Service, Sendable {
-    private let handle: KafkaHandle
+    let handle: KafkaHandle
     private let poller: Poller
     private let configuration: KafkaProducerConfiguration
     private let logger: Logger

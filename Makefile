@@ -1,0 +1,90 @@
+# Tokenwatch: `make run` starts everything locally with demo traffic; `make test` runs every test.
+# Both install what is missing first (Debian packages through deploy/stack.sh, then the Swift build).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+ROOT        := $(CURDIR)
+RUN_STATE   := $(ROOT)/.state/run
+TEST_STATE  := $(ROOT)/.state/test
+BENCH_STATE := $(ROOT)/.state/bench
+SERVICES    := gateway ingestor aggregator detector query
+DEMO_RATE   ?= 20
+STACK        = bash $(ROOT)/deploy/stack.sh
+
+.PHONY: help install build run stop status test bench clean
+
+help:
+	@echo "make run     install, build, start Postgres/Redis/broker and the five services with demo traffic"
+	@echo "make stop    stop what make run started"
+	@echo "make status  what is running"
+	@echo "make test    install, build, start a test stack, run every test, stop the stack"
+	@echo "make bench   benchmarks (figures printed, not asserted)"
+
+install:
+	@$(STACK) install
+
+build: install
+	swift build
+
+# MARK: - run
+
+run: build
+	@TW_STATE_DIR=$(RUN_STATE) $(STACK) start
+	@mkdir -p $(RUN_STATE)/logs $(RUN_STATE)/pids
+	@set -a; . $(RUN_STATE)/stack.env; set +a; \
+	port=8080; for s in $(SERVICES); do \
+	  pidfile=$(RUN_STATE)/pids/$$s.pid; \
+	  if [ -f $$pidfile ] && kill -0 $$(cat $$pidfile) 2>/dev/null; then echo "$$s already running"; port=$$((port+1)); continue; fi; \
+	  TW_HTTP_PORT=$$port nohup $(ROOT)/.build/debug/$$s >$(RUN_STATE)/logs/$$s.log 2>&1 </dev/null & echo $$! >$$pidfile; \
+	  echo "$$s on http://127.0.0.1:$$port (log $(RUN_STATE)/logs/$$s.log)"; port=$$((port+1)); \
+	done; \
+	pidfile=$(RUN_STATE)/pids/demo.pid; \
+	if ! { [ -f $$pidfile ] && kill -0 $$(cat $$pidfile) 2>/dev/null; }; then \
+	  nohup $(ROOT)/.build/debug/tokenwatch-bench demo "$$TW_KAFKA_BROKERS" llm.events.raw.v1 $(DEMO_RATE) >$(RUN_STATE)/logs/demo.log 2>&1 </dev/null & echo $$! >$$pidfile; \
+	  echo "demo traffic: $(DEMO_RATE) events/s into llm.events.raw.v1"; \
+	fi
+	@echo "readiness: curl -s http://127.0.0.1:8080/readyz ; stop with: make stop"
+
+stop:
+	@for p in $(RUN_STATE)/pids/*.pid; do \
+	  [ -f "$$p" ] || continue; pid=$$(cat $$p); \
+	  if kill -0 $$pid 2>/dev/null; then kill -TERM $$pid; \
+	    for i in $$(seq 1 300); do kill -0 $$pid 2>/dev/null || break; sleep 0.1; done; \
+	    kill -0 $$pid 2>/dev/null && kill -KILL $$pid; echo "stopped $$(basename $$p .pid)"; fi; \
+	  rm -f $$p; \
+	done
+	@TW_STATE_DIR=$(RUN_STATE) $(STACK) stop
+
+status:
+	@TW_STATE_DIR=$(RUN_STATE) $(STACK) status
+	@for p in $(RUN_STATE)/pids/*.pid; do [ -f "$$p" ] || continue; \
+	  kill -0 $$(cat $$p) 2>/dev/null && echo "$$(basename $$p .pid) running pid $$(cat $$p)" || echo "$$(basename $$p .pid) stopped"; done
+
+# MARK: - test
+
+# The test stack lives in its own state folder, so `make test` never touches a running `make run`, and is stopped
+# whatever the tests' outcome.
+test: install
+	swift build --build-tests
+	@TW_STATE_DIR=$(TEST_STATE) $(STACK) start
+	@set -a; . $(TEST_STATE)/stack.env; set +a; export TW_STATE_DIR=$(TEST_STATE); \
+	swift test --skip-build; rc=$$?; \
+	TW_STATE_DIR=$(TEST_STATE) $(STACK) stop; exit $$rc
+
+# MARK: - bench
+
+bench: install
+	swift build -c release --product tokenwatch-bench
+	@mkdir -p $(BENCH_STATE)
+	gcc -O2 -o $(BENCH_STATE)/produce_loop deploy/bench/produce_loop.c $$(pkg-config --cflags --libs rdkafka)
+	@TW_STATE_DIR=$(BENCH_STATE) $(STACK) start
+	@set -a; . $(BENCH_STATE)/stack.env; set +a; rc=0; bench=$$(swift build -c release --show-bin-path)/tokenwatch-bench; \
+	python3 deploy/broker-ctl.py "$$TW_KAFKA_MOCK_CONTROL" "CREATE bench.c 32" "CREATE bench.swift 32" || rc=1; \
+	echo "== decode"; $$bench decode || rc=1; \
+	echo "== produce (300-byte messages)"; \
+	c=$$($(BENCH_STATE)/produce_loop "$$TW_KAFKA_BROKERS" bench.c 500000 300) || rc=1; \
+	$$bench produce "$$TW_KAFKA_BROKERS" bench.swift 500000 300 $$(echo $$c | cut -d' ' -f3) || rc=1; \
+	TW_STATE_DIR=$(BENCH_STATE) $(STACK) stop; exit $$rc
+
+clean: stop
+	rm -rf .state

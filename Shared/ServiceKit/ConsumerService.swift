@@ -1,0 +1,58 @@
+import Kafka
+import Logging
+import Metrics
+import Redis
+import ServiceLifecycle
+
+/// Runs a consumer-group loop as a `Service`: hands each batch to `process`, and on graceful shutdown stops taking
+/// batches, lets the batch in hand finish, and leaves the group cleanly (the rebalance handler sees the revoke).
+public struct ConsumerService: Service {
+    public let consumer: KafkaConsumer
+    public let topics: [String]
+    public let logger: Logger
+    public let process: @Sendable ([KafkaMessage]) async throws -> Void
+    private let consumed: Counter
+
+    public init(consumer: KafkaConsumer, topics: [String], logger: Logger, process: @escaping @Sendable ([KafkaMessage]) async throws -> Void) {
+        self.consumer = consumer
+        self.topics = topics
+        self.logger = logger
+        self.process = process
+        self.consumed = Counter(label: "tw_consumed_messages_total", dimensions: [("topic", topics.joined(separator: ","))])
+    }
+
+    public func run() async throws {
+        try self.consumer.subscribe(topics: self.topics)
+        let consumer = self.consumer
+        let stream = consumer.batches()
+        do {
+            // Cancellation only interrupts the wait for the next batch; a batch in `process` runs to its end
+            // because the loop checks for shutdown between batches.
+            for try await batch in stream.cancelOnGracefulShutdown() {
+                try await self.process(batch)
+                self.consumed.increment(by: batch.count)
+            }
+        } catch {
+            await consumer.close()
+            throw error
+        }
+        await consumer.close()
+    }
+}
+
+/// The standard clients of a service, built from its configuration.
+extension ServiceRuntime {
+    public func makeProducer() throws -> KafkaProducer {
+        try KafkaProducer(configuration: KafkaProducerConfiguration(client: self.configuration.kafka), logger: self.logger)
+    }
+
+    public func makeConsumer(group: String, rebalanceHandler: (any KafkaRebalanceHandler)? = nil) throws -> KafkaConsumer {
+        try KafkaConsumer(configuration: KafkaConsumerConfiguration(client: self.configuration.kafka, groupID: group), rebalanceHandler: rebalanceHandler, logger: self.logger)
+    }
+
+    public func makeRedis() throws -> RedisClient {
+        var config = try RedisConfiguration(url: self.configuration.redisURL)
+        config.maxConnections = self.configuration.redisPoolSize
+        return RedisClient(configuration: config, logger: self.logger)
+    }
+}

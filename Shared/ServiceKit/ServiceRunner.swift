@@ -1,0 +1,119 @@
+import Foundation
+import Hummingbird
+import Kafka
+import Logging
+import Metrics
+import ClientSupport
+import Postgres
+import Prometheus
+import ServiceLifecycle
+import UnixSignals
+
+/// What a service's `@main` hands the runner: its long-running parts, readiness checks and extra HTTP routes.
+public struct ServiceParts: Sendable {
+    /// Clients and workers, in start order (shutdown runs in reverse: later ones stop first).
+    public var services: [any Service]
+    public var readinessChecks: [ReadinessCheck]
+    /// Extra routes on the service's HTTP listener (the gateway's API).
+    public var routes: @Sendable (Router<BasicRequestContext>) -> Void
+
+    public init(services: [any Service], readinessChecks: [ReadinessCheck], routes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in }) {
+        self.services = services
+        self.readinessChecks = readinessChecks
+        self.routes = routes
+    }
+}
+
+/// Everything a service needs while it builds its parts.
+public struct ServiceRuntime: Sendable {
+    public let configuration: ServiceConfiguration
+    public let logger: Logger
+    public let registry: PrometheusCollectorRegistry
+}
+
+/// The shared `main` of the five executables.
+public enum ServiceRunner {
+    /// Reads the configuration (exiting with status 2 and the offending key on error), bootstraps logging and
+    /// metrics once, lets `build` make the service's parts, and runs them with the HTTP listener in one
+    /// `ServiceGroup` that shuts down gracefully on SIGTERM or SIGINT.
+    public static func main(service: String, defaultPort: Int, build: @Sendable (ServiceRuntime) async throws -> ServiceParts) async {
+        let configuration: ServiceConfiguration
+        do {
+            configuration = try ServiceConfiguration(serviceName: service, defaultPort: defaultPort)
+        } catch {
+            FileHandle.standardError.write(Data("\(service): invalid configuration: \(error)\n".utf8))
+            exit(2)
+        }
+        let format = configuration.logFormat
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler: any LogHandler = format == "json" ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        var logger = Logger(label: "tokenwatch.\(service)")
+        logger.logLevel = level
+        do {
+            let runtime = ServiceRuntime(configuration: configuration, logger: logger, registry: registry)
+            let parts = try await build(runtime)
+            try await Self.run(parts, runtime: runtime)
+        } catch {
+            logger.critical("Service failed", metadata: ["error": "\(error)"])
+            exit(1)
+        }
+    }
+
+    static func run(_ parts: ServiceParts, runtime: ServiceRuntime) async throws {
+        let c = runtime.configuration
+        let state = OperationsState(registry: runtime.registry, checks: parts.readinessChecks)
+        let router = Router()
+        router.addOperationsRoutes(state)
+        parts.routes(router)
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: c.serviceName),
+            logger: runtime.logger)
+        // Last in the group, so the first to hear of shutdown: readiness turns 503 before anything stops.
+        let drain = DrainService(state: state)
+        var config = ServiceGroupConfiguration(
+            services: parts.services.map { .init(service: $0) } + [.init(service: app), .init(service: drain)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: runtime.logger)
+        config.maximumGracefulShutdownDuration = c.shutdownTimeout
+        config.maximumCancellationDuration = .seconds(5)
+        runtime.logger.info("Starting", metadata: ["http.address": "\(c.httpHost):\(c.httpPort)", "kafka.brokers": "\(c.kafka.bootstrapServers)"])
+        try await ServiceGroup(configuration: config).run()
+        runtime.logger.info("Stopped")
+    }
+}
+
+/// Flags the service as draining when graceful shutdown begins.
+struct DrainService: Service {
+    let state: OperationsState
+    func run() async throws {
+        try? await gracefulShutdown()
+        self.state.startDraining()
+    }
+}
+
+/// Opens the Postgres pool and applies the schema migrations, as every service that uses Postgres does at start.
+public func connectPostgres(_ runtime: ServiceRuntime, migrations: [PostgresMigration] = TokenwatchSchema.migrations) async throws -> PostgresClient {
+    var config = PostgresConfiguration(url: runtime.configuration.postgresURL)
+    config.maxConnections = runtime.configuration.postgresPoolSize
+    config.applicationName = "tokenwatch-\(runtime.configuration.serviceName)"
+    let client = PostgresClient(configuration: config, logger: runtime.logger)
+    var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
+    // Postgres may come up after the service (a fresh cluster); retry for a while rather than crash-looping.
+    for attempt in 1... {
+        do {
+            try await PostgresMigrator(migrations: migrations).migrate(client)
+            return client
+        } catch let error as PostgresError where error.isRetriable && attempt < 30 {
+            runtime.logger.warning("Postgres not reachable yet", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+            try await Task.sleep(for: backoff.next())
+        }
+    }
+    fatalError("unreachable")
+}

@@ -1,0 +1,139 @@
+import Events
+import Foundation
+import Kafka
+import Logging
+
+/// `make bench`: prints figures and ratios; nothing here is asserted.
+///
+///     tokenwatch-bench decode                      event JSON decode + validate, events/s on one core
+///     tokenwatch-bench produce BROKERS TOPIC N S [C_RATE]   Swift producer throughput (and ratio to the C loop)
+///     tokenwatch-bench demo BROKERS TOPIC RATE     demo traffic for `make run`, until stopped
+@main
+struct BenchmarkMain {
+    static func main() async throws {
+        let args = CommandLine.arguments.dropFirst()
+        switch args.first {
+        case "decode": try decodeBenchmark()
+        case "produce":
+            let a = Array(args.dropFirst())
+            guard a.count >= 4, let n = Int(a[2]), let size = Int(a[3]) else { usage() }
+            try await produceBenchmark(brokers: a[0], topic: a[1], count: n, size: size, cRate: a.count > 4 ? Double(a[4]) : nil)
+        case "demo":
+            let a = Array(args.dropFirst())
+            guard a.count == 3, let rate = Int(a[2]) else { usage() }
+            try await demoTraffic(brokers: a[0], topic: a[1], perSecond: rate)
+        default: usage()
+        }
+    }
+
+    static func usage() -> Never {
+        FileHandle.standardError.write(Data("usage: tokenwatch-bench decode | produce BROKERS TOPIC COUNT SIZE [C_RATE] | demo BROKERS TOPIC RATE\n".utf8))
+        exit(2)
+    }
+}
+
+/// Realistic, varied events: several providers and models, optional fields present or not, tags on some.
+func sampleEvents(_ count: Int, now: EventTimestamp) -> [[UInt8]] {
+    let models = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4"), ("aws.bedrock", "anthropic.claude-3-haiku"), ("google", "gemini-2.0-flash")]
+    var rng = SystemRandomNumberGenerator()
+    return (0..<count).map { i in
+        let (provider, model) = models[i % models.count]
+        var event = LLMEvent(
+            eventID: UUID().uuidString.lowercased(), tenantID: "tenant-\(i % 16)",
+            timestamp: EventTimestamp(microsecondsSinceEpoch: now.microsecondsSinceEpoch - Int64(i % 600) * 1_000_000),
+            provider: provider, model: model, inputTokens: Int64.random(in: 10...8000, using: &rng),
+            outputTokens: Int64.random(in: 1...2000, using: &rng), latencyMs: Double.random(in: 50...9000, using: &rng).rounded(),
+            status: i % 50 == 0 ? .error : .ok)
+        if i % 50 == 0 { event.errorType = "rate_limit" }
+        if i % 3 == 0 { event.costMicros = Int64.random(in: 1...90_000, using: &rng) }
+        if i % 2 == 0 { event.timeToFirstTokenMs = min(event.latencyMs, 120); event.userID = "user-\(i % 1000)"; event.app = "support-bot" }
+        if i % 4 == 0 { event.tags = ["team": "search", "region": "eu-west-1"] }
+        return event.jsonBytes()
+    }
+}
+
+func decodeBenchmark() throws {
+    let now = EventTimestamp.now()
+    let events = sampleEvents(200_000, now: now)
+    let bytes = events.reduce(0) { $0 + $1.count }
+    let decoder = EventDecoder()
+    var checksum: Int64 = 0
+    // Warm-up, then three timed passes; the best is reported (least disturbed by the other core's work).
+    for event in events.prefix(10_000) { checksum &+= try decoder.decode(event, now: now).inputTokens }
+    var best = Double.infinity
+    for _ in 0..<3 {
+        let start = ContinuousClock.now
+        for event in events { checksum &+= try decoder.decode(event, now: now).inputTokens }
+        best = min(best, (ContinuousClock.now - start).seconds)
+    }
+    let fastRate = Double(events.count) / best
+
+    let foundation = JSONDecoder()
+    let subset = events.prefix(50_000).map { Data($0) }
+    let start = ContinuousClock.now
+    for data in subset { checksum &+= try foundation.decode(LLMEvent.self, from: data).inputTokens }
+    let foundationRate = Double(subset.count) / (ContinuousClock.now - start).seconds
+
+    print("event decode + validate (EventDecoder): \(Int(fastRate)) events/s on one core, \(String(format: "%.0f", Double(bytes) / Double(events.count))) bytes/event avg, \(String(format: "%.1f", Double(bytes) / best / 1e6)) MB/s")
+    print("event decode + validate (Foundation JSONDecoder + Codable): \(Int(foundationRate)) events/s")
+    print("ratio EventDecoder / JSONDecoder: \(String(format: "%.2f", fastRate / foundationRate))  (checksum \(checksum))")
+}
+
+func produceBenchmark(brokers: String, topic: String, count: Int, size: Int, cRate: Double?) async throws {
+    var logger = Logger(label: "bench")
+    logger.logLevel = .warning
+    let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: brokers, clientID: "bench")), logger: logger)
+    let value = [UInt8](repeating: UInt8(ascii: "x"), count: size)
+    let keys = (0..<64).map { Array("tenant-\($0)".utf8) }
+    let batchSize = 5000
+    let start = ContinuousClock.now
+    // Several batches in flight at once, as the gateway's concurrent requests would be.
+    let delivered = try await withThrowingTaskGroup(of: Int.self) { group in
+        let concurrency = 8
+        var next = 0
+        var total = 0
+        func addBatch() {
+            let from = next
+            let to = min(count, from + batchSize)
+            next = to
+            group.addTask {
+                let batch = (from..<to).map { KafkaProducerMessage(topic: topic, key: keys[$0 % 64], value: value) }
+                return try await producer.send(batch).filter { $0.error == nil }.count
+            }
+        }
+        for _ in 0..<concurrency where next < count { addBatch() }
+        while let done = try await group.next() {
+            total += done
+            if next < count { addBatch() }
+        }
+        return total
+    }
+    let seconds = (ContinuousClock.now - start).seconds
+    await producer.shutdown()
+    let rate = Double(delivered) / seconds
+    print("Kafka produce (Swift KafkaProducer, \(size)-byte messages, acked): \(delivered)/\(count) delivered in \(String(format: "%.2f", seconds)) s = \(Int(rate)) msg/s")
+    if let cRate {
+        print("Kafka produce (plain C loop over librdkafka, same settings): \(Int(cRate)) msg/s")
+        print("ratio Swift / C: \(String(format: "%.2f", rate / cRate))")
+    }
+    if delivered != count { print("WARNING: \(count - delivered) messages were not delivered") }
+}
+
+func demoTraffic(brokers: String, topic: String, perSecond: Int) async throws {
+    var logger = Logger(label: "demo")
+    logger.logLevel = .warning
+    let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: brokers, clientID: "demo")), logger: logger)
+    print("demo traffic: \(perSecond) events/s to \(topic) at \(brokers)")
+    while !Task.isCancelled {
+        let events = sampleEvents(perSecond, now: .now())
+        // sampleEvents gives event i the tenant "tenant-<i % 16>"; the key is the tenant, as DESIGN.md asks.
+        let messages = events.enumerated().map { KafkaProducerMessage(topic: topic, key: Array("tenant-\($0.offset % 16)".utf8), value: $0.element) }
+        try await producer.sendAll(messages)
+        try await Task.sleep(for: .seconds(1))
+    }
+    await producer.shutdown()
+}
+
+extension Duration {
+    var seconds: Double { Double(self.components.seconds) + Double(self.components.attoseconds) / 1e18 }
+}

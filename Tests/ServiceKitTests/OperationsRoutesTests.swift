@@ -1,0 +1,68 @@
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import Metrics
+import Prometheus
+@testable import ServiceKit
+import Synchronization
+import Testing
+import Events
+
+@Suite("Operations endpoints")
+struct OperationsRoutesTests {
+    func app(_ state: OperationsState) -> some ApplicationProtocol {
+        let router = Router()
+        router.addOperationsRoutes(state)
+        return Application(router: router)
+    }
+
+    @Test("healthz, readyz with every check passing, and Prometheus metrics")
+    func healthy() async throws {
+        let registry = PrometheusCollectorRegistry()
+        registry.makeCounter(name: "tw_test_total").increment(by: Int64(3))
+        let state = OperationsState(registry: registry, checks: [ReadinessCheck("kafka") { true }, ReadinessCheck("redis") { true }])
+        try await self.app(state).test(.router) { client in
+            try await client.execute(uri: "/healthz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "{\"status\":\"ok\"}")
+            }
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "{\"status\":\"ready\",\"checks\":{\"kafka\":\"ok\",\"redis\":\"ok\"}}")
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).contains("tw_test_total 3"))
+            }
+        }
+    }
+
+    @Test("readyz is 503 when a dependency is down or the service is draining")
+    func notReady() async throws {
+        let up = Atomic<Bool>(false)
+        let state = OperationsState(registry: PrometheusCollectorRegistry(), checks: [ReadinessCheck("postgres") { up.load(ordering: .relaxed) }])
+        try await self.app(state).test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).contains("\"postgres\":\"unreachable\""))
+            }
+            up.store(true, ordering: .relaxed)
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+            }
+            state.startDraining()
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                #expect(String(buffer: response.body).hasPrefix("{\"status\":\"draining\""))
+            }
+        }
+    }
+
+    @Test("JSON log lines are single, valid objects with escaped metadata")
+    func jsonLog() throws {
+        let handler = JSONLogHandler(label: "test")
+        let event = LogEvent(level: .warning, message: "quote \" and\nnewline", metadata: ["tenant.id": "acme", "n": "1"], source: "s", file: "f", function: "fn", line: 1)
+        let line = String(decoding: handler.line(event, timestamp: EventTimestamp(microsecondsSinceEpoch: 0)), as: UTF8.self)
+        #expect(line == "{\"ts\":\"1970-01-01T00:00:00Z\",\"level\":\"warning\",\"logger\":\"test\",\"msg\":\"quote \\\" and\\nnewline\",\"n\":\"1\",\"tenant.id\":\"acme\"}\n")
+    }
+}
