@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Decodes and validates one v1 event from JSON bytes: the hot path of the gateway and the ingestor.
 ///
 /// Every rule of DESIGN.md and every bound of `EventLimits` is checked; the first violation is thrown as an
@@ -28,18 +34,35 @@ public struct EventDecoder: Sendable {
         var current = "body"
         do {
             try scanner.expect(UInt8(ascii: "{"), "an object")
-            var seen = Set<String>()
+            var seenKnown: UInt32 = 0
+            var seenUnknown = Set<String>()
+            var fieldCount = 0
             if !scanner.consume(UInt8(ascii: "}")) {
                 repeat {
                     current = "body"
-                    let key = try scanner.readString(maxLength: 128)
-                    current = key
-                    guard seen.insert(key).inserted else { throw EventValidationError(field: key, reason: "duplicate field") }
-                    guard seen.count <= self.limits.maxFields else {
+                    let field: Field?
+                    var unknownKey: String?
+                    if let range = try scanner.readKeyRange(maxLength: 128) {
+                        field = Field.match(UnsafeRawBufferPointer(rebasing: bytes[range]))
+                        if field == nil { unknownKey = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self) }
+                    } else {
+                        let key = try scanner.readString(maxLength: 128)
+                        field = Field.allCases.first { $0.name == key }
+                        if field == nil { unknownKey = key }
+                    }
+                    current = field?.name ?? unknownKey!
+                    if let field {
+                        guard seenKnown & field.bit == 0 else { throw EventValidationError(field: field.name, reason: "duplicate field") }
+                        seenKnown |= field.bit
+                    } else if let unknownKey {
+                        guard seenUnknown.insert(unknownKey).inserted else { throw EventValidationError(field: unknownKey, reason: "duplicate field") }
+                    }
+                    fieldCount += 1
+                    guard fieldCount <= self.limits.maxFields else {
                         throw EventValidationError(field: "body", reason: "more than \(self.limits.maxFields) fields")
                     }
                     try scanner.expect(UInt8(ascii: ":"), "':'")
-                    try self.readField(key, into: &fields, scanner: &scanner)
+                    if let field { try self.readField(field, into: &fields, scanner: &scanner) } else { try scanner.skipValue(depth: 1) }
                 } while scanner.consume(UInt8(ascii: ","))
                 current = "body"
                 try scanner.expect(UInt8(ascii: "}"), "',' or '}'")
@@ -58,30 +81,30 @@ public struct EventDecoder: Sendable {
 
     // MARK: - Fields
 
-    private func readField(_ key: String, into f: inout RawFields, scanner: inout JSONScanner) throws -> Void {
+    private func readField(_ field: Field, into f: inout RawFields, scanner: inout JSONScanner) throws -> Void {
         let l = self.limits
-        switch key {
-        case "event_id": f.eventID = try readString(key, &scanner, max: l.maxEventIDLength)
-        case "tenant_id": f.tenantID = try readString(key, &scanner, max: l.maxTenantIDLength)
-        case "timestamp": f.timestamp = try readString(key, &scanner, max: 64)
-        case "provider": f.provider = try readString(key, &scanner, max: l.maxNameLength)
-        case "model": f.model = try readString(key, &scanner, max: l.maxModelLength)
-        case "operation": f.operation = try readString(key, &scanner, max: l.maxNameLength)
-        case "input_tokens": f.inputTokens = try readCount(key, &scanner)
-        case "output_tokens": f.outputTokens = try readCount(key, &scanner)
-        case "cached_input_tokens": f.cachedInputTokens = try readCount(key, &scanner)
-        case "reasoning_tokens": f.reasoningTokens = try readCount(key, &scanner)
-        case "latency_ms": f.latencyMs = try readMilliseconds(key, &scanner)
-        case "time_to_first_token_ms": f.timeToFirstTokenMs = try readMilliseconds(key, &scanner)
-        case "status": f.status = try readString(key, &scanner, max: 16)
-        case "error_type": f.errorType = try readString(key, &scanner, max: l.maxErrorTypeLength)
-        case "cost_usd": f.costMicros = try readMicros(key, &scanner)
-        case "user_id": f.userID = try readString(key, &scanner, max: l.maxDimensionLength)
-        case "session_id": f.sessionID = try readString(key, &scanner, max: l.maxDimensionLength)
-        case "app": f.app = try readString(key, &scanner, max: l.maxDimensionLength)
-        case "environment": f.environment = try readString(key, &scanner, max: l.maxDimensionLength)
-        case "tags": f.tags = try readTags(&scanner)
-        default: try scanner.skipValue(depth: 1)
+        let key = field.name
+        switch field {
+        case .eventID: f.eventID = try readString(key, &scanner, max: l.maxEventIDLength)
+        case .tenantID: f.tenantID = try readString(key, &scanner, max: l.maxTenantIDLength)
+        case .timestamp: f.timestamp = try readString(key, &scanner, max: 64)
+        case .provider: f.provider = try readString(key, &scanner, max: l.maxNameLength)
+        case .model: f.model = try readString(key, &scanner, max: l.maxModelLength)
+        case .operation: f.operation = try readString(key, &scanner, max: l.maxNameLength)
+        case .inputTokens: f.inputTokens = try readCount(key, &scanner)
+        case .outputTokens: f.outputTokens = try readCount(key, &scanner)
+        case .cachedInputTokens: f.cachedInputTokens = try readCount(key, &scanner)
+        case .reasoningTokens: f.reasoningTokens = try readCount(key, &scanner)
+        case .latencyMs: f.latencyMs = try readMilliseconds(key, &scanner)
+        case .timeToFirstTokenMs: f.timeToFirstTokenMs = try readMilliseconds(key, &scanner)
+        case .status: f.status = try readString(key, &scanner, max: 16)
+        case .errorType: f.errorType = try readString(key, &scanner, max: l.maxErrorTypeLength)
+        case .costUSD: f.costMicros = try readMicros(key, &scanner)
+        case .userID: f.userID = try readString(key, &scanner, max: l.maxDimensionLength)
+        case .sessionID: f.sessionID = try readString(key, &scanner, max: l.maxDimensionLength)
+        case .app: f.app = try readString(key, &scanner, max: l.maxDimensionLength)
+        case .environment: f.environment = try readString(key, &scanner, max: l.maxDimensionLength)
+        case .tags: f.tags = try readTags(&scanner)
         }
     }
 
@@ -102,12 +125,12 @@ public struct EventDecoder: Sendable {
             throw EventValidationError(field: field, reason: "must be an integer, got \(kind(s.peek()))")
         }
         let n = try s.readNumber()
-        guard n.isIntegerLiteral else { throw EventValidationError(field: field, reason: "must be an integer, got \(n.text)") }
-        if n.negative && !n.digits.isEmpty { throw EventValidationError(field: field, reason: "must be >= 0, got \(n.text)") }
-        guard n.digits.count <= 18 else { throw EventValidationError(field: field, reason: "must be <= \(self.limits.maxTokens), got \(n.text)") }
-        let value = n.digits.reduce(Int64(0)) { $0 * 10 + Int64($1) }
-        guard value <= self.limits.maxTokens else { throw EventValidationError(field: field, reason: "must be <= \(self.limits.maxTokens), got \(n.text)") }
-        return value
+        guard n.isIntegerLiteral else { throw EventValidationError(field: field, reason: "must be an integer, got \(s.text(of: n))") }
+        if n.negative && !n.isZero { throw EventValidationError(field: field, reason: "must be >= 0, got \(s.text(of: n))") }
+        guard !n.truncated, n.exponent == 0, n.mantissa <= UInt64(self.limits.maxTokens) else {
+            throw EventValidationError(field: field, reason: "must be <= \(self.limits.maxTokens), got \(s.text(of: n))")
+        }
+        return Int64(n.mantissa)
     }
 
     private func readMilliseconds(_ field: String, _ s: inout JSONScanner) throws -> Double? {
@@ -116,9 +139,9 @@ public struct EventDecoder: Sendable {
             throw EventValidationError(field: field, reason: "must be a number, got \(kind(s.peek()))")
         }
         let n = try s.readNumber()
-        if n.negative && !n.digits.isEmpty { throw EventValidationError(field: field, reason: "must be >= 0, got \(n.text)") }
-        guard let value = Double(n.text), value.isFinite, value <= self.limits.maxLatencyMs else {
-            throw EventValidationError(field: field, reason: "must be <= \(Int64(self.limits.maxLatencyMs)), got \(n.text)")
+        if n.negative && !n.isZero { throw EventValidationError(field: field, reason: "must be >= 0, got \(s.text(of: n))") }
+        guard let value = s.double(of: n), value.isFinite, value <= self.limits.maxLatencyMs else {
+            throw EventValidationError(field: field, reason: "must be <= \(Int64(self.limits.maxLatencyMs)), got \(s.text(of: n))")
         }
         return value == 0 ? 0 : value
     }
@@ -131,23 +154,27 @@ public struct EventDecoder: Sendable {
             throw EventValidationError(field: field, reason: "must be a number, got \(kind(s.peek()))")
         }
         let n = try s.readNumber()
-        if n.negative && !n.digits.isEmpty { throw EventValidationError(field: field, reason: "must be >= 0, got \(n.text)") }
-        let tooLarge = EventValidationError(field: field, reason: "must be <= \(self.limits.maxCostMicros / 1_000_000), got \(n.text)")
+        let scanner = s
+        let text = { scanner.text(of: n) }
+        if n.negative && !n.isZero { throw EventValidationError(field: field, reason: "must be >= 0, got \(text())") }
+        let maxUSD = self.limits.maxCostMicros / 1_000_000
+        func tooLarge() -> EventValidationError { EventValidationError(field: field, reason: "must be <= \(maxUSD), got \(text())") }
+        if n.isZero { return 0 }
+        guard !n.truncated else { throw EventValidationError(field: field, reason: "must have at most 19 significant digits, got \(text())") }
         let shift = n.exponent + 6
-        var micros: Int64 = 0
+        var micros: Int64
         if shift >= 0 {
-            guard n.digits.count + shift <= 18 else { if n.digits.isEmpty { return 0 }; throw tooLarge }
-            for d in n.digits { micros = micros * 10 + Int64(d) }
-            for _ in 0..<shift { micros *= 10 }
+            guard n.digitCount + shift <= 18 else { throw tooLarge() }
+            micros = Int64(n.mantissa) * Int64(pow10(shift))
+        } else if -shift > 19 {
+            micros = 0
         } else {
-            let keep = n.digits.count + shift
-            if keep > 18 { throw tooLarge }
-            if keep >= 0 {
-                for d in n.digits[..<keep] { micros = micros * 10 + Int64(d) }
-                if n.digits[keep] >= 5 { micros += 1 }
-            }
+            let divisor = pow10(-shift)
+            let (quotient, remainder) = n.mantissa.quotientAndRemainder(dividingBy: divisor)
+            guard quotient <= UInt64(Int64.max) else { throw tooLarge() }
+            micros = Int64(quotient) + (remainder >= divisor - remainder ? 1 : 0)
         }
-        guard micros <= self.limits.maxCostMicros else { throw tooLarge }
+        guard micros <= self.limits.maxCostMicros else { throw tooLarge() }
         return micros
     }
 
@@ -179,6 +206,34 @@ public struct EventDecoder: Sendable {
         } while s.consume(UInt8(ascii: ","))
         try s.expect(UInt8(ascii: "}"), "',' or '}'")
         return tags
+    }
+}
+
+private func pow10(_ e: Int) -> UInt64 {
+    var v: UInt64 = 1
+    for _ in 0..<e { v = v &* 10 }
+    return v
+}
+
+/// The known fields, matched on raw key bytes so the hot path makes no String per key.
+enum Field: Int, CaseIterable {
+    case eventID, tenantID, timestamp, provider, model, operation, inputTokens, outputTokens, cachedInputTokens
+    case reasoningTokens, latencyMs, timeToFirstTokenMs, status, errorType, costUSD, userID, sessionID, app
+    case environment, tags
+
+    var bit: UInt32 { 1 << UInt32(self.rawValue) }
+    var name: String { Self.names[self.rawValue] }
+
+    static let names = ["event_id", "tenant_id", "timestamp", "provider", "model", "operation", "input_tokens", "output_tokens",
+                        "cached_input_tokens", "reasoning_tokens", "latency_ms", "time_to_first_token_ms", "status", "error_type",
+                        "cost_usd", "user_id", "session_id", "app", "environment", "tags"]
+    private static let utf8Names: [[UInt8]] = names.map { Array($0.utf8) }
+
+    static func match(_ key: UnsafeRawBufferPointer) -> Field? {
+        for (i, name) in self.utf8Names.enumerated() where name.count == key.count {
+            if name.withUnsafeBytes({ memcmp($0.baseAddress!, key.baseAddress!, key.count) == 0 }) { return Field(rawValue: i) }
+        }
+        return nil
     }
 }
 

@@ -146,51 +146,84 @@ struct JSONScanner {
 
     // MARK: - Numbers
 
-    /// A JSON number as written: its digits, sign and decimal exponent, so callers can convert exactly.
+    /// A JSON number as written, kept exact: value = mantissa * 10^exponent, with the significant digits counted,
+    /// so callers can convert to integers and micro-dollars without binary floating point.
     struct Number {
         var negative: Bool
-        /// Significant digits without the decimal point, leading zeros stripped ("0.0120" -> "120").
-        var digits: [UInt8]
-        /// value = digits * 10^exponent
+        var mantissa: UInt64
+        /// Significant digits in `mantissa` (leading zeros not counted).
+        var digitCount: Int
         var exponent: Int
+        /// More than 19 significant digits: `mantissa` holds the first 19 only.
+        var truncated: Bool
         var isIntegerLiteral: Bool
-        var text: Substring
+        var start: Int
+        var end: Int
+
+        var isZero: Bool { self.mantissa == 0 && !self.truncated }
+    }
+
+    /// The text of `number`, for messages and the slow Double path.
+    func text(of number: Number) -> Substring {
+        Substring(String(decoding: UnsafeRawBufferPointer(rebasing: self.bytes[number.start..<number.end]), as: UTF8.self))
+    }
+
+    /// `number` as a Double: exact and fast for up to 15 digits and small exponents (both operands are exactly
+    /// representable, so one IEEE operation rounds correctly); otherwise parsed from the text.
+    func double(of number: Number) -> Double? {
+        if !number.truncated, number.digitCount <= 15, abs(number.exponent) <= 22 {
+            var value = Double(number.mantissa)
+            if number.exponent >= 0 { value *= powersOfTen[number.exponent] } else { value /= powersOfTen[-number.exponent] }
+            return number.negative ? -value : value
+        }
+        return Double(self.text(of: number))
     }
 
     mutating func readNumber() throws(SyntaxError) -> Number {
         _ = self.peek()
         let start = self.index
-        var negative = false
+        var n = Number(negative: false, mantissa: 0, digitCount: 0, exponent: 0, truncated: false, isIntegerLiteral: true, start: start, end: start)
+        func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
+        func add(_ digit: UInt8, fraction: Bool, _ n: inout Number) {
+            if n.mantissa == 0 && digit == 0 && !n.truncated {
+                if fraction { n.exponent -= 1 }
+                return
+            }
+            if n.digitCount < 19 {
+                n.mantissa = n.mantissa &* 10 &+ UInt64(digit)
+                n.digitCount += 1
+                if fraction { n.exponent -= 1 }
+            } else {
+                // Past 19 digits: a dropped zero loses nothing (an integer digit still scales the value).
+                if digit != 0 { n.truncated = true }
+                if !fraction { n.exponent += 1 }
+            }
+        }
         if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "-") {
-            negative = true
+            n.negative = true
             self.index += 1
         }
-        var digits: [UInt8] = []
-        var exponent = 0
-        var isInteger = true
-        func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
         guard self.index < self.bytes.count, isDigit(self.bytes[self.index]) else { throw self.fail("expected a number") }
         if self.bytes[self.index] == UInt8(ascii: "0") {
             self.index += 1
             if self.index < self.bytes.count, isDigit(self.bytes[self.index]) { throw self.fail("leading zero in number") }
         } else {
             while self.index < self.bytes.count, isDigit(self.bytes[self.index]) {
-                digits.append(self.bytes[self.index] - UInt8(ascii: "0"))
+                add(self.bytes[self.index] - UInt8(ascii: "0"), fraction: false, &n)
                 self.index += 1
             }
         }
         if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: ".") {
-            isInteger = false
+            n.isIntegerLiteral = false
             self.index += 1
             guard self.index < self.bytes.count, isDigit(self.bytes[self.index]) else { throw self.fail("expected digits after decimal point") }
             while self.index < self.bytes.count, isDigit(self.bytes[self.index]) {
-                digits.append(self.bytes[self.index] - UInt8(ascii: "0"))
-                exponent -= 1
+                add(self.bytes[self.index] - UInt8(ascii: "0"), fraction: true, &n)
                 self.index += 1
             }
         }
         if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "e") || self.bytes[self.index] == UInt8(ascii: "E") {
-            isInteger = false
+            n.isIntegerLiteral = false
             self.index += 1
             var expNegative = false
             if self.index < self.bytes.count, self.bytes[self.index] == UInt8(ascii: "+") || self.bytes[self.index] == UInt8(ascii: "-") {
@@ -203,12 +236,31 @@ struct JSONScanner {
                 e = Swift.min(e * 10 + Int(self.bytes[self.index] - UInt8(ascii: "0")), 100_000)
                 self.index += 1
             }
-            exponent += expNegative ? -e : e
+            n.exponent += expNegative ? -e : e
         }
         if self.index - start > 64 { throw SyntaxError(offset: start, reason: "number longer than 64 characters") }
-        while let first = digits.first, first == 0 { digits.removeFirst() }
-        let text = String(decoding: UnsafeRawBufferPointer(rebasing: self.bytes[start..<self.index]), as: UTF8.self)
-        return Number(negative: negative, digits: digits, exponent: exponent, isIntegerLiteral: isInteger, text: Substring(text))
+        n.end = self.index
+        return n
+    }
+
+    /// Reads an object key without making a String when it has no escapes: the byte range of its text.
+    mutating func readKeyRange(maxLength: Int) throws(SyntaxError) -> Range<Int>? {
+        try self.expect(UInt8(ascii: "\""), "a string")
+        let start = self.index
+        while self.index < self.bytes.count {
+            let b = self.bytes[self.index]
+            if b == UInt8(ascii: "\"") {
+                if self.index - start > maxLength { throw SyntaxError(offset: start, reason: "string longer than \(maxLength) bytes") }
+                self.index += 1
+                return start..<(self.index - 1)
+            }
+            if b == UInt8(ascii: "\\") || b >= 0x80 { break }
+            if b < 0x20 { throw self.fail("control character in string") }
+            self.index += 1
+        }
+        // Escapes or non-ASCII: the caller takes the general path.
+        self.index = start - 1
+        return nil
     }
 
     // MARK: - Skipping
@@ -258,3 +310,6 @@ struct JSONScanner {
         return true
     }
 }
+
+/// 10^0 ... 10^22, all exactly representable as Doubles.
+let powersOfTen: [Double] = (0...22).map { e in (0..<e).reduce(1.0) { r, _ in r * 10 } }

@@ -51,6 +51,8 @@ public final class KafkaConsumer: Sendable {
     }
 
     deinit {
+        // rd_kafka_destroy waits for every queue reference to go, so the queue must go first.
+        self.queue.release()
         self.pollThread.shutdown()
         self.controlThread.shutdown()
     }

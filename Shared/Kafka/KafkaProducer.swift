@@ -36,19 +36,24 @@ public final class KafkaProducer: Service, Sendable {
         }
         if messages.isEmpty { return [] }
         let tracker = DeliveryTracker(count: messages.count)
-        for (index, message) in messages.enumerated() {
+        var topicName = ""
+        var topic: TopicHandle?
+        for index in messages.indices {
             do {
-                try await self.enqueue(message, tracker: tracker, index: index)
-            } catch {
-                // Mark this and every message not yet enqueued as failed so the tracker can complete.
-                for rest in index..<messages.count {
-                    let tp = KafkaTopicPartition(topic: messages[rest].topic, partition: messages[rest].partition ?? -1)
-                    tracker.complete(index: rest, report: KafkaDeliveryReport(topicPartition: tp, offset: -1, error: error))
+                // Batches usually go to one topic: look its handle up once, not per message.
+                if topic == nil || messages[index].topic != topicName {
+                    topicName = messages[index].topic
+                    topic = try self.handle.topic(topicName)
                 }
+                try await self.enqueue(messages[index], topic: topic!, tracker: tracker, index: index)
+            } catch {
+                // This message and every one not yet enqueued failed; mark them so the tracker can complete.
+                tracker.fail(from: index, error: error)
                 break
             }
         }
-        return await tracker.wait()
+        await tracker.wait()
+        return tracker.reports(for: messages)
     }
 
     /// Produces `messages` and throws the first failure, if any; otherwise every message is acknowledged.
@@ -62,8 +67,7 @@ public final class KafkaProducer: Service, Sendable {
         }
     }
 
-    private func enqueue(_ message: KafkaProducerMessage, tracker: DeliveryTracker, index: Int) async throws(KafkaError) {
-        let topic = try self.handle.topic(message.topic)
+    private func enqueue(_ message: KafkaProducerMessage, topic: TopicHandle, tracker: DeliveryTracker, index: Int) async throws(KafkaError) {
         var backoff = Backoff(initial: .milliseconds(1), maximum: .milliseconds(50))
         while true {
             let err = self.produceOnce(message, topic: topic, tracker: tracker, index: index)
@@ -87,7 +91,7 @@ public final class KafkaProducer: Service, Sendable {
                 }
             }
         }
-        let opaque = Unmanaged.passRetained(DeliveryContext(tracker: tracker, index: index)).toOpaque()
+        let opaque = tracker.opaque(for: index)
         let partition = message.partition ?? Int32(RD_KAFKA_PARTITION_UA)
         let err = message.value.withUnsafeBytes { value in
             if let key = message.key {
@@ -98,8 +102,7 @@ public final class KafkaProducer: Service, Sendable {
             return tw_produce(self.handle.pointer, topic.pointer, partition, nil, 0, value.baseAddress, value.count, headers, opaque)
         }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-            // Not enqueued: the opaque and the headers are still ours.
-            Unmanaged<DeliveryContext>.fromOpaque(opaque).release()
+            // Not enqueued: the headers are still ours.
             if let headers { rd_kafka_headers_destroy(headers) }
         }
         return err
@@ -131,62 +134,98 @@ public final class KafkaProducer: Service, Sendable {
 // MARK: - Delivery reports
 
 /// Collects the delivery reports of one `send` call and wakes the caller when the last arrives.
-final class DeliveryTracker: Sendable {
-    private struct State {
-        var reports: [KafkaDeliveryReport?]
-        var remaining: Int
-        var continuation: CheckedContinuation<[KafkaDeliveryReport], Never>?
+///
+/// Built for the hot path: one allocation per call, not per message. Each message's librdkafka opaque points at its
+/// own slot; the polling thread fills slots (each exactly once) and counts down atomically, and the caller reads
+/// the slots only after the count reached zero (acquire/release ordering makes the writes visible).
+final class DeliveryTracker: @unchecked Sendable {
+    // @unchecked: each slot is written once, by one thread, before the release-decrement of `remaining`; slots are
+    // read only after the acquiring decrement that reached zero. `waiter` is guarded by its mutex.
+    struct Slot {
+        let tracker: Unmanaged<DeliveryTracker>
+        var partition: Int32 = -1
+        var offset: Int64 = -1
+        var error: Int32 = 0
     }
-    private let state: Mutex<State>
+
+    private let slots: UnsafeMutableBufferPointer<Slot>
+    private let remaining: Atomic<Int>
+    private let waiter = Mutex<(continuation: CheckedContinuation<Void, Never>?, finished: Bool)>((nil, false))
+    private let localFailures = Mutex<[Int: KafkaError]>([:])
 
     init(count: Int) {
-        self.state = Mutex(State(reports: Array(repeating: nil, count: count), remaining: count))
+        self.slots = .allocate(capacity: count)
+        self.remaining = Atomic(count)
+        let me = Unmanaged.passUnretained(self)
+        _ = self.slots.initialize(from: repeatElement(Slot(tracker: me), count: count))
     }
 
-    func complete(index: Int, report: KafkaDeliveryReport) {
-        let resume: (CheckedContinuation<[KafkaDeliveryReport], Never>, [KafkaDeliveryReport])? = self.state.withLock { state in
-            guard state.reports[index] == nil else { return nil }
-            state.reports[index] = report
-            state.remaining -= 1
-            guard state.remaining == 0, let continuation = state.continuation else { return nil }
-            state.continuation = nil
-            return (continuation, state.reports.map { $0! })
+    deinit {
+        self.slots.deinitialize()
+        self.slots.deallocate()
+    }
+
+    /// The opaque handed to librdkafka for message `index`. The tracker outlives every report: `send` holds it
+    /// until all of them arrived.
+    func opaque(for index: Int) -> UnsafeMutableRawPointer {
+        UnsafeMutableRawPointer(self.slots.baseAddress! + index)
+    }
+
+    /// Called on the polling thread with the opaque of a delivered (or failed) message.
+    static func complete(opaque: UnsafeMutableRawPointer, partition: Int32, offset: Int64, error: Int32) {
+        let slot = opaque.assumingMemoryBound(to: Slot.self)
+        slot.pointee.partition = partition
+        slot.pointee.offset = offset
+        slot.pointee.error = error
+        slot.pointee.tracker.takeUnretainedValue().countDown(1)
+    }
+
+    /// Marks messages `from...` as failed without being enqueued.
+    func fail(from index: Int, error: KafkaError) {
+        self.localFailures.withLock { failures in
+            for i in index..<self.slots.count { failures[i] = error }
         }
-        if let (continuation, reports) = resume { continuation.resume(returning: reports) }
+        self.countDown(self.slots.count - index)
     }
 
-    func wait() async -> [KafkaDeliveryReport] {
-        await withCheckedContinuation { continuation in
-            let done: [KafkaDeliveryReport]? = self.state.withLock { state in
-                if state.remaining == 0 { return state.reports.map { $0! } }
-                state.continuation = continuation
-                return nil
+    private func countDown(_ n: Int) {
+        if self.remaining.subtract(n, ordering: .acquiringAndReleasing).newValue == 0 {
+            let continuation = self.waiter.withLock { state -> CheckedContinuation<Void, Never>? in
+                state.finished = true
+                return state.continuation.take()
             }
-            if let done { continuation.resume(returning: done) }
+            continuation?.resume()
         }
     }
-}
 
-/// The per-message opaque handed to librdkafka: retained while the message is in flight.
-final class DeliveryContext {
-    let tracker: DeliveryTracker
-    let index: Int
-    init(tracker: DeliveryTracker, index: Int) {
-        self.tracker = tracker
-        self.index = index
+    func wait() async {
+        await withCheckedContinuation { continuation in
+            let done = self.waiter.withLock { state -> Bool in
+                if state.finished { return true }
+                state.continuation = continuation
+                return false
+            }
+            if done { continuation.resume() }
+        }
+        // Pairs with the releasing decrements: every slot write is visible from here on.
+        _ = self.remaining.load(ordering: .acquiring)
+    }
+
+    func reports(for messages: [KafkaProducerMessage]) -> [KafkaDeliveryReport] {
+        let failures = self.localFailures.withLock { $0 }
+        return messages.indices.map { i in
+            let slot = self.slots[i]
+            let tp = KafkaTopicPartition(topic: messages[i].topic, partition: failures[i] == nil ? slot.partition : (messages[i].partition ?? -1))
+            if let failure = failures[i] { return KafkaDeliveryReport(topicPartition: tp, offset: -1, error: failure) }
+            let error = slot.error == 0 ? nil : KafkaError(.delivery, "delivery to \(messages[i].topic)", err: rd_kafka_resp_err_t(rawValue: slot.error))
+            return KafkaDeliveryReport(topicPartition: tp, offset: slot.offset, error: error)
+        }
     }
 }
 
 private let deliveryReportCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = { _, message, _ in
     guard let message, let opaque = message.pointee._private else { return }
-    let context = Unmanaged<DeliveryContext>.fromOpaque(opaque).takeRetainedValue()
-    let err = message.pointee.err
-    let topic = String(cString: rd_kafka_topic_name(message.pointee.rkt))
-    let report = KafkaDeliveryReport(
-        topicPartition: KafkaTopicPartition(topic: topic, partition: message.pointee.partition),
-        offset: message.pointee.offset,
-        error: err == RD_KAFKA_RESP_ERR_NO_ERROR ? nil : KafkaError(.delivery, "delivery to \(topic)", err: err))
-    context.tracker.complete(index: context.index, report: report)
+    DeliveryTracker.complete(opaque: opaque, partition: message.pointee.partition, offset: message.pointee.offset, error: message.pointee.err.rawValue)
 }
 
 // MARK: - Polling thread

@@ -98,6 +98,8 @@ struct EventDecoderTests {
         ("latency_ms", "1e400", "must be <= 86400000, got 1e400"),
         ("cost_usd", "-0.01", "must be >= 0, got -0.01"),
         ("cost_usd", "100000.000001", "must be <= 100000, got 100000.000001"),
+        ("cost_usd", "1e20", "must be <= 100000, got 1e20"),
+        ("cost_usd", "1.00000000000000000001", "must have at most 19 significant digits, got 1.00000000000000000001"),
         ("cached_input_tokens", "1201", "must be <= input_tokens (1200), got 1201"),
         ("time_to_first_token_ms", "900", "must be <= latency_ms (812.5), got 900.0"),
     ])
@@ -115,7 +117,8 @@ struct EventDecoderTests {
 
     @Test("cost is converted to exact micro-dollars from its decimal text", arguments: [
         ("0.1", Int64(100_000)), ("0.0123", 12_300), ("1", 1_000_000), ("2.5e-3", 2_500), ("0.0000004", 0),
-        ("0.0000005", 1), ("1234.567891", 1_234_567_891), ("0", 0), ("1E2", 100_000_000),
+        ("0.0000005", 1), ("1234.567891", 1_234_567_891), ("0", 0), ("1E2", 100_000_000), ("1e-30", 0),
+        ("0.0000014999", 1), ("0.00000150", 2), ("12.30000000000000000000", 12_300_000),
     ])
     func exactCost(json: String, micros: Int64) throws {
         #expect(try decode(variant("cost_usd", json)).costMicros == micros)
