@@ -73,10 +73,10 @@ let package = Package(
 
         // MARK: - Services
         .executableTarget(name: "Gateway", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Gateway", swiftSettings: swiftSettings),
-        .executableTarget(name: "Ingestor", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Ingestor", swiftSettings: swiftSettings),
-        .executableTarget(name: "Aggregator", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Aggregator", swiftSettings: swiftSettings),
-        .executableTarget(name: "Detector", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Detector", swiftSettings: swiftSettings),
-        .executableTarget(name: "Query", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Query", swiftSettings: swiftSettings),
+        .executableTarget(name: "Ingestor", dependencies: ["ServiceKit", "Events"], path: "Services/Ingestor", swiftSettings: swiftSettings),
+        .executableTarget(name: "Aggregator", dependencies: ["ServiceKit", "Events"], path: "Services/Aggregator", swiftSettings: swiftSettings),
+        .executableTarget(name: "Detector", dependencies: ["ServiceKit", "Events"], path: "Services/Detector", swiftSettings: swiftSettings),
+        .executableTarget(name: "Query", dependencies: ["ServiceKit", "Events"], path: "Services/Query", swiftSettings: swiftSettings),
 
         // MARK: - Benchmarks (`make bench`; printed, never asserted)
         .executableTarget(

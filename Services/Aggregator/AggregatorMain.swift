@@ -1,26 +1,10 @@
-import Kafka
 import Events
-import Postgres
-import Redis
 import ServiceKit
 
-/// The aggregator rolls llm.events.v1 up into Postgres and llm.rollups.v1. This skeleton joins its consumer group and reads its input without committing anything
-/// (so no event is marked done before the real stage processes it), serving the operations endpoints.
+/// The aggregator rolls llm.events.v1 up into Postgres and llm.rollups.v1. For now it runs as a skeleton (see `ServiceRunner.skeletonConsumer`).
 @main
 struct AggregatorMain {
     static func main() async {
-        await ServiceRunner.main(service: "aggregator", defaultPort: 8082) { runtime in
-            let postgres = try await connectPostgres(runtime)
-            let redis = try runtime.makeRedis()
-            let consumer = try runtime.makeConsumer(group: "tokenwatch-aggregator")
-            let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics.events], logger: runtime.logger) { _ in }
-            return ServiceParts(
-                services: [loop],
-                readinessChecks: [
-                    ReadinessCheck("kafka") { await consumer.brokersReachable() },
-                    ReadinessCheck("redis") { await redis.ping() },
-                    ReadinessCheck("postgres") { await postgres.ping() },
-                ])
-        }
+        await ServiceRunner.skeletonConsumer(service: "aggregator", defaultPort: 8082, input: \.events)
     }
 }

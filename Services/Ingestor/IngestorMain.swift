@@ -1,26 +1,10 @@
-import Kafka
 import Events
-import Postgres
-import Redis
 import ServiceKit
 
-/// The ingestor validates raw events into llm.events.v1. This skeleton joins its consumer group and reads its input without committing anything
-/// (so no event is marked done before the real stage processes it), serving the operations endpoints.
+/// The ingestor validates raw events into llm.events.v1. For now it runs as a skeleton (see `ServiceRunner.skeletonConsumer`).
 @main
 struct IngestorMain {
     static func main() async {
-        await ServiceRunner.main(service: "ingestor", defaultPort: 8081) { runtime in
-            let postgres = try await connectPostgres(runtime)
-            let redis = try runtime.makeRedis()
-            let consumer = try runtime.makeConsumer(group: "tokenwatch-ingestor")
-            let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics.raw], logger: runtime.logger) { _ in }
-            return ServiceParts(
-                services: [loop],
-                readinessChecks: [
-                    ReadinessCheck("kafka") { await consumer.brokersReachable() },
-                    ReadinessCheck("redis") { await redis.ping() },
-                    ReadinessCheck("postgres") { await postgres.ping() },
-                ])
-        }
+        await ServiceRunner.skeletonConsumer(service: "ingestor", defaultPort: 8081, input: \.raw)
     }
 }

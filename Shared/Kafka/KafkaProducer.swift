@@ -38,19 +38,38 @@ public final class KafkaProducer: Service, Sendable {
         let tracker = DeliveryTracker(count: messages.count)
         var topicName = ""
         var topic: TopicHandle?
-        for index in messages.indices {
+        var index = 0
+        var backoff = Backoff(initial: .milliseconds(1), maximum: .milliseconds(50))
+        // A tight synchronous loop for the common case; the task only suspends when librdkafka's local queue is full.
+        while index < messages.count {
+            let message = messages[index]
+            let err: rd_kafka_resp_err_t
             do {
                 // Batches usually go to one topic: look its handle up once, not per message.
-                if topic == nil || messages[index].topic != topicName {
-                    topicName = messages[index].topic
+                if topic == nil || message.topic != topicName {
+                    topicName = message.topic
                     topic = try self.handle.topic(topicName)
                 }
-                try await self.enqueue(messages[index], topic: topic!, tracker: tracker, index: index)
+                err = self.produceOnce(message, topic: topic!, tracker: tracker, index: index)
             } catch {
-                // This message and every one not yet enqueued failed; mark them so the tracker can complete.
                 tracker.fail(from: index, error: error)
                 break
             }
+            if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                index += 1
+                backoff.reset()
+                continue
+            }
+            guard err == RD_KAFKA_RESP_ERR__QUEUE_FULL, !self.isShutDown.load(ordering: .relaxed) else {
+                // This message and every one not yet enqueued failed; mark them so the tracker can complete.
+                let error = err == RD_KAFKA_RESP_ERR__QUEUE_FULL
+                    ? KafkaError(.shutdown, "the producer is shut down")
+                    : KafkaError(.produce, "produce to \(message.topic)", err: err)
+                tracker.fail(from: index, error: error)
+                break
+            }
+            // The local queue is full: wait for deliveries to drain it (backpressure).
+            try? await Task.sleep(for: backoff.next())
         }
         await tracker.wait()
         return tracker.reports(for: messages)
@@ -64,20 +83,6 @@ public final class KafkaProducer: Service, Sendable {
             throw KafkaError(
                 first.code, "\(failed.count) of \(messages.count) messages not delivered; first: \(first.message)",
                 librdkafkaCode: first.librdkafkaCode, isRetriable: first.isRetriable)
-        }
-    }
-
-    private func enqueue(_ message: KafkaProducerMessage, topic: TopicHandle, tracker: DeliveryTracker, index: Int) async throws(KafkaError) {
-        var backoff = Backoff(initial: .milliseconds(1), maximum: .milliseconds(50))
-        while true {
-            let err = self.produceOnce(message, topic: topic, tracker: tracker, index: index)
-            if err == RD_KAFKA_RESP_ERR_NO_ERROR { return }
-            guard err == RD_KAFKA_RESP_ERR__QUEUE_FULL else {
-                throw KafkaError(.produce, "produce to \(message.topic)", err: err)
-            }
-            // The local queue is full: wait for deliveries to drain it (backpressure), unless shutting down.
-            if self.isShutDown.load(ordering: .relaxed) { throw KafkaError(.shutdown, "the producer is shut down") }
-            try? await Task.sleep(for: backoff.next())
         }
     }
 

@@ -43,6 +43,12 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomS
             self.sql += "$\(self.parameters.count)"
         }
 
+        /// An optional value: NULL when nil.
+        public mutating func appendInterpolation<T: PostgresEncodable>(_ value: T?) {
+            self.parameters.append(value.flatMap(\.postgresText))
+            self.sql += "$\(self.parameters.count)"
+        }
+
         public mutating func appendInterpolation(identifier: String) {
             self.sql += "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\""
         }

@@ -89,7 +89,7 @@ func produceBenchmark(brokers: String, topic: String, count: Int, size: Int, cRa
     let start = ContinuousClock.now
     // Several batches in flight at once, as the gateway's concurrent requests would be.
     let delivered = try await withThrowingTaskGroup(of: Int.self) { group in
-        let concurrency = 8
+        let concurrency = Int(ProcessInfo.processInfo.environment["BENCH_CONCURRENCY"] ?? "8") ?? 8
         var next = 0
         var total = 0
         func addBatch() {

@@ -76,7 +76,7 @@ struct RedisIntegrationTests {
         let key = TestEnvironment.unique("b")
         do {
             // BLPOP blocks for 2 s on an empty list, longer than the 300 ms command timeout.
-            try await redis.withConnection { try await $0.command(["BLPOP", RedisArgument(key), "2"]) }
+            _ = try await redis.withConnection { try await $0.command(["BLPOP", RedisArgument(key), "2"]) }
             Issue.record("expected a timeout")
         } catch let error as RedisError {
             #expect(error.code == .connection && error.isRetriable)

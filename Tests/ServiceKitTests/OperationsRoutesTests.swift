@@ -19,7 +19,7 @@ struct OperationsRoutesTests {
     @Test("healthz, readyz with every check passing, and Prometheus metrics")
     func healthy() async throws {
         let registry = PrometheusCollectorRegistry()
-        registry.makeCounter(name: "tw_test_total").increment(by: Int64(3))
+        registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tw", metricName: "test", unitName: "total", helpText: "a test counter")).increment(by: Int64(3))
         let state = OperationsState(registry: registry, checks: [ReadinessCheck("kafka") { true }, ReadinessCheck("redis") { true }])
         try await self.app(state).test(.router) { client in
             try await client.execute(uri: "/healthz", method: .get) { response in
