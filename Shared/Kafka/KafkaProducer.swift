@@ -36,36 +36,18 @@ public final class KafkaProducer: Service, Sendable {
         }
         if messages.isEmpty { return [] }
         let tracker = DeliveryTracker(count: messages.count)
-        var topicName = ""
-        var topic: TopicHandle?
         var index = 0
         var backoff = Backoff(initial: .milliseconds(1), maximum: .milliseconds(50))
-        // A tight synchronous loop for the common case; the task only suspends when librdkafka's local queue is full.
         while index < messages.count {
-            let message = messages[index]
-            let err: rd_kafka_resp_err_t
-            do {
-                // Batches usually go to one topic: look its handle up once, not per message.
-                if topic == nil || message.topic != topicName {
-                    topicName = message.topic
-                    topic = try self.handle.topic(topicName)
-                }
-                err = self.produceOnce(message, topic: topic!, tracker: tracker, index: index)
-            } catch {
-                tracker.fail(from: index, error: error)
-                break
-            }
-            if err == RD_KAFKA_RESP_ERR_NO_ERROR {
-                index += 1
-                backoff.reset()
-                continue
-            }
-            guard err == RD_KAFKA_RESP_ERR__QUEUE_FULL, !self.isShutDown.load(ordering: .relaxed) else {
+            let (next, failure) = self.produceRun(messages, from: index, tracker: tracker)
+            index = next
+            guard let failure else { break }
+            guard case .queueFull = failure, !self.isShutDown.load(ordering: .relaxed) else {
                 // This message and every one not yet enqueued failed; mark them so the tracker can complete.
-                let error = err == RD_KAFKA_RESP_ERR__QUEUE_FULL
-                    ? KafkaError(.shutdown, "the producer is shut down")
-                    : KafkaError(.produce, "produce to \(message.topic)", err: err)
-                tracker.fail(from: index, error: error)
+                switch failure {
+                case .queueFull: tracker.fail(from: index, error: KafkaError(.shutdown, "the producer is shut down"))
+                case .error(let error): tracker.fail(from: index, error: error)
+                }
                 break
             }
             // The local queue is full: wait for deliveries to drain it (backpressure).
@@ -86,7 +68,37 @@ public final class KafkaProducer: Service, Sendable {
         }
     }
 
-    private func produceOnce(_ message: KafkaProducerMessage, topic: TopicHandle, tracker: DeliveryTracker, index: Int) -> rd_kafka_resp_err_t {
+    private enum RunFailure {
+        case queueFull
+        case error(KafkaError)
+    }
+
+    /// Enqueues messages from `start` on in a tight synchronous loop over borrowed storage (no copy or reference
+    /// counting per message), until all are enqueued or one fails. Returns the index it stopped at.
+    private func produceRun(_ messages: [KafkaProducerMessage], from start: Int, tracker: DeliveryTracker) -> (Int, RunFailure?) {
+        messages.withUnsafeBufferPointer { buffer in
+            var topicName = ""
+            var topic: TopicHandle?
+            for index in start..<buffer.count {
+                // Batches usually go to one topic: look its handle up once, not per message.
+                if topic == nil || buffer[index].topic != topicName {
+                    topicName = buffer[index].topic
+                    switch Result(catching: { () throws(KafkaError) in try self.handle.topic(topicName) }) {
+                    case .success(let handle): topic = handle
+                    case .failure(let error): return (index, .error(error))
+                    }
+                }
+                let err = self.produceOne(buffer[index], topic: topic!, opaque: tracker.opaque(for: index))
+                if err == RD_KAFKA_RESP_ERR__QUEUE_FULL { return (index, .queueFull) }
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    return (index, .error(KafkaError(.produce, "produce to \(topicName)", err: err)))
+                }
+            }
+            return (buffer.count, nil)
+        }
+    }
+
+    private func produceOne(_ message: borrowing KafkaProducerMessage, topic: TopicHandle, opaque: UnsafeMutableRawPointer) -> rd_kafka_resp_err_t {
         var headers: OpaquePointer?
         if !message.headers.isEmpty {
             headers = rd_kafka_headers_new(message.headers.count)
@@ -96,15 +108,15 @@ public final class KafkaProducer: Service, Sendable {
                 }
             }
         }
-        let opaque = tracker.opaque(for: index)
         let partition = message.partition ?? Int32(RD_KAFKA_PARTITION_UA)
+        let rk = self.handle.pointer
         let err = message.value.withUnsafeBytes { value in
             if let key = message.key {
                 return key.withUnsafeBytes { key in
-                    tw_produce(self.handle.pointer, topic.pointer, partition, key.baseAddress, key.count, value.baseAddress, value.count, headers, opaque)
+                    tw_produce(rk, topic.pointer, partition, key.baseAddress, key.count, value.baseAddress, value.count, headers, opaque)
                 }
             }
-            return tw_produce(self.handle.pointer, topic.pointer, partition, nil, 0, value.baseAddress, value.count, headers, opaque)
+            return tw_produce(rk, topic.pointer, partition, nil, 0, value.baseAddress, value.count, headers, opaque)
         }
         if err != RD_KAFKA_RESP_ERR_NO_ERROR {
             // Not enqueued: the headers are still ours.
