@@ -96,6 +96,7 @@ let package = Package(
             path: "Tests/ServiceKitTests", swiftSettings: swiftSettings),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"], path: "Tests/KafkaTests", swiftSettings: swiftSettings),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"], path: "Tests/RedisTests", swiftSettings: swiftSettings),
+        .testTarget(name: "ServicesTests", dependencies: ["TestSupport"], path: "Tests/ServicesTests", swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], path: "Tests/PostgresTests", swiftSettings: swiftSettings),
     ]
 )

@@ -1,0 +1,106 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One of the package's executables, started as a real process against the test stack.
+public final class ServiceProcess: @unchecked Sendable {
+    // @unchecked: `exitStatus` is only touched by the test that owns the process.
+    public let name: String
+    public let port: Int
+    public let logPath: String
+    public let pid: pid_t
+    private var exitStatus: Int32?
+
+    /// The folder holding the built executables (next to the test bundle).
+    public static var binaryFolder: String {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
+    }
+
+    /// Starts `name` with the stack's environment plus `environment`, logging to a temporary file.
+    public init(_ name: String, port: Int? = nil, environment: [String: String] = [:]) throws {
+        self.name = name
+        self.port = try port ?? Self.freePort()
+        self.logPath = NSTemporaryDirectory() + "tw-\(name)-\(UUID().uuidString.prefix(8)).log"
+        var env = ProcessInfo.processInfo.environment
+        env["TW_HTTP_PORT"] = String(self.port)
+        env["TW_HTTP_HOST"] = "127.0.0.1"
+        env.merge(environment) { _, new in new }
+        self.pid = try Subprocess.spawn([Self.binaryFolder + "/" + name], environment: env, outputPath: self.logPath)
+    }
+
+    deinit {
+        if self.exitStatus == nil { kill(self.pid, SIGKILL); _ = self.reap(timeout: .seconds(5)) }
+        try? FileManager.default.removeItem(atPath: self.logPath)
+    }
+
+    public var log: String { (try? String(contentsOfFile: self.logPath, encoding: .utf8)) ?? "" }
+
+    /// GETs `path` on the service; nil when it does not answer.
+    public func get(_ path: String) async -> (status: Int, body: String)? {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(self.port)\(path)")!)
+        request.timeoutInterval = 5
+        guard let (data, response) = try? await URLSession.shared.data(for: request), let http = response as? HTTPURLResponse else { return nil }
+        return (http.statusCode, String(decoding: data, as: UTF8.self))
+    }
+
+    /// Waits until `/readyz` answers 200, or throws with the log when the process exits or `timeout` passes.
+    public func waitUntilReady(timeout: Duration = .seconds(60)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let status = self.reap(timeout: .zero) { throw Subprocess.Failed(description: "\(self.name) exited with \(status):\n\(self.log)") }
+            if await self.get("/readyz")?.status == 200 { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw Subprocess.Failed(description: "\(self.name) not ready within \(timeout):\n\(self.log)")
+    }
+
+    /// Sends `signal` and waits for the exit; returns the exit code (128 + signal when killed by one).
+    public func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(30)) throws -> Int32 {
+        kill(self.pid, signal)
+        guard let status = self.reap(timeout: timeout) else {
+            kill(self.pid, SIGKILL)
+            _ = self.reap(timeout: .seconds(5))
+            throw Subprocess.Failed(description: "\(self.name) did not exit within \(timeout) of signal \(signal)")
+        }
+        return status
+    }
+
+    /// Waits for the exit; returns the exit code or nil when still running after `timeout`.
+    public func waitForExit(timeout: Duration = .seconds(30)) -> Int32? { self.reap(timeout: timeout) }
+
+    private func reap(timeout: Duration) -> Int32? {
+        if let exitStatus { return exitStatus }
+        let deadline = ContinuousClock.now + timeout
+        repeat {
+            var status: Int32 = 0
+            let r = waitpid(self.pid, &status, WNOHANG)
+            if r == self.pid {
+                let code = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+                self.exitStatus = code
+                return code
+            }
+            if timeout == .zero { return nil }
+            usleep(20_000)
+        } while ContinuousClock.now < deadline
+        return nil
+    }
+
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        guard ok else { throw Subprocess.Failed(description: "no free port") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}
