@@ -73,7 +73,16 @@ let package = Package(
 
         // MARK: - Services
         .executableTarget(name: "Gateway", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Gateway", swiftSettings: swiftSettings),
-        .executableTarget(name: "Ingestor", dependencies: ["ServiceKit", "Events"], path: "Services/Ingestor", swiftSettings: swiftSettings),
+        .target(
+            name: "IngestorCore", dependencies: ["ServiceKit", "Events", "Kafka", "Redis", "Postgres",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Ingestor/Core", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Ingestor", dependencies: ["IngestorCore", "ServiceKit", "Events", "Kafka", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
+            path: "Services/Ingestor/Main", swiftSettings: swiftSettings),
         .executableTarget(name: "Aggregator", dependencies: ["ServiceKit", "Events"], path: "Services/Aggregator", swiftSettings: swiftSettings),
         .executableTarget(name: "Detector", dependencies: ["ServiceKit", "Events"], path: "Services/Detector", swiftSettings: swiftSettings),
         .executableTarget(name: "Query", dependencies: ["ServiceKit", "Events"], path: "Services/Query", swiftSettings: swiftSettings),
@@ -84,7 +93,9 @@ let package = Package(
             swiftSettings: swiftSettings),
 
         // MARK: - Tests
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .target(
+            name: "TestSupport", dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "EventsTests", dependencies: ["Events"], path: "Tests/EventsTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "ServiceKitTests",
@@ -96,6 +107,9 @@ let package = Package(
             path: "Tests/ServiceKitTests", swiftSettings: swiftSettings),
         .testTarget(name: "KafkaTests", dependencies: ["Kafka", "TestSupport"], path: "Tests/KafkaTests", swiftSettings: swiftSettings),
         .testTarget(name: "RedisTests", dependencies: ["Redis", "TestSupport"], path: "Tests/RedisTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "IngestorTests", dependencies: ["IngestorCore", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit"],
+            path: "Tests/IngestorTests", swiftSettings: swiftSettings),
         .testTarget(name: "ServicesTests", dependencies: ["TestSupport"], path: "Tests/ServicesTests", swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], path: "Tests/PostgresTests", swiftSettings: swiftSettings),
     ]

@@ -28,4 +28,6 @@ public enum EventHeaders {
     public static let schemaVersion = "tw-schema"
     /// Set to `1` on events whose model was not in the price table (priced 0).
     public static let unpriced = "tw-unpriced"
+    /// Where `cost_usd` came from: `client` (sent with the event), `price_table`, or `unknown_model` (priced 0).
+    public static let costSource = "tw-cost-source"
 }

@@ -11,12 +11,14 @@ public struct ConsumerService: Service {
     public let topics: [String]
     public let logger: Logger
     public let process: @Sendable ([KafkaMessage]) async throws -> Void
+    public let batchSize: Int
     private let consumed: Counter
 
-    public init(consumer: KafkaConsumer, topics: [String], logger: Logger, process: @escaping @Sendable ([KafkaMessage]) async throws -> Void) {
+    public init(consumer: KafkaConsumer, topics: [String], logger: Logger, batchSize: Int = 1000, process: @escaping @Sendable ([KafkaMessage]) async throws -> Void) {
         self.consumer = consumer
         self.topics = topics
         self.logger = logger
+        self.batchSize = batchSize
         self.process = process
         self.consumed = Counter(label: "tw_consumed_messages_total", dimensions: [("topic", topics.joined(separator: ","))])
     }
@@ -24,7 +26,7 @@ public struct ConsumerService: Service {
     public func run() async throws {
         try self.consumer.subscribe(topics: self.topics)
         let consumer = self.consumer
-        let stream = consumer.batches()
+        let stream = consumer.batches(maxMessages: self.batchSize)
         do {
             // Cancellation only interrupts the wait for the next batch; a batch in `process` runs to its end
             // because the loop checks for shutdown between batches.

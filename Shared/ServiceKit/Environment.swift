@@ -61,13 +61,14 @@ public struct Environment: Sendable {
         return text
     }
 
-    /// A duration written as `250ms`, `30s` or `5m`; a bare number means seconds.
+    /// A duration written as `250ms`, `30s`, `5m` or `24h`; a bare number means seconds.
     public func duration(_ key: String, default value: Duration, in range: ClosedRange<Duration>) throws(ConfigurationError) -> Duration {
         guard let text = self.raw(key) else { return value }
         let parsed: Duration?
         if text.hasSuffix("ms"), let n = Int64(text.dropLast(2)) { parsed = .milliseconds(n) }
         else if text.hasSuffix("s"), let n = Int64(text.dropLast()) { parsed = .seconds(n) }
         else if text.hasSuffix("m"), let n = Int64(text.dropLast()) { parsed = .seconds(n * 60) }
+        else if text.hasSuffix("h"), let n = Int64(text.dropLast()) { parsed = .seconds(n * 3600) }
         else if let n = Int64(text) { parsed = .seconds(n) }
         else { parsed = nil }
         guard let parsed, range.contains(parsed) else {

@@ -20,6 +20,9 @@ public struct ServiceConfiguration: Sendable {
     public var kafka: KafkaClientConfiguration
     /// `TW_TOPIC_RAW`, `TW_TOPIC_EVENTS`, `TW_TOPIC_DLQ`, `TW_TOPIC_ROLLUPS`, `TW_TOPIC_ANOMALIES`. Defaults: DESIGN.md names.
     public var topics = Topics()
+    /// `TW_GROUP_PREFIX`: consumer groups are `<prefix>-<service>`, so several deployments can share a cluster.
+    /// Default: `tokenwatch`.
+    public var groupPrefix = "tokenwatch"
     /// `TW_POSTGRES_URL`: libpq URI. Default: `postgresql://tokenwatch@127.0.0.1:5432/tokenwatch`.
     public var postgresURL = "postgresql://tokenwatch@127.0.0.1:5432/tokenwatch"
     /// `TW_POSTGRES_POOL_SIZE`. Default: 8.
@@ -31,6 +34,9 @@ public struct ServiceConfiguration: Sendable {
     /// `TW_SHUTDOWN_TIMEOUT`: how long graceful shutdown may take before work is cancelled; keep it below the
     /// pod's terminationGracePeriodSeconds. Default: 25s.
     public var shutdownTimeout: Duration = .seconds(25)
+
+    /// This service's consumer group.
+    public var consumerGroup: String { "\(self.groupPrefix)-\(self.serviceName)" }
 
     public init(serviceName: String, defaultPort: Int, environment: Environment = Environment()) throws(ConfigurationError) {
         let e = environment
@@ -49,6 +55,7 @@ public struct ServiceConfiguration: Sendable {
         self.topics.deadLetters = e.string("TW_TOPIC_DLQ", default: self.topics.deadLetters)
         self.topics.rollups = e.string("TW_TOPIC_ROLLUPS", default: self.topics.rollups)
         self.topics.anomalies = e.string("TW_TOPIC_ANOMALIES", default: self.topics.anomalies)
+        self.groupPrefix = e.string("TW_GROUP_PREFIX", default: self.groupPrefix)
         self.postgresURL = e.string("TW_POSTGRES_URL", default: self.postgresURL)
         guard self.postgresURL.hasPrefix("postgresql://") || self.postgresURL.hasPrefix("postgres://") else {
             throw ConfigurationError(key: "TW_POSTGRES_URL", reason: "expected a postgresql:// URI")

@@ -20,34 +20,6 @@ func makeConsumer(group: String, handler: (any KafkaRebalanceHandler)? = nil) th
     return try KafkaConsumer(configuration: config, rebalanceHandler: handler, logger: testLogger)
 }
 
-struct TimedOut: Error, CustomStringConvertible {
-    let description: String
-}
-
-/// Runs `body`, failing if it takes longer than `limit` (a guard against hangs, not a timing assertion).
-func within<T: Sendable>(_ limit: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: limit)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw TimedOut(description: "timed out: \(what)") }
-        return value
-    }
-}
-
-/// Reads batches until `count` messages arrived.
-func collect(_ consumer: KafkaConsumer, count: Int) async throws -> [KafkaMessage] {
-    var out: [KafkaMessage] = []
-    for try await batch in consumer.batches() {
-        out += batch
-        if out.count >= count { break }
-    }
-    return out
-}
-
 /// Records assignments and lets a test await a state of them.
 final class RecordingRebalanceHandler: KafkaRebalanceHandler {
     private let state = Mutex<(assigned: Set<KafkaTopicPartition>, waiters: [(@Sendable (Set<KafkaTopicPartition>) -> Bool, CheckedContinuation<Void, Never>)])>(([], []))

@@ -1,0 +1,40 @@
+import Events
+
+/// Puts provider and model names in one canonical form, so one model is one series however clients spell it.
+///
+/// Providers follow the OpenTelemetry `gen_ai.provider.name` values; common other spellings map to them. Models are
+/// lowercased, a leading `<provider>/` (as routers such as LiteLLM and OpenRouter write it) is removed, and a few
+/// well-known aliases map to the model's canonical name. Dated snapshots (`gpt-4o-2024-08-06`) stay as they are:
+/// they are distinct models, priced separately when their prices differ.
+public struct EventNormalizer: Sendable {
+    public var providerAliases: [String: String] = [
+        "azure": "azure.ai.openai", "azure_openai": "azure.ai.openai", "azure-openai": "azure.ai.openai",
+        "bedrock": "aws.bedrock", "aws_bedrock": "aws.bedrock", "amazon-bedrock": "aws.bedrock",
+        "google": "gcp.gemini", "gemini": "gcp.gemini", "vertex_ai": "gcp.vertex_ai", "vertexai": "gcp.vertex_ai",
+        "mistral": "mistral_ai", "mistralai": "mistral_ai", "cohere": "cohere", "groq": "groq", "deepseek": "deepseek",
+        "x.ai": "x_ai", "xai": "x_ai",
+    ]
+    public var modelAliases: [String: String] = [
+        "gpt4o": "gpt-4o", "gpt-4o-latest": "gpt-4o", "chatgpt-4o-latest": "gpt-4o",
+        "claude-sonnet-4-0": "claude-sonnet-4", "claude-opus-4-0": "claude-opus-4",
+        "claude-3-5-sonnet-latest": "claude-3-5-sonnet", "claude-3-7-sonnet-latest": "claude-3-7-sonnet",
+        "claude-3-5-haiku-latest": "claude-3-5-haiku",
+    ]
+
+    public init() {}
+
+    public func normalize(_ event: LLMEvent) -> LLMEvent {
+        var e = event
+        let provider = e.provider.lowercased()
+        e.provider = self.providerAliases[provider] ?? provider
+        var model = e.model.lowercased()
+        for prefix in [e.provider + "/", provider + "/"] where model.hasPrefix(prefix) {
+            model.removeFirst(prefix.count)
+            break
+        }
+        e.model = self.modelAliases[model] ?? model
+        e.operation = e.operation.lowercased()
+        if let errorType = e.errorType { e.errorType = errorType.lowercased() }
+        return e
+    }
+}

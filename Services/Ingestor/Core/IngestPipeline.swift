@@ -1,0 +1,158 @@
+import Events
+import Kafka
+import Logging
+import Metrics
+import Synchronization
+
+/// The ingestor's work on one batch of raw messages (DESIGN.md, "Delivery"):
+/// validate again (direct producers are not trusted), normalize, drop client retries, price what has no cost,
+/// produce the results to llm.events.v1 and the rejects to llm.events.dlq.v1, and only once the broker has
+/// acknowledged every one of them commit the source offsets. A produce that fails for good throws, which stops the
+/// service before anything of the batch is committed: the batch is replayed, never skipped.
+public final class IngestPipeline: Sendable {
+    public struct Configuration: Sendable {
+        public var topics: Topics
+        public var limits: EventLimits
+
+        public init(topics: Topics, limits: EventLimits = .default) {
+            self.topics = topics
+            self.limits = limits
+        }
+    }
+
+    /// Stable dead-letter reason codes (`tw-reason` header).
+    public enum Reason: String, Sendable {
+        case invalidEvent = "invalid_event"
+        case missingTenant = "missing_tenant"
+    }
+
+    let configuration: Configuration
+    let producer: KafkaProducer
+    let deduplicator: Deduplicator
+    let prices: Mutex<PriceTable>
+    let normalizer = EventNormalizer()
+    let logger: Logger
+    private let accepted = Counter(label: "tw_ingest_events_total", dimensions: [("outcome", "accepted")])
+    private let duplicates = Counter(label: "tw_ingest_events_total", dimensions: [("outcome", "duplicate")])
+    private let replays = Counter(label: "tw_ingest_events_total", dimensions: [("outcome", "replay")])
+    private let rejected = Counter(label: "tw_ingest_events_total", dimensions: [("outcome", "rejected")])
+    private let unpriced = Counter(label: "tw_ingest_unpriced_events_total")
+
+    public init(configuration: Configuration, producer: KafkaProducer, deduplicator: Deduplicator, prices: PriceTable, logger: Logger) {
+        self.configuration = configuration
+        self.producer = producer
+        self.deduplicator = deduplicator
+        self.prices = Mutex(prices)
+        self.logger = logger
+    }
+
+    /// Replaces the price table (the periodic reload).
+    public func updatePrices(_ table: PriceTable) { self.prices.withLock { $0 = table } }
+
+    /// What became of each message of a batch; returned for tests and logs.
+    public struct Summary: Sendable, Equatable {
+        public var accepted = 0
+        public var replayed = 0
+        public var duplicates = 0
+        public var rejected = 0
+        public var unpriced = 0
+
+        public init(accepted: Int = 0, replayed: Int = 0, duplicates: Int = 0, rejected: Int = 0, unpriced: Int = 0) {
+            self.accepted = accepted
+            self.replayed = replayed
+            self.duplicates = duplicates
+            self.rejected = rejected
+            self.unpriced = unpriced
+        }
+    }
+
+    /// Processes `batch` and returns the offsets to commit (next offset per partition). Throws when an output could
+    /// not be delivered; nothing of the batch may then be committed.
+    public func process(_ batch: [KafkaMessage], now: EventTimestamp = .now()) async throws -> (summary: Summary, commit: [KafkaTopicPartition: Int64]) {
+        var summary = Summary()
+        var outputs: [KafkaProducerMessage] = []
+        outputs.reserveCapacity(batch.count)
+        var valid: [(message: KafkaMessage, event: LLMEvent)] = []
+        valid.reserveCapacity(batch.count)
+        let decoder = EventDecoder(limits: self.configuration.limits)
+
+        for message in batch {
+            let event: LLMEvent
+            do {
+                event = try decoder.decode(message.value, now: now)
+            } catch {
+                outputs.append(self.deadLetter(message, reason: .invalidEvent, detail: error.description))
+                summary.rejected += 1
+                continue
+            }
+            guard event.tenantID != nil else {
+                outputs.append(self.deadLetter(message, reason: .missingTenant, detail: "tenant_id: required on events produced to Kafka directly"))
+                summary.rejected += 1
+                continue
+            }
+            valid.append((message, self.normalizer.normalize(event)))
+        }
+
+        let verdicts = try await self.deduplicator.classify(valid.map {
+            Deduplicator.Item(tenant: $0.event.tenantID!, eventID: $0.event.eventID, partition: $0.message.partition, offset: $0.message.offset)
+        })
+        let prices = self.prices.withLock { $0 }
+        for ((message, event), verdict) in zip(valid, verdicts) {
+            switch verdict {
+            case .duplicate:
+                summary.duplicates += 1
+                continue
+            case .replay: summary.replayed += 1
+            case .first: summary.accepted += 1
+            }
+            var priced = event
+            var costSource = "client"
+            if priced.costMicros == nil {
+                if let price = prices.price(tenant: event.tenantID!, provider: event.provider, model: event.model) {
+                    priced.costMicros = price.costMicros(of: event)
+                    costSource = "price_table"
+                } else {
+                    // Unknown model: priced 0 and flagged in a header and a metric, never silently.
+                    priced.costMicros = 0
+                    costSource = "unknown_model"
+                    summary.unpriced += 1
+                }
+            }
+            var headers = self.sourceHeaders(message)
+            headers.append(KafkaHeader(key: EventHeaders.schemaVersion, string: "1"))
+            headers.append(KafkaHeader(key: EventHeaders.costSource, string: costSource))
+            if costSource == "unknown_model" { headers.append(KafkaHeader(key: EventHeaders.unpriced, string: "1")) }
+            outputs.append(KafkaProducerMessage(topic: self.configuration.topics.events, key: Array(priced.tenantID!.utf8), value: priced.jsonBytes(), headers: headers))
+        }
+
+        try await self.producer.sendAll(outputs)
+
+        var commit: [KafkaTopicPartition: Int64] = [:]
+        for message in batch {
+            commit[message.topicPartition] = max(commit[message.topicPartition] ?? 0, message.offset + 1)
+        }
+        self.accepted.increment(by: summary.accepted)
+        self.replays.increment(by: summary.replayed)
+        self.duplicates.increment(by: summary.duplicates)
+        self.unpriced.increment(by: summary.unpriced)
+        self.rejected.increment(by: summary.rejected)
+        return (summary, commit)
+    }
+
+    private func sourceHeaders(_ message: KafkaMessage) -> [KafkaHeader] {
+        [
+            KafkaHeader(key: EventHeaders.sourceTopic, string: message.topic),
+            KafkaHeader(key: EventHeaders.sourcePartition, string: String(message.partition)),
+            KafkaHeader(key: EventHeaders.sourceOffset, string: String(message.offset)),
+        ]
+    }
+
+    /// The rejected input exactly as received, keyed as it came (the tenant, for well-behaved producers).
+    private func deadLetter(_ message: KafkaMessage, reason: Reason, detail: String) -> KafkaProducerMessage {
+        var headers = self.sourceHeaders(message)
+        headers.append(KafkaHeader(key: EventHeaders.reason, string: reason.rawValue))
+        // Bounded: a detail quotes at most a field name and a short rule, but input is untrusted.
+        headers.append(KafkaHeader(key: EventHeaders.detail, string: String(detail.prefix(512))))
+        return KafkaProducerMessage(topic: self.configuration.topics.deadLetters, key: message.key, value: message.value, headers: headers)
+    }
+}

@@ -1,0 +1,65 @@
+import Events
+import Postgres
+
+/// A model's price in micro-dollars per million tokens.
+public struct ModelPrice: Sendable, Hashable {
+    public var inputMicrosPerMTok: Int64
+    public var cachedInputMicrosPerMTok: Int64
+    public var outputMicrosPerMTok: Int64
+
+    public init(input: Int64, cachedInput: Int64, output: Int64) {
+        self.inputMicrosPerMTok = input
+        self.cachedInputMicrosPerMTok = cachedInput
+        self.outputMicrosPerMTok = output
+    }
+
+    /// The cost of a call in micro-dollars, rounded half up once at the end (so no rounding error accumulates
+    /// across the three token kinds). Cached input tokens are part of `input_tokens` and priced at the cached rate;
+    /// reasoning tokens are part of `output_tokens` (as the providers report them) and not counted again.
+    public func costMicros(of event: LLMEvent) -> Int64 {
+        let cached = min(event.cachedInputTokens ?? 0, event.inputTokens)
+        let uncached = event.inputTokens - cached
+        // Tokens <= 1e9 and prices <= ~1e9 micro-dollars/Mtok: each product fits easily in Int64's 9.2e18.
+        let total = uncached * self.inputMicrosPerMTok + cached * self.cachedInputMicrosPerMTok + event.outputTokens * self.outputMicrosPerMTok
+        return (total + 500_000) / 1_000_000
+    }
+}
+
+/// Prices by (tenant, provider, model): a tenant's own row first, then the default row (tenant `''`).
+public struct PriceTable: Sendable {
+    struct Key: Hashable {
+        var tenant: String
+        var provider: String
+        var model: String
+    }
+
+    private var prices: [Key: ModelPrice] = [:]
+
+    public init() {}
+
+    public mutating func set(_ price: ModelPrice, tenant: String = "", provider: String, model: String) {
+        self.prices[Key(tenant: tenant, provider: provider, model: model)] = price
+    }
+
+    public var count: Int { self.prices.count }
+
+    public func price(tenant: String, provider: String, model: String) -> ModelPrice? {
+        self.prices[Key(tenant: tenant, provider: provider, model: model)] ?? self.prices[Key(tenant: "", provider: provider, model: model)]
+    }
+
+    /// Reads the whole `prices` table.
+    public static func load(from postgres: PostgresClient) async throws -> PriceTable {
+        var table = PriceTable()
+        let rows = try await postgres.query("""
+            SELECT tenant_id, provider, model, input_micros_per_mtok, cached_input_micros_per_mtok, output_micros_per_mtok FROM prices
+            """)
+        for row in rows {
+            table.set(
+                ModelPrice(
+                    input: try row.decode("input_micros_per_mtok"), cachedInput: try row.decode("cached_input_micros_per_mtok"),
+                    output: try row.decode("output_micros_per_mtok")),
+                tenant: try row.decode("tenant_id"), provider: try row.decode("provider"), model: try row.decode("model"))
+        }
+        return table
+    }
+}

@@ -1,0 +1,44 @@
+import Events
+import IngestorCore
+import Kafka
+import Logging
+import Postgres
+import Redis
+import ServiceKit
+
+/// The ingestor: llm.events.raw.v1 -> validated, normalized, deduplicated, priced events on llm.events.v1, rejects on
+/// llm.events.dlq.v1; source offsets committed only after every output of a batch is acknowledged.
+@main
+struct IngestorMain {
+    static func main() async {
+        await ServiceRunner.main(service: "ingestor", defaultPort: 8081) { runtime in
+            let settings = try IngestorSettings()
+            let postgres = try await connectPostgres(runtime)
+            let redis = try runtime.makeRedis()
+            let producer = try runtime.makeProducer()
+            let consumer = try runtime.makeConsumer(group: runtime.configuration.consumerGroup)
+            let pipeline = IngestPipeline(
+                configuration: .init(topics: runtime.configuration.topics), producer: producer,
+                deduplicator: Deduplicator(redis: redis, ttlSeconds: Int(settings.dedupeTTL.components.seconds)),
+                prices: try await PriceTable.load(from: postgres), logger: runtime.logger)
+            let logger = runtime.logger
+            let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics.raw], logger: logger, batchSize: settings.batchSize) { batch in
+                let (_, commit) = try await pipeline.process(batch)
+                do {
+                    try await consumer.commit(commit)
+                } catch {
+                    // The outputs are acknowledged; a failed commit (a rebalance took the partition) only means the
+                    // next owner replays them, which dedupe marks as replays and the aggregator skips.
+                    logger.warning("Offset commit failed; the batch will be replayed", metadata: ["error": "\(error)"])
+                }
+            }
+            return ServiceParts(
+                services: [producer, PriceRefresher(postgres: postgres, pipeline: pipeline, interval: settings.pricesRefresh, logger: logger), loop],
+                readinessChecks: [
+                    ReadinessCheck("kafka") { await producer.brokersReachable() },
+                    ReadinessCheck("redis") { await redis.ping() },
+                    ReadinessCheck("postgres") { await postgres.ping() },
+                ])
+        }
+    }
+}

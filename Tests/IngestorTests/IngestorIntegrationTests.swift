@@ -1,0 +1,157 @@
+import Events
+import Foundation
+import IngestorCore
+import Kafka
+import Logging
+import Postgres
+import Redis
+import ServiceKit
+import Testing
+import TestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+let logger = Logger(label: "ingestor-tests")
+
+/// A raw event as a producer would write it.
+func rawEvent(_ id: String, tenant: String? = "acme", model: String = "gpt-4o", input: Int = 1000, output: Int = 100, cost: String? = nil, extra: String = "") -> [UInt8] {
+    let ts = EventTimestamp(microsecondsSinceEpoch: EventTimestamp.now().microsecondsSinceEpoch - 30_000_000).rfc3339
+    var fields = ["\"event_id\":\"\(id)\"", "\"timestamp\":\"\(ts)\"", "\"provider\":\"OpenAI\"", "\"model\":\"\(model)\"",
+                  "\"input_tokens\":\(input)", "\"output_tokens\":\(output)", "\"latency_ms\":250", "\"status\":\"ok\""]
+    if let tenant { fields.append("\"tenant_id\":\"\(tenant)\"") }
+    if let cost { fields.append("\"cost_usd\":\(cost)") }
+    if !extra.isEmpty { fields.append(extra) }
+    return Array(("{" + fields.joined(separator: ",") + "}").utf8)
+}
+
+func raw(_ value: [UInt8], offset: Int64, partition: Int32 = 0, topic: String = "raw") -> KafkaMessage {
+    KafkaMessage(topic: topic, partition: partition, offset: offset, key: Array("acme".utf8), value: value)
+}
+
+func makeClients() async throws -> (KafkaProducer, RedisClient, PostgresClient) {
+    let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try TestEnvironment.kafkaBrokers())), logger: logger)
+    let redis = RedisClient(configuration: try RedisConfiguration(url: try TestEnvironment.redisURL()), logger: logger)
+    let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
+    try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
+    return (producer, redis, postgres)
+}
+
+@Suite("Ingestor against the local stack", .serialized, .timeLimit(.minutes(5)))
+struct IngestorIntegrationTests {
+    @Test("a batch becomes priced events and dead letters, offsets only after acks; client retries dropped, replays redone")
+    func pipeline() async throws {
+        let (producer, redis, postgres) = try await makeClients()
+        var topics = Topics()
+        topics.events = TestEnvironment.unique("events")
+        topics.deadLetters = TestEnvironment.unique("dlq")
+        try MockBrokerControl.createTopic(topics.events, partitions: 2)
+        try MockBrokerControl.createTopic(topics.deadLetters, partitions: 1)
+        let prices = try await PriceTable.load(from: postgres)
+        let pipeline = IngestPipeline(
+            configuration: .init(topics: topics), producer: producer,
+            deduplicator: Deduplicator(redis: redis, ttlSeconds: 600), prices: prices, logger: logger)
+        let run = TestEnvironment.unique("r")
+        let batch = [
+            raw(rawEvent("\(run)-1"), offset: 10),                                       // priced from the table
+            raw(rawEvent("\(run)-2", cost: "0.5"), offset: 11),                          // the client's cost kept
+            raw(rawEvent("\(run)-3", model: "brand-new-model"), offset: 12),             // unknown: priced 0, flagged
+            raw(rawEvent("\(run)-4", input: -5), offset: 13),                             // invalid
+            raw(rawEvent("\(run)-5", tenant: nil), offset: 14),                           // no tenant
+            raw(rawEvent("\(run)-1"), offset: 15),                                        // client retry of #1
+            raw(Array("not json".utf8), offset: 16),                                      // garbage
+        ]
+        let (summary, commit) = try await pipeline.process(batch)
+        #expect(summary == .init(accepted: 3, replayed: 0, duplicates: 1, rejected: 3, unpriced: 1))
+        #expect(commit == [KafkaTopicPartition(topic: "raw", partition: 0): 17])
+
+        let events = try await readTopic(topics.events, count: 3)
+        #expect(events.count == 3)
+        let decoded = try events.map { try EventDecoder().decode($0.value) }
+        let byID = Dictionary(uniqueKeysWithValues: zip(decoded.map(\.eventID), events))
+        let eventsByID = Dictionary(uniqueKeysWithValues: decoded.map { ($0.eventID, $0) })
+        // 1000 input + 100 output tokens of gpt-4o at 2.50 / 10.00 USD per Mtok = 2500 + 1000 micro-dollars.
+        #expect(eventsByID["\(run)-1"]?.costMicros == 3500)
+        #expect(eventsByID["\(run)-1"]?.provider == "openai", "normalized")
+        #expect(byID["\(run)-1"]?.header(EventHeaders.costSource) == Array("price_table".utf8))
+        #expect(byID["\(run)-1"]?.header(EventHeaders.sourceOffset) == Array("10".utf8))
+        #expect(byID["\(run)-1"]?.header(EventHeaders.sourcePartition) == Array("0".utf8))
+        #expect(byID["\(run)-1"]?.key == Array("acme".utf8))
+        #expect(eventsByID["\(run)-2"]?.costMicros == 500_000)
+        #expect(byID["\(run)-2"]?.header(EventHeaders.costSource) == Array("client".utf8))
+        #expect(eventsByID["\(run)-3"]?.costMicros == 0)
+        #expect(byID["\(run)-3"]?.header(EventHeaders.unpriced) == Array("1".utf8))
+
+        let dead = try await readTopic(topics.deadLetters, count: 3)
+        let reasons = Dictionary(uniqueKeysWithValues: dead.map { (String(decoding: $0.header(EventHeaders.sourceOffset)!, as: UTF8.self), $0) })
+        #expect(reasons["13"]?.header(EventHeaders.reason) == Array("invalid_event".utf8))
+        #expect(reasons["13"].map { String(decoding: $0.header(EventHeaders.detail)!, as: UTF8.self) } == "input_tokens: must be >= 0, got -5")
+        #expect(reasons["13"]?.value == batch[3].value, "the input as received")
+        #expect(reasons["14"]?.header(EventHeaders.reason) == Array("missing_tenant".utf8))
+        #expect(reasons["16"]?.header(EventHeaders.reason) == Array("invalid_event".utf8))
+
+        // The same batch again (a crash before the commit): the accepted ones are replays and produced again; the
+        // client retry is still a duplicate.
+        let (again, _) = try await pipeline.process(batch)
+        #expect(again == .init(accepted: 0, replayed: 3, duplicates: 1, rejected: 3, unpriced: 1))
+        await producer.shutdown()
+        await redis.close()
+        await postgres.close()
+    }
+
+    @Test("dedupe verdicts: first, replay at the same offset, duplicate elsewhere, tenants apart")
+    func dedupe() async throws {
+        let redis = RedisClient(configuration: try RedisConfiguration(url: try TestEnvironment.redisURL()), logger: logger)
+        let d = Deduplicator(redis: redis, ttlSeconds: 60)
+        let id = TestEnvironment.unique("e")
+        let items = [
+            Deduplicator.Item(tenant: "a", eventID: id, partition: 1, offset: 5),
+            Deduplicator.Item(tenant: "a", eventID: id, partition: 1, offset: 9),
+            Deduplicator.Item(tenant: "b", eventID: id, partition: 1, offset: 9),
+        ]
+        #expect(try await d.classify(items) == [.first, .duplicate, .first])
+        #expect(try await d.classify([items[0]]) == [.replay])
+        #expect(try await d.classify([items[2]]) == [.replay])
+        let ttl = try await redis.command("TTL", "tw:dedupe:v1:a:\(id)").int ?? -1
+        #expect(ttl > 0 && ttl <= 60)
+        await redis.close()
+    }
+
+    @Test("the ingestor service turns events produced to the raw topic directly into llm.events.v1 and commits them")
+    func directProducers() async throws {
+        let run = TestEnvironment.unique("d")
+        let rawTopic = "\(run)-raw", eventsTopic = "\(run)-events", dlqTopic = "\(run)-dlq"
+        try MockBrokerControl.createTopic(rawTopic, partitions: 4)
+        try MockBrokerControl.createTopic(eventsTopic, partitions: 4)
+        try MockBrokerControl.createTopic(dlqTopic, partitions: 1)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try TestEnvironment.kafkaBrokers())), logger: logger)
+        let tenants = ["t-a", "t-b", "t-c"]
+        try await producer.sendAll((0..<300).map { i in
+            let tenant = tenants[i % 3]
+            return KafkaProducerMessage(topic: rawTopic, key: Array(tenant.utf8), value: rawEvent("\(run)-\(i)", tenant: tenant))
+        } + [KafkaProducerMessage(topic: rawTopic, key: nil, value: Array("{}".utf8))])
+
+        let env = ["TW_TOPIC_RAW": rawTopic, "TW_TOPIC_EVENTS": eventsTopic, "TW_TOPIC_DLQ": dlqTopic, "TW_GROUP_PREFIX": run]
+        let first = try ServiceProcess("ingestor", environment: env)
+        try await first.waitUntilReady()
+        let events = try await readTopic(eventsTopic, count: 300)
+        #expect(Set(events.map { try! EventDecoder().decode($0.value).eventID }).count == 300)
+        for message in events {
+            let event = try EventDecoder().decode(message.value)
+            #expect(message.key == Array(event.tenantID!.utf8), "keyed by tenant")
+        }
+        let dead = try await readTopic(dlqTopic, count: 1)
+        #expect(dead.first?.header(EventHeaders.detail) == Array("event_id: required".utf8))
+        #expect(try first.stop() == 0)
+
+        // Committed: a restarted ingestor in the same group produces nothing more.
+        try await producer.sendAll([KafkaProducerMessage(topic: rawTopic, key: Array("t-a".utf8), value: rawEvent("\(run)-last", tenant: "t-a"))])
+        let second = try ServiceProcess("ingestor", environment: env)
+        try await second.waitUntilReady()
+        let after = try await readTopic(eventsTopic, count: 301)
+        #expect(after.count == 301)
+        #expect(try second.stop() == 0)
+        await producer.shutdown()
+    }
+}

@@ -1,0 +1,48 @@
+import Events
+import IngestorCore
+import Testing
+
+func event(provider: String = "openai", model: String = "gpt-4o", input: Int64 = 1000, cached: Int64? = nil, output: Int64 = 500) -> LLMEvent {
+    LLMEvent(
+        eventID: "e1", tenantID: "t1", timestamp: EventTimestamp(microsecondsSinceEpoch: 0), provider: provider, model: model,
+        inputTokens: input, outputTokens: output, cachedInputTokens: cached, latencyMs: 100, status: .ok)
+}
+
+@Suite("Ingestor: normalization and pricing")
+struct IngestorUnitTests {
+    @Test("providers and models take one canonical spelling", arguments: [
+        ("OpenAI", "GPT-4o", "openai", "gpt-4o"),
+        ("openai", "openai/gpt-4o-mini", "openai", "gpt-4o-mini"),
+        ("Bedrock", "anthropic.claude-3-haiku", "aws.bedrock", "anthropic.claude-3-haiku"),
+        ("anthropic", "claude-sonnet-4-0", "anthropic", "claude-sonnet-4"),
+        ("azure_openai", "gpt-4o-2024-08-06", "azure.ai.openai", "gpt-4o-2024-08-06"),
+        ("some-new-provider", "Model-X", "some-new-provider", "model-x"),
+    ])
+    func normalize(provider: String, model: String, expectedProvider: String, expectedModel: String) {
+        let e = EventNormalizer().normalize(event(provider: provider, model: model))
+        #expect(e.provider == expectedProvider)
+        #expect(e.model == expectedModel)
+    }
+
+    @Test("cost is exact in micro-dollars, cached input at its own rate, rounded once")
+    func cost() {
+        let price = ModelPrice(input: 2_500_000, cachedInput: 1_250_000, output: 10_000_000) // gpt-4o
+        // 1000 input (200 cached) + 500 output: 800 * 2.5 + 200 * 1.25 + 500 * 10 = 2000 + 250 + 5000 = 7250 micro-dollars
+        #expect(price.costMicros(of: event(input: 1000, cached: 200, output: 500)) == 7250)
+        // 1 input token of gpt-4o-mini = 0.15 micro-dollars: rounds to 0; 4 tokens = 0.6: rounds to 1.
+        let mini = ModelPrice(input: 150_000, cachedInput: 75_000, output: 600_000)
+        #expect(mini.costMicros(of: event(input: 1, output: 0)) == 0)
+        #expect(mini.costMicros(of: event(input: 4, output: 0)) == 1)
+        #expect(mini.costMicros(of: event(input: 1_000_000_000, output: 1_000_000_000)) == 750_000_000)
+    }
+
+    @Test("a tenant's own price wins over the default; unknown models have none")
+    func priceLookup() {
+        var table = PriceTable()
+        table.set(ModelPrice(input: 1, cachedInput: 1, output: 1), provider: "openai", model: "gpt-4o")
+        table.set(ModelPrice(input: 9, cachedInput: 9, output: 9), tenant: "acme", provider: "openai", model: "gpt-4o")
+        #expect(table.price(tenant: "acme", provider: "openai", model: "gpt-4o")?.inputMicrosPerMTok == 9)
+        #expect(table.price(tenant: "other", provider: "openai", model: "gpt-4o")?.inputMicrosPerMTok == 1)
+        #expect(table.price(tenant: "acme", provider: "openai", model: "gpt-9") == nil)
+    }
+}
