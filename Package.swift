@@ -58,6 +58,7 @@ let package = Package(
             dependencies: ["CLibPQ", "ClientSupport", .product(name: "Logging", package: "swift-log")],
             path: "Shared/Postgres", swiftSettings: swiftSettings),
         .target(name: "Events", path: "Shared/Events", swiftSettings: swiftSettings),
+        .target(name: "Rollups", dependencies: ["Events"], path: "Shared/Rollups", swiftSettings: swiftSettings),
         .target(
             name: "ServiceKit",
             dependencies: [
@@ -83,7 +84,16 @@ let package = Package(
         .executableTarget(
             name: "Ingestor", dependencies: ["IngestorCore", "ServiceKit", "Events", "Kafka", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
             path: "Services/Ingestor/Main", swiftSettings: swiftSettings),
-        .executableTarget(name: "Aggregator", dependencies: ["ServiceKit", "Events"], path: "Services/Aggregator", swiftSettings: swiftSettings),
+        .target(
+            name: "AggregatorCore", dependencies: ["ServiceKit", "Events", "Rollups", "Kafka", "Postgres",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Aggregator/Core", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Aggregator", dependencies: ["AggregatorCore", "ServiceKit", "Events", "Kafka", "Postgres", .product(name: "Logging", package: "swift-log")],
+            path: "Services/Aggregator/Main", swiftSettings: swiftSettings),
         .executableTarget(name: "Detector", dependencies: ["ServiceKit", "Events"], path: "Services/Detector", swiftSettings: swiftSettings),
         .executableTarget(name: "Query", dependencies: ["ServiceKit", "Events"], path: "Services/Query", swiftSettings: swiftSettings),
 
@@ -96,6 +106,7 @@ let package = Package(
         .target(
             name: "TestSupport", dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "RollupsTests", dependencies: ["Rollups", "Events"], path: "Tests/RollupsTests", swiftSettings: swiftSettings),
         .testTarget(name: "EventsTests", dependencies: ["Events"], path: "Tests/EventsTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "ServiceKitTests",
@@ -110,6 +121,9 @@ let package = Package(
         .testTarget(
             name: "IngestorTests", dependencies: ["IngestorCore", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit"],
             path: "Tests/IngestorTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "AggregatorTests", dependencies: ["AggregatorCore", "Rollups", "TestSupport", "Events", "Kafka", "Postgres", "ServiceKit"],
+            path: "Tests/AggregatorTests", swiftSettings: swiftSettings),
         .testTarget(name: "ServicesTests", dependencies: ["TestSupport"], path: "Tests/ServicesTests", swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], path: "Tests/PostgresTests", swiftSettings: swiftSettings),
     ]

@@ -65,8 +65,10 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Batches of messages, each of at most `maxMessages`, as they arrive. Ends after `close()`.
-    public func batches(maxMessages: Int = 1000, pollTimeout: Duration = .milliseconds(100)) -> KafkaMessageBatches {
-        KafkaMessageBatches(consumer: self, maxMessages: maxMessages, pollTimeout: pollTimeout)
+    /// With `includeEmpty`, a poll that times out yields an empty batch, so a consumer can do periodic work while
+    /// its partitions are quiet.
+    public func batches(maxMessages: Int = 1000, pollTimeout: Duration = .milliseconds(100), includeEmpty: Bool = false) -> KafkaMessageBatches {
+        KafkaMessageBatches(consumer: self, maxMessages: maxMessages, pollTimeout: pollTimeout, includeEmpty: includeEmpty)
     }
 
     /// One poll on the polling thread: nil when the consumer is closing, an empty array on timeout.
@@ -268,18 +270,20 @@ public struct KafkaMessageBatches: AsyncSequence, Sendable {
     let consumer: KafkaConsumer
     let maxMessages: Int
     let pollTimeout: Duration
+    let includeEmpty: Bool
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let consumer: KafkaConsumer
         let maxMessages: Int
         let timeoutMs: Int32
+        let includeEmpty: Bool
 
         public mutating func next() async throws -> [KafkaMessage]? {
             while !Task.isCancelled {
                 guard let batch = try await self.consumer.poll(maxMessages: self.maxMessages, timeoutMilliseconds: self.timeoutMs) else {
                     return nil
                 }
-                if !batch.isEmpty { return batch }
+                if !batch.isEmpty || self.includeEmpty { return batch }
             }
             return nil
         }
@@ -287,6 +291,6 @@ public struct KafkaMessageBatches: AsyncSequence, Sendable {
 
     public func makeAsyncIterator() -> AsyncIterator {
         let ms = self.pollTimeout.components.seconds * 1000 + self.pollTimeout.components.attoseconds / 1_000_000_000_000_000
-        return AsyncIterator(consumer: self.consumer, maxMessages: self.maxMessages, timeoutMs: Int32(Swift.max(ms, 1)))
+        return AsyncIterator(consumer: self.consumer, maxMessages: self.maxMessages, timeoutMs: Int32(Swift.max(ms, 1)), includeEmpty: self.includeEmpty)
     }
 }

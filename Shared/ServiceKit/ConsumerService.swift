@@ -12,13 +12,17 @@ public struct ConsumerService: Service {
     public let logger: Logger
     public let process: @Sendable ([KafkaMessage]) async throws -> Void
     public let batchSize: Int
+    public let includeEmpty: Bool
     private let consumed: Counter
 
-    public init(consumer: KafkaConsumer, topics: [String], logger: Logger, batchSize: Int = 1000, process: @escaping @Sendable ([KafkaMessage]) async throws -> Void) {
+    /// With `includeEmpty`, `process` is also called with an empty batch whenever a poll finds nothing (about every
+    /// 100 ms), for periodic work.
+    public init(consumer: KafkaConsumer, topics: [String], logger: Logger, batchSize: Int = 1000, includeEmpty: Bool = false, process: @escaping @Sendable ([KafkaMessage]) async throws -> Void) {
         self.consumer = consumer
         self.topics = topics
         self.logger = logger
         self.batchSize = batchSize
+        self.includeEmpty = includeEmpty
         self.process = process
         self.consumed = Counter(label: "tw_consumed_messages_total", dimensions: [("topic", topics.joined(separator: ","))])
     }
@@ -26,7 +30,7 @@ public struct ConsumerService: Service {
     public func run() async throws {
         try self.consumer.subscribe(topics: self.topics)
         let consumer = self.consumer
-        let stream = consumer.batches(maxMessages: self.batchSize)
+        let stream = consumer.batches(maxMessages: self.batchSize, includeEmpty: self.includeEmpty)
         do {
             // Cancellation only interrupts the wait for the next batch; a batch in `process` runs to its end
             // because the loop checks for shutdown between batches.

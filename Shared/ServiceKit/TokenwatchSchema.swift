@@ -41,5 +41,102 @@ public enum TokenwatchSchema {
                 PRIMARY KEY (tenant_id, provider, model)
             );
             """ + BuiltInPrices.insertSQL),
+        PostgresMigration(version: 3, name: "rollups", sql: """
+            -- Adds two string->integer maps key by key: merges errors_by_type counts and quantile sketches (bucket
+            -- index -> count), so rollup deltas apply as plain upserts in any order and add up exactly.
+            CREATE FUNCTION tw_jsonb_add(a jsonb, b jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+                SELECT COALESCE(jsonb_object_agg(k, n), '{}'::jsonb) FROM (
+                    SELECT k, SUM(v::bigint) AS n FROM (
+                        SELECT key AS k, value AS v FROM jsonb_each_text(COALESCE(a, '{}'::jsonb))
+                        UNION ALL
+                        SELECT key, value FROM jsonb_each_text(COALESCE(b, '{}'::jsonb))
+                    ) pairs GROUP BY k
+                ) sums
+            $$;
+            -- Series rows: provider = '' and model = '' is the tenant's total.
+            CREATE TABLE rollups_1m (
+                tenant_id text NOT NULL,
+                provider text NOT NULL,
+                model text NOT NULL,
+                window_start timestamptz NOT NULL,
+                requests bigint NOT NULL,
+                errors bigint NOT NULL,
+                errors_by_type jsonb NOT NULL,
+                input_tokens bigint NOT NULL,
+                output_tokens bigint NOT NULL,
+                cached_input_tokens bigint NOT NULL,
+                reasoning_tokens bigint NOT NULL,
+                cost_micros bigint NOT NULL,
+                latency_sketch jsonb NOT NULL,
+                ttft_sketch jsonb NOT NULL,
+                version bigint NOT NULL DEFAULT 1,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (tenant_id, window_start, provider, model)
+            );
+            CREATE TABLE rollups_1h (
+                tenant_id text NOT NULL,
+                provider text NOT NULL,
+                model text NOT NULL,
+                window_start timestamptz NOT NULL,
+                requests bigint NOT NULL,
+                errors bigint NOT NULL,
+                errors_by_type jsonb NOT NULL,
+                input_tokens bigint NOT NULL,
+                output_tokens bigint NOT NULL,
+                cached_input_tokens bigint NOT NULL,
+                reasoning_tokens bigint NOT NULL,
+                cost_micros bigint NOT NULL,
+                latency_sketch jsonb NOT NULL,
+                ttft_sketch jsonb NOT NULL,
+                version bigint NOT NULL DEFAULT 1,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (tenant_id, window_start, provider, model)
+            );
+            CREATE TABLE rollups_1d (
+                tenant_id text NOT NULL,
+                provider text NOT NULL,
+                model text NOT NULL,
+                window_start timestamptz NOT NULL,
+                requests bigint NOT NULL,
+                errors bigint NOT NULL,
+                errors_by_type jsonb NOT NULL,
+                input_tokens bigint NOT NULL,
+                output_tokens bigint NOT NULL,
+                cached_input_tokens bigint NOT NULL,
+                reasoning_tokens bigint NOT NULL,
+                cost_micros bigint NOT NULL,
+                latency_sketch jsonb NOT NULL,
+                ttft_sketch jsonb NOT NULL,
+                version bigint NOT NULL DEFAULT 1,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (tenant_id, window_start, provider, model)
+            );
+            -- The aggregator's own consumed offsets and data watermark per input partition (DESIGN.md, "Delivery").
+            CREATE TABLE aggregator_partitions (
+                topic text NOT NULL,
+                partition integer NOT NULL,
+                next_offset bigint NOT NULL,
+                watermark_us bigint NOT NULL DEFAULT 0,
+                PRIMARY KEY (topic, partition)
+            );
+            -- Highest raw (source) offset applied per (input partition, source partition).
+            CREATE TABLE aggregator_source_marks (
+                topic text NOT NULL,
+                partition integer NOT NULL,
+                source_partition integer NOT NULL,
+                source_offset bigint NOT NULL,
+                PRIMARY KEY (topic, partition, source_partition)
+            );
+            -- 1-minute windows changed and not yet emitted on llm.rollups.v1, per input partition.
+            CREATE TABLE rollup_emits (
+                topic text NOT NULL,
+                partition integer NOT NULL,
+                tenant_id text NOT NULL,
+                provider text NOT NULL,
+                model text NOT NULL,
+                window_start timestamptz NOT NULL,
+                PRIMARY KEY (topic, partition, tenant_id, provider, model, window_start)
+            );
+            """),
     ]
 }

@@ -1,0 +1,172 @@
+import Events
+import Kafka
+import Logging
+import Metrics
+import Postgres
+import Rollups
+
+/// Applies batches of llm.events.v1 to the rollups, exactly once (DESIGN.md, "Delivery").
+///
+/// Per input partition and batch, one Postgres transaction writes the rollup deltas (1m, 1h and 1d, derived from
+/// the same events), the new consumed offset, the data watermark, the highest source offset applied per source
+/// partition, and the list of windows to (re)emit. The offset moves only if it still holds what this member loaded
+/// (compare-and-set): a member that lost the partition to a rebalance without noticing (a zombie) cannot apply the
+/// same events a second time; it reloads instead. Replays from the ingestor (source offset at or below the mark)
+/// are skipped; events more than the allowed lateness behind the watermark go to the DLQ as `too_late` before the
+/// transaction, so a crash can repeat a dead letter but never lose one.
+public final class AggregatorCore: Sendable {
+    public let postgres: PostgresClient
+    public let producer: KafkaProducer
+    public let states: PartitionStates
+    public let settings: AggregatorSettings
+    public let topics: Topics
+    let logger: Logger
+    private let applied = Counter(label: "tw_aggregator_events_total", dimensions: [("outcome", "applied")])
+    private let replays = Counter(label: "tw_aggregator_events_total", dimensions: [("outcome", "replay")])
+    private let late = Counter(label: "tw_aggregator_events_total", dimensions: [("outcome", "too_late")])
+    private let rejected = Counter(label: "tw_aggregator_events_total", dimensions: [("outcome", "rejected")])
+    private let fenced = Counter(label: "tw_aggregator_fenced_batches_total")
+
+    /// Events on llm.events.v1 were validated by the ingestor; re-reading them must not reject them for their age.
+    let decoder: EventDecoder = {
+        var limits = EventLimits()
+        limits.maxAgeSeconds = 100 * 365 * 86400
+        limits.maxFutureSkewSeconds = 100 * 365 * 86400
+        return EventDecoder(limits: limits)
+    }()
+
+    public init(postgres: PostgresClient, producer: KafkaProducer, states: PartitionStates, settings: AggregatorSettings, topics: Topics, logger: Logger) {
+        self.postgres = postgres
+        self.producer = producer
+        self.states = states
+        self.settings = settings
+        self.topics = topics
+        self.logger = logger
+    }
+
+    public struct Summary: Sendable, Equatable {
+        public var applied = 0
+        public var replays = 0
+        public var tooLate = 0
+        public var rejected = 0
+        /// Partitions whose batch was refused because another member had moved their offset.
+        public var fenced: [KafkaTopicPartition] = []
+        public init() {}
+    }
+
+    public struct Fenced: Error, CustomStringConvertible {
+        public let partition: KafkaTopicPartition
+        public var description: String { "aggregator offset of \(self.partition) moved under us (another member owns it)" }
+    }
+
+    /// Applies `batch`; returns what happened. Messages of partitions this member does not own are ignored (they
+    /// can trail a revocation). A fenced partition's state is reloaded and the returned summary names it: the
+    /// caller seeks it back to the reloaded offset.
+    public func process(_ batch: [KafkaMessage]) async throws -> Summary {
+        var summary = Summary()
+        var byPartition: [KafkaTopicPartition: [KafkaMessage]] = [:]
+        for message in batch { byPartition[message.topicPartition, default: []].append(message) }
+        for (tp, messages) in byPartition.sorted(by: { $0.key.partition < $1.key.partition }) {
+            guard let state = self.states[tp] else { continue }
+            let before = summary
+            do {
+                try await self.apply(messages, partition: tp, state: state, summary: &summary)
+            } catch let fenced as Fenced {
+                summary = before  // nothing of this partition's batch was applied
+                self.logger.warning("Fenced: reloading partition state", metadata: ["kafka.partition": "\(fenced.partition)"])
+                self.fenced.increment()
+                self.states[tp] = try await PartitionState.load(tp, postgres: self.postgres)
+                summary.fenced.append(tp)
+            }
+        }
+        self.applied.increment(by: summary.applied)
+        self.replays.increment(by: summary.replays)
+        self.late.increment(by: summary.tooLate)
+        self.rejected.increment(by: summary.rejected)
+        return summary
+    }
+
+    private func apply(_ messages: [KafkaMessage], partition tp: KafkaTopicPartition, state: PartitionState, summary: inout Summary) async throws {
+        var next = state
+        var minutes = RollupDeltas(granularity: .minute)
+        var hours = RollupDeltas(granularity: .hour)
+        var days = RollupDeltas(granularity: .day)
+        var deadLetters: [KafkaProducerMessage] = []
+        let lateness = self.settings.allowedLateness.microseconds
+        for message in messages {
+            // Messages before the stored offset were applied already (a seek can deliver a few twice).
+            guard message.offset >= next.nextOffset else { continue }
+            next.nextOffset = message.offset + 1
+            guard let sourcePartition = message.header(EventHeaders.sourcePartition).flatMap({ Int32(String(decoding: $0, as: UTF8.self)) }),
+                let sourceOffset = message.header(EventHeaders.sourceOffset).flatMap({ Int64(String(decoding: $0, as: UTF8.self)) })
+            else {
+                deadLetters.append(self.deadLetter(message, reason: "missing_source", detail: "headers \(EventHeaders.sourcePartition) and \(EventHeaders.sourceOffset) are required on \(message.topic)"))
+                summary.rejected += 1
+                continue
+            }
+            if let mark = next.marks[sourcePartition], sourceOffset <= mark {
+                summary.replays += 1
+                continue
+            }
+            next.marks[sourcePartition] = sourceOffset
+            let event: LLMEvent
+            do {
+                event = try self.decoder.decode(message.value)
+            } catch {
+                deadLetters.append(self.deadLetter(message, reason: "invalid_event", detail: error.description))
+                summary.rejected += 1
+                continue
+            }
+            let t = event.timestamp.microsecondsSinceEpoch
+            if t < next.watermark - lateness {
+                deadLetters.append(self.deadLetter(message, reason: "too_late", detail: "timestamp: \(event.timestamp.rfc3339) is more than the allowed lateness behind the watermark \(EventTimestamp(microsecondsSinceEpoch: next.watermark).rfc3339)"))
+                summary.tooLate += 1
+                continue
+            }
+            next.watermark = max(next.watermark, t)
+            minutes.add(event)
+            hours.add(event)
+            days.add(event)
+            summary.applied += 1
+        }
+        guard next != state else { return }
+        // Dead letters first: acknowledged before the transaction, so they are never lost (at worst repeated).
+        try await self.producer.sendAll(deadLetters)
+
+        let changedMarks = next.marks.filter { state.marks[$0.key] != $0.value }
+        let emits = minutes.windows.keys.map { ($0.series, $0.windowStart) }
+        let expected = state.nextOffset
+        let final = next
+        let upserts = [minutes, hours, days].filter { !$0.isEmpty }.map(RollupStore.upsert)
+        try await self.postgres.withTransaction { conn in
+            let moved = try conn.query("""
+                UPDATE aggregator_partitions SET next_offset = \(final.nextOffset), watermark_us = \(final.watermark)
+                WHERE topic = \(tp.topic) AND partition = \(tp.partition) AND next_offset = \(expected)
+                """)
+            guard moved.affectedRows == 1 else { throw Fenced(partition: tp) }
+            for (sourcePartition, offset) in changedMarks.sorted(by: { $0.key < $1.key }) {
+                try conn.query("""
+                    INSERT INTO aggregator_source_marks (topic, partition, source_partition, source_offset)
+                    VALUES (\(tp.topic), \(tp.partition), \(sourcePartition), \(offset))
+                    ON CONFLICT (topic, partition, source_partition) DO UPDATE SET source_offset = GREATEST(aggregator_source_marks.source_offset, EXCLUDED.source_offset)
+                    """)
+            }
+            for upsert in upserts { try conn.query(upsert) }
+            for (series, start) in emits.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) {
+                try conn.query("""
+                    INSERT INTO rollup_emits (topic, partition, tenant_id, provider, model, window_start)
+                    VALUES (\(tp.topic), \(tp.partition), \(series.tenant), \(series.provider), \(series.model), \(EventTimestamp(microsecondsSinceEpoch: start).rfc3339)::timestamptz)
+                    ON CONFLICT DO NOTHING
+                    """)
+            }
+        }
+        self.states[tp] = next
+    }
+
+    private func deadLetter(_ message: KafkaMessage, reason: String, detail: String) -> KafkaProducerMessage {
+        var headers = message.headers.filter { $0.key != EventHeaders.reason && $0.key != EventHeaders.detail }
+        headers.append(KafkaHeader(key: EventHeaders.reason, string: reason))
+        headers.append(KafkaHeader(key: EventHeaders.detail, string: String(detail.prefix(512))))
+        return KafkaProducerMessage(topic: self.topics.deadLetters, key: message.key, value: message.value, headers: headers)
+    }
+}

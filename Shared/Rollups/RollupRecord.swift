@@ -1,0 +1,99 @@
+import Events
+import Foundation
+
+/// One window of one series as published on llm.rollups.v1 (and read back from Postgres): the window's full
+/// values, not a delta. `version` grows with every update of the window, so a consumer keeps the highest it saw;
+/// a late event's correction arrives as a higher version of the same window.
+public struct RollupRecord: Sendable, Hashable {
+    public var key: RollupKey
+    public var granularity: Granularity
+    public var version: Int64
+    public var values: RollupValues
+
+    public init(key: RollupKey, granularity: Granularity, version: Int64, values: RollupValues) {
+        self.key = key
+        self.granularity = granularity
+        self.version = version
+        self.values = values
+    }
+
+    public var windowEnd: Int64 { self.key.windowStart + self.granularity.microseconds }
+
+    /// Compact JSON with percentiles precomputed for readers that only display, and the sketches for readers that
+    /// merge windows.
+    public func jsonBytes() -> [UInt8] {
+        let v = self.values
+        var out: [UInt8] = []
+        out.reserveCapacity(512)
+        func field(_ name: String, _ raw: String, first: Bool = false) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            writeJSONString(name, into: &out)
+            out.append(UInt8(ascii: ":"))
+            out.append(contentsOf: raw.utf8)
+        }
+        func string(_ s: String) -> String {
+            var b: [UInt8] = []
+            writeJSONString(s, into: &b)
+            return String(decoding: b, as: UTF8.self)
+        }
+        func distribution(_ sketch: QuantileSketch) -> String {
+            let p = [0.5, 0.9, 0.95, 0.99].map { q in sketch.quantile(q).map { String(format: "%.3f", $0) } ?? "null" }
+            return "{\"count\":\(sketch.count),\"p50\":\(p[0]),\"p90\":\(p[1]),\"p95\":\(p[2]),\"p99\":\(p[3]),\"sketch\":\(sketch.json)}"
+        }
+        out.append(UInt8(ascii: "{"))
+        field("tenant_id", string(self.key.series.tenant), first: true)
+        field("provider", string(self.key.series.provider))
+        field("model", string(self.key.series.model))
+        field("granularity", string(self.granularity.rawValue))
+        field("window_start", string(EventTimestamp(microsecondsSinceEpoch: self.key.windowStart).rfc3339))
+        field("window_end", string(EventTimestamp(microsecondsSinceEpoch: self.windowEnd).rfc3339))
+        field("version", String(self.version))
+        field("requests", String(v.requests))
+        field("errors", String(v.errors))
+        field("errors_by_type", v.errorsByTypeJSON)
+        field("input_tokens", String(v.inputTokens))
+        field("output_tokens", String(v.outputTokens))
+        field("cached_input_tokens", String(v.cachedInputTokens))
+        field("reasoning_tokens", String(v.reasoningTokens))
+        field("cost_micros", String(v.costMicros))
+        field("cost_usd", LLMEvent.decimalUSD(micros: v.costMicros))
+        field("latency_ms", distribution(v.latency))
+        field("time_to_first_token_ms", distribution(v.timeToFirstToken))
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// Reads a record written by `jsonBytes()`.
+    public init(json bytes: [UInt8]) throws {
+        guard let o = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { throw SketchError(message: "rollup must be an object") }
+        func str(_ k: String) throws -> String {
+            guard let s = o[k] as? String else { throw SketchError(message: "rollup field \(k) missing") }
+            return s
+        }
+        func int(_ k: String) throws -> Int64 {
+            guard let n = (o[k] as? NSNumber)?.int64Value else { throw SketchError(message: "rollup field \(k) missing") }
+            return n
+        }
+        func sketch(_ k: String) throws -> QuantileSketch {
+            guard let d = o[k] as? [String: Any], let s = d["sketch"] else { throw SketchError(message: "rollup field \(k) missing") }
+            return try QuantileSketch(json: String(decoding: try JSONSerialization.data(withJSONObject: s), as: UTF8.self))
+        }
+        guard let granularity = Granularity(rawValue: try str("granularity")), let start = EventTimestamp(rfc3339: try str("window_start")) else {
+            throw SketchError(message: "rollup window invalid")
+        }
+        var values = RollupValues()
+        values.requests = try int("requests")
+        values.errors = try int("errors")
+        values.errorsByType = ((o["errors_by_type"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.int64Value }
+        values.inputTokens = try int("input_tokens")
+        values.outputTokens = try int("output_tokens")
+        values.cachedInputTokens = try int("cached_input_tokens")
+        values.reasoningTokens = try int("reasoning_tokens")
+        values.costMicros = try int("cost_micros")
+        values.latency = try sketch("latency_ms")
+        values.timeToFirstToken = try sketch("time_to_first_token_ms")
+        self.init(
+            key: RollupKey(series: SeriesKey(tenant: try str("tenant_id"), provider: try str("provider"), model: try str("model")), windowStart: start.microsecondsSinceEpoch),
+            granularity: granularity, version: try int("version"), values: values)
+    }
+}

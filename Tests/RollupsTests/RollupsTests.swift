@@ -1,0 +1,84 @@
+import Events
+import Foundation
+import Rollups
+import Testing
+
+/// The exact q-quantile by the sketch's rank rule: the value at rank floor(q * (n - 1)) of the sorted values.
+func exactQuantile(_ sorted: [Double], _ q: Double) -> Double { sorted[Int((q * Double(sorted.count - 1)).rounded(.down))] }
+
+@Suite("Rollups: sketches and windows")
+struct RollupsTests {
+    @Test("every quantile is within the stated 1% relative error", arguments: [1, 2, 3])
+    func accuracy(seed: Int) {
+        var rng = SeededRandom(seed: UInt64(seed))
+        // Latency-like: log-normal-ish mix of fast and slow calls, 0.05 ms ... 60 s.
+        let values = (0..<20_000).map { _ in Foundation.exp(Double.random(in: Foundation.log(0.05)...Foundation.log(60_000), using: &rng)) }
+        var sketch = QuantileSketch()
+        for v in values { sketch.add(v) }
+        let sorted = values.sorted()
+        for q in [0.0, 0.1, 0.5, 0.9, 0.95, 0.99, 0.999, 1.0] {
+            let exact = exactQuantile(sorted, q)
+            let estimate = sketch.quantile(q)!
+            #expect(abs(estimate - exact) <= QuantileSketch.relativeAccuracy * exact * (1 + 1e-9), "q=\(q): \(estimate) vs \(exact)")
+        }
+    }
+
+    @Test("merging sketches equals sketching the union; JSON round-trips exactly")
+    func merge() throws {
+        var a = QuantileSketch(), b = QuantileSketch(), all = QuantileSketch()
+        for i in 0..<1000 {
+            let v = Double(i % 97) * 3.7 + 0.0001 * Double(i % 3)
+            if i % 2 == 0 { a.add(v) } else { b.add(v) }
+            all.add(v)
+        }
+        var merged = a
+        merged.merge(b)
+        #expect(merged == all)
+        #expect(try QuantileSketch(json: merged.json) == merged)
+        #expect(merged.count == 1000)
+        #expect(QuantileSketch().quantile(0.5) == nil)
+        #expect(throws: (any Error).self) { try QuantileSketch(json: "{\"x\":1}") }
+    }
+
+    @Test("windows align to UTC minutes, hours and days, also before 1970")
+    func windows() {
+        let t = EventTimestamp(rfc3339: "2026-11-23T06:37:02.5Z")!
+        #expect(EventTimestamp(microsecondsSinceEpoch: Granularity.minute.windowStart(t)).rfc3339 == "2026-11-23T06:37:00Z")
+        #expect(EventTimestamp(microsecondsSinceEpoch: Granularity.hour.windowStart(t)).rfc3339 == "2026-11-23T06:00:00Z")
+        #expect(EventTimestamp(microsecondsSinceEpoch: Granularity.day.windowStart(t)).rfc3339 == "2026-11-23T00:00:00Z")
+        let old = EventTimestamp(rfc3339: "1969-12-31T23:59:30Z")!
+        #expect(EventTimestamp(microsecondsSinceEpoch: Granularity.minute.windowStart(old)).rfc3339 == "1969-12-31T23:59:00Z")
+    }
+
+    @Test("deltas count each event in its series and in its tenant's total")
+    func deltas() {
+        func event(_ model: String, status: LLMEvent.Status, minute: Int, cost: Int64) -> LLMEvent {
+            LLMEvent(eventID: "e", tenantID: "acme", timestamp: EventTimestamp(microsecondsSinceEpoch: Int64(minute) * 60_000_000 + 1),
+                     provider: "openai", model: model, inputTokens: 10, outputTokens: 5, cachedInputTokens: 2, latencyMs: 100,
+                     status: status, errorType: status == .error ? "timeout" : nil, costMicros: cost)
+        }
+        var d = RollupDeltas(granularity: .minute)
+        d.add(event("a", status: .ok, minute: 0, cost: 7))
+        d.add(event("a", status: .error, minute: 0, cost: 3))
+        d.add(event("b", status: .ok, minute: 1, cost: 1))
+        let total0 = d.windows[RollupKey(series: .total("acme"), windowStart: 0)]!
+        #expect(total0.requests == 2 && total0.errors == 1 && total0.errorsByType == ["timeout": 1] && total0.costMicros == 10)
+        #expect(total0.inputTokens == 20 && total0.cachedInputTokens == 4 && total0.latency.count == 2)
+        #expect(d.windows[RollupKey(series: SeriesKey(tenant: "acme", provider: "openai", model: "b"), windowStart: 60_000_000)]?.requests == 1)
+        #expect(d.windows.count == 4)
+        #expect(total0.errorsByTypeJSON == "{\"timeout\":1}")
+    }
+}
+
+/// SplitMix64: reproducible test data.
+struct SeededRandom: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { self.state = seed }
+    mutating func next() -> UInt64 {
+        self.state &+= 0x9E37_79B9_7F4A_7C15
+        var z = self.state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
