@@ -124,7 +124,8 @@ let package = Package(
         .testTarget(
             name: "AggregatorTests", dependencies: ["AggregatorCore", "Rollups", "TestSupport", "Events", "Kafka", "Postgres", "ServiceKit"],
             path: "Tests/AggregatorTests", swiftSettings: swiftSettings),
-        .testTarget(name: "ServicesTests", dependencies: ["TestSupport"], path: "Tests/ServicesTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "ServicesTests", dependencies: ["TestSupport", "Kafka", "Postgres", "Events", "Rollups", "ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Tests/ServicesTests", swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], path: "Tests/PostgresTests", swiftSettings: swiftSettings),
     ]
 )

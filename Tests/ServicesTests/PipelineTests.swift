@@ -1,0 +1,116 @@
+import Events
+import Foundation
+import Kafka
+import Logging
+import Postgres
+import Rollups
+import ServiceKit
+import Testing
+import TestSupport
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The ingestor and the aggregator as real processes on the local stack, killed and restarted while they work.
+@Suite("Pipeline: raw events to exact rollups", .serialized, .timeLimit(.minutes(8)))
+struct PipelineTests {
+    @Test("with client retries, invalid events, SIGKILLed ingestor and aggregator and two aggregator replicas, rollups equal the ground truth")
+    func crashSafety() async throws {
+        let logger = Logger(label: "pipeline-test")
+        let run = TestEnvironment.unique("p")
+        var topics = Topics()
+        topics.raw = "\(run)-raw"
+        topics.events = "\(run)-events"
+        topics.deadLetters = "\(run)-dlq"
+        topics.rollups = "\(run)-rollups"
+        for (topic, partitions) in [(topics.raw, 4), (topics.events, 4), (topics.deadLetters, 1), (topics.rollups, 2)] {
+            try MockBrokerControl.createTopic(topic, partitions: partitions)
+        }
+        let env = [
+            "TW_TOPIC_RAW": topics.raw, "TW_TOPIC_EVENTS": topics.events, "TW_TOPIC_DLQ": topics.deadLetters,
+            "TW_TOPIC_ROLLUPS": topics.rollups, "TW_GROUP_PREFIX": run, "TW_SHUTDOWN_TIMEOUT": "10s",
+            "TW_INGEST_BATCH": "200", "TW_AGGREGATOR_BATCH": "300",
+        ]
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
+        try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try TestEnvironment.kafkaBrokers())), logger: logger)
+
+        // The workload: 3 tenants, 3 models, 4 minutes of event time ending a minute ago, 10% errors.
+        var rng = SystemRandomNumberGenerator()
+        let origin = (EventTimestamp.now().microsecondsSinceEpoch - 300_000_000) / 60_000_000 * 60_000_000
+        let models = [("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4"), ("openai", "gpt-4o-mini")]
+        let events: [LLMEvent] = (0..<2400).map { i in
+            let (provider, model) = models[i % 3]
+            let error = i % 10 == 0
+            return LLMEvent(
+                eventID: "\(run)-\(i)", tenantID: "\(run)-t\(i % 3)",
+                timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 240_000_000 / 2400),
+                provider: provider, model: model, inputTokens: Int64.random(in: 0...4000, using: &rng), outputTokens: Int64.random(in: 0...900, using: &rng),
+                latencyMs: Double(Int.random(in: 20...8000, using: &rng)), status: error ? .error : .ok, errorType: error ? "timeout" : nil,
+                costMicros: Int64.random(in: 0...50_000, using: &rng))
+        }
+        func raw(_ e: LLMEvent) -> KafkaProducerMessage { KafkaProducerMessage(topic: topics.raw, key: Array(e.tenantID!.utf8), value: e.jsonBytes()) }
+        let invalid = (0..<7).map { KafkaProducerMessage(topic: topics.raw, key: nil, value: Array("{\"event_id\":\"\(run)-bad-\($0)\"}".utf8)) }
+        // Client retries: every 25th event sent again later.
+        let retries = stride(from: 0, to: events.count, by: 25).map { raw(events[$0]) }
+
+        @Sendable func appliedRequests() async throws -> Int64 {
+            let row = try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id LIKE \(run + "-%") AND provider = ''")
+            return try row[0].decode("n")
+        }
+        func waitForApplied(atLeast n: Int64, _ what: String) async throws {
+            try await within(.seconds(180), what) {
+                while try await appliedRequests() < n { try await Task.sleep(for: .milliseconds(200)) }
+            }
+        }
+
+        try await producer.sendAll(events[0..<800].map(raw) + invalid)
+        var ingestor = try ServiceProcess("ingestor", environment: env)
+        var aggregatorA = try ServiceProcess("aggregator", environment: env)
+        try await waitForApplied(atLeast: 300, "first rollups")
+
+        // Kill the aggregator mid-stream and start it again, with a second replica joining.
+        kill(aggregatorA.pid, SIGKILL)
+        _ = aggregatorA.waitForExit()
+        try await producer.sendAll(events[800..<1600].map(raw) + retries[0..<40])
+        aggregatorA = try ServiceProcess("aggregator", environment: env)
+        let aggregatorB = try ServiceProcess("aggregator", environment: env)
+        try await waitForApplied(atLeast: 1000, "rollups after the aggregator restart")
+
+        // Kill the ingestor mid-stream and start it again.
+        kill(ingestor.pid, SIGKILL)
+        _ = ingestor.waitForExit()
+        try await producer.sendAll(events[1600...].map(raw) + retries[40...])
+        ingestor = try ServiceProcess("ingestor", environment: env)
+        // A second aggregator crash while the last events flow.
+        try await waitForApplied(atLeast: 1800, "rollups after the ingestor restart")
+        kill(aggregatorB.pid, SIGKILL)
+        _ = aggregatorB.waitForExit()
+        try await waitForApplied(atLeast: Int64(events.count), "every event applied")
+
+        // Exactly the ground truth: no loss, no double count, in every series and window.
+        var truth = RollupDeltas(granularity: .minute)
+        for e in events { truth.add(e) }
+        let result = try await postgres.query("""
+            SELECT \(unescaped: "tenant_id, provider, model, (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, requests, errors, input_tokens, output_tokens, cost_micros")
+            FROM rollups_1m WHERE tenant_id LIKE \(run + "-%")
+            """)
+        var actual: [RollupKey: (Int64, Int64, Int64, Int64, Int64)] = [:]
+        for row in result {
+            let key = RollupKey(series: SeriesKey(tenant: try row.decode("tenant_id"), provider: try row.decode("provider"), model: try row.decode("model")), windowStart: try row.decode("window_us"))
+            actual[key] = (try row.decode("requests"), try row.decode("errors"), try row.decode("input_tokens"), try row.decode("output_tokens"), try row.decode("cost_micros"))
+        }
+        #expect(Set(actual.keys) == Set(truth.windows.keys))
+        for (key, v) in truth.windows {
+            let got = actual[key]
+            #expect(got?.0 == v.requests && got?.1 == v.errors && got?.2 == v.inputTokens && got?.3 == v.outputTokens && got?.4 == v.costMicros, "\(key)")
+        }
+        let dead = try await readTopic(topics.deadLetters, count: 7)
+        #expect(dead.allSatisfy { $0.header(EventHeaders.reason) == Array("invalid_event".utf8) })
+
+        for process in [ingestor, aggregatorA] { #expect(try process.stop() == 0, "\(process.name) stops cleanly:\n\(process.log)") }
+        await producer.shutdown()
+        await postgres.close()
+    }
+}
