@@ -37,6 +37,11 @@ let package = Package(
             name: "CLibPQ", path: "Shared/CLibPQ", pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]),
 
+        .systemLibrary(name: "CZlib", path: "Shared/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(
+            name: "COpenSSLCrypto", path: "Shared/COpenSSLCrypto", pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]),
+
         // MARK: - Shared modules
         .target(
             name: "ClientSupport", path: "Shared/ClientSupport",
@@ -58,6 +63,7 @@ let package = Package(
             dependencies: ["CLibPQ", "ClientSupport", .product(name: "Logging", package: "swift-log")],
             path: "Shared/Postgres", swiftSettings: swiftSettings),
         .target(name: "Events", path: "Shared/Events", swiftSettings: swiftSettings),
+        .target(name: "Codecs", dependencies: ["CZlib", "COpenSSLCrypto"], path: "Shared/Codecs", swiftSettings: swiftSettings),
         .target(name: "Rollups", dependencies: ["Events"], path: "Shared/Rollups", swiftSettings: swiftSettings),
         .target(
             name: "ServiceKit",
@@ -73,7 +79,16 @@ let package = Package(
             path: "Shared/ServiceKit", swiftSettings: swiftSettings),
 
         // MARK: - Services
-        .executableTarget(name: "Gateway", dependencies: ["ServiceKit", "Kafka", "Redis", "Postgres", "Events"], path: "Services/Gateway", swiftSettings: swiftSettings),
+        .target(
+            name: "GatewayCore", dependencies: ["ServiceKit", "Events", "Codecs", "Kafka", "Redis", "Postgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Services/Gateway/Core", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Gateway", dependencies: ["GatewayCore", "ServiceKit", "Kafka", "Redis", "Postgres", "Events", .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Services/Gateway/Main", swiftSettings: swiftSettings),
         .target(
             name: "IngestorCore", dependencies: ["ServiceKit", "Events", "Kafka", "Redis", "Postgres",
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -124,6 +139,10 @@ let package = Package(
         .testTarget(
             name: "AggregatorTests", dependencies: ["AggregatorCore", "Rollups", "TestSupport", "Events", "Kafka", "Postgres", "ServiceKit"],
             path: "Tests/AggregatorTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "GatewayTests", dependencies: ["GatewayCore", "Codecs", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit",
+                .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird")],
+            path: "Tests/GatewayTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "ServicesTests", dependencies: ["TestSupport", "Kafka", "Postgres", "Events", "Rollups", "ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Tests/ServicesTests", swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], path: "Tests/PostgresTests", swiftSettings: swiftSettings),

@@ -1,5 +1,8 @@
 import Events
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Kafka
 import Logging
 import Postgres
@@ -111,6 +114,61 @@ struct PipelineTests {
 
         for process in [ingestor, aggregatorA] { #expect(try process.stop() == 0, "\(process.name) stops cleanly:\n\(process.log)") }
         await producer.shutdown()
+        await postgres.close()
+    }
+
+    @Test("events POSTed to the gateway over a real socket, one batch sent twice, become exact rollups of the key's tenant")
+    func throughTheGateway() async throws {
+        let logger = Logger(label: "pipeline-test")
+        let run = TestEnvironment.unique("g")
+        let env = [
+            "TW_TOPIC_RAW": "\(run)-raw", "TW_TOPIC_EVENTS": "\(run)-events", "TW_TOPIC_DLQ": "\(run)-dlq", "TW_TOPIC_ROLLUPS": "\(run)-rollups",
+            "TW_GROUP_PREFIX": run, "TW_ADMIN_TOKEN": "pipeline-admin-token-123456", "TW_SHUTDOWN_TIMEOUT": "10s",
+        ]
+        for topic in ["raw", "events", "dlq", "rollups"] { try MockBrokerControl.createTopic("\(run)-\(topic)", partitions: 2) }
+        let gateway = try ServiceProcess("gateway", environment: env)
+        let ingestor = try ServiceProcess("ingestor", environment: env)
+        let aggregator = try ServiceProcess("aggregator", environment: env)
+        try await gateway.waitUntilReady()
+
+        func post(_ path: String, _ body: String, token: String, contentType: String = "application/json") async throws -> (Int, [String: Any]) {
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(gateway.port)\(path)")!)
+            request.httpMethod = "POST"
+            request.httpBody = Data(body.utf8)
+            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+            request.setValue(contentType, forHTTPHeaderField: "Content-Type")
+            let (data, response) = try await URLSession.shared.data(for: request)
+            return ((response as! HTTPURLResponse).statusCode, (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
+        }
+        let tenant = "\(run)-acme"
+        let (created, tenantBody) = try await post("/v1/admin/tenants", "{\"tenant_id\":\"\(tenant)\"}", token: "pipeline-admin-token-123456")
+        #expect(created == 201)
+        let key = try #require(tenantBody["api_key"] as? String)
+
+        let origin = (EventTimestamp.now().microsecondsSinceEpoch - 180_000_000) / 60_000_000 * 60_000_000
+        let events = (0..<200).map { i in
+            LLMEvent(eventID: "\(run)-\(i)", tenantID: "not-\(tenant)", timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 600_000),
+                     provider: "openai", model: "gpt-4o", inputTokens: Int64(i), outputTokens: 1, latencyMs: Double(i), status: .ok, costMicros: Int64(i))
+        }
+        let batch = events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: "\n")
+        let (first, firstBody) = try await post("/v1/events", batch, token: key, contentType: "application/x-ndjson")
+        #expect(first == 202 && firstBody["accepted"] as? Int == 200)
+        // The client did not see the answer and sends the same batch again.
+        let (second, _) = try await post("/v1/events", batch, token: key, contentType: "application/x-ndjson")
+        #expect(second == 202)
+
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
+        @Sendable func totals() async throws -> (Int64, Int64) {
+            let row = try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n, COALESCE(sum(cost_micros), 0)::bigint AS c FROM rollups_1m WHERE tenant_id = \(tenant) AND provider = ''")[0]
+            return (try row.decode("n"), try row.decode("c"))
+        }
+        try await within(.seconds(120), "200 events in the rollups") {
+            while try await totals().0 < 200 { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        let (requests, cost) = try await totals()
+        #expect(requests == 200, "the repeated batch was deduplicated")
+        #expect(cost == (0..<200).reduce(0) { $0 + Int64($1) })
+        for process in [gateway, ingestor, aggregator] { #expect(try process.stop() == 0) }
         await postgres.close()
     }
 }

@@ -1,0 +1,142 @@
+import Codecs
+import Events
+import Foundation
+import Hummingbird
+import Kafka
+import Logging
+import Metrics
+
+/// `POST /v1/events`: a JSON array or NDJSON batch, gzip allowed. The tenant comes from the API key (a `tenant_id`
+/// in the body is replaced). Valid events are produced to llm.events.raw.v1 keyed by tenant, and the answer is 202
+/// only after the broker acknowledged every one of them; invalid ones are reported by index, field and reason.
+public struct IngestRoutes: Sendable {
+    let keys: ApiKeyStore
+    let producer: KafkaProducer
+    let topics: Topics
+    let settings: GatewaySettings
+    let logger: Logger
+    private let accepted = Counter(label: "tw_gateway_events_total", dimensions: [("outcome", "accepted")])
+    private let rejected = Counter(label: "tw_gateway_events_total", dimensions: [("outcome", "rejected")])
+    /// Reported per-event errors are capped; the counts stay exact.
+    static let maxReportedErrors = 100
+
+    public init(keys: ApiKeyStore, producer: KafkaProducer, topics: Topics, settings: GatewaySettings, logger: Logger) {
+        self.keys = keys
+        self.producer = producer
+        self.topics = topics
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public func add<Context: RequestContext>(to router: Router<Context>) {
+        router.post("/v1/events") { request, context in try await self.ingest(request, context: context) }
+    }
+
+    func ingest<Context: RequestContext>(_ request: Request, context: Context) async throws -> Response {
+        let caller = try await authenticate(request, keys: self.keys, scope: "ingest")
+        let format = try Self.format(of: request)
+        var body: [UInt8]
+        do {
+            body = Array(buffer: try await request.body.collect(upTo: self.settings.maxBodyBytes))
+        } catch {
+            throw Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large", detail: "the body is larger than \(self.settings.maxBodyBytes) bytes (TW_MAX_BODY_BYTES)")
+        }
+        switch request.headers[.contentEncoding]?.lowercased() {
+        case nil, "identity": break
+        case "gzip":
+            do {
+                body = try Gzip.decompress(body, maxOutput: self.settings.maxDecompressedBytes)
+            } catch {
+                if error.kind == .tooLarge {
+                    throw Problem(.contentTooLarge, code: "payload_too_large", title: "Decompressed body too large", detail: "the body inflates to more than \(self.settings.maxDecompressedBytes) bytes (TW_MAX_DECOMPRESSED_BYTES)")
+                }
+                throw Problem(.badRequest, code: "invalid_body", title: "Invalid gzip body", detail: error.message)
+            }
+        case let other?:
+            throw Problem(.unsupportedMediaType, code: "unsupported_encoding", title: "Unsupported Content-Encoding", detail: "Content-Encoding '\(other)' is not supported; use gzip or none")
+        }
+
+        let ranges: [Range<Int>]
+        do {
+            ranges = try EventBatchReader.split(body, format: format, maxEvents: self.settings.maxBatchEvents)
+        } catch {
+            if error.reason.hasPrefix("more than") {
+                throw Problem(.contentTooLarge, code: "batch_too_large", title: "Too many events", detail: "\(error.reason) (TW_MAX_BATCH_EVENTS)")
+            }
+            throw Problem(.badRequest, code: "invalid_body", title: "Invalid batch", detail: error.description)
+        }
+        guard !ranges.isEmpty else { throw Problem(.badRequest, code: "empty_batch", title: "Empty batch", detail: "the batch holds no events") }
+
+        let decoder = EventDecoder()
+        let now = EventTimestamp.now()
+        var messages: [KafkaProducerMessage] = []
+        messages.reserveCapacity(ranges.count)
+        var errors: [(Int, EventValidationError)] = []
+        let tenantKey = Array(caller.tenantID.utf8)
+        body.withUnsafeBytes { buffer in
+            for (index, range) in ranges.enumerated() {
+                switch Result(catching: { () throws(EventValidationError) in try decoder.decode(UnsafeRawBufferPointer(rebasing: buffer[range]), now: now) }) {
+                case .success(var event):
+                    event.tenantID = caller.tenantID
+                    messages.append(KafkaProducerMessage(topic: self.topics.raw, key: tenantKey, value: event.jsonBytes()))
+                case .failure(let error):
+                    errors.append((index, error))
+                }
+            }
+        }
+        self.rejected.increment(by: errors.count)
+        let errorsJSON = Self.errorsJSON(errors)
+        guard !messages.isEmpty else {
+            var problem = Problem(.badRequest, code: "invalid_events", title: "No valid events", detail: "all \(errors.count) events were rejected")
+            problem.extensions = [("accepted", "0"), ("rejected", String(errors.count)), ("errors", errorsJSON)]
+            throw problem
+        }
+        do {
+            try await self.producer.sendAll(messages)
+        } catch {
+            self.logger.warning("Broker did not acknowledge a batch", metadata: ["error": "\(error)", "tenant.id": "\(caller.tenantID)"])
+            throw Problem(.serviceUnavailable, code: "broker_unavailable", title: "Events not accepted", detail: "the event broker did not acknowledge the batch; retry it unchanged (event ids make retries safe)", retryAfterSeconds: 5)
+        }
+        self.accepted.increment(by: messages.count)
+        let json = "{\"accepted\":\(messages.count),\"rejected\":\(errors.count),\"errors\":\(errorsJSON)}"
+        return Response(status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
+    }
+
+    static func format(of request: Request) throws -> EventBatchFormat {
+        let type = request.headers[.contentType]?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() ?? ""
+        switch type {
+        case "application/json": return .jsonArray
+        case "application/x-ndjson", "application/jsonl", "application/ndjson": return .ndjson
+        default:
+            throw Problem(.unsupportedMediaType, code: "unsupported_media_type", title: "Unsupported Content-Type", detail: "send application/json (an array of events) or application/x-ndjson (one event per line)")
+        }
+    }
+
+    static func errorsJSON(_ errors: [(Int, EventValidationError)]) -> String {
+        var out: [UInt8] = [UInt8(ascii: "[")]
+        for (n, (index, error)) in errors.prefix(maxReportedErrors).enumerated() {
+            if n > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: Array("{\"index\":\(index),\"field\":".utf8))
+            writeJSONString(error.field, into: &out)
+            out.append(contentsOf: Array(",\"reason\":".utf8))
+            writeJSONString(error.reason, into: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "]"))
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// The caller of `request`, which must hold `scope`; throws 401 or 403 problems otherwise.
+func authenticate(_ request: Request, keys: ApiKeyStore, scope: String) async throws -> Caller {
+    guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
+        throw Problem.unauthorized("send the API key as 'Authorization: Bearer <key>'")
+    }
+    guard let caller = try await keys.authenticate(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+        throw Problem.unauthorized("the API key is not valid, was revoked, or its tenant is disabled")
+    }
+    guard caller.scopes.contains(scope) else {
+        throw Problem(.forbidden, code: "forbidden", title: "Missing scope", detail: "this key lacks the '\(scope)' scope")
+    }
+    return caller
+}

@@ -1,0 +1,68 @@
+import Events
+import Hummingbird
+
+/// RFC 9457 problem details, with a stable `type` per kind of failure.
+public struct Problem: Error, Sendable {
+    public var status: HTTPResponse.Status
+    /// The last segment of the `type` URI: unauthorized, forbidden, payload_too_large, ...
+    public var code: String
+    public var title: String
+    public var detail: String
+    public var retryAfterSeconds: Int?
+    /// Extra members (raw JSON values), e.g. `"errors": [...]`.
+    public var extensions: [(String, String)] = []
+
+    public init(_ status: HTTPResponse.Status, code: String, title: String, detail: String, retryAfterSeconds: Int? = nil) {
+        self.status = status
+        self.code = code
+        self.title = title
+        self.detail = detail
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    public static let typeBase = "https://tokenwatch.dev/problems/"
+
+    public var response: Response {
+        var out: [UInt8] = []
+        func member(_ name: String, _ raw: String) {
+            out.append(out.isEmpty ? UInt8(ascii: "{") : UInt8(ascii: ","))
+            writeJSONString(name, into: &out)
+            out.append(UInt8(ascii: ":"))
+            out.append(contentsOf: raw.utf8)
+        }
+        func quoted(_ s: String) -> String {
+            var b: [UInt8] = []
+            writeJSONString(s, into: &b)
+            return String(decoding: b, as: UTF8.self)
+        }
+        member("type", quoted(Self.typeBase + self.code))
+        member("title", quoted(self.title))
+        member("status", String(self.status.code))
+        member("detail", quoted(self.detail))
+        for (name, raw) in self.extensions { member(name, raw) }
+        out.append(UInt8(ascii: "}"))
+        var headers: HTTPFields = [.contentType: "application/problem+json"]
+        if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
+        return Response(status: self.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: out)))
+    }
+
+    public static func unauthorized(_ detail: String) -> Problem {
+        var p = Problem(.unauthorized, code: "unauthorized", title: "Missing or invalid API key", detail: detail)
+        p.extensions = []
+        return p
+    }
+}
+
+/// Turns a thrown `Problem` into its response; other errors keep Hummingbird's handling.
+public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let problem as Problem {
+            var response = problem.response
+            if problem.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
+            return response
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import Events
+import GatewayCore
+import Hummingbird
+import Kafka
+import Postgres
+import Redis
+import ServiceKit
+
+/// The HTTP front door: `POST /v1/events` into llm.events.raw.v1, the admin bootstrap API and the OpenAPI document.
+@main
+struct GatewayMain {
+    static func main() async {
+        await ServiceRunner.main(service: "gateway", defaultPort: 8080) { runtime in
+            let settings = try GatewaySettings(environment: Environment())
+            let postgres = try await connectPostgres(runtime)
+            let redis = try runtime.makeRedis()
+            // A request waits for the broker's acknowledgement: give up after 10 s (503, retry) rather than hold it
+            // for librdkafka's default 30 s.
+            var producerConfig = KafkaProducerConfiguration(client: runtime.configuration.kafka)
+            producerConfig.messageTimeoutMilliseconds = 10_000
+            let producer = try KafkaProducer(configuration: producerConfig, logger: runtime.logger)
+            let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: Int(settings.keyCacheTTL.components.seconds))
+            let ingest = IngestRoutes(keys: keys, producer: producer, topics: runtime.configuration.topics, settings: settings, logger: runtime.logger)
+            let admin = AdminRoutes(keys: keys, adminToken: settings.adminToken)
+            return ServiceParts(
+                services: [producer],
+                readinessChecks: [
+                    ReadinessCheck("kafka") { await producer.brokersReachable() },
+                    ReadinessCheck("redis") { await redis.ping() },
+                    ReadinessCheck("postgres") { await postgres.ping() },
+                ],
+                routes: { router in
+                    router.add(middleware: ProblemMiddleware())
+                    ingest.add(to: router)
+                    admin.add(to: router)
+                    OpenAPIDocument.add(to: router)
+                })
+        }
+    }
+}
