@@ -64,7 +64,7 @@ let package = Package(
             path: "Shared/Postgres", swiftSettings: swiftSettings),
         .target(name: "Events", path: "Shared/Events", swiftSettings: swiftSettings),
         .target(name: "Codecs", dependencies: ["CZlib", "COpenSSLCrypto"], path: "Shared/Codecs", swiftSettings: swiftSettings),
-        .target(name: "Rollups", dependencies: ["Events"], path: "Shared/Rollups", swiftSettings: swiftSettings),
+        .target(name: "Rollups", dependencies: ["Events", "Postgres"], path: "Shared/Rollups", swiftSettings: swiftSettings),
         .target(
             name: "ServiceKit",
             dependencies: [
@@ -80,7 +80,7 @@ let package = Package(
 
         // MARK: - Services
         .target(
-            name: "GatewayCore", dependencies: ["ServiceKit", "Events", "Codecs", "Kafka", "Redis", "Postgres",
+            name: "GatewayCore", dependencies: ["ServiceKit", "Events", "Rollups", "Codecs", "Kafka", "Redis", "Postgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
@@ -140,7 +140,7 @@ let package = Package(
             name: "AggregatorTests", dependencies: ["AggregatorCore", "Rollups", "TestSupport", "Events", "Kafka", "Postgres", "ServiceKit"],
             path: "Tests/AggregatorTests", swiftSettings: swiftSettings),
         .testTarget(
-            name: "GatewayTests", dependencies: ["GatewayCore", "Codecs", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit",
+            name: "GatewayTests", dependencies: ["GatewayCore", "Codecs", "Rollups", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit",
                 .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird")],
             path: "Tests/GatewayTests", swiftSettings: swiftSettings),
         .testTarget(

@@ -138,5 +138,18 @@ public enum TokenwatchSchema {
                 PRIMARY KEY (topic, partition, tenant_id, provider, model, window_start)
             );
             """),
+        PostgresMigration(version: 4, name: "anomalies", sql: """
+            -- Written by the query service from llm.anomalies.v1 (idempotent upserts by anomaly_id); read by the
+            -- gateway. `body` is the anomaly as published.
+            CREATE TABLE anomalies (
+                tenant_id text NOT NULL,
+                anomaly_id text NOT NULL,
+                window_start timestamptz NOT NULL,
+                body jsonb NOT NULL,
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (tenant_id, anomaly_id)
+            );
+            CREATE INDEX anomalies_tenant_window ON anomalies (tenant_id, window_start);
+            """),
     ]
 }

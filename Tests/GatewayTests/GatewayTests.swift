@@ -20,6 +20,7 @@ struct Gateway {
     let topics: Topics
     let keys: ApiKeyStore
     let producer: KafkaProducer
+    let postgres: PostgresClient
 
     static func make(settings: GatewaySettings = GatewaySettings(), brokers: String? = nil) async throws -> Gateway {
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
@@ -38,8 +39,9 @@ struct Gateway {
         router.add(middleware: ProblemMiddleware())
         IngestRoutes(keys: keys, producer: producer, topics: topics, settings: settings, logger: logger).add(to: router)
         AdminRoutes(keys: keys, adminToken: settings.adminToken).add(to: router)
+        QueryRoutes(keys: keys, postgres: postgres).add(to: router)
         OpenAPIDocument.add(to: router)
-        return Gateway(app: Application(router: router), topics: topics, keys: keys, producer: producer)
+        return Gateway(app: Application(router: router), topics: topics, keys: keys, producer: producer, postgres: postgres)
     }
 }
 

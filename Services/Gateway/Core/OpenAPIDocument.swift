@@ -9,7 +9,7 @@ public enum OpenAPIDocument {
         }
     }
 
-    public static let paths = ["/v1/events", "/v1/admin/tenants", "/openapi.json", "/healthz", "/readyz", "/metrics"]
+    public static let paths = ["/v1/events", "/v1/series", "/v1/breakdown", "/v1/anomalies", "/v1/admin/tenants", "/openapi.json", "/healthz", "/readyz", "/metrics"]
 
     public static let json = """
         {
@@ -61,6 +61,33 @@ public enum OpenAPIDocument {
                 "415": {"$ref": "#/components/responses/Problem"},
                 "503": {"description": "The broker did not acknowledge the batch; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}}}},
+            "/v1/series": {"get": {
+              "summary": "One metric of the caller's tenant over time", "security": [{"apiKey": []}],
+              "parameters": [
+                {"name": "metric", "in": "query", "required": true, "schema": {"type": "string", "enum": ["requests", "errors", "error_rate", "input_tokens", "output_tokens", "cost_usd",
+                  "latency_p50", "latency_p90", "latency_p95", "latency_p99", "ttft_p50", "ttft_p90", "ttft_p95", "ttft_p99"]}},
+                {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: an hour before to"},
+                {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: now"},
+                {"name": "step", "in": "query", "schema": {"type": "string", "enum": ["1m", "1h", "1d"], "default": "1m"}},
+                {"name": "provider", "in": "query", "schema": {"type": "string"}}, {"name": "model", "in": "query", "schema": {"type": "string"}}],
+              "responses": {"200": {"description": "At most 10000 points; null where undefined (a rate or percentile of no requests)",
+                "content": {"application/json": {"schema": {"type": "object", "properties": {"metric": {"type": "string"}, "unit": {"type": "string"}, "step": {"type": "string"},
+                  "from": {"type": "string"}, "to": {"type": "string"}, "points": {"type": "array", "items": {"type": "object", "properties": {"t": {"type": "string"}, "value": {"type": ["number", "null"]}}}}}}}}},
+                "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/breakdown": {"get": {
+              "summary": "Totals and the top-N models or providers of the caller's tenant", "security": [{"apiKey": []}],
+              "parameters": [
+                {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "by", "in": "query", "schema": {"type": "string", "enum": ["model", "provider"], "default": "model"}},
+                {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["cost", "requests", "tokens", "errors"], "default": "cost"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}}],
+              "responses": {"200": {"description": "totals and items", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/anomalies": {"get": {
+              "summary": "Anomalies of the caller's tenant in a range", "security": [{"apiKey": []}],
+              "parameters": [{"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
+              "responses": {"200": {"description": "Newest first, at most 1000", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array"}}}}}},
+                "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}}}},
             "/v1/admin/tenants": {"post": {
               "summary": "Create a tenant and its first API key", "security": [{"adminToken": []}],
               "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["tenant_id"],

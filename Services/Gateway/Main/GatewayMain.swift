@@ -6,7 +6,8 @@ import Postgres
 import Redis
 import ServiceKit
 
-/// The HTTP front door: `POST /v1/events` into llm.events.raw.v1, the admin bootstrap API and the OpenAPI document.
+/// The HTTP front door: `POST /v1/events` into llm.events.raw.v1, the query API, the admin bootstrap API and the
+/// OpenAPI document.
 @main
 struct GatewayMain {
     static func main() async {
@@ -22,6 +23,7 @@ struct GatewayMain {
             let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: Int(settings.keyCacheTTL.components.seconds))
             let ingest = IngestRoutes(keys: keys, producer: producer, topics: runtime.configuration.topics, settings: settings, logger: runtime.logger)
             let admin = AdminRoutes(keys: keys, adminToken: settings.adminToken)
+            let queries = QueryRoutes(keys: keys, postgres: postgres)
             return ServiceParts(
                 services: [producer],
                 readinessChecks: [
@@ -33,6 +35,7 @@ struct GatewayMain {
                     router.add(middleware: ProblemMiddleware())
                     ingest.add(to: router)
                     admin.add(to: router)
+                    queries.add(to: router)
                     OpenAPIDocument.add(to: router)
                 })
         }

@@ -1,6 +1,6 @@
 import Events
 import Postgres
-import Rollups
+
 
 /// The SQL of rollups: additive upserts of deltas, and reads of whole windows.
 public enum RollupStore {
@@ -10,7 +10,7 @@ public enum RollupStore {
     /// One multi-row upsert adding `deltas` to their windows: counters add, sketches and error maps merge
     /// (`tw_jsonb_add`), `version` grows. Each key appears once per statement (deltas are grouped), as
     /// ON CONFLICT DO UPDATE requires.
-    static func upsert(_ deltas: RollupDeltas) -> PostgresQuery {
+    public static func upsert(_ deltas: RollupDeltas) -> PostgresQuery {
         let table = deltas.granularity.table
         var parameters: [String?] = []
         var rows: [String] = []

@@ -1,0 +1,240 @@
+import Events
+import Foundation
+import Hummingbird
+import Postgres
+import Rollups
+
+/// The query API, every answer scoped to the caller's tenant (the tenant id comes from the key and is bound into
+/// every statement; no parameter can name another tenant):
+///
+/// - `GET /v1/series?metric=&from=&to=&step=&provider=&model=`: one metric over time.
+/// - `GET /v1/breakdown?from=&to=&by=model|provider&order=cost|requests|tokens|errors&limit=`: totals and top-N.
+/// - `GET /v1/anomalies?from=&to=`: anomalies of the range.
+///
+/// Answers are computed from the Postgres rollups; percentiles merge the stored sketches exactly (1% relative error).
+public struct QueryRoutes: Sendable {
+    let keys: ApiKeyStore
+    let postgres: PostgresClient
+    /// Most points in one series answer (range / step).
+    public static let maxPoints = 10_000
+    /// Longest range of a breakdown or anomaly query.
+    public static let maxRangeDays: Int64 = 400
+
+    public init(keys: ApiKeyStore, postgres: PostgresClient) {
+        self.keys = keys
+        self.postgres = postgres
+    }
+
+    public func add<Context: RequestContext>(to router: Router<Context>) {
+        router.get("/v1/series") { request, _ in try await self.series(request) }
+        router.get("/v1/breakdown") { request, _ in try await self.breakdown(request) }
+        router.get("/v1/anomalies") { request, _ in try await self.anomalies(request) }
+    }
+
+    // MARK: - Series
+
+    func series(_ request: Request) async throws -> Response {
+        let caller = try await authenticate(request, keys: self.keys, scope: "query")
+        let q = request.uri.queryParameters
+        guard let metricName = q["metric"].map(String.init), let metric = Metric(rawValue: metricName) else {
+            throw Self.bad("metric", "must be one of \(Metric.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let (from, to) = try Self.range(q)
+        let step = try Self.step(q["step"].map(String.init) ?? "1m")
+        let points = (to - from + step.microseconds - 1) / step.microseconds
+        guard points <= Self.maxPoints else { throw Self.bad("from", "the range holds \(points) steps of \(step.rawValue); at most \(Self.maxPoints)") }
+        let start = step.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
+        let rows = try await self.rows(tenant: caller.tenantID, granularity: step, from: start, to: to, provider: q["provider"].map(String.init), model: q["model"].map(String.init))
+        var byWindow: [Int64: RollupValues] = [:]
+        for record in rows { byWindow[record.key.windowStart, default: RollupValues()].merge(record.values) }
+        var out: [UInt8] = []
+        out.append(contentsOf: Array("{\"metric\":\"\(metric.rawValue)\",\"unit\":\"\(metric.unit)\",\"step\":\"\(step.rawValue)\",\"from\":\"\(EventTimestamp(microsecondsSinceEpoch: start).rfc3339)\",\"to\":\"\(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)\",\"points\":[".utf8))
+        var t = start
+        var first = true
+        while t < to {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            let value = metric.value(byWindow[t] ?? RollupValues())
+            out.append(contentsOf: Array("{\"t\":\"\(EventTimestamp(microsecondsSinceEpoch: t).rfc3339)\",\"value\":\(value.map(Self.number) ?? "null")}".utf8))
+            t += step.microseconds
+        }
+        out.append(contentsOf: Array("]}".utf8))
+        return Self.json(out)
+    }
+
+    // MARK: - Breakdown
+
+    func breakdown(_ request: Request) async throws -> Response {
+        let caller = try await authenticate(request, keys: self.keys, scope: "query")
+        let q = request.uri.queryParameters
+        let (from, to) = try Self.range(q)
+        guard to - from <= Self.maxRangeDays * Granularity.day.microseconds else { throw Self.bad("from", "the range is longer than \(Self.maxRangeDays) days") }
+        let by = q["by"].map(String.init) ?? "model"
+        guard by == "model" || by == "provider" else { throw Self.bad("by", "must be model or provider") }
+        let order = q["order"].map(String.init) ?? "cost"
+        guard ["cost", "requests", "tokens", "errors"].contains(order) else { throw Self.bad("order", "must be cost, requests, tokens or errors") }
+        let limit = try q["limit"].map { text -> Int in
+            guard let n = Int(text), (1...1000).contains(n) else { throw Self.bad("limit", "must be an integer in 1...1000") }
+            return n
+        } ?? 10
+        // The coarsest table whose windows tile the range exactly: the answer is exact, and cheap for long ranges.
+        let granularity: Granularity = [Granularity.day, .hour, .minute].first(where: { from % $0.microseconds == 0 && to % $0.microseconds == 0 }) ?? Granularity.minute
+        let startWindow = granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
+        let rows = try await self.postgres.query("""
+            SELECT \(unescaped: RollupStore.selectColumns) FROM \(identifier: granularity.table)
+            WHERE tenant_id = \(caller.tenantID) AND window_start >= \(EventTimestamp(microsecondsSinceEpoch: startWindow).rfc3339)::timestamptz
+              AND window_start < \(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)::timestamptz
+            """)
+        var total = RollupValues()
+        var groups: [String: (provider: String, model: String, values: RollupValues)] = [:]
+        for row in rows {
+            let record = try RollupStore.record(row, granularity: granularity)
+            let series = record.key.series
+            if series.isTotal {
+                total.merge(record.values)
+                continue
+            }
+            let groupKey = by == "model" ? "\(series.provider)\u{0}\(series.model)" : series.provider
+            groups[groupKey, default: (series.provider, by == "model" ? series.model : "", RollupValues())].values.merge(record.values)
+        }
+        let sortKey: (RollupValues) -> Int64 = {
+            switch order {
+            case "requests": return $0.requests
+            case "tokens": return $0.inputTokens + $0.outputTokens
+            case "errors": return $0.errors
+            default: return $0.costMicros
+            }
+        }
+        let items = groups.values.sorted { (sortKey($0.values), $1.provider, $1.model) > (sortKey($1.values), $0.provider, $0.model) }.prefix(limit)
+        var out: [UInt8] = Array("{\"from\":\"\(EventTimestamp(microsecondsSinceEpoch: from).rfc3339)\",\"to\":\"\(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)\",\"by\":\"\(by)\",\"order\":\"\(order)\",\"totals\":".utf8)
+        out.append(contentsOf: Self.summary(total).utf8)
+        out.append(contentsOf: Array(",\"items\":[".utf8))
+        for (i, item) in items.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: Array("{\"provider\":".utf8))
+            writeJSONString(item.provider, into: &out)
+            if by == "model" {
+                out.append(contentsOf: Array(",\"model\":".utf8))
+                writeJSONString(item.model, into: &out)
+            }
+            out.append(contentsOf: Array(",\"values\":".utf8))
+            out.append(contentsOf: Self.summary(item.values).utf8)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(contentsOf: Array("]}".utf8))
+        return Self.json(out)
+    }
+
+    // MARK: - Anomalies
+
+    func anomalies(_ request: Request) async throws -> Response {
+        let caller = try await authenticate(request, keys: self.keys, scope: "query")
+        let (from, to) = try Self.range(request.uri.queryParameters)
+        let rows = try await self.postgres.query("""
+            SELECT coalesce(json_agg(a.body ORDER BY a.window_start DESC), '[]'::json)::text AS items FROM (
+                SELECT body, window_start FROM anomalies WHERE tenant_id = \(caller.tenantID)
+                AND window_start >= \(EventTimestamp(microsecondsSinceEpoch: from).rfc3339)::timestamptz
+                AND window_start < \(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)::timestamptz
+                ORDER BY window_start DESC LIMIT 1000) a
+            """)
+        let items: String = try rows[0].decode("items")
+        return Self.json(Array("{\"items\":\(items)}".utf8))
+    }
+
+    // MARK: - Helpers
+
+    func rows(tenant: String, granularity: Granularity, from: Int64, to: Int64, provider: String?, model: String?) async throws -> [RollupRecord] {
+        let fromText = EventTimestamp(microsecondsSinceEpoch: from).rfc3339
+        let toText = EventTimestamp(microsecondsSinceEpoch: to).rfc3339
+        let base = "SELECT \(RollupStore.selectColumns) FROM \(granularity.table) WHERE tenant_id = $1 AND window_start >= $2::timestamptz AND window_start < $3::timestamptz"
+        var query = PostgresQuery(sql: base, parameters: [tenant, fromText, toText])
+        switch (provider, model) {
+        case (nil, nil): query.sql += " AND provider = '' AND model = ''"
+        case (let p?, nil):
+            query.sql += " AND provider = $4 AND model <> ''"
+            query.parameters.append(p)
+        case (nil, let m?):
+            query.sql += " AND model = $4 AND provider <> ''"
+            query.parameters.append(m)
+        case (let p?, let m?):
+            query.sql += " AND provider = $4 AND model = $5"
+            query.parameters.append(contentsOf: [p, m])
+        }
+        return try await self.postgres.query(query).map { try RollupStore.record($0, granularity: granularity) }
+    }
+
+    static func summary(_ v: RollupValues) -> String {
+        let rate = v.requests > 0 ? number(Double(v.errors) / Double(v.requests)) : "null"
+        func q(_ s: QuantileSketch, _ p: Double) -> String { s.quantile(p).map(number) ?? "null" }
+        return "{\"requests\":\(v.requests),\"errors\":\(v.errors),\"error_rate\":\(rate),\"input_tokens\":\(v.inputTokens),\"output_tokens\":\(v.outputTokens),\"cost_usd\":\(LLMEvent.decimalUSD(micros: v.costMicros)),\"latency_ms\":{\"p50\":\(q(v.latency, 0.5)),\"p90\":\(q(v.latency, 0.9)),\"p95\":\(q(v.latency, 0.95)),\"p99\":\(q(v.latency, 0.99))}}"
+    }
+
+    static func number(_ d: Double) -> String { d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(format: "%.4f", d) }
+
+    static func json(_ bytes: [UInt8]) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    static func bad(_ parameter: String, _ reason: String) -> Problem {
+        Problem(.badRequest, code: "invalid_parameter", title: "Invalid query parameter", detail: "\(parameter): \(reason)")
+    }
+
+    /// `from` and `to` (RFC 3339); `to` defaults to now, `from` to an hour before `to`.
+    static func range(_ q: Hummingbird.Parameters) throws -> (Int64, Int64) {
+        func parse(_ name: String) throws -> Int64? {
+            guard let text = q[Substring(name)] else { return nil }
+            guard let t = EventTimestamp(rfc3339: text) else { throw bad(name, "must be an RFC 3339 date-time") }
+            return t.microsecondsSinceEpoch
+        }
+        let to = try parse("to") ?? EventTimestamp.now().microsecondsSinceEpoch
+        let from = try parse("from") ?? to - 3_600_000_000
+        guard from < to else { throw bad("from", "must be before to") }
+        return (from, to)
+    }
+
+    static func step(_ text: String) throws -> Granularity {
+        guard let g = Granularity(rawValue: text) else { throw bad("step", "must be 1m, 1h or 1d") }
+        return g
+    }
+}
+
+/// The metrics a series can show.
+enum Metric: String, CaseIterable {
+    case requests, errors
+    case errorRate = "error_rate"
+    case inputTokens = "input_tokens"
+    case outputTokens = "output_tokens"
+    case costUSD = "cost_usd"
+    case latencyP50 = "latency_p50", latencyP90 = "latency_p90", latencyP95 = "latency_p95", latencyP99 = "latency_p99"
+    case ttftP50 = "ttft_p50", ttftP90 = "ttft_p90", ttftP95 = "ttft_p95", ttftP99 = "ttft_p99"
+
+    var unit: String {
+        switch self {
+        case .requests, .errors: return "count"
+        case .errorRate: return "ratio"
+        case .inputTokens, .outputTokens: return "tokens"
+        case .costUSD: return "usd"
+        default: return "ms"
+        }
+    }
+
+    /// The metric of one window; nil where it is undefined (a rate or percentile of no requests).
+    func value(_ v: RollupValues) -> Double? {
+        switch self {
+        case .requests: return Double(v.requests)
+        case .errors: return Double(v.errors)
+        case .errorRate: return v.requests > 0 ? Double(v.errors) / Double(v.requests) : nil
+        case .inputTokens: return Double(v.inputTokens)
+        case .outputTokens: return Double(v.outputTokens)
+        case .costUSD: return Double(v.costMicros) / 1_000_000
+        case .latencyP50: return v.latency.quantile(0.5)
+        case .latencyP90: return v.latency.quantile(0.9)
+        case .latencyP95: return v.latency.quantile(0.95)
+        case .latencyP99: return v.latency.quantile(0.99)
+        case .ttftP50: return v.timeToFirstToken.quantile(0.5)
+        case .ttftP90: return v.timeToFirstToken.quantile(0.9)
+        case .ttftP95: return v.timeToFirstToken.quantile(0.95)
+        case .ttftP99: return v.timeToFirstToken.quantile(0.99)
+        }
+    }
+}
