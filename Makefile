@@ -31,7 +31,8 @@ build: install
 run: build
 	@TW_STATE_DIR=$(RUN_STATE) $(STACK) start
 	@mkdir -p $(RUN_STATE)/logs $(RUN_STATE)/pids
-	@set -a; . $(RUN_STATE)/stack.env; set +a; \
+	@[ -f $(RUN_STATE)/admin.token ] || python3 -c 'import secrets; print(secrets.token_hex(24))' > $(RUN_STATE)/admin.token
+	@set -a; . $(RUN_STATE)/stack.env; set +a; export TW_ADMIN_TOKEN=$$(cat $(RUN_STATE)/admin.token); \
 	port=8080; for s in $(SERVICES); do \
 	  pidfile=$(RUN_STATE)/pids/$$s.pid; \
 	  if [ -f $$pidfile ] && kill -0 $$(cat $$pidfile) 2>/dev/null; then echo "$$s already running"; port=$$((port+1)); continue; fi; \
@@ -40,10 +41,12 @@ run: build
 	done; \
 	pidfile=$(RUN_STATE)/pids/demo.pid; \
 	if ! { [ -f $$pidfile ] && kill -0 $$(cat $$pidfile) 2>/dev/null; }; then \
-	  nohup $(ROOT)/.build/debug/tokenwatch-bench demo "$$TW_KAFKA_BROKERS" llm.events.raw.v1 $(DEMO_RATE) >$(RUN_STATE)/logs/demo.log 2>&1 </dev/null & echo $$! >$$pidfile; \
-	  echo "demo traffic: $(DEMO_RATE) events/s into llm.events.raw.v1"; \
+	  nohup $(ROOT)/.build/debug/tokenwatch-bench demo http://127.0.0.1:8080 "$$TW_ADMIN_TOKEN" $(RUN_STATE)/demo.key $(DEMO_RATE) >$(RUN_STATE)/logs/demo.log 2>&1 </dev/null & echo $$! >$$pidfile; \
+	  echo "demo traffic: $(DEMO_RATE) events/s POSTed to the gateway as tenant 'demo' (API key in $(RUN_STATE)/demo.key)"; \
 	fi
-	@echo "readiness: curl -s http://127.0.0.1:8080/readyz ; stop with: make stop"
+	@echo "admin token: $(RUN_STATE)/admin.token"
+	@echo "try: curl -s -H \"Authorization: Bearer \$$(cat $(RUN_STATE)/demo.key)\" 'http://127.0.0.1:8080/v1/breakdown'"
+	@echo "stop with: make stop"
 
 stop:
 	@for p in $(RUN_STATE)/pids/*.pid; do \
@@ -54,6 +57,7 @@ stop:
 	  rm -f $$p; \
 	done
 	@TW_STATE_DIR=$(RUN_STATE) $(STACK) stop
+	@rm -f $(RUN_STATE)/demo.key $(RUN_STATE)/demo.key.tenant
 
 status:
 	@TW_STATE_DIR=$(RUN_STATE) $(STACK) status

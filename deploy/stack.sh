@@ -182,6 +182,14 @@ start_broker() {
 
 stop_broker() { stop_pid "$(pid_of "$STATE/broker.pid")" broker; rm -f "$STATE/broker.pid"; }
 
+wipe_data() {
+    if [ -f "$STATE/pg.datadir" ]; then
+        rm -rf "$(cat "$STATE/pg.datadir")"
+        rm -f "$STATE/pg.datadir"
+    fi
+    rm -rf "$STATE/redis"
+}
+
 # MARK: - commands
 
 write_env() {
@@ -206,7 +214,10 @@ status() {
 case "${1:-}" in
     install) install_packages ;;
     start) install_packages; start_postgres; start_redis; start_broker; write_env ;;
-    stop) stop_broker; stop_redis; stop_postgres; rm -f "$ENV_FILE" ;;
+    # The broker keeps its data in memory, so stopping it loses every topic. Postgres and Redis hold offsets and
+    # dedupe keys that refer to those topics; keeping them would make the next start skip new messages whose
+    # offsets the old topics had already used. So the local stack is ephemeral as a whole.
+    stop) stop_broker; stop_redis; stop_postgres; wipe_data; rm -f "$ENV_FILE" ;;
     restart-redis) stop_redis; start_redis ;;
     status) status ;;
     *) echo "usage: $0 install|start|stop|status|restart-redis" >&2; exit 2 ;;

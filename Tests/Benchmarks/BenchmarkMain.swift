@@ -1,5 +1,8 @@
 import Events
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import Kafka
 import Logging
 
@@ -7,7 +10,7 @@ import Logging
 ///
 ///     tokenwatch-bench decode                      event JSON decode + validate, events/s on one core
 ///     tokenwatch-bench produce BROKERS TOPIC N S [C_RATE]   Swift producer throughput (and ratio to the C loop)
-///     tokenwatch-bench demo BROKERS TOPIC RATE     demo traffic for `make run`, until stopped
+///     tokenwatch-bench demo GATEWAY_URL ADMIN_TOKEN KEY_FILE RATE   demo traffic for `make run`, until stopped
 @main
 struct BenchmarkMain {
     static func main() async throws {
@@ -20,27 +23,27 @@ struct BenchmarkMain {
             try await produceBenchmark(brokers: a[0], topic: a[1], count: n, size: size, cRate: a.count > 4 ? Double(a[4]) : nil)
         case "demo":
             let a = Array(args.dropFirst())
-            guard a.count == 3, let rate = Int(a[2]) else { usage() }
-            try await demoTraffic(brokers: a[0], topic: a[1], perSecond: rate)
+            guard a.count == 4, let rate = Int(a[3]) else { usage() }
+            try await demoTraffic(gateway: a[0], adminToken: a[1], keyFile: a[2], perSecond: rate)
         default: usage()
         }
     }
 
     static func usage() -> Never {
-        FileHandle.standardError.write(Data("usage: tokenwatch-bench decode | produce BROKERS TOPIC COUNT SIZE [C_RATE] | demo BROKERS TOPIC RATE\n".utf8))
+        FileHandle.standardError.write(Data("usage: tokenwatch-bench decode | produce BROKERS TOPIC COUNT SIZE [C_RATE] | demo GATEWAY_URL ADMIN_TOKEN KEY_FILE RATE\n".utf8))
         exit(2)
     }
 }
 
 /// Realistic, varied events: several providers and models, optional fields present or not, tags on some.
-func sampleEvents(_ count: Int, now: EventTimestamp) -> [[UInt8]] {
+func sampleEvents(_ count: Int, now: EventTimestamp, spreadSeconds: Int = 600) -> [[UInt8]] {
     let models = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4"), ("aws.bedrock", "anthropic.claude-3-haiku"), ("google", "gemini-2.0-flash")]
     var rng = SystemRandomNumberGenerator()
     return (0..<count).map { i in
         let (provider, model) = models[i % models.count]
         var event = LLMEvent(
             eventID: UUID().uuidString.lowercased(), tenantID: "tenant-\(i % 16)",
-            timestamp: EventTimestamp(microsecondsSinceEpoch: now.microsecondsSinceEpoch - Int64(i % 600) * 1_000_000),
+            timestamp: EventTimestamp(microsecondsSinceEpoch: now.microsecondsSinceEpoch - Int64(i % spreadSeconds) * 1_000_000),
             provider: provider, model: model, inputTokens: Int64.random(in: 10...8000, using: &rng),
             outputTokens: Int64.random(in: 1...2000, using: &rng), latencyMs: Double.random(in: 50...9000, using: &rng).rounded(),
             status: i % 50 == 0 ? .error : .ok)
@@ -130,19 +133,53 @@ func produceOnce(brokers: String, topic: String, count: Int, size: Int) async th
     return (delivered, seconds)
 }
 
-func demoTraffic(brokers: String, topic: String, perSecond: Int) async throws {
-    var logger = Logger(label: "demo")
-    logger.logLevel = .warning
-    let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: brokers, clientID: "demo")), logger: logger)
-    print("demo traffic: \(perSecond) events/s to \(topic) at \(brokers)")
+/// Demo traffic for `make run`: creates (once) a `demo` tenant through the admin API, keeps its key in `keyFile`,
+/// and POSTs `perSecond` events a second to the gateway, as a client application would.
+func demoTraffic(gateway: String, adminToken: String, keyFile: String, perSecond: Int) async throws {
+    func post(_ path: String, _ body: [UInt8], token: String) async throws -> (Int, Data) {
+        var request = URLRequest(url: URL(string: gateway + path)!)
+        request.httpMethod = "POST"
+        request.httpBody = Data(body)
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return ((response as? HTTPURLResponse)?.statusCode ?? 0, data)
+    }
+    var key = (try? String(contentsOfFile: keyFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+    while key.isEmpty {
+        do {
+            let tenant = FileManager.default.fileExists(atPath: keyFile + ".tenant") ? "demo-\(UInt32.random(in: 0...UInt32.max))" : "demo"
+            FileManager.default.createFile(atPath: keyFile + ".tenant", contents: Data(tenant.utf8))
+            let (status, data) = try await post("/v1/admin/tenants", Array("{\"tenant_id\":\"\(tenant)\",\"name\":\"Demo\"}".utf8), token: adminToken)
+            if status == 201, let object = try JSONSerialization.jsonObject(with: data) as? [String: Any], let created = object["api_key"] as? String {
+                key = created
+                try key.write(toFile: keyFile, atomically: true, encoding: .utf8)
+                print("demo tenant '\(tenant)' created; its API key is in \(keyFile)")
+            } else {
+                print("creating the demo tenant: HTTP \(status) \(String(decoding: data, as: UTF8.self))")
+                try await Task.sleep(for: .seconds(2))
+            }
+        } catch {
+            // The gateway is still starting.
+            try await Task.sleep(for: .seconds(1))
+        }
+    }
+    print("demo traffic: \(perSecond) events/s to \(gateway)/v1/events")
     while !Task.isCancelled {
-        let events = sampleEvents(perSecond, now: .now())
-        // sampleEvents gives event i the tenant "tenant-<i % 16>"; the key is the tenant, as DESIGN.md asks.
-        let messages = events.enumerated().map { KafkaProducerMessage(topic: topic, key: Array("tenant-\($0.offset % 16)".utf8), value: $0.element) }
-        try await producer.sendAll(messages)
+        var body: [UInt8] = [UInt8(ascii: "[")]
+        for (i, event) in sampleEvents(perSecond, now: .now(), spreadSeconds: 30).enumerated() {
+            if i > 0 { body.append(UInt8(ascii: ",")) }
+            body.append(contentsOf: event)
+        }
+        body.append(UInt8(ascii: "]"))
+        do {
+            let (status, data) = try await post("/v1/events", body, token: key)
+            if status != 202 { print("POST /v1/events: HTTP \(status) \(String(decoding: data.prefix(300), as: UTF8.self))") }
+        } catch {
+            print("POST /v1/events: \(error)")
+        }
         try await Task.sleep(for: .seconds(1))
     }
-    await producer.shutdown()
 }
 
 extension Duration {
