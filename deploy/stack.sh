@@ -6,6 +6,7 @@
 #   deploy/stack.sh start     start whatever is not running yet; writes $STATE/stack.env
 #   deploy/stack.sh stop      stop what this stack started, by the PIDs it recorded
 #   deploy/stack.sh status    one line per server
+#   deploy/stack.sh restart-redis-aux   restart the second Redis (for reconnect tests)
 #
 # TW_STATE_DIR picks the state folder (default .state/run); `make test` uses its own, so tests never touch the
 # stack of `make run`. Ports are free ones picked at first start unless TW_PG_PORT / TW_REDIS_PORT are set.
@@ -131,23 +132,25 @@ stop_postgres() {
 
 # MARK: - Redis
 
+# Two Redis servers: `redis` for everything, and `redis-aux`, which tests may restart (a restart of a Redis without
+# persistence wipes it, which must not pull keys from under tests running at the same time).
 start_redis() {
-    local port
-    port=$(port_file redis "${TW_REDIS_PORT:-}")
-    if alive "$(pid_of "$STATE/redis.pid")"; then log "redis already running on $port"; return; fi
+    local name=${1:-redis} port
+    port=$(port_file "$name" "$([ "$name" = redis ] && echo "${TW_REDIS_PORT:-}")")
+    if alive "$(pid_of "$STATE/$name.pid")"; then log "$name already running on $port"; return; fi
     command -v redis-server >/dev/null || die "redis-server not found; run: deploy/stack.sh install"
-    mkdir -p "$STATE/redis"
-    redis-server --bind 127.0.0.1 --port "$port" --dir "$STATE/redis" --daemonize yes \
-        --pidfile "$STATE/redis.pid" --logfile "$STATE/redis.log" --save "" --appendonly no >/dev/null
+    mkdir -p "$STATE/$name"
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$STATE/$name" --daemonize yes \
+        --pidfile "$STATE/$name.pid" --logfile "$STATE/$name.log" --save "" --appendonly no >/dev/null
     for _ in $(seq 1 100); do
         redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG && break
         sleep 0.1
     done
-    redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG || die "redis did not start; see $STATE/redis.log"
-    log "redis on 127.0.0.1:$port (pid $(pid_of "$STATE/redis.pid"))"
+    redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG || die "$name did not start; see $STATE/$name.log"
+    log "$name on 127.0.0.1:$port (pid $(pid_of "$STATE/$name.pid"))"
 }
 
-stop_redis() { stop_pid "$(pid_of "$STATE/redis.pid")" redis; rm -f "$STATE/redis.pid"; }
+stop_redis() { local name=${1:-redis}; stop_pid "$(pid_of "$STATE/$name.pid")" "$name"; rm -f "$STATE/$name.pid"; }
 
 # MARK: - Kafka-protocol broker
 
@@ -187,7 +190,7 @@ wipe_data() {
         rm -rf "$(cat "$STATE/pg.datadir")"
         rm -f "$STATE/pg.datadir"
     fi
-    rm -rf "$STATE/redis"
+    rm -rf "$STATE/redis" "$STATE/redis-aux"
 }
 
 # MARK: - commands
@@ -198,6 +201,7 @@ TW_KAFKA_BROKERS=$(cat "$STATE/broker.bootstrap")
 TW_KAFKA_MOCK_CONTROL=$(cat "$STATE/broker.control")
 TW_POSTGRES_URL=postgresql://tokenwatch@127.0.0.1:$(cat "$STATE/pg.port")/tokenwatch
 TW_REDIS_URL=redis://127.0.0.1:$(cat "$STATE/redis.port")
+TW_REDIS_AUX_URL=redis://127.0.0.1:$(cat "$STATE/redis-aux.port")
 EOF
     log "addresses in $ENV_FILE"
 }
@@ -208,17 +212,18 @@ status() {
     local pg_pid; pg_pid=$(pid_of "$data/data/postmaster.pid")
     alive "$pg_pid" && echo "postgres running pid $pg_pid port $(cat "$STATE/pg.port")" || echo "postgres stopped"
     alive "$(pid_of "$STATE/redis.pid")" && echo "redis    running pid $(pid_of "$STATE/redis.pid") port $(cat "$STATE/redis.port")" || echo "redis    stopped"
+    alive "$(pid_of "$STATE/redis-aux.pid")" && echo "redis-aux running pid $(pid_of "$STATE/redis-aux.pid") port $(cat "$STATE/redis-aux.port")" || echo "redis-aux stopped"
     alive "$(pid_of "$STATE/broker.pid")" && echo "broker   running pid $(pid_of "$STATE/broker.pid") at $(cat "$STATE/broker.bootstrap")" || echo "broker   stopped"
 }
 
 case "${1:-}" in
     install) install_packages ;;
-    start) install_packages; start_postgres; start_redis; start_broker; write_env ;;
+    start) install_packages; start_postgres; start_redis redis; start_redis redis-aux; start_broker; write_env ;;
     # The broker keeps its data in memory, so stopping it loses every topic. Postgres and Redis hold offsets and
     # dedupe keys that refer to those topics; keeping them would make the next start skip new messages whose
     # offsets the old topics had already used. So the local stack is ephemeral as a whole.
-    stop) stop_broker; stop_redis; stop_postgres; wipe_data; rm -f "$ENV_FILE" ;;
-    restart-redis) stop_redis; start_redis ;;
+    stop) stop_broker; stop_redis redis; stop_redis redis-aux; stop_postgres; wipe_data; rm -f "$ENV_FILE" ;;
+    restart-redis-aux) stop_redis redis-aux; start_redis redis-aux ;;
     status) status ;;
-    *) echo "usage: $0 install|start|stop|status|restart-redis" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|status|restart-redis-aux" >&2; exit 2 ;;
 esac

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# `make bench`, part 2: the running pipeline, release builds of gateway, ingestor and aggregator on the bench stack.
+#   - gateway ingest: events/s accepted (202) with batches of 100 and 1000 events, request latency p50/p99 (wrk),
+#     against raw librdkafka produce of the same payloads on the same broker;
+#   - pipeline: how long the ingestor and aggregator take to apply everything the gateway accepted to the rollups;
+#   - RSS of each service idle and under load.
+# Figures are printed, never asserted. Usage: deploy/bench/pipeline.sh BIN_DIR STATE_DIR
+set -euo pipefail
+BIN=$1
+STATE=$2
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+set -a; . "$STATE/stack.env"; set +a
+command -v wrk >/dev/null || { echo "installing wrk"; DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk >/dev/null; }
+
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+export TW_ADMIN_TOKEN=bench-admin-token-0123456789 TW_LOG_LEVEL=warning TW_GROUP_PREFIX=bench$$
+declare -A PORT=([gateway]=18180 [ingestor]=18181 [aggregator]=18182)
+for s in gateway ingestor aggregator; do
+    TW_HTTP_PORT=${PORT[$s]} "$BIN/$s" >"$STATE/$s.log" 2>&1 &
+    PIDS+=($!)
+    eval "PID_$s=$!"
+done
+for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:18180/readyz" >/dev/null && break; sleep 0.1; done
+KEY=$(curl -sf -XPOST http://127.0.0.1:18180/v1/admin/tenants -H "Authorization: Bearer $TW_ADMIN_TOKEN" -d '{"tenant_id":"bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+rss() { awk '/VmRSS/ {printf "%.0f MB", $2/1024}' "/proc/$1/status"; }
+echo "RSS idle: gateway $(rss $PID_gateway), ingestor $(rss $PID_ingestor), aggregator $(rss $PID_aggregator)"
+
+python3 - "$STATE" <<'PY'
+import json, sys, uuid, random, time
+state = sys.argv[1]
+now = time.time()
+models = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4")]
+def event():
+    p, m = random.choice(models)
+    return {"event_id": str(uuid.uuid4()), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - random.randint(0, 50))) + "Z",
+            "provider": p, "model": m, "input_tokens": random.randint(10, 5000), "output_tokens": random.randint(1, 900),
+            "latency_ms": random.randint(50, 9000), "status": "ok", "user_id": "u-%d" % random.randint(1, 500)}
+for n in (100, 1000):
+    with open(f"{state}/batch{n}.json", "w") as f:
+        json.dump([event() for _ in range(n)], f)
+PY
+cat >"$STATE/post.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer $KEY"
+local f = io.open(os.getenv("BODY"), "r"); wrk.body = f:read("*a"); f:close()
+done = function(summary, latency, requests)
+  local non2xx = summary.errors.status
+  io.write(string.format("RESULT %d %d %.3f %.1f %.1f\n", summary.requests, non2xx, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+LUA
+# Every request posts the same event ids: the gateway accepts them all (202), the ingestor drops the repeats as
+# client retries. So the pipeline part below is measured on one fresh batch per run instead.
+for n in 100 1000; do
+    out=$(BODY="$STATE/batch$n.json" wrk -t2 -c16 -d8s -s "$STATE/post.lua" http://127.0.0.1:18180/v1/events 2>&1 | grep RESULT || true)
+    read -r _ reqs bad secs p50 p99 <<<"$out"
+    [ "$n" = 1000 ] && echo "RSS under load: gateway $(rss $PID_gateway), ingestor $(rss $PID_ingestor), aggregator $(rss $PID_aggregator)"
+    python3 -c "import sys; r,b,s,n=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[3]),int(sys.argv[4]); print(f'gateway ingest, batches of {n}: {(r-b)*n/s:.0f} events/s accepted (202) ({(r-b)/s:.0f} requests/s, {b} not 202), latency p50 {sys.argv[5]} ms, p99 {sys.argv[6]} ms')" "$reqs" "$bad" "$secs" "$n" "$p50" "$p99"
+done
+size=$(python3 -c "import json; b=json.load(open('$STATE/batch1000.json')); print(sum(len(json.dumps(e, separators=(',',':'))) for e in b)//len(b))")
+python3 "$ROOT/deploy/broker-ctl.py" "$TW_KAFKA_MOCK_CONTROL" "CREATE bench.raw 16" >/dev/null
+c=$("$STATE/produce_loop" "$TW_KAFKA_BROKERS" bench.raw 500000 "$size" | cut -d' ' -f3)
+echo "raw librdkafka produce of ${size}-byte events on the same broker: $c msg/s"
+
+# Pipeline: fresh events (new ids), 20 batches of 1000 posted as fast as possible, then wait for the rollups.
+python3 - "$STATE" "$KEY" <<'PY'
+import json, sys, time, uuid, urllib.request, subprocess
+state, key = sys.argv[1], sys.argv[2]
+batch = json.load(open(f"{state}/batch1000.json"))
+start = time.time()
+for i in range(20):
+    for e in batch: e["event_id"] = str(uuid.uuid4())
+    req = urllib.request.Request("http://127.0.0.1:18180/v1/events", data=json.dumps(batch).encode(), method="POST",
+                                 headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    assert urllib.request.urlopen(req).status == 202
+accepted = time.time()
+open(f"{state}/pipeline.start", "w").write(f"{start} {accepted}")
+PY
+read -r start accepted <"$STATE/pipeline.start"
+url=$TW_POSTGRES_URL
+for _ in $(seq 1 600); do
+    n=$(psql "$url" -tAc "SELECT COALESCE(sum(requests),0) FROM rollups_1m WHERE tenant_id='bench' AND provider=''" 2>/dev/null || echo 0)
+    # wrk's repeated ids count once per distinct id: 100 + 1000 + 20000.
+    [ "${n:-0}" -ge 21100 ] && break
+    sleep 0.2
+done
+python3 -c "import time,sys; s,a=float(sys.argv[1]),float(sys.argv[2]); e=time.time(); print(f'pipeline: 20000 events posted in {a-s:.2f} s, all in the rollups {e-a:.2f} s after the last 202 ({20000/(e-s):.0f} events/s gateway to committed rollups); rollup rows counted {sys.argv[3]}')" "$start" "$accepted" "$n"
