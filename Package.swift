@@ -68,7 +68,7 @@ let package = Package(
         .target(
             name: "ServiceKit",
             dependencies: [
-                "Kafka", "Redis", "Postgres", "Events", "ClientSupport",
+                "Kafka", "Redis", "Postgres", "Events", "Rollups", "ClientSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -121,7 +121,7 @@ let package = Package(
         .target(
             name: "TestSupport", dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport", swiftSettings: swiftSettings),
-        .testTarget(name: "RollupsTests", dependencies: ["Rollups", "Events"], path: "Tests/RollupsTests", swiftSettings: swiftSettings),
+        .testTarget(name: "RollupsTests", dependencies: ["Rollups", "Events", "TestSupport"], path: "Tests/RollupsTests", swiftSettings: swiftSettings),
         .testTarget(name: "EventsTests", dependencies: ["Events"], path: "Tests/EventsTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "ServiceKitTests",

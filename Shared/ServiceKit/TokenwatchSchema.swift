@@ -1,4 +1,5 @@
 import Postgres
+import Rollups
 
 /// The Postgres schema, as versioned migrations every service applies at start (under an advisory lock).
 /// Append new versions; never edit an applied one.
@@ -54,63 +55,7 @@ public enum TokenwatchSchema {
                 ) sums
             $$;
             -- Series rows: provider = '' and model = '' is the tenant's total.
-            CREATE TABLE rollups_1m (
-                tenant_id text NOT NULL,
-                provider text NOT NULL,
-                model text NOT NULL,
-                window_start timestamptz NOT NULL,
-                requests bigint NOT NULL,
-                errors bigint NOT NULL,
-                errors_by_type jsonb NOT NULL,
-                input_tokens bigint NOT NULL,
-                output_tokens bigint NOT NULL,
-                cached_input_tokens bigint NOT NULL,
-                reasoning_tokens bigint NOT NULL,
-                cost_micros bigint NOT NULL,
-                latency_sketch jsonb NOT NULL,
-                ttft_sketch jsonb NOT NULL,
-                version bigint NOT NULL DEFAULT 1,
-                updated_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (tenant_id, window_start, provider, model)
-            );
-            CREATE TABLE rollups_1h (
-                tenant_id text NOT NULL,
-                provider text NOT NULL,
-                model text NOT NULL,
-                window_start timestamptz NOT NULL,
-                requests bigint NOT NULL,
-                errors bigint NOT NULL,
-                errors_by_type jsonb NOT NULL,
-                input_tokens bigint NOT NULL,
-                output_tokens bigint NOT NULL,
-                cached_input_tokens bigint NOT NULL,
-                reasoning_tokens bigint NOT NULL,
-                cost_micros bigint NOT NULL,
-                latency_sketch jsonb NOT NULL,
-                ttft_sketch jsonb NOT NULL,
-                version bigint NOT NULL DEFAULT 1,
-                updated_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (tenant_id, window_start, provider, model)
-            );
-            CREATE TABLE rollups_1d (
-                tenant_id text NOT NULL,
-                provider text NOT NULL,
-                model text NOT NULL,
-                window_start timestamptz NOT NULL,
-                requests bigint NOT NULL,
-                errors bigint NOT NULL,
-                errors_by_type jsonb NOT NULL,
-                input_tokens bigint NOT NULL,
-                output_tokens bigint NOT NULL,
-                cached_input_tokens bigint NOT NULL,
-                reasoning_tokens bigint NOT NULL,
-                cost_micros bigint NOT NULL,
-                latency_sketch jsonb NOT NULL,
-                ttft_sketch jsonb NOT NULL,
-                version bigint NOT NULL DEFAULT 1,
-                updated_at timestamptz NOT NULL DEFAULT now(),
-                PRIMARY KEY (tenant_id, window_start, provider, model)
-            );
+            \(Granularity.allCases.map(rollupTable).joined(separator: "\n"))
             -- The aggregator's own consumed offsets and data watermark per input partition (DESIGN.md, "Delivery").
             CREATE TABLE aggregator_partitions (
                 topic text NOT NULL,
@@ -152,4 +97,29 @@ public enum TokenwatchSchema {
             CREATE INDEX anomalies_tenant_window ON anomalies (tenant_id, window_start);
             """),
     ]
+}
+
+/// One rollups table (1m, 1h and 1d share the shape).
+private func rollupTable(_ granularity: Granularity) -> String {
+    """
+    CREATE TABLE \(granularity.table) (
+        tenant_id text NOT NULL,
+        provider text NOT NULL,
+        model text NOT NULL,
+        window_start timestamptz NOT NULL,
+        requests bigint NOT NULL,
+        errors bigint NOT NULL,
+        errors_by_type jsonb NOT NULL,
+        input_tokens bigint NOT NULL,
+        output_tokens bigint NOT NULL,
+        cached_input_tokens bigint NOT NULL,
+        reasoning_tokens bigint NOT NULL,
+        cost_micros bigint NOT NULL,
+        latency_sketch jsonb NOT NULL,
+        ttft_sketch jsonb NOT NULL,
+        version bigint NOT NULL DEFAULT 1,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (tenant_id, window_start, provider, model)
+    );
+    """
 }

@@ -2,6 +2,7 @@ import Events
 import Foundation
 import Rollups
 import Testing
+import TestSupport
 
 /// The exact q-quantile by the sketch's rank rule: the value at rank floor(q * (n - 1)) of the sorted values.
 func exactQuantile(_ sorted: [Double], _ q: Double) -> Double { sorted[Int((q * Double(sorted.count - 1)).rounded(.down))] }
@@ -67,18 +68,5 @@ struct RollupsTests {
         #expect(d.windows[RollupKey(series: SeriesKey(tenant: "acme", provider: "openai", model: "b"), windowStart: 60_000_000)]?.requests == 1)
         #expect(d.windows.count == 4)
         #expect(total0.errorsByTypeJSON == "{\"timeout\":1}")
-    }
-}
-
-/// SplitMix64: reproducible test data.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { self.state = seed }
-    mutating func next() -> UInt64 {
-        self.state &+= 0x9E37_79B9_7F4A_7C15
-        var z = self.state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
