@@ -21,6 +21,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
@@ -64,7 +65,7 @@ let package = Package(
             path: "Shared/Postgres", swiftSettings: swiftSettings),
         .target(name: "Events", path: "Shared/Events", swiftSettings: swiftSettings),
         .target(name: "Codecs", dependencies: ["CZlib", "COpenSSLCrypto"], path: "Shared/Codecs", swiftSettings: swiftSettings),
-        .target(name: "Rollups", dependencies: ["Events", "Postgres"], path: "Shared/Rollups", swiftSettings: swiftSettings),
+        .target(name: "Rollups", dependencies: ["Events", "Postgres", "Redis"], path: "Shared/Rollups", swiftSettings: swiftSettings),
         .target(
             name: "ServiceKit",
             dependencies: [
@@ -82,12 +83,13 @@ let package = Package(
         .target(
             name: "GatewayCore", dependencies: ["ServiceKit", "Events", "Rollups", "Codecs", "Kafka", "Redis", "Postgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Services/Gateway/Core", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Gateway", dependencies: ["GatewayCore", "ServiceKit", "Kafka", "Redis", "Postgres", "Events", .product(name: "Hummingbird", package: "hummingbird")],
+            name: "Gateway", dependencies: ["GatewayCore", "ServiceKit", "Kafka", "Redis", "Postgres", "Events", "Rollups", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Services/Gateway/Main", swiftSettings: swiftSettings),
         .target(
             name: "IngestorCore", dependencies: ["ServiceKit", "Events", "Kafka", "Redis", "Postgres",
@@ -110,7 +112,15 @@ let package = Package(
             name: "Aggregator", dependencies: ["AggregatorCore", "ServiceKit", "Events", "Kafka", "Postgres", .product(name: "Logging", package: "swift-log")],
             path: "Services/Aggregator/Main", swiftSettings: swiftSettings),
         .executableTarget(name: "Detector", dependencies: ["ServiceKit", "Events"], path: "Services/Detector", swiftSettings: swiftSettings),
-        .executableTarget(name: "Query", dependencies: ["ServiceKit", "Events"], path: "Services/Query", swiftSettings: swiftSettings),
+        .target(
+            name: "QueryCore", dependencies: ["ServiceKit", "Events", "Rollups", "Kafka", "Redis", "Postgres",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Services/Query/Core", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Query", dependencies: ["QueryCore", "ServiceKit", "Events", "Rollups", "Kafka", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
+            path: "Services/Query/Main", swiftSettings: swiftSettings),
 
         // MARK: - Benchmarks (`make bench`; printed, never asserted)
         .executableTarget(
@@ -139,6 +149,9 @@ let package = Package(
         .testTarget(
             name: "AggregatorTests", dependencies: ["AggregatorCore", "Rollups", "TestSupport", "Events", "Kafka", "Postgres", "ServiceKit"],
             path: "Tests/AggregatorTests", swiftSettings: swiftSettings),
+        .testTarget(
+            name: "QueryTests", dependencies: ["QueryCore", "Rollups", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit"],
+            path: "Tests/QueryTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "GatewayTests", dependencies: ["GatewayCore", "Codecs", "Rollups", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit",
                 .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird")],

@@ -84,5 +84,6 @@ public struct QuantileSketch: Sendable, Hashable {
 
 public struct SketchError: Error, CustomStringConvertible {
     public let message: String
+    public init(message: String) { self.message = message }
     public var description: String { self.message }
 }

@@ -8,6 +8,7 @@ import Kafka
 import Logging
 import Postgres
 import Redis
+import Rollups
 import ServiceKit
 import Testing
 import TestSupport
@@ -39,7 +40,7 @@ struct Gateway {
         router.add(middleware: ProblemMiddleware())
         IngestRoutes(keys: keys, producer: producer, topics: topics, settings: settings, logger: logger).add(to: router)
         AdminRoutes(keys: keys, adminToken: settings.adminToken).add(to: router)
-        QueryRoutes(keys: keys, postgres: postgres).add(to: router)
+        QueryRoutes(keys: keys, postgres: postgres, readModel: ReadModel(redis: redis)).add(to: router)
         OpenAPIDocument.add(to: router)
         return Gateway(app: Application(router: router), topics: topics, keys: keys, producer: producer, postgres: postgres)
     }

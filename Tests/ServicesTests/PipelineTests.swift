@@ -129,6 +129,7 @@ struct PipelineTests {
         let gateway = try ServiceProcess("gateway", environment: env)
         let ingestor = try ServiceProcess("ingestor", environment: env)
         let aggregator = try ServiceProcess("aggregator", environment: env)
+        let query = try ServiceProcess("query", environment: env)
         try await gateway.waitUntilReady()
 
         func post(_ path: String, _ body: String, token: String, contentType: String = "application/json") async throws -> (Int, [String: Any]) {
@@ -168,7 +169,25 @@ struct PipelineTests {
         let (requests, cost) = try await totals()
         #expect(requests == 200, "the repeated batch was deduplicated")
         #expect(cost == (0..<200).reduce(0) { $0 + Int64($1) })
-        for process in [gateway, ingestor, aggregator] { #expect(try process.stop() == 0) }
+
+        // The closed windows reach the query service's read model; the gateway then answers from it.
+        let series: @Sendable () async throws -> (String?, Int) = {
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(gateway.port)/v1/series?metric=requests&step=1m&from=\(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)")!)
+            request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
+            let (data, response) = try await URLSession.shared.data(for: request)
+            let points = ((try? JSONSerialization.jsonObject(with: data)) as? [String: Any])?["points"] as? [[String: Any]] ?? []
+            return ((response as? HTTPURLResponse)?.value(forHTTPHeaderField: "X-Tokenwatch-Source"), points.compactMap { $0["value"] as? Int }.reduce(0, +))
+        }
+        let (source, total) = try await within(.seconds(60), "series from the read model") {
+            while true {
+                let answer = try await series()
+                if answer.0?.hasPrefix("read_model") == true { return answer }
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
+        #expect(source?.hasPrefix("read_model") == true)
+        #expect(total == 200, "the read model and Postgres together hold every request once")
+        for process in [gateway, ingestor, aggregator, query] { #expect(try process.stop() == 0) }
         await postgres.close()
     }
 }

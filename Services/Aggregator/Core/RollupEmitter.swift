@@ -34,7 +34,9 @@ public struct RollupEmitter: Sendable {
                 WHERE e.topic = \(tp.topic) AND e.partition = \(tp.partition) AND e.window_start + interval '1 minute' <= \(cutoff)::timestamptz
                 """)
             if rows.isEmpty { continue }
+            // In window order: a reader that has seen a window knows every earlier window of the partition was sent.
             let records = try rows.map { try RollupStore.record($0, granularity: .minute) }
+                .sorted { ($0.key.windowStart, $0.key.series) < ($1.key.windowStart, $1.key.series) }
             try await self.core.producer.sendAll(records.map {
                 KafkaProducerMessage(topic: self.core.topics.rollups, key: Array($0.key.series.tenant.utf8), value: $0.jsonBytes())
             })

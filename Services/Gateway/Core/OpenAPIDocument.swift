@@ -71,6 +71,7 @@ public enum OpenAPIDocument {
                 {"name": "step", "in": "query", "schema": {"type": "string", "enum": ["1m", "1h", "1d"], "default": "1m"}},
                 {"name": "provider", "in": "query", "schema": {"type": "string"}}, {"name": "model", "in": "query", "schema": {"type": "string"}}],
               "responses": {"200": {"description": "At most 10000 points; null where undefined (a rate or percentile of no requests)",
+                "headers": {"X-Tokenwatch-Source": {"schema": {"type": "string", "enum": ["read_model", "read_model+postgres", "postgres"]}}},
                 "content": {"application/json": {"schema": {"type": "object", "properties": {"metric": {"type": "string"}, "unit": {"type": "string"}, "step": {"type": "string"},
                   "from": {"type": "string"}, "to": {"type": "string"}, "points": {"type": "array", "items": {"type": "object", "properties": {"t": {"type": "string"}, "value": {"type": ["number", "null"]}}}}}}}}},
                 "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}}},

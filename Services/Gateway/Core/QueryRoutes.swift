@@ -1,6 +1,8 @@
 import Events
 import Foundation
 import Hummingbird
+import HTTPTypes
+import Metrics
 import Postgres
 import Rollups
 
@@ -15,14 +17,18 @@ import Rollups
 public struct QueryRoutes: Sendable {
     let keys: ApiKeyStore
     let postgres: PostgresClient
+    let readModel: ReadModel?
+    private let readModelHits = Counter(label: "tw_gateway_series_source_total", dimensions: [("source", "read_model")])
+    private let postgresReads = Counter(label: "tw_gateway_series_source_total", dimensions: [("source", "postgres")])
     /// Most points in one series answer (range / step).
     public static let maxPoints = 10_000
     /// Longest range of a breakdown or anomaly query.
     public static let maxRangeDays: Int64 = 400
 
-    public init(keys: ApiKeyStore, postgres: PostgresClient) {
+    public init(keys: ApiKeyStore, postgres: PostgresClient, readModel: ReadModel?) {
         self.keys = keys
         self.postgres = postgres
+        self.readModel = readModel
     }
 
     public func add<Context: RequestContext>(to router: Router<Context>) {
@@ -44,7 +50,8 @@ public struct QueryRoutes: Sendable {
         let points = (to - from + step.microseconds - 1) / step.microseconds
         guard points <= Self.maxPoints else { throw Self.bad("from", "the range holds \(points) steps of \(step.rawValue); at most \(Self.maxPoints)") }
         let start = step.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
-        let rows = try await self.rows(tenant: caller.tenantID, granularity: step, from: start, to: to, provider: q["provider"].map(String.init), model: q["model"].map(String.init))
+        let provider = q["provider"].map(String.init), model = q["model"].map(String.init)
+        let (rows, source) = try await self.seriesRecords(tenant: caller.tenantID, step: step, from: start, to: to, provider: provider, model: model)
         var byWindow: [Int64: RollupValues] = [:]
         for record in rows { byWindow[record.key.windowStart, default: RollupValues()].merge(record.values) }
         var out: [UInt8] = []
@@ -59,7 +66,37 @@ public struct QueryRoutes: Sendable {
             t += step.microseconds
         }
         out.append(contentsOf: Array("]}".utf8))
-        return Self.json(out)
+        var response = Self.json(out)
+        response.headers[Self.sourceHeader] = source
+        return response
+    }
+
+    /// Which store answered a series: `read_model`, `read_model+postgres` or `postgres`.
+    public static let sourceHeader = HTTPField.Name("X-Tokenwatch-Source")!
+
+    /// 1-minute windows of the last 24 hours come from the Redis read model below the tenant's horizon (the windows
+    /// the query service has complete), the rest from Postgres. Any Redis failure falls back to Postgres.
+    func seriesRecords(tenant: String, step: Granularity, from: Int64, to: Int64, provider: String?, model: String?) async throws -> ([RollupRecord], String) {
+        if step == .minute, let readModel = self.readModel, from >= EventTimestamp.now().microsecondsSinceEpoch - 24 * 3_600_000_000,
+            let horizon = try? await readModel.horizon(tenant: tenant), horizon > from,
+            let cached = try? await readModel.windows(tenant: tenant, from: from, to: min(to, horizon))
+        {
+            let selected = cached.filter { record in
+                let s = record.key.series
+                switch (provider, model) {
+                case (nil, nil): return s.isTotal
+                case (let p?, nil): return s.provider == p && !s.model.isEmpty
+                case (nil, let m?): return s.model == m && !s.provider.isEmpty
+                case (let p?, let m?): return s.provider == p && s.model == m
+                }
+            }
+            self.readModelHits.increment()
+            guard horizon < to else { return (selected, "read_model") }
+            let rest = try await self.rows(tenant: tenant, granularity: step, from: horizon, to: to, provider: provider, model: model)
+            return (selected + rest, "read_model+postgres")
+        }
+        self.postgresReads.increment()
+        return (try await self.rows(tenant: tenant, granularity: step, from: from, to: to, provider: provider, model: model), "postgres")
     }
 
     // MARK: - Breakdown

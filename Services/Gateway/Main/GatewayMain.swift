@@ -4,6 +4,7 @@ import Hummingbird
 import Kafka
 import Postgres
 import Redis
+import Rollups
 import ServiceKit
 
 /// The HTTP front door: `POST /v1/events` into llm.events.raw.v1, the query API, the admin bootstrap API and the
@@ -23,7 +24,7 @@ struct GatewayMain {
             let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: Int(settings.keyCacheTTL.components.seconds))
             let ingest = IngestRoutes(keys: keys, producer: producer, topics: runtime.configuration.topics, settings: settings, logger: runtime.logger)
             let admin = AdminRoutes(keys: keys, adminToken: settings.adminToken)
-            let queries = QueryRoutes(keys: keys, postgres: postgres)
+            let queries = QueryRoutes(keys: keys, postgres: postgres, readModel: ReadModel(redis: redis))
             return ServiceParts(
                 services: [producer],
                 readinessChecks: [

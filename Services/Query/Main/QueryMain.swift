@@ -1,0 +1,39 @@
+import Events
+import Kafka
+import Logging
+import Postgres
+import QueryCore
+import Redis
+import Rollups
+import ServiceKit
+
+/// The query service: llm.rollups.v1 -> the Redis read model the gateway answers from; llm.anomalies.v1 -> Postgres.
+@main
+struct QueryMain {
+    static func main() async {
+        await ServiceRunner.main(service: "query", defaultPort: 8084) { runtime in
+            let postgres = try await connectPostgres(runtime)
+            let redis = try runtime.makeRedis()
+            let topics = runtime.configuration.topics
+            let consumer = try runtime.makeConsumer(group: runtime.configuration.consumerGroup)
+            let projector = QueryProjector(readModel: ReadModel(redis: redis), postgres: postgres, topics: topics, logger: runtime.logger)
+            let logger = runtime.logger
+            let loop = ConsumerService(consumer: consumer, topics: [topics.rollups, topics.anomalies], logger: logger) { batch in
+                try await projector.process(batch)
+                var commit: [KafkaTopicPartition: Int64] = [:]
+                for m in batch { commit[m.topicPartition] = max(commit[m.topicPartition] ?? 0, m.offset + 1) }
+                do { try await consumer.commit(commit) } catch {
+                    // Writes are idempotent: a replay after a failed commit only repeats them.
+                    logger.warning("Offset commit failed; the batch will be replayed", metadata: ["error": "\(error)"])
+                }
+            }
+            return ServiceParts(
+                services: [loop],
+                readinessChecks: [
+                    ReadinessCheck("kafka") { await consumer.brokersReachable() },
+                    ReadinessCheck("redis") { await redis.ping() },
+                    ReadinessCheck("postgres") { await postgres.ping() },
+                ])
+        }
+    }
+}
