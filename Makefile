@@ -82,6 +82,7 @@ bench: install
 	swift build -c release --product gateway
 	swift build -c release --product ingestor
 	swift build -c release --product aggregator
+	swift build -c release --product query
 	@mkdir -p $(BENCH_STATE)
 	gcc -O2 -o $(BENCH_STATE)/produce_loop deploy/bench/produce_loop.c $$(pkg-config --cflags --libs rdkafka)
 	@TW_STATE_DIR=$(BENCH_STATE) $(STACK) start
@@ -91,7 +92,7 @@ bench: install
 	echo "== produce (300-byte messages)"; \
 	c=$$(for i in 1 2 3; do $(BENCH_STATE)/produce_loop "$$TW_KAFKA_BROKERS" bench.c 500000 300 | cut -d' ' -f3 || rc=1; done | sort -n | sed -n 2p); \
 	$$bench produce "$$TW_KAFKA_BROKERS" bench.swift 500000 300 $$c || rc=1; \
-	echo "== pipeline (release builds of gateway, ingestor, aggregator)"; \
+	echo "== pipeline and queries (release builds of gateway, ingestor, aggregator, query)"; \
 	bash deploy/bench/pipeline.sh "$$(dirname $$bench)" $(BENCH_STATE) || rc=1; \
 	TW_STATE_DIR=$(BENCH_STATE) $(STACK) stop; exit $$rc
 

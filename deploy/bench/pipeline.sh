@@ -17,8 +17,8 @@ cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done;
 trap cleanup EXIT
 
 export TW_ADMIN_TOKEN=bench-admin-token-0123456789 TW_LOG_LEVEL=warning TW_GROUP_PREFIX=bench$$
-declare -A PORT=([gateway]=18180 [ingestor]=18181 [aggregator]=18182)
-for s in gateway ingestor aggregator; do
+declare -A PORT=([gateway]=18180 [ingestor]=18181 [aggregator]=18182 [query]=18184)
+for s in gateway ingestor aggregator query; do
     TW_HTTP_PORT=${PORT[$s]} "$BIN/$s" >"$STATE/$s.log" 2>&1 &
     PIDS+=($!)
     eval "PID_$s=$!"
@@ -32,7 +32,7 @@ for t in $(seq 1 8); do
 done
 KEY=${KEYS[0]}
 rss() { awk '/VmRSS/ {printf "%.0f MB", $2/1024}' "/proc/$1/status"; }
-echo "RSS idle: gateway $(rss $PID_gateway), ingestor $(rss $PID_ingestor), aggregator $(rss $PID_aggregator)"
+echo "RSS idle: gateway $(rss $PID_gateway), ingestor $(rss $PID_ingestor), aggregator $(rss $PID_aggregator), query $(rss $PID_query)"
 
 python3 - "$STATE" <<'PY'
 import json, sys, uuid, random, time
@@ -88,7 +88,7 @@ python3 -c "import time,sys; s,a=float(sys.argv[1]),float(sys.argv[2]); e=time.t
 for n in 100 1000; do
     out=$(BODY="$STATE/batch$n.json" wrk -t2 -c16 -d8s -s "$STATE/post.lua" http://127.0.0.1:18180/v1/events 2>&1 | grep RESULT || true)
     read -r _ reqs bad secs p50 p99 <<<"$out"
-    [ "$n" = 1000 ] && echo "RSS under load: gateway $(rss $PID_gateway), ingestor $(rss $PID_ingestor), aggregator $(rss $PID_aggregator)"
+    [ "$n" = 1000 ] && echo "RSS under load: gateway $(rss $PID_gateway), ingestor $(rss $PID_ingestor), aggregator $(rss $PID_aggregator), query $(rss $PID_query)"
     LAST_RATE=$(python3 -c "import sys; r,b,s,n=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[3]),int(sys.argv[4]); print(f'{(r-b)*n/s:.0f}')" "$reqs" "$bad" "$secs" "$n")
     python3 -c "import sys; r,b,s,n=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[3]),int(sys.argv[4]); print(f'gateway ingest, batches of {n}: {(r-b)*n/s:.0f} events/s accepted (202) ({(r-b)/s:.0f} requests/s, {b} not 202), latency p50 {sys.argv[5]} ms, p99 {sys.argv[6]} ms')" "$reqs" "$bad" "$secs" "$n" "$p50" "$p99"
 done
@@ -98,3 +98,25 @@ c=$("$STATE/produce_loop" "$TW_KAFKA_BROKERS" bench.raw 500000 "$size" | cut -d'
 echo "raw librdkafka produce of ${size}-byte events on the same broker: $c msg/s"
 echo "ratio gateway (batches of 1000) / raw produce: $(python3 -c "print(f'{$LAST_RATE / $c:.2f}')")"
 
+# Query latency: the last hour of one tenant, 1-minute steps, under 16 concurrent clients.
+cat >"$STATE/get.lua" <<LUA
+wrk.method = "GET"
+wrk.headers["Authorization"] = "Bearer $KEY"
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %d %d %.3f %.1f %.1f\\n", summary.requests, summary.errors.status, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+LUA
+# Wait until the read model has the tenant's windows (the aggregator publishes closed windows within seconds).
+for _ in $(seq 1 100); do
+    src=$(curl -s -o /dev/null -D - -H "Authorization: Bearer $KEY" "http://127.0.0.1:18180/v1/series?metric=requests&step=1m" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-tokenwatch-source" {print $2}')
+    [[ "$src" == read_model* ]] && break
+    sleep 0.3
+done
+for q in "series?metric=latency_p95&step=1m" "series?metric=requests&step=1m" "breakdown?by=model&order=cost"; do
+    out=$(wrk -t2 -c16 -d5s -s "$STATE/get.lua" "http://127.0.0.1:18180/v1/$q" 2>&1 | grep RESULT || true)
+    read -r _ reqs bad secs p50 p99 <<<"$out"
+    python3 -c "import sys; r,b,s=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[3]); print(f'query /v1/{sys.argv[6]} (last hour): {r/s:.0f} requests/s, {b} not 200, latency p50 {sys.argv[4]} ms, p99 {sys.argv[5]} ms')" "$reqs" "$bad" "$secs" "$p50" "$p99" "$q"
+done
+hits=$(curl -s http://127.0.0.1:18180/metrics | awk '/tw_gateway_series_source_total\{source="read_model"\}/ {print $2}')
+misses=$(curl -s http://127.0.0.1:18180/metrics | awk '/tw_gateway_series_source_total\{source="postgres"\}/ {print $2}')
+python3 -c "import sys; h,m=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print(f'series answered from the read model: {h:.0f} of {h+m:.0f} ({100*h/max(h+m,1):.1f}%; the rest of each answer, windows after the horizon, from Postgres)')" "${hits:-0}" "${misses:-0}"
