@@ -1,6 +1,8 @@
 import Foundation
 import Hummingbird
+import Postgres
 import Prometheus
+import Redis
 import Synchronization
 
 /// A dependency `/readyz` checks.
@@ -53,5 +55,16 @@ extension Router {
             state.registry.emit(into: &buffer)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
+    }
+}
+
+extension Array where Element == ReadinessCheck {
+    /// The checks of a service's dependencies: Kafka (a metadata request through `kafka`), and Redis and Postgres
+    /// when the service uses them.
+    public static func dependencies(kafka: @escaping @Sendable () async -> Bool, redis: RedisClient? = nil, postgres: PostgresClient? = nil) -> [ReadinessCheck] {
+        var checks = [ReadinessCheck("kafka", kafka)]
+        if let redis { checks.append(ReadinessCheck("redis") { await redis.ping() }) }
+        if let postgres { checks.append(ReadinessCheck("postgres") { await postgres.ping() }) }
+        return checks
     }
 }

@@ -15,11 +15,7 @@ extension ServiceRunner {
             let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics[keyPath: input]], logger: runtime.logger) { _ in }
             return ServiceParts(
                 services: [loop],
-                readinessChecks: [
-                    ReadinessCheck("kafka") { await consumer.brokersReachable() },
-                    ReadinessCheck("redis") { await redis.ping() },
-                    ReadinessCheck("postgres") { await postgres.ping() },
-                ])
+                readinessChecks: .dependencies(kafka: { await consumer.brokersReachable() }, redis: redis, postgres: postgres))
         }
     }
 }

@@ -46,10 +46,7 @@ struct AggregatorMain {
             }
             return ServiceParts(
                 services: [producer, loop],
-                readinessChecks: [
-                    ReadinessCheck("kafka") { await producer.brokersReachable() },
-                    ReadinessCheck("postgres") { await postgres.ping() },
-                ])
+                readinessChecks: .dependencies(kafka: { await producer.brokersReachable() }, postgres: postgres))
         }
     }
 }

@@ -27,11 +27,7 @@ struct GatewayMain {
             let queries = QueryRoutes(keys: keys, postgres: postgres, readModel: ReadModel(redis: redis))
             return ServiceParts(
                 services: [producer],
-                readinessChecks: [
-                    ReadinessCheck("kafka") { await producer.brokersReachable() },
-                    ReadinessCheck("redis") { await redis.ping() },
-                    ReadinessCheck("postgres") { await postgres.ping() },
-                ],
+                readinessChecks: .dependencies(kafka: { await producer.brokersReachable() }, redis: redis, postgres: postgres),
                 routes: { router in
                     router.add(middleware: ProblemMiddleware())
                     ingest.add(to: router)

@@ -34,11 +34,7 @@ struct IngestorMain {
             }
             return ServiceParts(
                 services: [producer, PriceRefresher(postgres: postgres, pipeline: pipeline, interval: settings.pricesRefresh, logger: logger), loop],
-                readinessChecks: [
-                    ReadinessCheck("kafka") { await producer.brokersReachable() },
-                    ReadinessCheck("redis") { await redis.ping() },
-                    ReadinessCheck("postgres") { await postgres.ping() },
-                ])
+                readinessChecks: .dependencies(kafka: { await producer.brokersReachable() }, redis: redis, postgres: postgres))
         }
     }
 }

@@ -29,11 +29,7 @@ struct QueryMain {
             }
             return ServiceParts(
                 services: [loop],
-                readinessChecks: [
-                    ReadinessCheck("kafka") { await consumer.brokersReachable() },
-                    ReadinessCheck("redis") { await redis.ping() },
-                    ReadinessCheck("postgres") { await postgres.ping() },
-                ])
+                readinessChecks: .dependencies(kafka: { await consumer.brokersReachable() }, redis: redis, postgres: postgres))
         }
     }
 }
