@@ -82,6 +82,50 @@ for _ in $(seq 1 600); do
 done
 python3 -c "import time,sys; s,a=float(sys.argv[1]),float(sys.argv[2]); e=time.time(); print(f'pipeline: 100000 events posted in {a-s:.2f} s (one request of 1000 at a time), all in the committed rollups {e-a:.2f} s after the last 202: {100000/(e-s):.0f} events/s from gateway to rollups; requests counted in the rollups: {sys.argv[3]}')" "$start" "$accepted" "$n"
 
+# End-to-end delay: 10,000 events/s for 15 s (a batch of 1000 every 100 ms) for a fresh tenant, while a poller
+# asks the gateway's query API for the tenant's total every 50 ms; a batch's delay is from its 202 to the first
+# answer that counts it.
+E2E_KEY=$(curl -sf -XPOST http://127.0.0.1:18180/v1/admin/tenants -H "Authorization: Bearer $TW_ADMIN_TOKEN" -d "{\"tenant_id\":\"bench-$$-e2e\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+python3 - "$STATE" "$E2E_KEY" <<'PY'
+import json, sys, threading, time, uuid, urllib.request
+state, key = sys.argv[1], sys.argv[2]
+batch = json.load(open(f"{state}/batch1000.json"))
+headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+accepted, seen, done = [], [], threading.Event()
+def poll():
+    while not done.is_set():
+        req = urllib.request.Request("http://127.0.0.1:18180/v1/breakdown", headers=headers)
+        n = json.load(urllib.request.urlopen(req))["totals"]["requests"]
+        seen.append((time.time(), n))
+        time.sleep(0.05)
+poller = threading.Thread(target=poll)
+poller.start()
+total, start = 0, time.time()
+for i in range(150):
+    now = time.time()
+    for e in batch:
+        e["event_id"] = str(uuid.uuid4())
+        e["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - 1)) + "Z"
+    req = urllib.request.Request("http://127.0.0.1:18180/v1/events", data=json.dumps(batch).encode(), method="POST", headers=headers)
+    assert urllib.request.urlopen(req).status == 202
+    total += len(batch)
+    accepted.append((time.time(), total))
+    time.sleep(max(0, start + (i + 1) * 0.1 - time.time()))
+deadline = time.time() + 60
+while time.time() < deadline and (not seen or seen[-1][1] < total):
+    time.sleep(0.1)
+done.set(); poller.join()
+delays = []
+for t, n in accepted:
+    visible = next((ts for ts, c in seen if c >= n and ts >= t), None)
+    if visible is not None: delays.append(visible - t)
+delays.sort()
+pct = lambda q: delays[min(len(delays) - 1, int(q * (len(delays) - 1)))] if delays else float("nan")
+print(f"end-to-end delay (202 to counted by the query API), {total} events at ~{total / (accepted[-1][0] - start):.0f} events/s: "
+      f"p50 {pct(0.5):.2f} s, p99 {pct(0.99):.2f} s, max {delays[-1] if delays else float('nan'):.2f} s; "
+      f"{len(delays)} of {len(accepted)} batches seen, final count {seen[-1][1] if seen else 0} of {total}")
+PY
+
 # Gateway throughput: every request posts the same event ids; the gateway accepts them all (202), the ingestor
 # drops the repeats as client retries (and, on the local broker, old raw messages may be dropped by its retention:
 # this part measures the gateway only).
