@@ -190,4 +190,105 @@ struct PipelineTests {
         for process in [gateway, ingestor, aggregator, query] { #expect(try process.stop() == 0) }
         await postgres.close()
     }
+
+    @Test("all five services: two tenants, retries, late and too-late events through the gateway; exact rollups, percentiles within 1%, the DLQ holds exactly the too-late ones, tenants apart")
+    func fullTopology() async throws {
+        let logger = Logger(label: "pipeline-test")
+        let run = TestEnvironment.unique("f")
+        let token = "full-topology-admin-token-1"
+        let env = [
+            "TW_TOPIC_RAW": "\(run)-raw", "TW_TOPIC_EVENTS": "\(run)-events", "TW_TOPIC_DLQ": "\(run)-dlq", "TW_TOPIC_ROLLUPS": "\(run)-rollups",
+            "TW_TOPIC_ANOMALIES": "\(run)-anomalies", "TW_GROUP_PREFIX": run, "TW_ADMIN_TOKEN": token, "TW_SHUTDOWN_TIMEOUT": "10s",
+        ]
+        for topic in ["raw", "events", "dlq", "rollups", "anomalies"] { try MockBrokerControl.createTopic("\(run)-\(topic)", partitions: 2) }
+        let processes = try ["gateway", "ingestor", "aggregator", "detector", "query"].map { try ServiceProcess($0, environment: env) }
+        let gateway = processes[0]
+        for process in processes { try await process.waitUntilReady() }
+
+        @Sendable func request(_ method: String, _ path: String, _ body: String? = nil, key: String) async throws -> (Int, [String: Any]) {
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(gateway.port)\(path)")!)
+            request.httpMethod = method
+            if let body { request.httpBody = Data(body.utf8) }
+            request.setValue("Bearer \(key)", forHTTPHeaderField: "Authorization")
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            let (data, response) = try await URLSession.shared.data(for: request)
+            return ((response as! HTTPURLResponse).statusCode, (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:])
+        }
+        var keys: [String: String] = [:]
+        for t in ["a", "b"] {
+            let (status, body) = try await request("POST", "/v1/admin/tenants", "{\"tenant_id\":\"\(run)-\(t)\"}", key: token)
+            #expect(status == 201)
+            keys["\(run)-\(t)"] = body["api_key"] as? String
+        }
+        let a = "\(run)-a", b = "\(run)-b"
+
+        // Recent traffic: 4 minutes ending 2 minutes ago; then late (5 min behind) and too-late (25 min behind) events.
+        let now = EventTimestamp.now().microsecondsSinceEpoch
+        let models = [("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4"), ("openai", "gpt-4o-mini")]
+        func make(_ id: String, tenant: String, at t: Int64, _ i: Int) -> LLMEvent {
+            let (provider, model) = models[i % 3]
+            return LLMEvent(eventID: id, tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: t), provider: provider, model: model,
+                            inputTokens: Int64(10 + i % 700), outputTokens: Int64(i % 90), latencyMs: Double(20 + (i * 37) % 4000),
+                            status: i % 9 == 0 ? .error : .ok, errorType: i % 9 == 0 ? "rate_limit" : nil, costMicros: Int64(i % 5000))
+        }
+        let recent = (0..<600).map { i in make("\(run)-r\(i)", tenant: i % 4 == 0 ? b : a, at: now - 360_000_000 + Int64(i) * 400_000, i) }
+        let late = (0..<30).map { i in make("\(run)-l\(i)", tenant: a, at: now - 420_000_000 - Int64(i) * 1_000_000, i) }
+        let tooLate = (0..<20).map { i in make("\(run)-x\(i)", tenant: a, at: now - 1_800_000_000 - Int64(i) * 1_000_000, i) }
+        @Sendable func json(_ events: [LLMEvent]) -> String {
+            "[" + events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: ",") + "]"
+        }
+        for tenant in [a, b] {
+            let mine = recent.filter { $0.tenantID == tenant }
+            let (status, body) = try await request("POST", "/v1/events", json(mine) , key: keys[tenant]!)
+            #expect(status == 202 && body["accepted"] as? Int == mine.count)
+            // A client retry of the first 50 of them, and an invalid event that is refused on the spot.
+            let retry = Array(mine.prefix(50))
+            let invalid = "{\"event_id\":\"\(run)-bad\",\"timestamp\":\"2026-01-01T00:00:00Z\"}"
+            let (retried, retryBody) = try await request("POST", "/v1/events", String(json(retry).dropLast()) + "," + invalid + "]", key: keys[tenant]!)
+            #expect(retried == 202 && retryBody["accepted"] as? Int == 50 && retryBody["rejected"] as? Int == 1)
+        }
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
+        @Sendable func applied() async throws -> Int64 {
+            try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id IN (\(a), \(b)) AND provider = ''")[0].decode("n")
+        }
+        try await within(.seconds(120), "recent events applied") { while try await applied() < 600 { try await Task.sleep(for: .milliseconds(200)) } }
+        let (lateStatus, _) = try await request("POST", "/v1/events", json(late + tooLate), key: keys[a]!)
+        #expect(lateStatus == 202)
+        let dead = try await readTopic("\(run)-dlq", count: 20, limit: .seconds(120))
+        #expect(Set(dead.compactMap { try? EventDecoder().decode($0.value).eventID }) == Set(tooLate.map(\.eventID)))
+        #expect(dead.allSatisfy { $0.header(EventHeaders.reason) == Array("too_late".utf8) })
+        try await within(.seconds(120), "late events applied") { while try await applied() < 630 { try await Task.sleep(for: .milliseconds(200)) } }
+
+        // Exact rollups of what was accepted and not too late, in every series and window.
+        var truth = RollupDeltas(granularity: .minute)
+        for e in recent + late { truth.add(e) }
+        let rows = try await postgres.query("""
+            SELECT \(unescaped: RollupStore.selectColumns) FROM rollups_1m WHERE tenant_id IN (\(a), \(b))
+            """)
+        var actual: [RollupKey: RollupValues] = [:]
+        for row in rows { let r = try RollupStore.record(row, granularity: .minute); actual[r.key] = r.values }
+        #expect(Set(actual.keys) == Set(truth.windows.keys))
+        for (key, v) in truth.windows {
+            #expect(actual[key] == v, "\(key)")
+        }
+        // Percentiles through the query API, within the sketch's 1% of the exact value.
+        let from = EventTimestamp(microsecondsSinceEpoch: (now - 3_600_000_000) / 3_600_000_000 * 3_600_000_000).rfc3339
+        let to = EventTimestamp(microsecondsSinceEpoch: (now / 3_600_000_000 + 1) * 3_600_000_000).rfc3339
+        let (_, breakdown) = try await request("GET", "/v1/breakdown?from=\(from)&to=\(to)", key: keys[a]!)
+        let totals = breakdown["totals"] as? [String: Any] ?? [:]
+        let mine = (recent + late).filter { $0.tenantID == a }
+        #expect(totals["requests"] as? Int == mine.count)
+        let latencies = mine.map(\.latencyMs).sorted()
+        for (name, q) in [("p50", 0.5), ("p99", 0.99)] {
+            let exact = latencies[Int((q * Double(latencies.count - 1)).rounded(.down))]
+            let got = (totals["latency_ms"] as? [String: Any])?[name] as? Double ?? -1
+            #expect(abs(got - exact) <= 0.01 * exact + 0.001, "\(name): \(got) vs \(exact)")
+        }
+        // Tenant B sees only its own traffic.
+        let (_, breakdownB) = try await request("GET", "/v1/breakdown?from=\(from)&to=\(to)", key: keys[b]!)
+        #expect((breakdownB["totals"] as? [String: Any])?["requests"] as? Int == recent.filter { $0.tenantID == b }.count)
+
+        for process in processes { #expect(try process.stop() == 0, "\(process.name)") }
+        await postgres.close()
+    }
 }
