@@ -68,10 +68,17 @@ struct PipelineTests {
             }
         }
 
+        // Kill moments are random (at a random amount of progress); the seed is printed so a failure can be replayed
+        // with TW_TEST_SEED.
+        let seed = ProcessInfo.processInfo.environment["TW_TEST_SEED"].flatMap(UInt64.init) ?? UInt64.random(in: 0...UInt64.max)
+        print("crash test seed: \(seed)")
+        var killRNG = SeededRandom(seed: seed)
+        let killAt = [Int64.random(in: 50...700, using: &killRNG), Int64.random(in: 900...1500, using: &killRNG), Int64.random(in: 1700...2200, using: &killRNG)]
+
         try await producer.sendAll(events[0..<800].map(raw) + invalid)
         var ingestor = try ServiceProcess("ingestor", environment: env)
         var aggregatorA = try ServiceProcess("aggregator", environment: env)
-        try await waitForApplied(atLeast: 300, "first rollups")
+        try await waitForApplied(atLeast: killAt[0], "first rollups")
 
         // Kill the aggregator mid-stream and start it again, with a second replica joining.
         kill(aggregatorA.pid, SIGKILL)
@@ -79,7 +86,7 @@ struct PipelineTests {
         try await producer.sendAll(events[800..<1600].map(raw) + retries[0..<40])
         aggregatorA = try ServiceProcess("aggregator", environment: env)
         let aggregatorB = try ServiceProcess("aggregator", environment: env)
-        try await waitForApplied(atLeast: 1000, "rollups after the aggregator restart")
+        try await waitForApplied(atLeast: killAt[1], "rollups after the aggregator restart")
 
         // Kill the ingestor mid-stream and start it again.
         kill(ingestor.pid, SIGKILL)
@@ -87,7 +94,7 @@ struct PipelineTests {
         try await producer.sendAll(events[1600...].map(raw) + retries[40...])
         ingestor = try ServiceProcess("ingestor", environment: env)
         // A second aggregator crash while the last events flow.
-        try await waitForApplied(atLeast: 1800, "rollups after the ingestor restart")
+        try await waitForApplied(atLeast: killAt[2], "rollups after the ingestor restart")
         kill(aggregatorB.pid, SIGKILL)
         _ = aggregatorB.waitForExit()
         try await waitForApplied(atLeast: Int64(events.count), "every event applied")
