@@ -161,6 +161,6 @@ for q in "series?metric=latency_p95&step=1m" "series?metric=requests&step=1m" "b
     read -r _ reqs bad secs p50 p99 <<<"$out"
     python3 -c "import sys; r,b,s=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[3]); print(f'query /v1/{sys.argv[6]} (last hour): {r/s:.0f} requests/s, {b} not 200, latency p50 {sys.argv[4]} ms, p99 {sys.argv[5]} ms')" "$reqs" "$bad" "$secs" "$p50" "$p99" "$q"
 done
-hits=$(curl -s http://127.0.0.1:18180/metrics | awk '/tw_gateway_series_source_total\{source="read_model"\}/ {print $2}')
-misses=$(curl -s http://127.0.0.1:18180/metrics | awk '/tw_gateway_series_source_total\{source="postgres"\}/ {print $2}')
-python3 -c "import sys; h,m=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print(f'series answered from the read model: {h:.0f} of {h+m:.0f} ({100*h/max(h+m,1):.1f}%; the rest of each answer, windows after the horizon, from Postgres)')" "${hits:-0}" "${misses:-0}"
+hits=$(curl -s http://127.0.0.1:18180/metrics | awk '/tw_gateway_query_source_total\{source="read_model"\}/ {print $2}')
+misses=$(curl -s http://127.0.0.1:18180/metrics | awk '/tw_gateway_query_source_total\{source="postgres"\}/ {print $2}')
+python3 -c "import sys; h,m=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print(f'queries answered from the read model: {h:.0f} of {h+m:.0f} ({100*h/max(h+m,1):.1f}%; the rest of each answer, windows after the horizon, from Postgres)')" "${hits:-0}" "${misses:-0}"

@@ -18,8 +18,8 @@ public struct QueryRoutes: Sendable {
     let keys: ApiKeyStore
     let postgres: PostgresClient
     let readModel: ReadModel?
-    private let readModelHits = Counter(label: "tw_gateway_series_source_total", dimensions: [("source", "read_model")])
-    private let postgresReads = Counter(label: "tw_gateway_series_source_total", dimensions: [("source", "postgres")])
+    private let readModelHits = Counter(label: "tw_gateway_query_source_total", dimensions: [("source", "read_model")])
+    private let postgresReads = Counter(label: "tw_gateway_query_source_total", dimensions: [("source", "postgres")])
     /// Most points in one series answer (range / step).
     public static let maxPoints = 10_000
     /// Longest range of a breakdown or anomaly query.
@@ -71,7 +71,7 @@ public struct QueryRoutes: Sendable {
         return response
     }
 
-    /// Which store answered a series: `read_model`, `read_model+postgres` or `postgres`.
+    /// Which store answered a series or breakdown: `read_model`, `read_model+postgres` or `postgres`.
     public static let sourceHeader = HTTPField.Name("X-Tokenwatch-Source")!
 
     /// 1-minute windows of the last 24 hours come from the Redis read model below the tenant's horizon (the windows
@@ -114,18 +114,10 @@ public struct QueryRoutes: Sendable {
             guard let n = Int(text), (1...1000).contains(n) else { throw Self.bad("limit", "must be an integer in 1...1000") }
             return n
         } ?? 10
-        // The coarsest table whose windows tile the range exactly: the answer is exact, and cheap for long ranges.
-        let granularity: Granularity = [Granularity.day, .hour, .minute].first(where: { from % $0.microseconds == 0 && to % $0.microseconds == 0 }) ?? Granularity.minute
-        let startWindow = granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
-        let rows = try await self.postgres.query("""
-            SELECT \(unescaped: RollupStore.selectColumns) FROM \(identifier: granularity.table)
-            WHERE tenant_id = \(caller.tenantID) AND window_start >= \(EventTimestamp(microsecondsSinceEpoch: startWindow).rfc3339)::timestamptz
-              AND window_start < \(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)::timestamptz
-            """)
+        let (records, source) = try await self.breakdownRecords(tenant: caller.tenantID, from: from, to: to)
         var total = RollupValues()
         var groups: [String: (provider: String, model: String, values: RollupValues)] = [:]
-        for row in rows {
-            let record = try RollupStore.record(row, granularity: granularity)
+        for record in records {
             let series = record.key.series
             if series.isTotal {
                 total.merge(record.values)
@@ -159,7 +151,37 @@ public struct QueryRoutes: Sendable {
             out.append(UInt8(ascii: "}"))
         }
         out.append(contentsOf: Array("]}".utf8))
-        return Self.json(out)
+        var response = Self.json(out)
+        response.headers[Self.sourceHeader] = source
+        return response
+    }
+
+    /// Ranges within the last 24 hours come from the read model's 1-minute windows below the horizon and Postgres
+    /// above it (ranges are rounded out to whole minutes); longer or older ranges from the coarsest rollup table
+    /// whose windows tile the range exactly, so long ranges stay cheap and exact.
+    func breakdownRecords(tenant: String, from: Int64, to: Int64) async throws -> ([RollupRecord], String) {
+        let start = Granularity.minute.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
+        if let readModel = self.readModel, start >= EventTimestamp.now().microsecondsSinceEpoch - 24 * 3_600_000_000,
+            let horizon = try? await readModel.horizon(tenant: tenant), horizon > start,
+            let cached = try? await readModel.windows(tenant: tenant, from: start, to: min(to, horizon))
+        {
+            self.readModelHits.increment()
+            guard horizon < to else { return (cached, "read_model") }
+            let rest = try await self.allSeries(tenant: tenant, granularity: .minute, from: horizon, to: to)
+            return (cached + rest, "read_model+postgres")
+        }
+        self.postgresReads.increment()
+        let granularity: Granularity = [Granularity.day, .hour, .minute].first(where: { from % $0.microseconds == 0 && to % $0.microseconds == 0 }) ?? Granularity.minute
+        return (try await self.allSeries(tenant: tenant, granularity: granularity, from: granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: from)), to: to), "postgres")
+    }
+
+    /// Every series row (totals included) of the tenant's windows starting in [from, to).
+    func allSeries(tenant: String, granularity: Granularity, from: Int64, to: Int64) async throws -> [RollupRecord] {
+        try await self.postgres.query("""
+            SELECT \(unescaped: RollupStore.selectColumns) FROM \(identifier: granularity.table)
+            WHERE tenant_id = \(tenant) AND window_start >= \(EventTimestamp(microsecondsSinceEpoch: from).rfc3339)::timestamptz
+              AND window_start < \(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)::timestamptz
+            """).map { try RollupStore.record($0, granularity: granularity) }
     }
 
     // MARK: - Anomalies
