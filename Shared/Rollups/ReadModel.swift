@@ -69,8 +69,10 @@ public struct ReadModel: Sendable {
         try await self.redis.command(["GET", RedisArgument(Self.horizonKey(tenant))]).int
     }
 
-    /// The tenant's 1-minute windows starting in [from, to), all series.
-    public func windows(tenant: String, from: Int64, to: Int64) async throws -> [RollupRecord] {
+    /// The tenant's 1-minute windows starting in [from, to) of the series `include` accepts (given provider and
+    /// model; both empty for the tenant's total). Series are chosen from the field names, so only the records
+    /// returned are decoded.
+    public func windows(tenant: String, from: Int64, to: Int64, include: (String, String) -> Bool = { _, _ in true }) async throws -> [RollupRecord] {
         var hour = from / Self.hourMicros * Self.hourMicros
         var commands: [[RedisArgument]] = []
         while hour < to {
@@ -83,6 +85,9 @@ public struct ReadModel: Sendable {
             var i = 0
             while i + 1 < items.count {
                 defer { i += 2 }
+                guard let field = items[i].string else { continue }
+                let parts = field.split(separator: "|", maxSplits: 2, omittingEmptySubsequences: false)
+                guard parts.count == 3, include(String(parts[1]), String(parts[2])) else { continue }
                 guard case .bulkString(let value) = items[i + 1], let bar = value.firstIndex(of: UInt8(ascii: "|")) else { continue }
                 let record = try RollupRecord(json: Array(value[(bar + 1)...]))
                 if record.key.windowStart >= from && record.key.windowStart < to { records.append(record) }

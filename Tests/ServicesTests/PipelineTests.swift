@@ -282,8 +282,7 @@ struct PipelineTests {
         let from = EventTimestamp(microsecondsSinceEpoch: (now - 3_600_000_000) / 3_600_000_000 * 3_600_000_000).rfc3339
         let to = EventTimestamp(microsecondsSinceEpoch: (now / 3_600_000_000 + 1) * 3_600_000_000).rfc3339
         let mine = (recent + late).filter { $0.tenantID == a }
-        // The read model learns of the late events' corrections when the aggregator publishes them again (about a
-        // second): wait for the answer to count them.
+        // Wait for the query API to count the late events (they were applied a moment ago).
         let keyA = keys[a]!, keyB = keys[b]!
         let expected = mine.count
         let (count, p50, p99) = try await within(.seconds(60), "corrections in the query API") { () -> (Int, Double, Double) in

@@ -79,17 +79,15 @@ public struct QueryRoutes: Sendable {
     func seriesRecords(tenant: String, step: Granularity, from: Int64, to: Int64, provider: String?, model: String?) async throws -> ([RollupRecord], String) {
         if step == .minute, let readModel = self.readModel, from >= EventTimestamp.now().microsecondsSinceEpoch - 24 * 3_600_000_000,
             let horizon = try? await readModel.horizon(tenant: tenant), horizon > from,
-            let cached = try? await readModel.windows(tenant: tenant, from: from, to: min(to, horizon))
-        {
-            let selected = cached.filter { record in
-                let s = record.key.series
+            let selected = try? await readModel.windows(tenant: tenant, from: from, to: min(to, horizon), include: { p, m in
                 switch (provider, model) {
-                case (nil, nil): return s.isTotal
-                case (let p?, nil): return s.provider == p && !s.model.isEmpty
-                case (nil, let m?): return s.model == m && !s.provider.isEmpty
-                case (let p?, let m?): return s.provider == p && s.model == m
+                case (nil, nil): return p.isEmpty && m.isEmpty
+                case (let want?, nil): return p == want && !m.isEmpty
+                case (nil, let want?): return m == want && !p.isEmpty
+                case (let wantP?, let wantM?): return p == wantP && m == wantM
                 }
-            }
+            })
+        {
             self.readModelHits.increment()
             guard horizon < to else { return (selected, "read_model") }
             let rest = try await self.rows(tenant: tenant, granularity: step, from: horizon, to: to, provider: provider, model: model)
@@ -156,21 +154,10 @@ public struct QueryRoutes: Sendable {
         return response
     }
 
-    /// Ranges within the last 24 hours come from the read model's 1-minute windows below the horizon and Postgres
-    /// above it (ranges are rounded out to whole minutes); longer or older ranges from the coarsest rollup table
-    /// whose windows tile the range exactly, so long ranges stay cheap and exact.
+    /// From the coarsest rollup table whose windows tile the range exactly: exact, and cheap for long ranges.
+    /// (Not from the read model: a breakdown needs every series, and decoding them all from Redis measured slower
+    /// than one indexed Postgres query.)
     func breakdownRecords(tenant: String, from: Int64, to: Int64) async throws -> ([RollupRecord], String) {
-        let start = Granularity.minute.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
-        if let readModel = self.readModel, start >= EventTimestamp.now().microsecondsSinceEpoch - 24 * 3_600_000_000,
-            let horizon = try? await readModel.horizon(tenant: tenant), horizon > start,
-            let cached = try? await readModel.windows(tenant: tenant, from: start, to: min(to, horizon))
-        {
-            self.readModelHits.increment()
-            guard horizon < to else { return (cached, "read_model") }
-            let rest = try await self.allSeries(tenant: tenant, granularity: .minute, from: horizon, to: to)
-            return (cached + rest, "read_model+postgres")
-        }
-        self.postgresReads.increment()
         let granularity: Granularity = [Granularity.day, .hour, .minute].first(where: { from % $0.microseconds == 0 && to % $0.microseconds == 0 }) ?? Granularity.minute
         return (try await self.allSeries(tenant: tenant, granularity: granularity, from: granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: from)), to: to), "postgres")
     }
