@@ -151,7 +151,7 @@ for q in "series?metric=latency_p95&step=1m" "series?metric=requests&step=1m" "b
 done
 hits=$(curl -s http://127.0.0.1:18180/metrics | awk '/tw_gateway_query_source_total\{source="read_model"\}/ {print $2}')
 misses=$(curl -s http://127.0.0.1:18180/metrics | awk '/tw_gateway_query_source_total\{source="postgres"\}/ {print $2}')
-python3 -c "import sys; h,m=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print(f'queries answered from the read model: {h:.0f} of {h+m:.0f} ({100*h/max(h+m,1):.1f}%; the rest of each answer, windows after the horizon, from Postgres)')" "${hits:-0}" "${misses:-0}"
+python3 -c "import sys; h,m=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print(f'series answered from the read model: {h:.0f} of {h+m:.0f} ({100*h/max(h+m,1):.1f}%; the rest of each answer, windows after the horizon, from Postgres)')" "${hits:-0}" "${misses:-0}"
 
 # Gateway throughput: every request posts the same event ids; the gateway accepts them all (202), the ingestor
 # drops the repeats as client retries (and, on the local broker, old raw messages may be dropped by its retention:
