@@ -86,6 +86,13 @@ extension LLMEvent {
     }
 }
 
+/// `value` as a JSON string literal (with its quotes).
+public func jsonStringLiteral(_ value: String) -> String {
+    var out: [UInt8] = []
+    writeJSONString(value, into: &out)
+    return String(decoding: out, as: UTF8.self)
+}
+
 /// Writes `value` as a JSON string literal, escaping what RFC 8259 requires.
 public func writeJSONString(_ value: String, into out: inout [UInt8]) {
     out.append(UInt8(ascii: "\""))

@@ -90,3 +90,12 @@ public struct KafkaMessage: Sendable {
         self.headers.first { $0.key == key }?.value
     }
 }
+
+extension Sequence where Element == KafkaMessage {
+    /// For each partition in these messages, the offset to commit once all of them are processed (highest + 1).
+    public var nextOffsets: [KafkaTopicPartition: Int64] {
+        var out: [KafkaTopicPartition: Int64] = [:]
+        for m in self { out[m.topicPartition] = Swift.max(out[m.topicPartition] ?? 0, m.offset + 1) }
+        return out
+    }
+}

@@ -31,22 +31,17 @@ public struct RollupRecord: Sendable, Hashable {
             out.append(UInt8(ascii: ":"))
             out.append(contentsOf: raw.utf8)
         }
-        func string(_ s: String) -> String {
-            var b: [UInt8] = []
-            writeJSONString(s, into: &b)
-            return String(decoding: b, as: UTF8.self)
-        }
         func distribution(_ sketch: QuantileSketch) -> String {
             let p = [0.5, 0.9, 0.95, 0.99].map { q in sketch.quantile(q).map { String(format: "%.3f", $0) } ?? "null" }
             return "{\"count\":\(sketch.count),\"p50\":\(p[0]),\"p90\":\(p[1]),\"p95\":\(p[2]),\"p99\":\(p[3]),\"sketch\":\(sketch.json)}"
         }
         out.append(UInt8(ascii: "{"))
-        field("tenant_id", string(self.key.series.tenant), first: true)
-        field("provider", string(self.key.series.provider))
-        field("model", string(self.key.series.model))
-        field("granularity", string(self.granularity.rawValue))
-        field("window_start", string(EventTimestamp(microsecondsSinceEpoch: self.key.windowStart).rfc3339))
-        field("window_end", string(EventTimestamp(microsecondsSinceEpoch: self.windowEnd).rfc3339))
+        field("tenant_id", jsonStringLiteral(self.key.series.tenant), first: true)
+        field("provider", jsonStringLiteral(self.key.series.provider))
+        field("model", jsonStringLiteral(self.key.series.model))
+        field("granularity", jsonStringLiteral(self.granularity.rawValue))
+        field("window_start", jsonStringLiteral(EventTimestamp(microsecondsSinceEpoch: self.key.windowStart).rfc3339))
+        field("window_end", jsonStringLiteral(EventTimestamp(microsecondsSinceEpoch: self.windowEnd).rfc3339))
         field("version", String(self.version))
         field("requests", String(v.requests))
         field("errors", String(v.errors))

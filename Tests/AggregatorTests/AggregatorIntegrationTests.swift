@@ -74,7 +74,7 @@ func workload(_ world: World, count: Int, seed: UInt64) -> [LLMEvent] {
 /// Reads every 1m row of the world's tenants.
 func rows(_ world: World, _ granularity: Granularity) async throws -> [RollupKey: RollupRecord] {
     let result = try await world.postgres.query("""
-        SELECT \(unescaped: "tenant_id, provider, model, (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, requests, errors, errors_by_type::text AS errors_by_type, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_micros, latency_sketch::text AS latency_sketch, ttft_sketch::text AS ttft_sketch, version")
+        SELECT \(unescaped: RollupStore.selectColumns)
         FROM \(identifier: granularity.table) WHERE tenant_id LIKE \(world.run + "-%")
         """)
     var out: [RollupKey: RollupRecord] = [:]

@@ -103,7 +103,7 @@ struct PipelineTests {
         var truth = RollupDeltas(granularity: .minute)
         for e in events { truth.add(e) }
         let result = try await postgres.query("""
-            SELECT \(unescaped: "tenant_id, provider, model, (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, requests, errors, input_tokens, output_tokens, cost_micros")
+            SELECT \(unescaped: RollupStore.selectColumns)
             FROM rollups_1m WHERE tenant_id LIKE \(run + "-%")
             """)
         var actual: [RollupKey: (Int64, Int64, Int64, Int64, Int64)] = [:]

@@ -30,15 +30,10 @@ public struct Problem: Error, Sendable {
             out.append(UInt8(ascii: ":"))
             out.append(contentsOf: raw.utf8)
         }
-        func quoted(_ s: String) -> String {
-            var b: [UInt8] = []
-            writeJSONString(s, into: &b)
-            return String(decoding: b, as: UTF8.self)
-        }
-        member("type", quoted(Self.typeBase + self.code))
-        member("title", quoted(self.title))
+        member("type", jsonStringLiteral(Self.typeBase + self.code))
+        member("title", jsonStringLiteral(self.title))
         member("status", String(self.status.code))
-        member("detail", quoted(self.detail))
+        member("detail", jsonStringLiteral(self.detail))
         for (name, raw) in self.extensions { member(name, raw) }
         out.append(UInt8(ascii: "}"))
         var headers: HTTPFields = [.contentType: "application/problem+json"]
@@ -47,9 +42,7 @@ public struct Problem: Error, Sendable {
     }
 
     public static func unauthorized(_ detail: String) -> Problem {
-        var p = Problem(.unauthorized, code: "unauthorized", title: "Missing or invalid API key", detail: detail)
-        p.extensions = []
-        return p
+        Problem(.unauthorized, code: "unauthorized", title: "Missing or invalid API key", detail: detail)
     }
 }
 

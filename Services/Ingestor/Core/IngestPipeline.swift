@@ -127,10 +127,7 @@ public final class IngestPipeline: Sendable {
 
         try await self.producer.sendAll(outputs)
 
-        var commit: [KafkaTopicPartition: Int64] = [:]
-        for message in batch {
-            commit[message.topicPartition] = max(commit[message.topicPartition] ?? 0, message.offset + 1)
-        }
+        let commit = batch.nextOffsets
         self.accepted.increment(by: summary.accepted)
         self.replays.increment(by: summary.replayed)
         self.duplicates.increment(by: summary.duplicates)

@@ -20,9 +20,7 @@ struct QueryMain {
             let logger = runtime.logger
             let loop = ConsumerService(consumer: consumer, topics: [topics.rollups, topics.anomalies], logger: logger) { batch in
                 try await projector.process(batch)
-                var commit: [KafkaTopicPartition: Int64] = [:]
-                for m in batch { commit[m.topicPartition] = max(commit[m.topicPartition] ?? 0, m.offset + 1) }
-                do { try await consumer.commit(commit) } catch {
+                do { try await consumer.commit(batch.nextOffsets) } catch {
                     // Writes are idempotent: a replay after a failed commit only repeats them.
                     logger.warning("Offset commit failed; the batch will be replayed", metadata: ["error": "\(error)"])
                 }
