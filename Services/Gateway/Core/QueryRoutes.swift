@@ -77,24 +77,18 @@ public struct QueryRoutes: Sendable {
     /// 1-minute windows of the last 24 hours come from the Redis read model below the tenant's horizon (the windows
     /// the query service has complete), the rest from Postgres. Any Redis failure falls back to Postgres.
     func seriesRecords(tenant: String, step: Granularity, from: Int64, to: Int64, provider: String?, model: String?) async throws -> ([RollupRecord], String) {
+        let selection = SeriesSelection(provider: provider, model: model)
         if step == .minute, let readModel = self.readModel, from >= EventTimestamp.now().microsecondsSinceEpoch - 24 * 3_600_000_000,
             let horizon = try? await readModel.horizon(tenant: tenant), horizon > from,
-            let selected = try? await readModel.windows(tenant: tenant, from: from, to: min(to, horizon), include: { p, m in
-                switch (provider, model) {
-                case (nil, nil): return p.isEmpty && m.isEmpty
-                case (let want?, nil): return p == want && !m.isEmpty
-                case (nil, let want?): return m == want && !p.isEmpty
-                case (let wantP?, let wantM?): return p == wantP && m == wantM
-                }
-            })
+            let selected = try? await readModel.windows(tenant: tenant, from: from, to: min(to, horizon), include: selection.matches)
         {
             self.readModelHits.increment()
             guard horizon < to else { return (selected, "read_model") }
-            let rest = try await self.rows(tenant: tenant, granularity: step, from: horizon, to: to, provider: provider, model: model)
+            let rest = try await self.records(tenant: tenant, granularity: step, from: horizon, to: to, selection: selection)
             return (selected + rest, "read_model+postgres")
         }
         self.postgresReads.increment()
-        return (try await self.rows(tenant: tenant, granularity: step, from: from, to: to, provider: provider, model: model), "postgres")
+        return (try await self.records(tenant: tenant, granularity: step, from: from, to: to, selection: selection), "postgres")
     }
 
     // MARK: - Breakdown
@@ -159,16 +153,7 @@ public struct QueryRoutes: Sendable {
     /// than one indexed Postgres query.)
     func breakdownRecords(tenant: String, from: Int64, to: Int64) async throws -> ([RollupRecord], String) {
         let granularity: Granularity = [Granularity.day, .hour, .minute].first(where: { from % $0.microseconds == 0 && to % $0.microseconds == 0 }) ?? Granularity.minute
-        return (try await self.allSeries(tenant: tenant, granularity: granularity, from: granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: from)), to: to), "postgres")
-    }
-
-    /// Every series row (totals included) of the tenant's windows starting in [from, to).
-    func allSeries(tenant: String, granularity: Granularity, from: Int64, to: Int64) async throws -> [RollupRecord] {
-        try await self.postgres.query("""
-            SELECT \(unescaped: RollupStore.selectColumns) FROM \(identifier: granularity.table)
-            WHERE tenant_id = \(tenant) AND window_start >= \(EventTimestamp(microsecondsSinceEpoch: from).rfc3339)::timestamptz
-              AND window_start < \(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)::timestamptz
-            """).map { try RollupStore.record($0, granularity: granularity) }
+        return (try await self.records(tenant: tenant, granularity: granularity, from: granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: from)), to: to, selection: nil), "postgres")
     }
 
     // MARK: - Anomalies
@@ -189,22 +174,16 @@ public struct QueryRoutes: Sendable {
 
     // MARK: - Helpers
 
-    func rows(tenant: String, granularity: Granularity, from: Int64, to: Int64, provider: String?, model: String?) async throws -> [RollupRecord] {
-        let fromText = EventTimestamp(microsecondsSinceEpoch: from).rfc3339
-        let toText = EventTimestamp(microsecondsSinceEpoch: to).rfc3339
-        let base = "SELECT \(RollupStore.selectColumns) FROM \(granularity.table) WHERE tenant_id = $1 AND window_start >= $2::timestamptz AND window_start < $3::timestamptz"
-        var query = PostgresQuery(sql: base, parameters: [tenant, fromText, toText])
-        switch (provider, model) {
-        case (nil, nil): query.sql += " AND provider = '' AND model = ''"
-        case (let p?, nil):
-            query.sql += " AND provider = $4 AND model <> ''"
-            query.parameters.append(p)
-        case (nil, let m?):
-            query.sql += " AND model = $4 AND provider <> ''"
-            query.parameters.append(m)
-        case (let p?, let m?):
-            query.sql += " AND provider = $4 AND model = $5"
-            query.parameters.append(contentsOf: [p, m])
+    /// The tenant's rows of windows starting in [from, to): the series `selection` picks, or all of them (totals
+    /// included) when it is nil.
+    func records(tenant: String, granularity: Granularity, from: Int64, to: Int64, selection: SeriesSelection?) async throws -> [RollupRecord] {
+        var query = PostgresQuery(
+            sql: "SELECT \(RollupStore.selectColumns) FROM \(granularity.table) WHERE tenant_id = $1 AND window_start >= $2::timestamptz AND window_start < $3::timestamptz",
+            parameters: [tenant, EventTimestamp(microsecondsSinceEpoch: from).rfc3339, EventTimestamp(microsecondsSinceEpoch: to).rfc3339])
+        if let selection {
+            let (condition, parameters) = selection.sqlCondition(firstParameter: 4)
+            query.sql += " AND " + condition
+            query.parameters += parameters.map { Optional($0) }
         }
         return try await self.postgres.query(query).map { try RollupStore.record($0, granularity: granularity) }
     }
@@ -281,6 +260,31 @@ enum Metric: String, CaseIterable {
         case .ttftP90: return v.timeToFirstToken.quantile(0.9)
         case .ttftP95: return v.timeToFirstToken.quantile(0.95)
         case .ttftP99: return v.timeToFirstToken.quantile(0.99)
+        }
+    }
+}
+
+/// Which series a query asks for: the tenant's total (no filter), one provider's models, one model, or both. The
+/// read model and Postgres apply the same rule, one as a predicate, the other as SQL.
+struct SeriesSelection: Sendable {
+    var provider: String?
+    var model: String?
+
+    func matches(provider p: String, model m: String) -> Bool {
+        switch (self.provider, self.model) {
+        case (nil, nil): return p.isEmpty && m.isEmpty
+        case (let want?, nil): return p == want && !m.isEmpty
+        case (nil, let want?): return m == want && !p.isEmpty
+        case (let wantP?, let wantM?): return p == wantP && m == wantM
+        }
+    }
+
+    func sqlCondition(firstParameter n: Int) -> (String, [String]) {
+        switch (self.provider, self.model) {
+        case (nil, nil): return ("provider = '' AND model = ''", [])
+        case (let p?, nil): return ("provider = $\(n) AND model <> ''", [p])
+        case (nil, let m?): return ("model = $\(n) AND provider <> ''", [m])
+        case (let p?, let m?): return ("provider = $\(n) AND model = $\(n + 1)", [p, m])
         }
     }
 }
