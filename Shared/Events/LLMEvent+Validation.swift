@@ -71,3 +71,11 @@ extension LLMEvent {
         }
     }
 }
+
+extension LLMEvent {
+    /// Checks a tenant id by the rule events use (letters, digits, `-_.`, at most `maxTenantIDLength` bytes), for
+    /// code that takes tenant ids from elsewhere (the admin API).
+    public static func validateTenantID(_ id: String, limits: EventLimits = .default) throws(EventValidationError) {
+        try checkIdentifier(id, field: "tenant_id", max: limits.maxTenantIDLength, extra: "")
+    }
+}

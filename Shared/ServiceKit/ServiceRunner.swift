@@ -16,10 +16,16 @@ public struct ServiceParts: Sendable {
     public var readinessChecks: [ReadinessCheck]
     /// Extra routes on the service's HTTP listener (the gateway's API).
     public var routes: @Sendable (Router<BasicRequestContext>) -> Void
+    /// TLS, bounds and deadlines of the HTTP listener.
+    public var http: HTTPServerOptions
 
-    public init(services: [any Service], readinessChecks: [ReadinessCheck], routes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in }) {
+    public init(
+        services: [any Service], readinessChecks: [ReadinessCheck], http: HTTPServerOptions = HTTPServerOptions(),
+        routes: @escaping @Sendable (Router<BasicRequestContext>) -> Void = { _ in }
+    ) {
         self.services = services
         self.readinessChecks = readinessChecks
+        self.http = http
         self.routes = routes
     }
 }
@@ -73,6 +79,7 @@ public enum ServiceRunner {
         parts.routes(router)
         let app = Application(
             router: router,
+            server: try parts.http.serverBuilder(),
             configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: c.serviceName),
             logger: runtime.logger)
         // Last in the group, so the first to hear of shutdown: readiness turns 503 before anything stops.
@@ -83,7 +90,9 @@ public enum ServiceRunner {
             logger: runtime.logger)
         config.maximumGracefulShutdownDuration = c.shutdownTimeout
         config.maximumCancellationDuration = .seconds(5)
-        runtime.logger.info("Starting", metadata: ["http.address": "\(c.httpHost):\(c.httpPort)", "kafka.brokers": "\(c.kafka.bootstrapServers)"])
+        runtime.logger.info("Starting", metadata: [
+            "http.address": "\(c.httpHost):\(c.httpPort)", "http.tls": "\(parts.http.tlsEnabled)", "kafka.brokers": "\(c.kafka.bootstrapServers)",
+        ])
         try await ServiceGroup(configuration: config).run()
         runtime.logger.info("Stopped")
     }

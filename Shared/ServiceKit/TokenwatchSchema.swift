@@ -96,7 +96,47 @@ public enum TokenwatchSchema {
             );
             CREATE INDEX anomalies_tenant_window ON anomalies (tenant_id, window_start);
             """),
+        PostgresMigration(version: 5, name: "tenancy", sql: """
+            -- Per-tenant limits; NULL means the deployment's default (TW_RATE_LIMIT_*, TW_MONTHLY_EVENT_QUOTA).
+            ALTER TABLE tenants
+                ADD COLUMN events_per_second integer CHECK (events_per_second >= 0),
+                ADD COLUMN requests_per_second integer CHECK (requests_per_second >= 0),
+                ADD COLUMN monthly_event_quota bigint CHECK (monthly_event_quota >= 0),
+                ADD COLUMN updated_at timestamptz NOT NULL DEFAULT now();
+            -- expires_at: a rotated key keeps working until then (a grace period for clients to switch).
+            ALTER TABLE api_keys
+                ADD COLUMN name text NOT NULL DEFAULT '',
+                ADD COLUMN expires_at timestamptz;
+            -- The second wall (DESIGN.md, "Stores"): the gateway reads tenant data as this role, inside a
+            -- transaction that sets tokenwatch.tenant_id, so even a query that forgot its WHERE clause sees only the
+            -- caller's rows, and one with the setting missing fails. Roles are cluster-wide: create it once.
+            DO $$ BEGIN
+                CREATE ROLE tokenwatch_tenant NOLOGIN NOINHERIT;
+            EXCEPTION WHEN duplicate_object THEN NULL;
+            END $$;
+            DO $$ BEGIN
+                IF NOT pg_has_role(current_user, 'tokenwatch_tenant', 'MEMBER') THEN
+                    EXECUTE format('GRANT tokenwatch_tenant TO %I', current_user);
+                END IF;
+            END $$;
+            \(tenantTables.map(rowLevelSecurity).joined(separator: "\n"))
+            """),
     ]
+}
+
+/// The tables holding tenant data that the gateway reads on a caller's behalf.
+private let tenantTables = Granularity.allCases.map(\.table) + ["anomalies"]
+
+/// Row-level security on one tenant table: the `tokenwatch_tenant` role sees the rows of the tenant named by the
+/// transaction's `tokenwatch.tenant_id` setting, and nothing else. (The services' own login role owns the tables and
+/// is not subject to the policy: the aggregator and query service write every tenant's rows.)
+private func rowLevelSecurity(_ table: String) -> String {
+    """
+    GRANT SELECT ON \(table) TO tokenwatch_tenant;
+    ALTER TABLE \(table) ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY tenant_isolation ON \(table) TO tokenwatch_tenant
+        USING (tenant_id = current_setting('tokenwatch.tenant_id'));
+    """
 }
 
 /// One rollups table (1m, 1h and 1d share the shape).

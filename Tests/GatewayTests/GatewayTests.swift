@@ -23,7 +23,7 @@ struct Gateway {
     let producer: KafkaProducer
     let postgres: PostgresClient
 
-    static func make(settings: GatewaySettings = GatewaySettings(), brokers: String? = nil) async throws -> Gateway {
+    static func make(settings: GatewaySettings = GatewaySettings(), brokers: String? = nil, rateLimits: RateLimiter.Configuration? = nil, keyCacheTTL: Int = 30) async throws -> Gateway {
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
         try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
         let redis = RedisClient(configuration: try RedisConfiguration(url: try TestEnvironment.redisURL()), logger: logger)
@@ -35,12 +35,15 @@ struct Gateway {
         if brokers == nil { try MockBrokerControl.createTopic(topics.raw, partitions: 2) }
         var settings = settings
         settings.adminToken = adminToken
-        let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: 30)
+        let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: keyCacheTTL)
+        let limiter = rateLimits.map { RateLimiter(redis: redis, configuration: $0, logger: logger) }
+        let access = TenantAccess(keys: keys, limiter: limiter, postgres: postgres)
         let router = Router()
         router.add(middleware: ProblemMiddleware())
-        IngestRoutes(keys: keys, producer: producer, topics: topics, settings: settings, logger: logger).add(to: router)
-        AdminRoutes(keys: keys, adminToken: settings.adminToken).add(to: router)
-        QueryRoutes(keys: keys, postgres: postgres, readModel: ReadModel(redis: redis)).add(to: router)
+        router.add(middleware: RequestLimitsMiddleware(maxHeaderBytes: settings.maxHeaderBytes, maxURLBytes: settings.maxURLBytes))
+        IngestRoutes(access: access, producer: producer, topics: topics, settings: settings, logger: logger).add(to: router)
+        AdminRoutes(keys: keys, access: access, adminToken: settings.adminToken).add(to: router)
+        QueryRoutes(access: access, readModel: ReadModel(redis: redis)).add(to: router)
         OpenAPIDocument.add(to: router)
         return Gateway(app: Application(router: router), topics: topics, keys: keys, producer: producer, postgres: postgres)
     }
@@ -118,7 +121,7 @@ struct GatewayTests {
         settings.maxDecompressedBytes = 256 * 1024
         settings.maxBatchEvents = 10
         let gateway = try await Gateway.make(settings: settings)
-        let apiKey = try await gateway.keys.createTenant(id: TestEnvironment.unique("tenant"), name: "x")
+        let apiKey = try await gateway.keys.createTenant(id: TestEnvironment.unique("tenant"), name: "x").key
         let auth: HTTPFields = [.authorization: "Bearer \(apiKey)", .contentType: "application/json"]
         try await gateway.app.test(.router) { client in
             try await expectProblem(ByteBuffer(string: "[]"), headers: [.contentType: "application/json"], status: .unauthorized, type: "unauthorized", client)
@@ -145,7 +148,7 @@ struct GatewayTests {
     func brokerUnavailable() async throws {
         // A producer whose broker does not exist: nothing can be acknowledged.
         let gateway = try await Gateway.make(brokers: "127.0.0.1:1")
-        let apiKey = try await gateway.keys.createTenant(id: TestEnvironment.unique("tenant"), name: "x")
+        let apiKey = try await gateway.keys.createTenant(id: TestEnvironment.unique("tenant"), name: "x").key
         try await gateway.app.test(.router) { client in
             try await client.execute(uri: "/v1/events", method: .post, headers: [.authorization: "Bearer \(apiKey)", .contentType: "application/json"], body: ByteBuffer(string: "[\(event("a"))]")) { response in
                 #expect(response.status == .serviceUnavailable)

@@ -15,8 +15,8 @@ struct QueryTests {
     func queries() async throws {
         let gateway = try await Gateway.make()
         let a = TestEnvironment.unique("qa"), b = TestEnvironment.unique("qb")
-        let keyA = try await gateway.keys.createTenant(id: a, name: "A")
-        let keyB = try await gateway.keys.createTenant(id: b, name: "B")
+        let keyA = try await gateway.keys.createTenant(id: a, name: "A").key
+        let keyB = try await gateway.keys.createTenant(id: b, name: "B").key
         // Two tenants with the same model names; A: 3 minutes of traffic, B: one request.
         let origin = (EventTimestamp.now().microsecondsSinceEpoch - 7_200_000_000) / 3_600_000_000 * 3_600_000_000
         var minutes = RollupDeltas(granularity: .minute), hours = RollupDeltas(granularity: .hour)
@@ -64,8 +64,10 @@ struct QueryTests {
             #expect((items.first?["values"] as? [String: Any])?["requests"] as? Int == 60)
             #expect(((breakdown["totals"] as? [String: Any])?["cost_usd"] as? Double) == 0.021)
 
-            // B sees only B; a tenant parameter cannot widen the scope.
-            let (_, seriesB) = try await get("/v1/series?metric=requests&step=1h&from=\(from)&to=\(to)&tenant_id=\(a)", key: keyB)
+            // B sees only B; naming another tenant is refused, naming its own is allowed.
+            let (crafted, craftedBody) = try await get("/v1/series?metric=requests&step=1h&from=\(from)&to=\(to)&tenant_id=\(a)", key: keyB)
+            #expect(crafted == .forbidden && craftedBody["type"] as? String == Problem.typeBase + "tenant_mismatch")
+            let (_, seriesB) = try await get("/v1/series?metric=requests&step=1h&from=\(from)&to=\(to)&tenant_id=\(b)", key: keyB)
             #expect((seriesB["points"] as? [[String: Any]])?.first?["value"] as? Int == 1)
             let (_, breakdownB) = try await get("/v1/breakdown?from=\(from)&to=\(to)", key: keyB)
             #expect(((breakdownB["totals"] as? [String: Any])?["requests"] as? Int) == 1)

@@ -49,10 +49,13 @@ struct IngestorIntegrationTests {
         try MockBrokerControl.createTopic(topics.events, partitions: 2)
         try MockBrokerControl.createTopic(topics.deadLetters, partitions: 1)
         let prices = try await PriceTable.load(from: postgres)
+        let run = TestEnvironment.unique("r")
+        // Tenants as Postgres holds them: acme active, one disabled; the registry starts empty and resolves them.
+        try await postgres.query("INSERT INTO tenants (tenant_id, name) VALUES ('acme', 'Acme') ON CONFLICT DO NOTHING")
+        try await postgres.query("INSERT INTO tenants (tenant_id, name, disabled) VALUES (\(run + "-off"), 'Off', true)")
         let pipeline = IngestPipeline(
             configuration: .init(topics: topics), producer: producer,
-            deduplicator: Deduplicator(redis: redis, ttlSeconds: 600), prices: prices, logger: logger)
-        let run = TestEnvironment.unique("r")
+            deduplicator: Deduplicator(redis: redis, ttlSeconds: 600), prices: prices, tenants: TenantRegistry(postgres: postgres), logger: logger)
         let batch = [
             raw(rawEvent("\(run)-1"), offset: 10),                                       // priced from the table
             raw(rawEvent("\(run)-2", cost: "0.5"), offset: 11),                          // the client's cost kept
@@ -61,10 +64,12 @@ struct IngestorIntegrationTests {
             raw(rawEvent("\(run)-5", tenant: nil), offset: 14),                           // no tenant
             raw(rawEvent("\(run)-1"), offset: 15),                                        // client retry of #1
             raw(Array("not json".utf8), offset: 16),                                      // garbage
+            raw(rawEvent("\(run)-6", tenant: "\(run)-nobody"), offset: 17),               // unknown tenant
+            raw(rawEvent("\(run)-7", tenant: "\(run)-off"), offset: 18),                  // disabled tenant
         ]
         let (summary, commit) = try await pipeline.process(batch)
-        #expect(summary == .init(accepted: 3, replayed: 0, duplicates: 1, rejected: 3, unpriced: 1))
-        #expect(commit == [KafkaTopicPartition(topic: "raw", partition: 0): 17])
+        #expect(summary == .init(accepted: 3, replayed: 0, duplicates: 1, rejected: 5, unpriced: 1))
+        #expect(commit == [KafkaTopicPartition(topic: "raw", partition: 0): 19])
 
         let events = try await readTopic(topics.events, count: 3)
         #expect(events.count == 3)
@@ -83,18 +88,21 @@ struct IngestorIntegrationTests {
         #expect(eventsByID["\(run)-3"]?.costMicros == 0)
         #expect(byID["\(run)-3"]?.header(EventHeaders.unpriced) == Array("1".utf8))
 
-        let dead = try await readTopic(topics.deadLetters, count: 3)
+        let dead = try await readTopic(topics.deadLetters, count: 5)
         let reasons = Dictionary(uniqueKeysWithValues: dead.map { (String(decoding: $0.header(EventHeaders.sourceOffset)!, as: UTF8.self), $0) })
         #expect(reasons["13"]?.header(EventHeaders.reason) == Array("invalid_event".utf8))
         #expect(reasons["13"].map { String(decoding: $0.header(EventHeaders.detail)!, as: UTF8.self) } == "input_tokens: must be >= 0, got -5")
         #expect(reasons["13"]?.value == batch[3].value, "the input as received")
         #expect(reasons["14"]?.header(EventHeaders.reason) == Array("missing_tenant".utf8))
         #expect(reasons["16"]?.header(EventHeaders.reason) == Array("invalid_event".utf8))
+        #expect(reasons["17"]?.header(EventHeaders.reason) == Array("unknown_tenant".utf8))
+        #expect(reasons["18"]?.header(EventHeaders.reason) == Array("tenant_disabled".utf8))
+        #expect(reasons["18"]?.value == batch[8].value)
 
         // The same batch again (a crash before the commit): the accepted ones are replays and produced again; the
         // client retry is still a duplicate.
         let (again, _) = try await pipeline.process(batch)
-        #expect(again == .init(accepted: 0, replayed: 3, duplicates: 1, rejected: 3, unpriced: 1))
+        #expect(again == .init(accepted: 0, replayed: 3, duplicates: 1, rejected: 5, unpriced: 1))
         await producer.shutdown()
         await redis.close()
         await postgres.close()
@@ -127,6 +135,10 @@ struct IngestorIntegrationTests {
         try MockBrokerControl.createTopic(dlqTopic, partitions: 1)
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try TestEnvironment.kafkaBrokers())), logger: logger)
         let tenants = ["t-a", "t-b", "t-c"]
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
+        try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
+        for tenant in tenants { try await postgres.query("INSERT INTO tenants (tenant_id, name) VALUES (\(tenant), \(tenant)) ON CONFLICT DO NOTHING") }
+        await postgres.close()
         try await producer.sendAll((0..<300).map { i in
             let tenant = tenants[i % 3]
             return KafkaProducerMessage(topic: rawTopic, key: Array(tenant.utf8), value: rawEvent("\(run)-\(i)", tenant: tenant))

@@ -39,6 +39,7 @@ struct PipelineTests {
         try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try TestEnvironment.kafkaBrokers())), logger: logger)
 
+        for t in 0..<3 { try await postgres.query("INSERT INTO tenants (tenant_id, name) VALUES (\("\(run)-t\(t)"), 'T')") }
         // The workload: 3 tenants, 3 models, 4 minutes of event time ending a minute ago, 10% errors.
         var rng = SystemRandomNumberGenerator()
         let origin = (EventTimestamp.now().microsecondsSinceEpoch - 300_000_000) / 60_000_000 * 60_000_000

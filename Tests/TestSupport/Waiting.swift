@@ -46,3 +46,11 @@ public func readTopic(_ topic: String, count: Int, limit: Duration = .seconds(60
         throw error
     }
 }
+
+/// Checks `condition` every `interval` until it holds, failing after `limit`: for states that change with time and
+/// send no event (a cache entry expiring), where there is nothing to await.
+public func eventually(_ limit: Duration, _ what: String, interval: Duration = .milliseconds(100), _ condition: @escaping @Sendable () async throws -> Bool) async throws {
+    try await within(limit, what) {
+        while try await !condition() { try await Task.sleep(for: interval) }
+    }
+}

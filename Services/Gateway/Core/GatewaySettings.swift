@@ -1,3 +1,4 @@
+import Foundation
 import ServiceKit
 
 /// The gateway's own settings (beyond `ServiceConfiguration`).
@@ -13,6 +14,19 @@ public struct GatewaySettings: Sendable {
     /// `TW_KEY_CACHE_TTL`: how long API-key lookups are cached in Redis (a revoked key works at most this long).
     /// Default: 30s.
     public var keyCacheTTL: Duration = .seconds(30)
+    /// `TW_RATE_LIMIT_EVENTS_PER_SECOND`, `TW_RATE_LIMIT_REQUESTS_PER_SECOND`: each tenant's default budget (a
+    /// tenant's own limits override it; 0 is unlimited). `TW_RATE_LIMIT_BURST_SECONDS`: seconds of rate that may be
+    /// spent at once. `TW_MONTHLY_EVENT_QUOTA`: default monthly event cap (0: none).
+    /// Default: 50000 events/s, 1000 requests/s, 2 s burst, no quota.
+    public var rateLimits = RateLimiter.Configuration()
+    /// `TW_MAX_HEADER_BYTES`: largest request head (all header fields) answered normally; larger is 431.
+    /// Default: 16384.
+    public var maxHeaderBytes = 16 * 1024
+    /// `TW_MAX_URL_BYTES`: longest request target (path and query); longer is 414. Default: 8192.
+    public var maxURLBytes = 8 * 1024
+    /// `TW_TLS_CERT_FILE`, `TW_TLS_KEY_FILE` (PEM): serve HTTPS. `TW_HTTP_HEADER_TIMEOUT`, `TW_HTTP_BODY_TIMEOUT`,
+    /// `TW_HTTP_IDLE_TIMEOUT`: deadlines for slow clients. Default: plain HTTP; 10s, 60s, 75s.
+    public var http = HTTPServerOptions()
 
     public init() {}
 
@@ -25,5 +39,24 @@ public struct GatewaySettings: Sendable {
         self.maxDecompressedBytes = try environment.int("TW_MAX_DECOMPRESSED_BYTES", default: self.maxDecompressedBytes, in: 1024...(1024 * 1024 * 1024))
         self.maxBatchEvents = try environment.int("TW_MAX_BATCH_EVENTS", default: self.maxBatchEvents, in: 1...100_000)
         self.keyCacheTTL = try environment.duration("TW_KEY_CACHE_TTL", default: self.keyCacheTTL, in: .seconds(1) ... .seconds(3600))
+        self.rateLimits.eventsPerSecond = try environment.int("TW_RATE_LIMIT_EVENTS_PER_SECOND", default: self.rateLimits.eventsPerSecond, in: 0...10_000_000)
+        self.rateLimits.requestsPerSecond = try environment.int("TW_RATE_LIMIT_REQUESTS_PER_SECOND", default: self.rateLimits.requestsPerSecond, in: 0...1_000_000)
+        self.rateLimits.burstSeconds = Double(try environment.int("TW_RATE_LIMIT_BURST_SECONDS", default: Int(self.rateLimits.burstSeconds), in: 1...60))
+        self.rateLimits.monthlyEventQuota = Int64(try environment.int("TW_MONTHLY_EVENT_QUOTA", default: 0, in: 0...Int.max))
+        self.maxHeaderBytes = try environment.int("TW_MAX_HEADER_BYTES", default: self.maxHeaderBytes, in: 1024...(64 * 1024))
+        self.maxURLBytes = try environment.int("TW_MAX_URL_BYTES", default: self.maxURLBytes, in: 256...(64 * 1024))
+        self.http.tlsCertificateFile = environment.raw("TW_TLS_CERT_FILE")
+        self.http.tlsKeyFile = environment.raw("TW_TLS_KEY_FILE")
+        guard (self.http.tlsCertificateFile == nil) == (self.http.tlsKeyFile == nil) else {
+            throw ConfigurationError(key: self.http.tlsCertificateFile == nil ? "TW_TLS_CERT_FILE" : "TW_TLS_KEY_FILE", reason: "set both TW_TLS_CERT_FILE and TW_TLS_KEY_FILE, or neither")
+        }
+        for key in ["TW_TLS_CERT_FILE", "TW_TLS_KEY_FILE"] {
+            if let path = environment.raw(key), !FileManager.default.isReadableFile(atPath: path) {
+                throw ConfigurationError(key: key, reason: "cannot read \(path)")
+            }
+        }
+        self.http.headerTimeout = try environment.duration("TW_HTTP_HEADER_TIMEOUT", default: self.http.headerTimeout, in: .seconds(1) ... .seconds(300))
+        self.http.bodyTimeout = try environment.duration("TW_HTTP_BODY_TIMEOUT", default: self.http.bodyTimeout, in: .seconds(1) ... .seconds(3600))
+        self.http.idleTimeout = try environment.duration("TW_HTTP_IDLE_TIMEOUT", default: self.http.idleTimeout, in: .seconds(1) ... .seconds(3600))
     }
 }

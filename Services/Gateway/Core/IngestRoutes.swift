@@ -1,6 +1,7 @@
 import Codecs
 import Events
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Kafka
 import Logging
@@ -10,7 +11,7 @@ import Metrics
 /// in the body is replaced). Valid events are produced to llm.events.raw.v1 keyed by tenant, and the answer is 202
 /// only after the broker acknowledged every one of them; invalid ones are reported by index, field and reason.
 public struct IngestRoutes: Sendable {
-    let keys: ApiKeyStore
+    let access: TenantAccess
     let producer: KafkaProducer
     let topics: Topics
     let settings: GatewaySettings
@@ -20,8 +21,8 @@ public struct IngestRoutes: Sendable {
     /// Reported per-event errors are capped; the counts stay exact.
     static let maxReportedErrors = 100
 
-    public init(keys: ApiKeyStore, producer: KafkaProducer, topics: Topics, settings: GatewaySettings, logger: Logger) {
-        self.keys = keys
+    public init(access: TenantAccess, producer: KafkaProducer, topics: Topics, settings: GatewaySettings, logger: Logger) {
+        self.access = access
         self.producer = producer
         self.topics = topics
         self.settings = settings
@@ -29,11 +30,11 @@ public struct IngestRoutes: Sendable {
     }
 
     public func add<Context: RequestContext>(to router: Router<Context>) {
-        router.post("/v1/events") { request, context in try await self.ingest(request, context: context) }
+        self.access.route(router, .post, "/v1/events", scope: .ingest) { request, tenant, _ in try await self.ingest(request, tenant: tenant) }
     }
 
-    func ingest<Context: RequestContext>(_ request: Request, context: Context) async throws -> Response {
-        let caller = try await authenticate(request, keys: self.keys, scope: "ingest")
+    func ingest(_ request: Request, tenant: TenantRequest) async throws -> Response {
+        let caller = tenant.caller
         let format = try Self.format(of: request)
         var body: [UInt8]
         do {
@@ -91,15 +92,24 @@ public struct IngestRoutes: Sendable {
             problem.extensions = [("accepted", "0"), ("rejected", String(errors.count)), ("errors", errorsJSON)]
             throw problem
         }
+        var eventBudget: RateLimiter.Decision?
+        if let limiter = self.access.limiter {
+            let decision = await limiter.checkEvents(tenant: caller.tenantID, limits: caller.limits, count: messages.count)
+            guard decision.outcome == .allowed else { throw Problem.rateLimited(decision) }
+            eventBudget = decision
+        }
         do {
             try await self.producer.sendAll(messages)
         } catch {
+            await self.access.limiter?.refund(tenant: caller.tenantID, count: messages.count, limits: caller.limits)
             self.logger.warning("Broker did not acknowledge a batch", metadata: ["error": "\(error)", "tenant.id": "\(caller.tenantID)"])
             throw Problem(.serviceUnavailable, code: "broker_unavailable", title: "Events not accepted", detail: "the event broker did not acknowledge the batch; retry it unchanged (event ids make retries safe)", retryAfterSeconds: 5)
         }
         self.accepted.increment(by: messages.count)
         let json = "{\"accepted\":\(messages.count),\"rejected\":\(errors.count),\"errors\":\(errorsJSON)}"
-        return Response(status: .accepted, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json)))
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if let eventBudget { RateLimitHeaders.apply(eventBudget, to: &headers) }
+        return Response(status: .accepted, headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
     }
 
     static func format(of request: Request) throws -> EventBatchFormat {
@@ -125,18 +135,4 @@ public struct IngestRoutes: Sendable {
         out.append(UInt8(ascii: "]"))
         return String(decoding: out, as: UTF8.self)
     }
-}
-
-/// The caller of `request`, which must hold `scope`; throws 401 or 403 problems otherwise.
-func authenticate(_ request: Request, keys: ApiKeyStore, scope: String) async throws -> Caller {
-    guard let header = request.headers[.authorization], header.lowercased().hasPrefix("bearer ") else {
-        throw Problem.unauthorized("send the API key as 'Authorization: Bearer <key>'")
-    }
-    guard let caller = try await keys.authenticate(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
-        throw Problem.unauthorized("the API key is not valid, was revoked, or its tenant is disabled")
-    }
-    guard caller.scopes.contains(scope) else {
-        throw Problem(.forbidden, code: "forbidden", title: "Missing scope", detail: "this key lacks the '\(scope)' scope")
-    }
-    return caller
 }

@@ -11,6 +11,8 @@ public struct Problem: Error, Sendable {
     public var retryAfterSeconds: Int?
     /// Extra members (raw JSON values), e.g. `"errors": [...]`.
     public var extensions: [(String, String)] = []
+    /// Extra response headers (rate-limit state).
+    public var headers: HTTPFields = [:]
 
     public init(_ status: HTTPResponse.Status, code: String, title: String, detail: String, retryAfterSeconds: Int? = nil) {
         self.status = status
@@ -38,6 +40,7 @@ public struct Problem: Error, Sendable {
         out.append(UInt8(ascii: "}"))
         var headers: HTTPFields = [.contentType: "application/problem+json"]
         if let retryAfterSeconds { headers[.retryAfter] = String(retryAfterSeconds) }
+        headers.append(contentsOf: self.headers)
         return Response(status: self.status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: out)))
     }
 

@@ -15,8 +15,7 @@ import Rollups
 ///
 /// Answers are computed from the Postgres rollups; percentiles merge the stored sketches exactly (1% relative error).
 public struct QueryRoutes: Sendable {
-    let keys: ApiKeyStore
-    let postgres: PostgresClient
+    let access: TenantAccess
     let readModel: ReadModel?
     private let readModelHits = Counter(label: "tw_gateway_query_source_total", dimensions: [("source", "read_model")])
     private let postgresReads = Counter(label: "tw_gateway_query_source_total", dimensions: [("source", "postgres")])
@@ -24,23 +23,43 @@ public struct QueryRoutes: Sendable {
     public static let maxPoints = 10_000
     /// Longest range of a breakdown or anomaly query.
     public static let maxRangeDays: Int64 = 400
+    /// Most rollup rows one answer may merge (a range x series bound): more is refused with advice to narrow it,
+    /// so no query can make the gateway or Postgres hold an unbounded result.
+    public static let maxRows = 200_000
 
-    public init(keys: ApiKeyStore, postgres: PostgresClient, readModel: ReadModel?) {
-        self.keys = keys
-        self.postgres = postgres
+    public init(access: TenantAccess, readModel: ReadModel?) {
+        self.access = access
         self.readModel = readModel
     }
 
     public func add<Context: RequestContext>(to router: Router<Context>) {
-        router.get("/v1/series") { request, _ in try await self.series(request) }
-        router.get("/v1/breakdown") { request, _ in try await self.breakdown(request) }
-        router.get("/v1/anomalies") { request, _ in try await self.anomalies(request) }
+        self.access.route(router, .get, "/v1/series", scope: .query) { request, tenant, _ in
+            try Self.allowOnly(["metric", "from", "to", "step", "provider", "model"], in: request)
+            return try await self.series(request, tenant: tenant)
+        }
+        self.access.route(router, .get, "/v1/breakdown", scope: .query) { request, tenant, _ in
+            try Self.allowOnly(["from", "to", "by", "order", "limit"], in: request)
+            return try await self.breakdown(request, tenant: tenant)
+        }
+        self.access.route(router, .get, "/v1/anomalies", scope: .query) { request, tenant, _ in
+            try Self.allowOnly(["from", "to"], in: request)
+            return try await self.anomalies(request, tenant: tenant)
+        }
+    }
+
+    /// Refuses unknown query parameters (a typo like `modle=` would otherwise silently widen the answer).
+    static func allowOnly(_ names: Set<String>, in request: Request) throws {
+        for (name, _) in request.uri.queryParameters {
+            let key = String(name)
+            guard names.contains(key) || TenantAccess.tenantParameters.contains(key) else {
+                throw bad(String(key.prefix(64)), "unknown parameter; expected one of \(names.sorted().joined(separator: ", "))")
+            }
+        }
     }
 
     // MARK: - Series
 
-    func series(_ request: Request) async throws -> Response {
-        let caller = try await authenticate(request, keys: self.keys, scope: "query")
+    func series(_ request: Request, tenant: TenantRequest) async throws -> Response {
         let q = request.uri.queryParameters
         guard let metricName = q["metric"].map(String.init), let metric = Metric(rawValue: metricName) else {
             throw Self.bad("metric", "must be one of \(Metric.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -51,7 +70,7 @@ public struct QueryRoutes: Sendable {
         guard points <= Self.maxPoints else { throw Self.bad("from", "the range holds \(points) steps of \(step.rawValue); at most \(Self.maxPoints)") }
         let start = step.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
         let provider = q["provider"].map(String.init), model = q["model"].map(String.init)
-        let (rows, source) = try await self.seriesRecords(tenant: caller.tenantID, step: step, from: start, to: to, provider: provider, model: model)
+        let (rows, source) = try await self.seriesRecords(tenant.database, step: step, from: start, to: to, provider: provider, model: model)
         var byWindow: [Int64: RollupValues] = [:]
         for record in rows { byWindow[record.key.windowStart, default: RollupValues()].merge(record.values) }
         var out: [UInt8] = []
@@ -76,25 +95,24 @@ public struct QueryRoutes: Sendable {
 
     /// 1-minute windows of the last 24 hours come from the Redis read model below the tenant's horizon (the windows
     /// the query service has complete), the rest from Postgres. Any Redis failure falls back to Postgres.
-    func seriesRecords(tenant: String, step: Granularity, from: Int64, to: Int64, provider: String?, model: String?) async throws -> ([RollupRecord], String) {
+    func seriesRecords(_ db: TenantDatabase, step: Granularity, from: Int64, to: Int64, provider: String?, model: String?) async throws -> ([RollupRecord], String) {
         let selection = SeriesSelection(provider: provider, model: model)
         if step == .minute, let readModel = self.readModel, from >= EventTimestamp.now().microsecondsSinceEpoch - 24 * 3_600_000_000,
-            let horizon = try? await readModel.horizon(tenant: tenant), horizon > from,
-            let selected = try? await readModel.windows(tenant: tenant, from: from, to: min(to, horizon), include: selection.matches)
+            let horizon = try? await readModel.horizon(tenant: db.tenantID), horizon > from,
+            let selected = try? await readModel.windows(tenant: db.tenantID, from: from, to: min(to, horizon), include: selection.matches)
         {
             self.readModelHits.increment()
             guard horizon < to else { return (selected, "read_model") }
-            let rest = try await self.records(tenant: tenant, granularity: step, from: horizon, to: to, selection: selection)
+            let rest = try await self.records(db, granularity: step, from: horizon, to: to, selection: selection)
             return (selected + rest, "read_model+postgres")
         }
         self.postgresReads.increment()
-        return (try await self.records(tenant: tenant, granularity: step, from: from, to: to, selection: selection), "postgres")
+        return (try await self.records(db, granularity: step, from: from, to: to, selection: selection), "postgres")
     }
 
     // MARK: - Breakdown
 
-    func breakdown(_ request: Request) async throws -> Response {
-        let caller = try await authenticate(request, keys: self.keys, scope: "query")
+    func breakdown(_ request: Request, tenant: TenantRequest) async throws -> Response {
         let q = request.uri.queryParameters
         let (from, to) = try Self.range(q)
         guard to - from <= Self.maxRangeDays * Granularity.day.microseconds else { throw Self.bad("from", "the range is longer than \(Self.maxRangeDays) days") }
@@ -106,7 +124,7 @@ public struct QueryRoutes: Sendable {
             guard let n = Int(text), (1...1000).contains(n) else { throw Self.bad("limit", "must be an integer in 1...1000") }
             return n
         } ?? 10
-        let (records, source) = try await self.breakdownRecords(tenant: caller.tenantID, from: from, to: to)
+        let (records, source) = try await self.breakdownRecords(tenant.database, from: from, to: to)
         var total = RollupValues()
         var groups: [String: (provider: String, model: String, values: RollupValues)] = [:]
         for record in records {
@@ -151,19 +169,18 @@ public struct QueryRoutes: Sendable {
     /// From the coarsest rollup table whose windows tile the range exactly: exact, and cheap for long ranges.
     /// (Not from the read model: a breakdown needs every series, and decoding them all from Redis measured slower
     /// than one indexed Postgres query.)
-    func breakdownRecords(tenant: String, from: Int64, to: Int64) async throws -> ([RollupRecord], String) {
+    func breakdownRecords(_ db: TenantDatabase, from: Int64, to: Int64) async throws -> ([RollupRecord], String) {
         let granularity: Granularity = [Granularity.day, .hour, .minute].first(where: { from % $0.microseconds == 0 && to % $0.microseconds == 0 }) ?? Granularity.minute
-        return (try await self.records(tenant: tenant, granularity: granularity, from: granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: from)), to: to, selection: nil), "postgres")
+        return (try await self.records(db, granularity: granularity, from: granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: from)), to: to, selection: nil), "postgres")
     }
 
     // MARK: - Anomalies
 
-    func anomalies(_ request: Request) async throws -> Response {
-        let caller = try await authenticate(request, keys: self.keys, scope: "query")
+    func anomalies(_ request: Request, tenant: TenantRequest) async throws -> Response {
         let (from, to) = try Self.range(request.uri.queryParameters)
-        let rows = try await self.postgres.query("""
+        let rows = try await tenant.database.query("""
             SELECT coalesce(json_agg(a.body ORDER BY a.window_start DESC), '[]'::json)::text AS items FROM (
-                SELECT body, window_start FROM anomalies WHERE tenant_id = \(caller.tenantID)
+                SELECT body, window_start FROM anomalies WHERE tenant_id = \(tenant.tenantID)
                 AND window_start >= \(EventTimestamp(microsecondsSinceEpoch: from).rfc3339)::timestamptz
                 AND window_start < \(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)::timestamptz
                 ORDER BY window_start DESC LIMIT 1000) a
@@ -176,16 +193,22 @@ public struct QueryRoutes: Sendable {
 
     /// The tenant's rows of windows starting in [from, to): the series `selection` picks, or all of them (totals
     /// included) when it is nil.
-    func records(tenant: String, granularity: Granularity, from: Int64, to: Int64, selection: SeriesSelection?) async throws -> [RollupRecord] {
+    func records(_ db: TenantDatabase, granularity: Granularity, from: Int64, to: Int64, selection: SeriesSelection?) async throws -> [RollupRecord] {
         var query = PostgresQuery(
             sql: "SELECT \(RollupStore.selectColumns) FROM \(granularity.table) WHERE tenant_id = $1 AND window_start >= $2::timestamptz AND window_start < $3::timestamptz",
-            parameters: [tenant, EventTimestamp(microsecondsSinceEpoch: from).rfc3339, EventTimestamp(microsecondsSinceEpoch: to).rfc3339])
+            parameters: [db.tenantID, EventTimestamp(microsecondsSinceEpoch: from).rfc3339, EventTimestamp(microsecondsSinceEpoch: to).rfc3339])
         if let selection {
             let (condition, parameters) = selection.sqlCondition(firstParameter: 4)
             query.sql += " AND " + condition
             query.parameters += parameters.map { Optional($0) }
         }
-        return try await self.postgres.query(query).map { try RollupStore.record($0, granularity: granularity) }
+        query.sql += " LIMIT \(Self.maxRows + 1)"
+        let rows = try await db.query(query)
+        guard rows.count <= Self.maxRows else {
+            throw Problem(.unprocessableContent, code: "result_too_large", title: "Result too large",
+                detail: "the answer would merge more than \(Self.maxRows) rollup rows; narrow the range, use a coarser step or filter by provider or model")
+        }
+        return try rows.map { try RollupStore.record($0, granularity: granularity) }
     }
 
     static func summary(_ v: RollupValues) -> String {

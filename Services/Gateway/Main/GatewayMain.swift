@@ -22,14 +22,18 @@ struct GatewayMain {
             producerConfig.messageTimeoutMilliseconds = 10_000
             let producer = try KafkaProducer(configuration: producerConfig, logger: runtime.logger)
             let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: Int(settings.keyCacheTTL.components.seconds))
-            let ingest = IngestRoutes(keys: keys, producer: producer, topics: runtime.configuration.topics, settings: settings, logger: runtime.logger)
-            let admin = AdminRoutes(keys: keys, adminToken: settings.adminToken)
-            let queries = QueryRoutes(keys: keys, postgres: postgres, readModel: ReadModel(redis: redis))
+            let limiter = RateLimiter(redis: redis, configuration: settings.rateLimits, logger: runtime.logger)
+            let access = TenantAccess(keys: keys, limiter: limiter, postgres: postgres)
+            let ingest = IngestRoutes(access: access, producer: producer, topics: runtime.configuration.topics, settings: settings, logger: runtime.logger)
+            let admin = AdminRoutes(keys: keys, access: access, adminToken: settings.adminToken)
+            let queries = QueryRoutes(access: access, readModel: ReadModel(redis: redis))
             return ServiceParts(
                 services: [producer],
                 readinessChecks: .dependencies(kafka: { await producer.brokersReachable() }, redis: redis, postgres: postgres),
+                http: settings.http,
                 routes: { router in
                     router.add(middleware: ProblemMiddleware())
+                    router.add(middleware: RequestLimitsMiddleware(maxHeaderBytes: settings.maxHeaderBytes, maxURLBytes: settings.maxURLBytes))
                     ingest.add(to: router)
                     admin.add(to: router)
                     queries.add(to: router)

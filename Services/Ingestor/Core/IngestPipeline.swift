@@ -24,12 +24,15 @@ public final class IngestPipeline: Sendable {
     public enum Reason: String, Sendable {
         case invalidEvent = "invalid_event"
         case missingTenant = "missing_tenant"
+        case unknownTenant = "unknown_tenant"
+        case tenantDisabled = "tenant_disabled"
     }
 
     let configuration: Configuration
     let producer: KafkaProducer
     let deduplicator: Deduplicator
     let prices: Mutex<PriceTable>
+    let tenants: TenantRegistry
     let normalizer = EventNormalizer()
     let logger: Logger
     private let accepted = Counter(label: "tw_ingest_events_total", dimensions: [("outcome", "accepted")])
@@ -38,8 +41,9 @@ public final class IngestPipeline: Sendable {
     private let rejected = Counter(label: "tw_ingest_events_total", dimensions: [("outcome", "rejected")])
     private let unpriced = Counter(label: "tw_ingest_unpriced_events_total")
 
-    public init(configuration: Configuration, producer: KafkaProducer, deduplicator: Deduplicator, prices: PriceTable, logger: Logger) {
+    public init(configuration: Configuration, producer: KafkaProducer, deduplicator: Deduplicator, prices: PriceTable, tenants: TenantRegistry, logger: Logger) {
         self.configuration = configuration
+        self.tenants = tenants
         self.producer = producer
         self.deduplicator = deduplicator
         self.prices = Mutex(prices)
@@ -91,6 +95,21 @@ public final class IngestPipeline: Sendable {
                 continue
             }
             valid.append((message, self.normalizer.normalize(event)))
+        }
+
+        // Tenants must exist and be enabled (a commas in an id cannot occur: ids are validated identifiers).
+        try await self.tenants.resolve(Set(valid.map { $0.event.tenantID! }))
+        valid.removeAll { message, event in
+            let tenant = event.tenantID!
+            switch self.tenants.status(tenant) {
+            case .active: return false
+            case .unknown:
+                outputs.append(self.deadLetter(message, reason: .unknownTenant, detail: "tenant_id: no tenant '\(tenant)' exists"))
+            case .disabled:
+                outputs.append(self.deadLetter(message, reason: .tenantDisabled, detail: "tenant_id: tenant '\(tenant)' is disabled"))
+            }
+            summary.rejected += 1
+            return true
         }
 
         let verdicts = try await self.deduplicator.classify(valid.map {

@@ -2,8 +2,8 @@ import Logging
 import Postgres
 import ServiceLifecycle
 
-/// Reloads the price table every `interval`, so price edits in Postgres reach every ingestor replica without a
-/// restart. A failed reload keeps the table it had and is retried at the next tick.
+/// Reloads the price table and the tenant registry every `interval`, so price edits and tenant changes in Postgres
+/// reach every ingestor replica without a restart. A failed reload keeps what it had and is retried at the next tick.
 public struct PriceRefresher: Service {
     let postgres: PostgresClient
     let pipeline: IngestPipeline
@@ -27,8 +27,9 @@ public struct PriceRefresher: Service {
             }
             do {
                 self.pipeline.updatePrices(try await PriceTable.load(from: self.postgres))
+                try await self.pipeline.tenants.reload()
             } catch {
-                self.logger.warning("Price table reload failed; keeping the previous one", metadata: ["error": "\(error)"])
+                self.logger.warning("Price or tenant reload failed; keeping the previous ones", metadata: ["error": "\(error)"])
             }
         }
     }

@@ -17,10 +17,12 @@ struct IngestorMain {
             let redis = try runtime.makeRedis()
             let producer = try runtime.makeProducer()
             let consumer = try runtime.makeConsumer(group: runtime.configuration.consumerGroup)
+            let tenants = TenantRegistry(postgres: postgres)
+            try await tenants.reload()
             let pipeline = IngestPipeline(
                 configuration: .init(topics: runtime.configuration.topics), producer: producer,
                 deduplicator: Deduplicator(redis: redis, ttlSeconds: Int(settings.dedupeTTL.components.seconds)),
-                prices: try await PriceTable.load(from: postgres), logger: runtime.logger)
+                prices: try await PriceTable.load(from: postgres), tenants: tenants, logger: runtime.logger)
             let logger = runtime.logger
             let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics.raw], logger: logger, batchSize: settings.batchSize) { batch in
                 let (_, commit) = try await pipeline.process(batch)

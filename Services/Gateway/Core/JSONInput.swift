@@ -1,0 +1,119 @@
+import Foundation
+import Hummingbird
+
+/// A small JSON request body (the admin API's), read strictly: an object, only the expected members, each of the
+/// expected type and within its bounds; anything else is a 400 naming the member and the reason.
+struct JSONInput {
+    /// Largest admin request body.
+    static let maxBytes = 64 * 1024
+
+    enum Value: Decodable, Equatable {
+        case null
+        case bool(Bool)
+        case integer(Int64)
+        case number(Double)
+        case string(String)
+        case array([Value])
+        case object([String: Value])
+
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if c.decodeNil() { self = .null }
+            else if let b = try? c.decode(Bool.self) { self = .bool(b) }
+            else if let i = try? c.decode(Int64.self) { self = .integer(i) }
+            else if let d = try? c.decode(Double.self) { self = .number(d) }
+            else if let s = try? c.decode(String.self) { self = .string(s) }
+            else if let a = try? c.decode([Value].self) { self = .array(a) }
+            else { self = .object(try c.decode([String: Value].self)) }
+        }
+    }
+
+    let members: [String: Value]
+
+    /// Reads `request`'s body; an empty body is an empty object.
+    static func read(_ request: Request, allowed: Set<String>) async throws -> JSONInput {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: Self.maxBytes)
+        } catch {
+            throw Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large", detail: "the body is larger than \(Self.maxBytes) bytes")
+        }
+        guard buffer.readableBytes > 0 else { return JSONInput(members: [:]) }
+        if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json") {
+            throw Problem(.unsupportedMediaType, code: "unsupported_media_type", title: "Unsupported Content-Type", detail: "send application/json")
+        }
+        guard case .object(let members)? = try? JSONDecoder().decode(Value.self, from: Data(buffer.readableBytesView)) else {
+            throw Problem(.badRequest, code: "invalid_body", title: "Invalid body", detail: "the body must be a JSON object")
+        }
+        if let unknown = members.keys.sorted().first(where: { !allowed.contains($0) }) {
+            throw invalid(String(unknown.prefix(64)), "unknown member; expected one of \(allowed.sorted().joined(separator: ", "))")
+        }
+        return JSONInput(members: members)
+    }
+
+    static func invalid(_ member: String, _ reason: String) -> Problem {
+        Problem(.badRequest, code: "invalid_body", title: "Invalid body", detail: "\(member): \(reason)")
+    }
+
+    /// A string of 1...maxLength printable characters, or nil when absent.
+    func string(_ name: String, maxLength: Int = 200) throws -> String? {
+        switch self.members[name] {
+        case nil: return nil
+        case .string(let s)?:
+            guard !s.isEmpty, s.utf8.count <= maxLength else { throw Self.invalid(name, "must be 1 to \(maxLength) bytes") }
+            guard !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { throw Self.invalid(name, "must not contain control characters") }
+            return s
+        default: throw Self.invalid(name, "must be a string")
+        }
+    }
+
+    func bool(_ name: String) throws -> Bool? {
+        switch self.members[name] {
+        case nil: return nil
+        case .bool(let b)?: return b
+        default: throw Self.invalid(name, "must be true or false")
+        }
+    }
+
+    /// An integer in `range`: `.none` when absent, `.some(nil)` for an explicit null (reset to default).
+    func integer(_ name: String, in range: ClosedRange<Int64>) throws -> Int64?? {
+        switch self.members[name] {
+        case nil: return .none
+        case .null?: return .some(nil)
+        case .integer(let i)?:
+            guard range.contains(i) else { throw Self.invalid(name, "must be an integer in \(range.lowerBound)...\(range.upperBound)") }
+            return .some(i)
+        default: throw Self.invalid(name, "must be an integer or null")
+        }
+    }
+
+    /// A nested object, read with the same rules.
+    func object(_ name: String, allowed: Set<String>) throws -> JSONInput? {
+        switch self.members[name] {
+        case nil: return nil
+        case .object(let members)?:
+            if let unknown = members.keys.sorted().first(where: { !allowed.contains($0) }) {
+                throw Self.invalid("\(name).\(unknown.prefix(64))", "unknown member; expected one of \(allowed.sorted().joined(separator: ", "))")
+            }
+            return JSONInput(members: members)
+        default: throw Self.invalid(name, "must be an object")
+        }
+    }
+
+    func scopes(_ name: String) throws -> [Scope]? {
+        switch self.members[name] {
+        case nil: return nil
+        case .array(let items)?:
+            var scopes: Set<Scope> = []
+            for item in items.prefix(Scope.allCases.count + 1) {
+                guard case .string(let s) = item, let scope = Scope(rawValue: s) else {
+                    throw Self.invalid(name, "each scope must be one of \(Scope.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                scopes.insert(scope)
+            }
+            guard !scopes.isEmpty, items.count <= Scope.allCases.count else { throw Self.invalid(name, "must list 1 to \(Scope.allCases.count) distinct scopes") }
+            return scopes.sorted()
+        default: throw Self.invalid(name, "must be an array of scopes")
+        }
+    }
+}

@@ -1,0 +1,27 @@
+import Hummingbird
+
+/// Bounds on a request's head, answered as problems naming the limit: `TW_MAX_URL_BYTES` (414) and
+/// `TW_MAX_HEADER_BYTES` (431). The HTTP parser has harder bounds still (`HTTPServerOptions`); these let a client
+/// that is merely too generous learn which limit it hit.
+public struct RequestLimitsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let maxHeaderBytes: Int
+    let maxURLBytes: Int
+
+    public init(maxHeaderBytes: Int, maxURLBytes: Int) {
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxURLBytes = maxURLBytes
+    }
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard request.uri.description.utf8.count <= self.maxURLBytes else {
+            throw Problem(.uriTooLong, code: "uri_too_long", title: "Request target too long", detail: "the path and query are longer than \(self.maxURLBytes) bytes (TW_MAX_URL_BYTES)")
+        }
+        var headerBytes = 0
+        for field in request.headers { headerBytes += field.name.rawName.utf8.count + field.value.utf8.count + 4 }
+        guard headerBytes <= self.maxHeaderBytes else {
+            throw Problem(.init(code: 431, reasonPhrase: "Request Header Fields Too Large"), code: "headers_too_large", title: "Request headers too large",
+                detail: "the header fields total more than \(self.maxHeaderBytes) bytes (TW_MAX_HEADER_BYTES)")
+        }
+        return try await next(request, context)
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import Postgres
+import Synchronization
+
+/// Which tenants exist and which are disabled, as the ingestor sees them: events of an unknown or disabled tenant
+/// go to the dead-letter topic (direct producers are not trusted to name a real tenant).
+///
+/// The whole table is reloaded periodically (`reload`); a tenant not in the snapshot is looked up in Postgres once
+/// (`resolve`), so a tenant created a moment ago is not refused, and the answer "unknown" is kept for
+/// `negativeTTL` so a producer spraying made-up tenant ids costs one lookup per id per TTL, not one per event.
+public final class TenantRegistry: Sendable {
+    public enum Status: Sendable, Equatable {
+        case active, disabled, unknown
+    }
+
+    struct State {
+        var known: [String: Bool] = [:]  // tenant -> disabled
+        var misses: [String: ContinuousClock.Instant] = [:]
+    }
+
+    let postgres: PostgresClient?
+    let negativeTTL: Duration
+    /// Bound on remembered misses; beyond it the oldest half is forgotten.
+    static let maxMisses = 100_000
+    private let state = Mutex(State())
+
+    /// `postgres` nil: only what `set` puts in is known (unit tests).
+    public init(postgres: PostgresClient?, negativeTTL: Duration = .seconds(5)) {
+        self.postgres = postgres
+        self.negativeTTL = negativeTTL
+    }
+
+    public func set(_ tenant: String, disabled: Bool = false) {
+        self.state.withLock { $0.known[tenant] = disabled }
+    }
+
+    public func status(_ tenant: String) -> Status {
+        self.state.withLock { state in state.known[tenant].map { $0 ? .disabled : .active } ?? .unknown }
+    }
+
+    /// Reads the whole tenants table.
+    public func reload() async throws {
+        guard let postgres else { return }
+        var known: [String: Bool] = [:]
+        for row in try await postgres.query("SELECT tenant_id, disabled FROM tenants") {
+            known[try row.decode("tenant_id")] = try row.decode("disabled")
+        }
+        self.state.withLock { state in
+            state.known = known
+            state.misses.removeAll()
+        }
+    }
+
+    /// Looks up tenants the snapshot does not hold (skipping those that missed within the negative TTL).
+    public func resolve(_ tenants: Set<String>) async throws {
+        guard let postgres else { return }
+        let now = ContinuousClock.now
+        let ask = self.state.withLock { state in
+            tenants.filter { state.known[$0] == nil && (state.misses[$0].map { now - $0 >= self.negativeTTL } ?? true) }
+        }
+        guard !ask.isEmpty else { return }
+        let list = ask.sorted().joined(separator: ",")
+        let rows = try await postgres.query("SELECT tenant_id, disabled FROM tenants WHERE tenant_id = ANY(string_to_array(\(list), ','))")
+        var found: [String: Bool] = [:]
+        for row in rows { found[try row.decode("tenant_id")] = try row.decode("disabled") }
+        self.state.withLock { state in
+            for tenant in ask {
+                if let disabled = found[tenant] {
+                    state.known[tenant] = disabled
+                } else {
+                    if state.misses.count >= Self.maxMisses {
+                        let keep = state.misses.sorted { $0.value > $1.value }.prefix(Self.maxMisses / 2)
+                        state.misses = Dictionary(uniqueKeysWithValues: keep.map { ($0.key, $0.value) })
+                    }
+                    state.misses[tenant] = now
+                }
+            }
+        }
+    }
+}
