@@ -1,0 +1,90 @@
+import Foundation
+import TestSupport
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One answer from a service over a real socket.
+struct HTTPReply: Sendable {
+    var status: Int
+    var headers: [String: String]
+    var body: String
+
+    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(self.body.utf8))) as? [String: Any] ?? [:] }
+    /// The problem type's last segment.
+    var type: String? { (self.json["type"] as? String)?.split(separator: "/").last.map(String.init) }
+    func header(_ name: String) -> String? { self.headers.first { $0.key.lowercased() == name.lowercased() }?.value }
+}
+
+/// A plain HTTP client for tests against running services (URLSession, no shared cookies or caches).
+struct HTTPClient: Sendable {
+    let port: Int
+    static let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = 16
+        return URLSession(configuration: configuration)
+    }()
+
+    func call(_ method: String, _ path: String, token: String? = nil, body: Data? = nil, contentType: String? = "application/json", headers: [String: String] = [:]) async throws -> HTTPReply {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(self.port)\(path)")!)
+        request.httpMethod = method
+        request.httpBody = body
+        request.timeoutInterval = 30
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let contentType, body != nil { request.setValue(contentType, forHTTPHeaderField: "Content-Type") }
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        let (data, response) = try await Self.session.data(for: request)
+        let http = response as! HTTPURLResponse
+        var fields: [String: String] = [:]
+        for (name, value) in http.allHeaderFields { fields["\(name)"] = "\(value)" }
+        return HTTPReply(status: http.statusCode, headers: fields, body: String(decoding: data, as: UTF8.self))
+    }
+
+    func call(_ method: String, _ path: String, token: String? = nil, body: String, contentType: String? = "application/json", headers: [String: String] = [:]) async throws -> HTTPReply {
+        try await self.call(method, path, token: token, body: Data(body.utf8), contentType: contentType, headers: headers)
+    }
+}
+
+/// A raw TCP connection, for what an HTTP library will not send (trickled headers).
+final class RawConnection: @unchecked Sendable {
+    // @unchecked: used by one test task at a time.
+    let fd: Int32
+
+    init(port: Int) throws {
+        self.fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = UInt16(port).bigEndian
+        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(self.fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 } }
+        guard ok else { throw Subprocess.Failed(description: "connect failed") }
+    }
+
+    deinit { close(self.fd) }
+
+    @discardableResult
+    func send(_ text: String) -> Bool {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBytes { Glibc.send(self.fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == bytes.count
+    }
+
+    /// Blocks (off the cooperative pool) until the peer closes the connection; true when it did within `timeout`.
+    func waitForClose(timeout: Duration) async -> Bool {
+        let fd = self.fd
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let n = recv(fd, &buffer, buffer.count, 0)
+                    if n == 0 { continuation.resume(returning: true); return }
+                    if n < 0 { continuation.resume(returning: errno == ECONNRESET); return }
+                }
+            }
+        }
+    }
+}
