@@ -11,7 +11,10 @@ SERVICES    := gateway ingestor aggregator detector query
 DEMO_RATE   ?= 20
 STACK        = bash $(ROOT)/deploy/stack.sh
 
-.PHONY: help install build run stop status test bench clean
+FUZZ_STATE  := $(ROOT)/.state/fuzz
+FUZZ_SECONDS ?= 60
+
+.PHONY: help install build run stop status test bench fuzz fuzz-merge clean
 
 help:
 	@echo "make run     install, build, start Postgres/Redis/broker and the five services with demo traffic"
@@ -19,6 +22,7 @@ help:
 	@echo "make status  what is running"
 	@echo "make test    install, build, start a test stack, run every test, stop the stack"
 	@echo "make bench   benchmarks (figures printed, not asserted)"
+	@echo "make fuzz    libFuzzer on the event decoder and batch reader for FUZZ_SECONDS (default 60)"
 
 install:
 	@$(STACK) install
@@ -70,6 +74,7 @@ status:
 # whatever the tests' outcome.
 test: install
 	swift build --build-tests
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 	@TW_STATE_DIR=$(TEST_STATE) $(STACK) start
 	@set -a; . $(TEST_STATE)/stack.env; set +a; export TW_STATE_DIR=$(TEST_STATE); \
 	swift test --skip-build; rc=$$?; \
@@ -95,6 +100,26 @@ bench: install
 	echo "== pipeline and queries (release builds of gateway, ingestor, aggregator, query)"; \
 	bash deploy/bench/pipeline.sh "$$(dirname $$bench)" $(BENCH_STATE) || rc=1; \
 	TW_STATE_DIR=$(BENCH_STATE) $(STACK) stop; exit $$rc
+
+# MARK: - fuzz
+
+# The event decoder and batch reader under libFuzzer (coverage-guided, with AddressSanitizer), built by swiftc from
+# the Events sources outside SwiftPM. Seeds come from Tests/Fuzz/corpus (kept in the repo); new finds go to a
+# scratch folder, so a run never edits the repo; `make fuzz-merge` folds the useful ones in. A crash fails the run
+# and leaves its input in .state/fuzz/.
+FUZZ_BIN := $(FUZZ_STATE)/fuzz-events
+$(FUZZ_BIN): Shared/Events/*.swift Tests/Fuzz/FuzzEvents.swift
+	@mkdir -p $(FUZZ_STATE)
+	swiftc -parse-as-library -sanitize=fuzzer,address -O -module-name Events Shared/Events/*.swift Tests/Fuzz/FuzzEvents.swift -o $@ 2>&1 | grep -v "Cannot export local symbol" || true
+	@test -x $@
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(FUZZ_STATE)/work
+	cd $(FUZZ_STATE) && $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
+	  $(FUZZ_STATE)/work $(ROOT)/Tests/Fuzz/corpus 2>&1 | grep -E "^(#[0-9]+ *DONE|Done|stat::number_of_executed_units|==|SUMMARY|artifact)" ; exit $${PIPESTATUS[0]}
+
+fuzz-merge: $(FUZZ_BIN)
+	$(FUZZ_BIN) -merge=1 -max_len=1024 $(ROOT)/Tests/Fuzz/corpus $(FUZZ_STATE)/work
 
 clean: stop
 	rm -rf .state
