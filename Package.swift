@@ -43,7 +43,7 @@ let package = Package(
 
         .systemLibrary(name: "CZlib", path: "Shared/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(
-            name: "COpenSSLCrypto", path: "Shared/COpenSSLCrypto", pkgConfig: "libcrypto",
+            name: "COpenSSL", path: "Shared/COpenSSL", pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]),
 
         // MARK: - Shared modules
@@ -60,14 +60,14 @@ let package = Package(
             path: "Shared/Kafka", swiftSettings: swiftSettings),
         .target(
             name: "Redis",
-            dependencies: ["CHiredis", "ClientSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["CHiredis", "COpenSSL", "ClientSupport", .product(name: "Logging", package: "swift-log")],
             path: "Shared/Redis", swiftSettings: swiftSettings),
         .target(
             name: "Postgres",
             dependencies: ["CLibPQ", "ClientSupport", .product(name: "Logging", package: "swift-log")],
             path: "Shared/Postgres", swiftSettings: swiftSettings),
         .target(name: "Events", path: "Shared/Events", swiftSettings: swiftSettings),
-        .target(name: "Codecs", dependencies: ["CZlib", "COpenSSLCrypto"], path: "Shared/Codecs", swiftSettings: swiftSettings),
+        .target(name: "Codecs", dependencies: ["CZlib", "COpenSSL"], path: "Shared/Codecs", swiftSettings: swiftSettings),
         .target(name: "Rollups", dependencies: ["Events", "Postgres", "Redis"], path: "Shared/Rollups", swiftSettings: swiftSettings),
         .target(
             name: "ServiceKit",
@@ -145,7 +145,7 @@ let package = Package(
         .testTarget(
             name: "ServiceKitTests",
             dependencies: [
-                "ServiceKit", "Events", "Kafka",
+                "ServiceKit", "Events", "Kafka", "Redis",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],

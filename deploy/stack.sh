@@ -18,7 +18,7 @@ STATE=${TW_STATE_DIR:-$ROOT/.state/run}
 mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd)
 ENV_FILE=$STATE/stack.env
-PACKAGES=(librdkafka-dev libhiredis-dev libpq-dev libssl-dev zlib1g-dev redis-server postgresql pkg-config gcc python3)
+PACKAGES=(librdkafka-dev libhiredis-dev libpq-dev libssl-dev zlib1g-dev redis-server postgresql pkg-config gcc python3 openssl)
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -84,6 +84,24 @@ pg_as() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# MARK: - TLS material
+
+# A throwaway CA and a server certificate for localhost / 127.0.0.1, so the local Postgres and Redis also listen with
+# TLS and the clients' TLS paths are exercised against real servers (tests and `make run` alike).
+make_certs() {
+    local dir=$STATE/tls
+    [ -s "$dir/server.pem" ] && return
+    mkdir -p "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=Tokenwatch local CA" \
+        -keyout "$dir/ca.key" -out "$dir/ca.pem" >/dev/null 2>&1 || die "openssl: CA"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$dir/server.key" -out "$dir/server.csr" >/dev/null 2>&1 ||
+        die "openssl: server key"
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n' >"$dir/ext.cnf"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 30 \
+        -extfile "$dir/ext.cnf" -out "$dir/server.pem" >/dev/null 2>&1 || die "openssl: server certificate"
+    chmod 600 "$dir"/*.key
+}
+
 pg_datadir() {
     if [ -f "$STATE/pg.datadir" ]; then cat "$STATE/pg.datadir"; return; fi
     local dir=$STATE/pg
@@ -112,10 +130,12 @@ start_postgres() {
         pg_as "$bin/initdb" -D "$data/data" -U tokenwatch --auth=trust -E UTF8 --locale=C.UTF-8 >"$STATE/initdb.log" 2>&1 ||
             { cat "$STATE/initdb.log" >&2; die "initdb failed"; }
     fi
-    mkdir -p "$data/run"
-    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$data/run"
+    mkdir -p "$data/run" "$data/tls"
+    cp "$STATE/tls/server.pem" "$STATE/tls/server.key" "$data/tls/"
+    chmod 600 "$data/tls/server.key"
+    [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$data/run" "$data/tls"
     pg_as "$bin/pg_ctl" -D "$data/data" -l "$data/postgres.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$data/run -c max_connections=200 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$data/run -c max_connections=200 -c ssl=on -c ssl_cert_file=$data/tls/server.pem -c ssl_key_file=$data/tls/server.key -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
         start >/dev/null || { tail -n 20 "$data/postgres.log" >&2; die "postgres did not start"; }
     pg_as "$bin/psql" -h 127.0.0.1 -p "$port" -U tokenwatch -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = 'tokenwatch'" | grep -q 1 ||
@@ -140,7 +160,14 @@ start_redis() {
     if alive "$(pid_of "$STATE/$name.pid")"; then log "$name already running on $port"; return; fi
     command -v redis-server >/dev/null || die "redis-server not found; run: deploy/stack.sh install"
     mkdir -p "$STATE/$name"
-    redis-server --bind 127.0.0.1 --port "$port" --dir "$STATE/$name" --daemonize yes \
+    # The main Redis also listens with TLS on a second port (clients may present a certificate, need not).
+    local tls=()
+    if [ "$name" = redis ]; then
+        local tls_port; tls_port=$(port_file redis-tls "")
+        tls=(--tls-port "$tls_port" --tls-cert-file "$STATE/tls/server.pem" --tls-key-file "$STATE/tls/server.key"
+             --tls-ca-cert-file "$STATE/tls/ca.pem" --tls-auth-clients optional)
+    fi
+    redis-server --bind 127.0.0.1 --port "$port" "${tls[@]}" --dir "$STATE/$name" --daemonize yes \
         --pidfile "$STATE/$name.pid" --logfile "$STATE/$name.log" --save "" --appendonly no >/dev/null
     for _ in $(seq 1 100); do
         redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG && break
@@ -190,7 +217,7 @@ wipe_data() {
         rm -rf "$(cat "$STATE/pg.datadir")"
         rm -f "$STATE/pg.datadir"
     fi
-    rm -rf "$STATE/redis" "$STATE/redis-aux"
+    rm -rf "$STATE/redis" "$STATE/redis-aux" "$STATE/tls"
 }
 
 # MARK: - commands
@@ -202,6 +229,10 @@ TW_KAFKA_MOCK_CONTROL=$(cat "$STATE/broker.control")
 TW_POSTGRES_URL=postgresql://tokenwatch@127.0.0.1:$(cat "$STATE/pg.port")/tokenwatch
 TW_REDIS_URL=redis://127.0.0.1:$(cat "$STATE/redis.port")
 TW_REDIS_AUX_URL=redis://127.0.0.1:$(cat "$STATE/redis-aux.port")
+TW_TEST_REDIS_TLS_URL=rediss://localhost:$(cat "$STATE/redis-tls.port")
+TW_TEST_TLS_CA_FILE=$STATE/tls/ca.pem
+TW_TEST_TLS_CERT_FILE=$STATE/tls/server.pem
+TW_TEST_TLS_KEY_FILE=$STATE/tls/server.key
 EOF
     log "addresses in $ENV_FILE"
 }
@@ -218,7 +249,7 @@ status() {
 
 case "${1:-}" in
     install) install_packages ;;
-    start) install_packages; start_postgres; start_redis redis; start_redis redis-aux; start_broker; write_env ;;
+    start) install_packages; make_certs; start_postgres; start_redis redis; start_redis redis-aux; start_broker; write_env ;;
     # The broker keeps its data in memory, so stopping it loses every topic. Postgres and Redis hold offsets and
     # dedupe keys that refer to those topics; keeping them would make the next start skip new messages whose
     # offsets the old topics had already used. So the local stack is ephemeral as a whole.

@@ -1,4 +1,4 @@
-import COpenSSLCrypto
+import COpenSSL
 
 /// SHA-256 and secure random bytes from OpenSSL's libcrypto (Debian's libssl-dev).
 public enum Digest {

@@ -13,16 +13,23 @@ public struct RedisConfiguration: Sendable {
     public var maxConnections: Int = 8
     /// How long a caller waits for a free connection. Default: 5 s.
     public var leaseTimeout: Duration = .seconds(5)
+    /// TLS, set by a `rediss://` URL. Default: nil (plain TCP).
+    public var tls: RedisTLSConfiguration?
 
     public init() {}
 
-    /// Parses `redis://[[user]:password@]host[:port][/db]`.
+    /// Parses `redis://[[user]:password@]host[:port][/db]`; `rediss://` is the same over TLS (see `tls`).
     public init(url: String) throws(RedisError) {
         self.init()
-        guard url.hasPrefix("redis://") else {
-            throw RedisError(.configuration, "URL must start with redis:// (rediss:// TLS is not supported by this hiredis build)")
+        var rest: Substring
+        if url.hasPrefix("redis://") {
+            rest = Substring(url.dropFirst("redis://".count))
+        } else if url.hasPrefix("rediss://") {
+            rest = Substring(url.dropFirst("rediss://".count))
+            self.tls = RedisTLSConfiguration()
+        } else {
+            throw RedisError(.configuration, "URL must start with redis:// or rediss://")
         }
-        var rest = Substring(url.dropFirst("redis://".count))
         if let at = rest.lastIndex(of: "@") {
             let credentials = rest[..<at]
             rest = rest[rest.index(after: at)...]

@@ -10,7 +10,7 @@ import Glibc
 /// calls must stay off the cooperative pool). Commands are sent by argv, never through the variadic format API.
 public actor RedisConnection: PooledConnection {
     private let executor: ThreadExecutor
-    private let context: HiredisContext
+    private let context: any RedisTransport
     private let broken = Atomic<Bool>(false)
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { self.executor.asUnownedSerialExecutor() }
@@ -28,9 +28,14 @@ public actor RedisConnection: PooledConnection {
     }
 
     private static func open(_ configuration: RedisConfiguration, executor: ThreadExecutor) async throws(RedisError) -> RedisConnection {
-        let opened: Result<HiredisContext, RedisError>
+        let opened: Result<any RedisTransport, RedisError>
         do {
-            opened = try await executor.run { Result { () throws(RedisError) in try HiredisContext(configuration) } }
+            opened = try await executor.run {
+                Result { () throws(RedisError) -> any RedisTransport in
+                    if let tls = configuration.tls { return try TLSRedisContext(configuration, tls: tls) }
+                    return try HiredisContext(configuration)
+                }
+            }
         } catch {
             opened = .failure(RedisError(.connection, "\(error)"))
         }
@@ -47,7 +52,7 @@ public actor RedisConnection: PooledConnection {
         return connection
     }
 
-    private init(executor: ThreadExecutor, context: HiredisContext) {
+    private init(executor: ThreadExecutor, context: any RedisTransport) {
         self.executor = executor
         self.context = context
     }
@@ -83,8 +88,20 @@ public actor RedisConnection: PooledConnection {
     }
 }
 
+/// A connection's byte pipe: plain (hiredis's own context) or TLS (OpenSSL with hiredis's formatter and reader).
+protocol RedisTransport: AnyObject, Sendable {
+    func pipeline(_ commands: [[RedisArgument]]) throws(RedisError) -> [RedisValue]
+    func free()
+}
+
+extension RedisTransport {
+    func command(_ arguments: [RedisArgument]) throws(RedisError) -> RedisValue {
+        try self.pipeline([arguments])[0]
+    }
+}
+
 /// Owns one `redisContext`.
-final class HiredisContext: @unchecked Sendable {
+final class HiredisContext: RedisTransport, @unchecked Sendable {
     // @unchecked: used only from its connection's thread (the actor's executor).
     private var pointer: UnsafeMutablePointer<redisContext>?
 
@@ -108,10 +125,6 @@ final class HiredisContext: @unchecked Sendable {
     func free() {
         if let pointer { redisFree(pointer) }
         self.pointer = nil
-    }
-
-    func command(_ arguments: [RedisArgument]) throws(RedisError) -> RedisValue {
-        try self.pipeline([arguments])[0]
     }
 
     func pipeline(_ commands: [[RedisArgument]]) throws(RedisError) -> [RedisValue] {
@@ -141,7 +154,7 @@ final class HiredisContext: @unchecked Sendable {
         return RedisError(kind, "\(what): \(Self.errorString(c))", hiredisCode: code)
     }
 
-    private static func convert(_ reply: UnsafeMutablePointer<redisReply>) throws(RedisError) -> RedisValue {
+    static func convert(_ reply: UnsafeMutablePointer<redisReply>) throws(RedisError) -> RedisValue {
         let r = reply.pointee
         switch r.type {
         case REDIS_REPLY_STRING: return .bulkString(r.str.map { Array(UnsafeRawBufferPointer(start: $0, count: r.len)) } ?? [])
@@ -162,7 +175,7 @@ final class HiredisContext: @unchecked Sendable {
     }
 
     /// Lends argv/argvlen arrays pointing into the arguments' bytes for the duration of `body`.
-    private static func withArgv<T>(_ arguments: [RedisArgument], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> T) -> T {
+    static func withArgv<T>(_ arguments: [RedisArgument], _ body: (Int32, UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> T) -> T {
         // One contiguous buffer holds every argument, so a single allocation backs all the pointers.
         var storage: [UInt8] = []
         storage.reserveCapacity(arguments.reduce(0) { $0 + $1.bytes.count + 1 })

@@ -59,6 +59,7 @@ extension ServiceRuntime {
     public func makeRedis() throws -> RedisClient {
         var config = try RedisConfiguration(url: self.configuration.redisURL)
         config.maxConnections = self.configuration.redisPoolSize
+        if config.tls != nil { config.tls = self.configuration.redisTLS }
         return RedisClient(configuration: config, logger: self.logger)
     }
 }

@@ -82,6 +82,13 @@ public struct Environment: Sendable {
         return parsed
     }
 
+    /// A path to a file this process can read, or nil when the key is unset.
+    public func readableFile(_ key: String) throws(ConfigurationError) -> String? {
+        guard let path = self.raw(key) else { return nil }
+        guard FileManager.default.isReadableFile(atPath: path) else { throw ConfigurationError(key: key, reason: "cannot read \(path)") }
+        return path
+    }
+
     /// `key=value` pairs separated by commas (extra librdkafka properties).
     public func properties(_ key: String) throws(ConfigurationError) -> [String: String] {
         guard let text = self.raw(key) else { return [:] }

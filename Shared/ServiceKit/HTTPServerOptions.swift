@@ -35,8 +35,19 @@ public struct HTTPServerOptions: Sendable {
             idleTimeout: TimeAmount(self.idleTimeout),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: self.maxHeaderListBytes, maxHeaderListSize: self.maxHeaderListBytes, maxHeaderFieldCount: self.maxHeaderFields)))
         guard let certificateFile = self.tlsCertificateFile, let keyFile = self.tlsKeyFile else { return http1 }
-        let chain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { NIOSSLCertificateSource.certificate($0) }
-        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .file(keyFile))
+        let chain: [NIOSSLCertificateSource]
+        let key: NIOSSLPrivateKey
+        do {
+            chain = try NIOSSLCertificate.fromPEMFile(certificateFile).map { NIOSSLCertificateSource.certificate($0) }
+        } catch {
+            throw ConfigurationError(key: "TW_TLS_CERT_FILE", reason: "cannot load a PEM certificate chain from \(certificateFile): \(error)")
+        }
+        do {
+            key = try NIOSSLPrivateKey(file: keyFile, format: .pem)
+        } catch {
+            throw ConfigurationError(key: "TW_TLS_KEY_FILE", reason: "cannot load a PEM private key from \(keyFile): \(error)")
+        }
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
         tls.minimumTLSVersion = .tlsv12
         return try .tls(http1, tlsConfiguration: tls)
     }

@@ -1,6 +1,7 @@
 import Events
 import Kafka
 import Logging
+import Redis
 
 /// The settings every Tokenwatch service shares, read from environment variables (each key is listed in the
 /// README's configuration table).
@@ -16,7 +17,10 @@ public struct ServiceConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// `TW_LOG_FORMAT`: `text` or `json` (one JSON object per line). Default: `text`.
     public var logFormat = "text"
-    /// `TW_KAFKA_BROKERS`, `TW_KAFKA_PROPERTIES` (extra librdkafka properties, `k=v,k=v`). Default: `127.0.0.1:9092`.
+    /// `TW_KAFKA_BROKERS`, `TW_KAFKA_PROPERTIES` (extra librdkafka properties, `k=v,k=v`), and the security settings
+    /// `TW_KAFKA_SECURITY_PROTOCOL` (plaintext, ssl, sasl_plaintext, sasl_ssl), `TW_KAFKA_SSL_CA_FILE`,
+    /// `TW_KAFKA_SSL_CERT_FILE`, `TW_KAFKA_SSL_KEY_FILE`, `TW_KAFKA_SASL_MECHANISM` (PLAIN, SCRAM-SHA-256,
+    /// SCRAM-SHA-512), `TW_KAFKA_SASL_USERNAME`, `TW_KAFKA_SASL_PASSWORD`. Default: `127.0.0.1:9092`, plaintext.
     public var kafka: KafkaClientConfiguration
     /// `TW_TOPIC_RAW`, `TW_TOPIC_EVENTS`, `TW_TOPIC_DLQ`, `TW_TOPIC_ROLLUPS`, `TW_TOPIC_ANOMALIES`. Defaults: DESIGN.md names.
     public var topics = Topics()
@@ -27,13 +31,36 @@ public struct ServiceConfiguration: Sendable {
     public var postgresURL = "postgresql://tokenwatch@127.0.0.1:5432/tokenwatch"
     /// `TW_POSTGRES_POOL_SIZE`. Default: 8.
     public var postgresPoolSize = 8
-    /// `TW_REDIS_URL`: `redis://[:password@]host:port[/db]`. Default: `redis://127.0.0.1:6379`.
+    /// `TW_REDIS_URL`: `redis://[:password@]host:port[/db]`, or `rediss://` for TLS. Default: `redis://127.0.0.1:6379`.
     public var redisURL = "redis://127.0.0.1:6379"
+    /// `TW_REDIS_TLS_CA_FILE` (default: the system's CAs), `TW_REDIS_TLS_CERT_FILE` and `TW_REDIS_TLS_KEY_FILE` (mutual
+    /// TLS), `TW_REDIS_TLS_SERVER_NAME` (default: the URL's host), for `rediss://`. Default: unset.
+    public var redisTLS = RedisTLSConfiguration()
     /// `TW_REDIS_POOL_SIZE`. Default: 8.
     public var redisPoolSize = 8
     /// `TW_SHUTDOWN_TIMEOUT`: how long graceful shutdown may take before work is cancelled; keep it below the
     /// pod's terminationGracePeriodSeconds. Default: 25s.
     public var shutdownTimeout: Duration = .seconds(25)
+
+    /// librdkafka security properties from the TW_KAFKA_* security variables. Values are never echoed in errors.
+    static func kafkaSecurity(_ e: Environment) throws(ConfigurationError) -> [String: String] {
+        var out: [String: String] = [:]
+        let protocolName = try e.choice("TW_KAFKA_SECURITY_PROTOCOL", default: "plaintext", allowed: ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"])
+        out["security.protocol"] = protocolName
+        if let ca = try e.readableFile("TW_KAFKA_SSL_CA_FILE") { out["ssl.ca.location"] = ca }
+        if let certificate = try e.readableFile("TW_KAFKA_SSL_CERT_FILE") { out["ssl.certificate.location"] = certificate }
+        if let key = try e.readableFile("TW_KAFKA_SSL_KEY_FILE") { out["ssl.key.location"] = key }
+        if protocolName.hasPrefix("sasl") {
+            let mechanism = e.raw("TW_KAFKA_SASL_MECHANISM")?.uppercased() ?? "PLAIN"
+            guard ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(mechanism) else {
+                throw ConfigurationError(key: "TW_KAFKA_SASL_MECHANISM", reason: "expected PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+            }
+            out["sasl.mechanisms"] = mechanism
+            out["sasl.username"] = try e.requiredString("TW_KAFKA_SASL_USERNAME")
+            out["sasl.password"] = try e.requiredString("TW_KAFKA_SASL_PASSWORD")
+        }
+        return out
+    }
 
     /// This service's consumer group.
     public var consumerGroup: String { "\(self.groupPrefix)-\(self.serviceName)" }
@@ -49,7 +76,7 @@ public struct ServiceConfiguration: Sendable {
         self.kafka = KafkaClientConfiguration(
             bootstrapServers: e.string("TW_KAFKA_BROKERS", default: "127.0.0.1:9092"),
             clientID: "tokenwatch-\(serviceName)",
-            properties: try e.properties("TW_KAFKA_PROPERTIES"))
+            properties: try Self.kafkaSecurity(e).merging(try e.properties("TW_KAFKA_PROPERTIES")) { _, explicit in explicit })
         self.topics.raw = e.string("TW_TOPIC_RAW", default: self.topics.raw)
         self.topics.events = e.string("TW_TOPIC_EVENTS", default: self.topics.events)
         self.topics.deadLetters = e.string("TW_TOPIC_DLQ", default: self.topics.deadLetters)
@@ -62,8 +89,14 @@ public struct ServiceConfiguration: Sendable {
         }
         self.postgresPoolSize = try e.int("TW_POSTGRES_POOL_SIZE", default: 8, in: 1...200)
         self.redisURL = e.string("TW_REDIS_URL", default: self.redisURL)
-        guard self.redisURL.hasPrefix("redis://") else {
-            throw ConfigurationError(key: "TW_REDIS_URL", reason: "expected a redis:// URL")
+        guard self.redisURL.hasPrefix("redis://") || self.redisURL.hasPrefix("rediss://") else {
+            throw ConfigurationError(key: "TW_REDIS_URL", reason: "expected a redis:// or rediss:// URL")
+        }
+        self.redisTLS = RedisTLSConfiguration(
+            caFile: try e.readableFile("TW_REDIS_TLS_CA_FILE"), certificateFile: try e.readableFile("TW_REDIS_TLS_CERT_FILE"),
+            keyFile: try e.readableFile("TW_REDIS_TLS_KEY_FILE"), serverName: e.raw("TW_REDIS_TLS_SERVER_NAME"))
+        guard (self.redisTLS.certificateFile == nil) == (self.redisTLS.keyFile == nil) else {
+            throw ConfigurationError(key: "TW_REDIS_TLS_CERT_FILE", reason: "set TW_REDIS_TLS_CERT_FILE and TW_REDIS_TLS_KEY_FILE together")
         }
         self.redisPoolSize = try e.int("TW_REDIS_POOL_SIZE", default: 8, in: 1...200)
         self.shutdownTimeout = try e.duration("TW_SHUTDOWN_TIMEOUT", default: .seconds(25), in: .seconds(1) ... .seconds(600))

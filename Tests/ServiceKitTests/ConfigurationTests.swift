@@ -1,6 +1,7 @@
 import Events
 import Kafka
 import Logging
+import Redis
 import ServiceKit
 import Testing
 
@@ -41,7 +42,7 @@ struct ConfigurationTests {
         ("TW_LOG_LEVEL", "loud", "TW_LOG_LEVEL: expected one of trace, debug, info, notice, warning, error, critical, got 'loud'"),
         ("TW_LOG_FORMAT", "xml", "TW_LOG_FORMAT: expected one of text, json, got 'xml'"),
         ("TW_POSTGRES_URL", "mysql://x", "TW_POSTGRES_URL: expected a postgresql:// URI"),
-        ("TW_REDIS_URL", "http://x", "TW_REDIS_URL: expected a redis:// URL"),
+        ("TW_REDIS_URL", "http://x", "TW_REDIS_URL: expected a redis:// or rediss:// URL"),
         ("TW_POSTGRES_POOL_SIZE", "0", "TW_POSTGRES_POOL_SIZE: expected an integer in 1...200, got '0'"),
         ("TW_KAFKA_PROPERTIES", "novalue", "TW_KAFKA_PROPERTIES: expected key=value pairs separated by commas"),
         ("TW_SHUTDOWN_TIMEOUT", "soon", "TW_SHUTDOWN_TIMEOUT: expected a duration such as 500ms, 30s or 5m within 1.0 seconds...600.0 seconds, got 'soon'"),
@@ -66,5 +67,33 @@ struct ConfigurationTests {
         #expect(try e.duration("E", default: .seconds(1), in: .seconds(0) ... .seconds(1000)) == .seconds(45))
         #expect(try e.bool("MISSING", default: true))
         #expect(throws: ConfigurationError.self) { try e.requiredString("MISSING") }
+    }
+
+    @Test("Kafka TLS and SASL settings become librdkafka properties; a librdkafka client accepts them; errors never echo a secret")
+    func kafkaSecurity() throws {
+        let ca = "/etc/ssl/certs/ca-certificates.crt"
+        let c = try ServiceConfiguration(serviceName: "ingestor", defaultPort: 8081, environment: Environment([
+            "TW_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "TW_KAFKA_SSL_CA_FILE": ca, "TW_KAFKA_SASL_MECHANISM": "scram-sha-512",
+            "TW_KAFKA_SASL_USERNAME": "svc", "TW_KAFKA_SASL_PASSWORD": "s3cret-value",
+        ]))
+        #expect(c.kafka.properties["security.protocol"] == "sasl_ssl")
+        #expect(c.kafka.properties["ssl.ca.location"] == ca)
+        #expect(c.kafka.properties["sasl.mechanisms"] == "SCRAM-SHA-512")
+        #expect(c.kafka.properties["sasl.username"] == "svc" && c.kafka.properties["sasl.password"] == "s3cret-value")
+        // librdkafka (Debian's build has SSL and SASL) takes the configuration and loads the CA file.
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: c.kafka), logger: Logger(label: "config-test"))
+        _ = producer
+
+        #expect { try ServiceConfiguration(serviceName: "x", defaultPort: 1, environment: Environment(["TW_KAFKA_SECURITY_PROTOCOL": "sasl_ssl", "TW_KAFKA_SASL_USERNAME": "svc"])) } throws: {
+            "\($0)" == "TW_KAFKA_SASL_PASSWORD: is required"
+        }
+        #expect { try ServiceConfiguration(serviceName: "x", defaultPort: 1, environment: Environment(["TW_KAFKA_SSL_CA_FILE": "/nonexistent/ca.pem"])) } throws: {
+            "\($0)".hasPrefix("TW_KAFKA_SSL_CA_FILE: cannot read")
+        }
+        #expect { try ServiceConfiguration(serviceName: "x", defaultPort: 1, environment: Environment(["TW_KAFKA_SECURITY_PROTOCOL": "tls"])) } throws: {
+            "\($0)".hasPrefix("TW_KAFKA_SECURITY_PROTOCOL: expected one of")
+        }
+        let tls = try ServiceConfiguration(serviceName: "x", defaultPort: 1, environment: Environment(["TW_REDIS_URL": "rediss://:pw@cache:6380", "TW_REDIS_TLS_CA_FILE": ca]))
+        #expect(tls.redisTLS.caFile == ca)
     }
 }

@@ -60,3 +60,16 @@ public enum Subprocess {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     }
 }
+
+extension Subprocess {
+    /// Runs a command to completion and returns its exit status and combined output (for curl, openssl, ...).
+    public static func output(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let path = NSTemporaryDirectory() + "tw-out-\(UUID().uuidString.prefix(8))"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let pid = try self.spawn(arguments, environment: ProcessInfo.processInfo.environment, outputPath: path)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return (status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F), text)
+    }
+}
