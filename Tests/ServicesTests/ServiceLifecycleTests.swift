@@ -45,7 +45,7 @@ struct ServiceLifecycleTests {
 
     @Test("a bad configuration value stops the service at start with the key and the reason", arguments: [
         ("TW_HTTP_PORT", "eighty", "TW_HTTP_PORT: expected an integer in 1...65535, got 'eighty'"),
-        ("TW_REDIS_URL", "http://localhost", "TW_REDIS_URL: expected a redis:// URL"),
+        ("TW_REDIS_URL", "http://localhost", "TW_REDIS_URL: expected a redis:// or rediss:// URL"),
     ])
     func badConfiguration(key: String, value: String, message: String) throws {
         let process = try ServiceProcess("query", environment: [key: value])

@@ -9,13 +9,17 @@ public enum OpenAPIDocument {
         }
     }
 
-    public static let paths = ["/v1/events", "/v1/series", "/v1/breakdown", "/v1/anomalies", "/v1/admin/tenants", "/openapi.json", "/healthz", "/readyz", "/metrics"]
+    public static let paths = [
+        "/v1/events", "/v1/series", "/v1/breakdown", "/v1/anomalies", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
+        "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+        "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/readyz", "/metrics",
+    ]
 
     public static let json = """
         {
           "openapi": "3.1.0",
           "info": {"title": "Tokenwatch gateway", "version": "1.0.0",
-                   "description": "Ingest LLM call events; errors are application/problem+json (RFC 9457) with a stable type."},
+                   "description": "Ingest LLM call events and query their rollups. Errors are application/problem+json (RFC 9457) with a stable type. Tenant routes answer with RateLimit-Policy and RateLimit headers (draft-ietf-httpapi-ratelimit-headers); 429 carries Retry-After."},
           "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "tw_<key id>_<secret>"},
                                 "adminToken": {"type": "http", "scheme": "bearer", "description": "TW_ADMIN_TOKEN"}},
@@ -41,10 +45,36 @@ public enum OpenAPIDocument {
                 "errors": {"type": "array", "maxItems": 100, "items": {"type": "object", "properties": {
                   "index": {"type": "integer"}, "field": {"type": "string"}, "reason": {"type": "string"}}}}}},
               "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
-                "type": {"type": "string", "format": "uri"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}}}
+                "type": {"type": "string", "format": "uri"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}}},
+              "Limits": {"type": "object", "description": "null: the deployment's default; 0: unlimited", "properties": {
+                "events_per_second": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000000},
+                "requests_per_second": {"type": ["integer", "null"], "minimum": 0, "maximum": 1000000},
+                "monthly_event_quota": {"type": ["integer", "null"], "minimum": 0}}},
+              "Tenant": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "name": {"type": "string"}, "disabled": {"type": "boolean"},
+                "limits": {"$ref": "#/components/schemas/Limits"}, "created_at": {"type": "string", "format": "date-time"}}},
+              "Key": {"type": "object", "description": "A key as listed: never its secret", "properties": {"key_id": {"type": "string"}, "prefix": {"type": "string"},
+                "name": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string", "enum": ["ingest", "query", "admin"]}},
+                "created_at": {"type": "string"}, "expires_at": {"type": "string"}, "revoked_at": {"type": "string"}}},
+              "IssuedKey": {"type": "object", "description": "The only answer that holds a key's secret (api_key)", "properties": {
+                "tenant_id": {"type": "string"}, "key_id": {"type": "string"}, "api_key": {"type": "string"}, "name": {"type": "string"},
+                "scopes": {"type": "array", "items": {"type": "string"}}, "tenant": {"$ref": "#/components/schemas/Tenant"}}},
+              "NewKey": {"type": "object", "required": ["scopes"], "additionalProperties": false, "properties": {"name": {"type": "string", "maxLength": 200},
+                "scopes": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "string", "enum": ["ingest", "query", "admin"]}}}},
+              "Rotation": {"type": "object", "additionalProperties": false, "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 604800, "default": 0,
+                "description": "how long the old key keeps working"}}}
             },
             "responses": {
-              "Problem": {"description": "An error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+              "Problem": {"description": "An error", "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+              "RateLimited": {"description": "Over the tenant's rate limit (type rate_limited) or monthly quota (quota_exceeded)",
+                "headers": {"Retry-After": {"schema": {"type": "integer"}}, "RateLimit-Policy": {"schema": {"type": "string"}}, "RateLimit": {"schema": {"type": "string"}}},
+                "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}},
+              "Keys": {"description": "The tenant's keys, newest first", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "items": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}}}}},
+              "Issued": {"description": "Created; the key is shown only now", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IssuedKey"}}}}
+            },
+            "parameters": {
+              "tenant": {"name": "tenant_id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 64, "pattern": "^[A-Za-z0-9._-]+$"}},
+              "key": {"name": "key_id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}}
             }
           },
           "paths": {
@@ -58,7 +88,7 @@ public enum OpenAPIDocument {
                 "202": {"description": "Accepted: every valid event was acknowledged by the broker", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestResult"}}}},
                 "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"},
                 "403": {"$ref": "#/components/responses/Problem"}, "413": {"$ref": "#/components/responses/Problem"},
-                "415": {"$ref": "#/components/responses/Problem"},
+                "415": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"},
                 "503": {"description": "The broker did not acknowledge the batch; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}}}},
             "/v1/series": {"get": {
@@ -74,7 +104,8 @@ public enum OpenAPIDocument {
                 "headers": {"X-Tokenwatch-Source": {"schema": {"type": "string", "enum": ["read_model", "read_model+postgres", "postgres"]}}},
                 "content": {"application/json": {"schema": {"type": "object", "properties": {"metric": {"type": "string"}, "unit": {"type": "string"}, "step": {"type": "string"},
                   "from": {"type": "string"}, "to": {"type": "string"}, "points": {"type": "array", "items": {"type": "object", "properties": {"t": {"type": "string"}, "value": {"type": ["number", "null"]}}}}}}}}},
-                "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}}},
+                "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"},
+                "422": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"}}}},
             "/v1/breakdown": {"get": {
               "summary": "Totals and the top-N models or providers of the caller's tenant", "security": [{"apiKey": []}],
               "parameters": [
@@ -83,21 +114,61 @@ public enum OpenAPIDocument {
                 {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["cost", "requests", "tokens", "errors"], "default": "cost"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}}],
               "responses": {"200": {"description": "totals and items", "content": {"application/json": {"schema": {"type": "object"}}}},
-                "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}}},
+                "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"},
+                "422": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"}}}},
             "/v1/anomalies": {"get": {
               "summary": "Anomalies of the caller's tenant in a range", "security": [{"apiKey": []}],
               "parameters": [{"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
               "responses": {"200": {"description": "Newest first, at most 1000", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array"}}}}}},
-                "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}}}},
-            "/v1/admin/tenants": {"post": {
-              "summary": "Create a tenant and its first API key", "security": [{"adminToken": []}],
-              "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["tenant_id"],
-                "properties": {"tenant_id": {"type": "string", "maxLength": 64}, "name": {"type": "string"}}}}}},
-              "responses": {
-                "201": {"description": "Created; the key is shown only once", "content": {"application/json": {"schema": {"type": "object",
-                  "properties": {"tenant_id": {"type": "string"}, "api_key": {"type": "string"}}}}}},
-                "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"},
-                "404": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}},
+                "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"}}}},
+            "/v1/tenant": {"get": {"summary": "The caller's tenant: limits and events counted against this month's quota", "security": [{"apiKey": []}],
+              "responses": {"200": {"description": "tenant and events_this_month", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                "tenant": {"$ref": "#/components/schemas/Tenant"}, "events_this_month": {"type": ["integer", "null"]}}}}}},
+                "401": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"}}}},
+            "/v1/keys": {
+              "get": {"summary": "The caller's tenant's keys (admin scope)", "security": [{"apiKey": []}],
+                "responses": {"200": {"$ref": "#/components/responses/Keys"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}},
+              "post": {"summary": "Create a key for the caller's tenant (admin scope)", "security": [{"apiKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewKey"}}}},
+                "responses": {"201": {"$ref": "#/components/responses/Issued"}, "400": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/keys/{key_id}": {"parameters": [{"$ref": "#/components/parameters/key"}],
+              "delete": {"summary": "Revoke a key of the caller's tenant (admin scope); it stops working at once", "security": [{"apiKey": []}],
+                "responses": {"204": {"description": "Revoked"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/keys/{key_id}/rotate": {"parameters": [{"$ref": "#/components/parameters/key"}],
+              "post": {"summary": "Replace a key by a new one with the same name and scopes (admin scope)", "security": [{"apiKey": []}],
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rotation"}}}},
+                "responses": {"201": {"$ref": "#/components/responses/Issued"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/admin/tenants": {
+              "post": {"summary": "Create a tenant and its first API key (scopes ingest, query)", "security": [{"adminToken": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["tenant_id"], "additionalProperties": false,
+                  "properties": {"tenant_id": {"type": "string", "maxLength": 64}, "name": {"type": "string", "maxLength": 200}, "limits": {"$ref": "#/components/schemas/Limits"}}}}}},
+                "responses": {"201": {"$ref": "#/components/responses/Issued"},
+                  "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"},
+                  "404": {"description": "The admin API is disabled (no TW_ADMIN_TOKEN)"}, "409": {"$ref": "#/components/responses/Problem"}}},
+              "get": {"summary": "Tenants in id order", "security": [{"adminToken": []}],
+                "parameters": [{"name": "after", "in": "query", "schema": {"type": "string"}}, {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 100}}],
+                "responses": {"200": {"description": "A page; next_after is set when there may be more", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                  "items": {"type": "array", "items": {"$ref": "#/components/schemas/Tenant"}}, "next_after": {"type": ["string", "null"]}}}}}},
+                  "401": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/admin/tenants/{tenant_id}": {"parameters": [{"$ref": "#/components/parameters/tenant"}],
+              "get": {"summary": "One tenant", "security": [{"adminToken": []}],
+                "responses": {"200": {"description": "The tenant", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Tenant"}}}}, "404": {"$ref": "#/components/responses/Problem"}}},
+              "patch": {"summary": "Rename, disable or enable a tenant, or change its limits; applies at once", "security": [{"adminToken": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
+                  "name": {"type": "string"}, "disabled": {"type": "boolean"}, "limits": {"$ref": "#/components/schemas/Limits"}}}}}},
+                "responses": {"200": {"description": "The tenant as it now is", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Tenant"}}}},
+                  "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/admin/tenants/{tenant_id}/keys": {"parameters": [{"$ref": "#/components/parameters/tenant"}],
+              "get": {"summary": "A tenant's keys", "security": [{"adminToken": []}], "responses": {"200": {"$ref": "#/components/responses/Keys"}}},
+              "post": {"summary": "Create a key for a tenant", "security": [{"adminToken": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewKey"}}}},
+                "responses": {"201": {"$ref": "#/components/responses/Issued"}, "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/admin/tenants/{tenant_id}/keys/{key_id}": {"parameters": [{"$ref": "#/components/parameters/tenant"}, {"$ref": "#/components/parameters/key"}],
+              "delete": {"summary": "Revoke a key", "security": [{"adminToken": []}], "responses": {"204": {"description": "Revoked"}, "404": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate": {"parameters": [{"$ref": "#/components/parameters/tenant"}, {"$ref": "#/components/parameters/key"}],
+              "post": {"summary": "Rotate a key", "security": [{"adminToken": []}],
+                "requestBody": {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rotation"}}}},
+                "responses": {"201": {"$ref": "#/components/responses/Issued"}, "404": {"$ref": "#/components/responses/Problem"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "The process runs"}}}},
             "/readyz": {"get": {"summary": "Readiness", "responses": {"200": {"description": "Dependencies reachable"}, "503": {"description": "Not ready or draining"}}}},
