@@ -14,7 +14,7 @@ STACK        = bash $(ROOT)/deploy/stack.sh
 FUZZ_STATE  := $(ROOT)/.state/fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: help install build run stop status test bench fuzz fuzz-merge clean
+.PHONY: help install build run stop status test bench eval fuzz fuzz-merge clean
 
 help:
 	@echo "make run     install, build, start Postgres/Redis/broker and the five services with demo traffic"
@@ -22,6 +22,7 @@ help:
 	@echo "make status  what is running"
 	@echo "make test    install, build, start a test stack, run every test, stop the stack"
 	@echo "make bench   benchmarks (figures printed, not asserted)"
+	@echo "make eval    detector accuracy on the seeded labelled corpus, against two baselines"
 	@echo "make fuzz    libFuzzer on the event decoder and batch reader for FUZZ_SECONDS (default 60)"
 
 install:
@@ -100,6 +101,16 @@ bench: install
 	echo "== pipeline and queries (release builds of gateway, ingestor, aggregator, query)"; \
 	bash deploy/bench/pipeline.sh "$$(dirname $$bench)" $(BENCH_STATE) || rc=1; \
 	TW_STATE_DIR=$(BENCH_STATE) $(STACK) stop; exit $$rc
+
+# MARK: - eval
+
+# The detectors' accuracy (release build): precision, recall, F1 and delay per anomaly kind on the corpus generated
+# from EVAL_SEED, against a static threshold and a plain z-score; --check fails unless the targets are met.
+EVAL_SEED   ?= 42
+EVAL_SERIES ?= 300
+eval: install
+	swift build -c release --product detector
+	$$(swift build -c release --show-bin-path)/detector eval --seed $(EVAL_SEED) --series $(EVAL_SERIES) --days 7 --check
 
 # MARK: - fuzz
 

@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
@@ -120,7 +121,19 @@ let package = Package(
         .executableTarget(
             name: "Aggregator", dependencies: ["AggregatorCore", "ServiceKit", "Events", "Kafka", "Postgres", .product(name: "Logging", package: "swift-log")],
             path: "Services/Aggregator/Main", swiftSettings: swiftSettings),
-        .executableTarget(name: "Detector", dependencies: ["ServiceKit", "Events"], path: "Services/Detector", swiftSettings: swiftSettings),
+        .target(
+            name: "DetectorCore", dependencies: ["ServiceKit", "Events", "Rollups", "Codecs", "Kafka", "Postgres",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Services/Detector/Core", swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Detector", dependencies: ["DetectorCore", "ServiceKit", "Events", "Rollups", "Kafka", "Postgres",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Services/Detector/Main", swiftSettings: swiftSettings),
         .target(
             name: "QueryCore", dependencies: ["ServiceKit", "Events", "Rollups", "Kafka", "Redis", "Postgres",
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -167,6 +180,7 @@ let package = Package(
             path: "Tests/GatewayTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "ServicesTests", dependencies: ["TestSupport", "Kafka", "Postgres", "Events", "Rollups", "ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Tests/ServicesTests", swiftSettings: swiftSettings),
+        .testTarget(name: "DetectorTests", dependencies: ["DetectorCore", "Rollups"], path: "Tests/DetectorTests", swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], path: "Tests/PostgresTests", swiftSettings: swiftSettings),
     ]
 )

@@ -121,6 +121,22 @@ public enum TokenwatchSchema {
             END $$;
             \(tenantTables.map(rowLevelSecurity).joined(separator: "\n"))
             """),
+        PostgresMigration(version: 6, name: "detector_settings", sql: """
+            -- Per-tenant detector settings, edited through the gateway (as tokenwatch_tenant, under row-level
+            -- security) and read by the detector. muted: [{"provider"?, "model"?, "metric"?}].
+            CREATE TABLE detector_settings (
+                tenant_id text PRIMARY KEY REFERENCES tenants (tenant_id),
+                sensitivity double precision NOT NULL DEFAULT 1 CHECK (sensitivity >= 0.25 AND sensitivity <= 4),
+                muted jsonb NOT NULL DEFAULT '[]',
+                updated_at timestamptz NOT NULL DEFAULT now()
+            );
+            GRANT SELECT, INSERT, UPDATE ON detector_settings TO tokenwatch_tenant;
+            ALTER TABLE detector_settings ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_isolation ON detector_settings TO tokenwatch_tenant
+                USING (tenant_id = current_setting('tokenwatch.tenant_id'))
+                WITH CHECK (tenant_id = current_setting('tokenwatch.tenant_id'));
+            CREATE INDEX anomalies_tenant_updated ON anomalies (tenant_id, updated_at);
+            """),
     ]
 }
 

@@ -56,6 +56,7 @@ public struct QueryProjector: Sendable {
         try await self.postgres.query("""
             INSERT INTO anomalies (tenant_id, anomaly_id, window_start, body) VALUES (\(tenant), \(id), \(start.rfc3339)::timestamptz, \(body)::jsonb)
             ON CONFLICT (tenant_id, anomaly_id) DO UPDATE SET body = EXCLUDED.body, window_start = EXCLUDED.window_start, updated_at = now()
+            WHERE coalesce((anomalies.body->>'revision')::bigint, 0) <= coalesce((EXCLUDED.body->>'revision')::bigint, 0)
             """)
         self.anomalies.increment()
     }

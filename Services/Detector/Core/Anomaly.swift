@@ -1,0 +1,84 @@
+import Codecs
+import Events
+import Foundation
+import Rollups
+
+/// One anomaly as published on llm.anomalies.v1: an ongoing deviation of one metric of one series, from its first
+/// anomalous window to its last. It is published when it opens, when its severity rises, and when it resolves, always
+/// under the same deterministic id, so consumers upsert it.
+public struct Anomaly: Sendable, Equatable {
+    public enum Status: String, Sendable { case ongoing, resolved }
+
+    public var series: SeriesKey
+    public var metric: DetectorMetric
+    /// First anomalous window's start and the last anomalous window's end (microseconds).
+    public var start: Int64
+    public var end: Int64
+    public var status: Status
+    public var severity: Severity
+    public var detector: DetectorKind
+    /// Multiples of the alert threshold at the peak (>= 1).
+    public var score: Double
+    /// At the peak window: what was seen and what the baseline expected, with the range it considers normal.
+    public var peakWindow: Int64
+    public var observed: Double
+    public var expected: Double
+    public var expectedLow: Double
+    public var expectedHigh: Double
+    /// Bumped on every publication of this anomaly; consumers keep the highest.
+    public var revision: Int
+
+    /// sha256(tenant, provider, model, metric, start), hex, 32 characters: the same anomaly gets the same id on every
+    /// replica, after every restart and replay.
+    public var id: String {
+        let text = "\(self.series.tenant)\u{0}\(self.series.provider)\u{0}\(self.series.model)\u{0}\(self.metric.name)\u{0}\(self.start)"
+        return String(Digest.hex(Digest.sha256(text)).prefix(32))
+    }
+
+    /// One sentence a person can act on.
+    public var explanation: String {
+        let subject = self.series.isTotal ? "all traffic" : "\(self.series.provider)/\(self.series.model)"
+        let m = self.metric
+        let seen = Self.format(self.observed, m), usual = Self.format(self.expected, m)
+        let range = "\(Self.format(self.expectedLow, m))–\(Self.format(self.expectedHigh, m))"
+        switch self.detector {
+        case .errorBurst:
+            return "Error burst on \(subject): \(seen) of requests failed against a usual \(usual)."
+        case .levelShift:
+            return "The \(m.phrase) of \(subject) shifted to \(seen) and stayed there; it was \(usual) (normal \(range))."
+        case .seasonal:
+            return "The \(m.phrase) of \(subject) was \(seen), far from the \(usual) usual at this hour of the day (normal \(range))."
+        case .spike:
+            let ratio = self.expected > 0 ? self.observed / self.expected : 0
+            let factor = ratio >= 1.5 || (ratio > 0 && ratio <= 0.67) ? " (\(ratio >= 1 ? String(format: "%.1fx", ratio) : String(format: "%.0f%% of", ratio * 100)) its usual \(usual))" : " (usual \(usual))"
+            return "The \(m.phrase) of \(subject) was \(seen)\(factor), outside the normal \(range)."
+        }
+    }
+
+    static func format(_ value: Double, _ metric: DetectorMetric) -> String {
+        switch metric {
+        case .errorRate: return String(format: "%.1f%%", value * 100)
+        case .costPerRequest: return value < 0.01 ? String(format: "$%.5f", value) : String(format: "$%.3f", value)
+        case .requestRate: return String(format: "%.0f requests/min", value)
+        case .outputTokensPerRequest: return String(format: "%.0f tokens", value)
+        case .latencyP95, .timeToFirstTokenP95: return value >= 10_000 ? String(format: "%.1f s", value / 1000) : String(format: "%.0f ms", value)
+        }
+    }
+
+    /// The JSON published on llm.anomalies.v1 (and stored by the query service, served by the gateway).
+    public func jsonBytes() -> [UInt8] {
+        func ts(_ us: Int64) -> String { jsonStringLiteral(EventTimestamp(microsecondsSinceEpoch: us).rfc3339) }
+        func num(_ d: Double) -> String { d.isFinite ? String(format: "%.6g", d) : "null" }
+        let fields: [(String, String)] = [
+            ("anomaly_id", jsonStringLiteral(self.id)), ("tenant_id", jsonStringLiteral(self.series.tenant)),
+            ("provider", jsonStringLiteral(self.series.provider)), ("model", jsonStringLiteral(self.series.model)),
+            ("metric", jsonStringLiteral(self.metric.name)), ("window_start", ts(self.start)), ("window_end", ts(self.end)),
+            ("peak_window", ts(self.peakWindow)), ("status", jsonStringLiteral(self.status.rawValue)),
+            ("severity", jsonStringLiteral(self.severity.name)), ("detector", jsonStringLiteral(self.detector.name)),
+            ("score", num(self.score)), ("observed", num(self.observed)), ("expected", num(self.expected)),
+            ("expected_low", num(self.expectedLow)), ("expected_high", num(self.expectedHigh)), ("unit", jsonStringLiteral(self.metric.unit)),
+            ("explanation", jsonStringLiteral(self.explanation)), ("revision", String(self.revision)),
+        ]
+        return Array(("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}").utf8)
+    }
+}

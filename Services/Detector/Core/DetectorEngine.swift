@@ -1,0 +1,191 @@
+import Kafka
+import Logging
+import Metrics
+import Rollups
+import Synchronization
+
+/// A tenant's detector settings (Postgres `detector_settings`, edited through the gateway).
+public struct TenantDetectorSettings: Sendable, Equatable {
+    /// A muted series or metric: every member given must match; nil matches anything.
+    public struct MuteRule: Sendable, Equatable, Codable {
+        public var provider: String?
+        public var model: String?
+        public var metric: String?
+
+        public init(provider: String? = nil, model: String? = nil, metric: String? = nil) {
+            self.provider = provider
+            self.model = model
+            self.metric = metric
+        }
+    }
+
+    /// 0.25 (only large deviations) ... 4 (small ones too). Default: 1.
+    public var sensitivity: Double = 1
+    public var muted: [MuteRule] = []
+
+    public init(sensitivity: Double = 1, muted: [MuteRule] = []) {
+        self.sensitivity = sensitivity
+        self.muted = muted
+    }
+
+    public func mask(for series: SeriesKey) -> MetricMask {
+        var mask = MetricMask.none
+        for rule in self.muted {
+            if let p = rule.provider, p != series.provider { continue }
+            if let m = rule.model, m != series.model { continue }
+            if let name = rule.metric {
+                if let metric = DetectorMetric(name: name) { mask.bits |= MetricMask([metric]).bits }
+            } else {
+                return .all
+            }
+        }
+        return mask
+    }
+}
+
+/// Where past windows come from when a series' state must be rebuilt (after a restart or a rebalance).
+public protocol DetectorHistory: Sendable {
+    /// For each series: hourly request totals of the `seasonalDays` days before `replayStart`, and the 1-minute
+    /// windows in [replayStart, before), both in time order.
+    func load(_ requests: [HistoryRequest]) async throws -> [SeriesKey: SeriesHistory]
+}
+
+public struct HistoryRequest: Sendable, Hashable {
+    public var series: SeriesKey
+    /// Start of the first window not to load (the one about to be scored).
+    public var before: Int64
+    /// Start of the minute replay (hour-aligned, so the hour-of-day profile gets whole hours).
+    public var replayStart: Int64
+    public var seasonalStart: Int64
+}
+
+public struct SeriesHistory: Sendable {
+    public var hours: [(start: Int64, requests: Double)] = []
+    public var minutes: [WindowObservation] = []
+
+    public init(hours: [(start: Int64, requests: Double)] = [], minutes: [WindowObservation] = []) {
+        self.hours = hours
+        self.minutes = minutes
+    }
+}
+
+/// Scores every series of the partitions this replica owns. State lives in memory; a series seen for the first time
+/// (after a start, a restart or a rebalance) is first rebuilt from its history, so the decisions do not depend on
+/// which replica scores it or whether it restarted: the rebuilt state equals the one kept all along (up to the
+/// baseline's forgotten tail, below a millionth after the replayed hours).
+public final class DetectorEngine: Sendable {
+    struct State {
+        var series: [SeriesKey: SeriesDetector] = [:]
+        var settings: [String: TenantDetectorSettings] = [:]
+    }
+
+    public let parameters: DetectorParameters
+    let history: (any DetectorHistory)?
+    /// Hours of 1-minute windows replayed on a rebuild.
+    public let replayHours: Int
+    let logger: Logger
+    private let state = Mutex(State())
+    private let scored = Counter(label: "tw_detector_windows_total")
+    private let ignored = Counter(label: "tw_detector_ignored_windows_total")
+    private let rebuilt = Counter(label: "tw_detector_rebuilt_series_total")
+    private let seriesGauge = Gauge(label: "tw_detector_series")
+
+    public init(parameters: DetectorParameters = .default, history: (any DetectorHistory)?, replayHours: Int = 6, logger: Logger) {
+        self.parameters = parameters
+        self.history = history
+        self.replayHours = replayHours
+        self.logger = logger
+    }
+
+    public var seriesCount: Int { self.state.withLock { $0.series.count } }
+
+    public func updateSettings(_ settings: [String: TenantDetectorSettings]) {
+        self.state.withLock { $0.settings = settings }
+    }
+
+    func parameters(for tenant: String, in state: State) -> (DetectorParameters, TenantDetectorSettings?) {
+        guard let settings = state.settings[tenant] else { return (self.parameters, nil) }
+        var p = self.parameters
+        p.sensitivity = settings.sensitivity
+        return (p, settings)
+    }
+
+    /// Scores the windows of a batch in order; returns what to publish.
+    public func process(_ windows: [(record: RollupRecord, partition: Int32)]) async throws -> [Anomaly] {
+        let minute = windows.filter { $0.record.granularity == .minute }
+        try await self.rebuildUnseen(minute)
+        var out: [Anomaly] = []
+        self.state.withLock { state in
+            for (record, partition) in minute {
+                let series = record.key.series
+                let (p, settings) = self.parameters(for: series.tenant, in: state)
+                let mask = settings?.mask(for: series) ?? .none
+                var detector = state.series.removeValue(forKey: series) ?? SeriesDetector(parameters: self.parameters)
+                // A correction of a window already scored: rollups count it, the detector scored the window once.
+                if record.key.windowStart <= detector.lastWindow { self.ignored.increment() }
+                out += detector.observe(WindowObservation(record), series: series, parameters: p, muted: mask)
+                detector.partition = partition
+                state.series[series] = detector
+            }
+            self.seriesGauge.record(state.series.count)
+        }
+        self.scored.increment(by: minute.count)
+        return out
+    }
+
+    /// Rebuilds the series of `windows` this replica has no state for, from history before their first window here.
+    func rebuildUnseen(_ windows: [(record: RollupRecord, partition: Int32)]) async throws {
+        guard let history else { return }
+        var requests: [SeriesKey: HistoryRequest] = [:]
+        self.state.withLock { state in
+            for (record, _) in windows where state.series[record.key.series] == nil && requests[record.key.series] == nil {
+                let before = record.key.windowStart
+                let replayStart = Self.hourStart(before - Int64(self.replayHours) * 3_600_000_000)
+                requests[record.key.series] = HistoryRequest(
+                    series: record.key.series, before: before, replayStart: replayStart,
+                    seasonalStart: replayStart - Int64(self.parameters.seasonalDays) * 86_400_000_000)
+            }
+        }
+        guard !requests.isEmpty else { return }
+        let loaded = try await history.load(Array(requests.values))
+        self.state.withLock { state in
+            for (series, request) in requests where state.series[series] == nil {
+                var detector = SeriesDetector(parameters: self.parameters)
+                let (p, _) = self.parameters(for: series.tenant, in: state)
+                if let past = loaded[series] {
+                    for hour in past.hours where hour.start < request.replayStart {
+                        detector.learnHour(hourStart: hour.start, requests: hour.requests, windowsPerHour: 60)
+                    }
+                    for window in past.minutes where window.windowStart < request.before {
+                        detector.learn(window, series: series, parameters: p)
+                    }
+                }
+                state.series[series] = detector
+            }
+        }
+        self.rebuilt.increment(by: requests.count)
+    }
+
+    /// Forgets the series of partitions this replica no longer owns (their new owner rebuilds them).
+    public func revoke(partitions: Set<Int32>) {
+        self.state.withLock { state in
+            state.series = state.series.filter { !partitions.contains($0.value.partition) }
+            self.seriesGauge.record(state.series.count)
+        }
+    }
+
+    static func hourStart(_ t: Int64) -> Int64 { SeasonalProfile.hour(of: t) * 3_600_000_000 }
+}
+
+/// Drops the revoked partitions' series.
+public struct DetectorRebalanceHandler: KafkaRebalanceHandler {
+    let engine: DetectorEngine
+
+    public init(engine: DetectorEngine) { self.engine = engine }
+
+    public func partitionsAssigned(_ partitions: [KafkaTopicPartition]) async throws -> [KafkaTopicPartition: KafkaOffset] { [:] }
+
+    public func partitionsRevoked(_ partitions: [KafkaTopicPartition], lost: Bool) async {
+        self.engine.revoke(partitions: Set(partitions.map { Int32($0.partition) }))
+    }
+}

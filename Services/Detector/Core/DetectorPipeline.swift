@@ -1,0 +1,75 @@
+import Events
+import Kafka
+import Logging
+import Metrics
+import Postgres
+import Rollups
+import ServiceLifecycle
+
+/// The detector's work on one batch of llm.rollups.v1: score the windows, publish the anomalies (keyed by tenant)
+/// and only then let the offsets be committed. A replayed batch yields the same anomalies under the same ids
+/// (upserts downstream), so a crash between publishing and committing only repeats them.
+public struct DetectorPipeline: Sendable {
+    let engine: DetectorEngine
+    let producer: KafkaProducer
+    let topics: Topics
+    let logger: Logger
+    private let published = Counter(label: "tw_detector_anomalies_total")
+    private let malformed = Counter(label: "tw_detector_malformed_messages_total")
+
+    public init(engine: DetectorEngine, producer: KafkaProducer, topics: Topics, logger: Logger) {
+        self.engine = engine
+        self.producer = producer
+        self.topics = topics
+        self.logger = logger
+    }
+
+    public func process(_ batch: [KafkaMessage]) async throws -> [Anomaly] {
+        var windows: [(record: RollupRecord, partition: Int32)] = []
+        windows.reserveCapacity(batch.count)
+        for message in batch {
+            do {
+                windows.append((try RollupRecord(json: message.value), Int32(message.partition)))
+            } catch {
+                self.malformed.increment()
+                self.logger.warning("Unreadable rollup skipped", metadata: ["kafka.partition": "\(message.partition)", "kafka.offset": "\(message.offset)", "error": "\(error)"])
+            }
+        }
+        let anomalies = try await self.engine.process(windows)
+        try await self.producer.sendAll(anomalies.map {
+            KafkaProducerMessage(topic: self.topics.anomalies, key: Array($0.series.tenant.utf8), value: $0.jsonBytes())
+        })
+        self.published.increment(by: anomalies.count)
+        return anomalies
+    }
+}
+
+/// Reloads the tenants' detector settings every `interval`.
+public struct DetectorSettingsRefresher: Service {
+    let postgres: PostgresClient
+    let engine: DetectorEngine
+    let interval: Duration
+    let logger: Logger
+
+    public init(postgres: PostgresClient, engine: DetectorEngine, interval: Duration, logger: Logger) {
+        self.postgres = postgres
+        self.engine = engine
+        self.interval = interval
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        while true {
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
+            } catch {
+                return
+            }
+            do {
+                self.engine.updateSettings(try await DetectorSettingsStore.load(from: self.postgres))
+            } catch {
+                self.logger.warning("Detector settings reload failed; keeping the previous ones", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}

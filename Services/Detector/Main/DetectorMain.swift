@@ -1,0 +1,174 @@
+import ArgumentParser
+import DetectorCore
+import Events
+import Foundation
+import Kafka
+import Logging
+import Postgres
+import Rollups
+import ServiceKit
+
+/// The detector: scores every closed window of every series on llm.rollups.v1 and publishes anomalies on
+/// llm.anomalies.v1. `detector backtest` and `detector eval` run the same detectors offline.
+@main
+struct DetectorCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "detector",
+        abstract: "Tokenwatch anomaly detector.",
+        subcommands: [Serve.self, BacktestCommand.self, EvalCommand.self],
+        defaultSubcommand: Serve.self)
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the service (configured by TW_* environment variables).")
+
+    func run() async throws {
+        await ServiceRunner.main(service: "detector", defaultPort: 8083) { runtime in
+            let settings = try DetectorSettings(environment: Environment())
+            var parameters = DetectorParameters.default
+            parameters.warmupWindows = settings.warmupWindows
+            let postgres = try await connectPostgres(runtime)
+            let producer = try runtime.makeProducer()
+            let engine = DetectorEngine(parameters: parameters, history: PostgresDetectorHistory(postgres: postgres), replayHours: settings.replayHours, logger: runtime.logger)
+            engine.updateSettings(try await DetectorSettingsStore.load(from: postgres))
+            let consumer = try runtime.makeConsumer(group: runtime.configuration.consumerGroup, rebalanceHandler: DetectorRebalanceHandler(engine: engine))
+            let pipeline = DetectorPipeline(engine: engine, producer: producer, topics: runtime.configuration.topics, logger: runtime.logger)
+            let logger = runtime.logger
+            let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics.rollups], logger: logger, batchSize: settings.batchSize) { batch in
+                _ = try await pipeline.process(batch)
+                do {
+                    try await consumer.commit(batch.nextOffsets)
+                } catch {
+                    // Published anomalies are upserts by id: a replay after a failed commit repeats them harmlessly.
+                    logger.warning("Offset commit failed; the batch will be replayed", metadata: ["error": "\(error)"])
+                }
+            }
+            return ServiceParts(
+                services: [producer, DetectorSettingsRefresher(postgres: postgres, engine: engine, interval: settings.settingsRefresh, logger: logger), loop],
+                readinessChecks: .dependencies(kafka: { await producer.brokersReachable() }, postgres: postgres))
+        }
+    }
+}
+
+struct BacktestCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backtest",
+        abstract: "Print the anomalies the detectors would have raised over a history (JSON lines, then a summary line).",
+        discussion: """
+            Either a CSV file (timestamp,value[,requests]; RFC 3339 or Unix-seconds timestamps; any regular interval) for
+            one metric, or a tenant's stored 1-minute rollups (TW_POSTGRES_URL). Same detectors and parameters as the
+            service; for a tenant, its stored sensitivity and muted series unless --sensitivity is given.
+            """)
+
+    @Option(help: "CSV file of one series.") var csv: String?
+    @Option(help: "Metric of the CSV: \(DetectorMetric.allCases.map(\.name).joined(separator: ", ")).") var metric = "request_rate"
+    @Option(help: "Tenant whose stored rollups to replay.") var tenant: String?
+    @Option(help: "Only this provider (with --tenant).") var provider: String?
+    @Option(help: "Only this model (with --tenant).") var model: String?
+    @Option(help: "Start (RFC 3339; with --tenant; default: 7 days before --to).") var from: String?
+    @Option(help: "End (RFC 3339; with --tenant; default: now).") var to: String?
+    @Option(help: "Sensitivity, 0.25...4 (default: the tenant's, or 1).") var sensitivity: Double?
+    @Option(help: "Windows before a series may alert.") var warmup: Int?
+
+    func validate() throws {
+        guard (self.csv == nil) != (self.tenant == nil) else { throw ValidationError("give either --csv or --tenant") }
+        if let s = self.sensitivity, !(0.25...4).contains(s) { throw ValidationError("--sensitivity must be within 0.25...4") }
+        guard DetectorMetric(name: self.metric) != nil else { throw ValidationError("--metric must be one of \(DetectorMetric.allCases.map(\.name).joined(separator: ", "))") }
+    }
+
+    func run() async throws {
+        var parameters = DetectorParameters.default
+        if let warmup { parameters.warmupWindows = warmup }
+        var runs: [(SeriesKey, [WindowObservation], Int64, MetricMask)] = []
+        if let csv {
+            let text = try String(contentsOfFile: csv, encoding: .utf8)
+            let (interval, rows) = try Backtest.parseCSV(text)
+            let metric = DetectorMetric(name: self.metric)!
+            let observations = try Backtest.observations(rows, metric: metric, interval: interval)
+            var muted = MetricMask.all
+            muted.bits &= ~MetricMask([metric]).bits
+            parameters.sensitivity = self.sensitivity ?? 1
+            runs.append((SeriesKey(tenant: "csv", provider: "", model: URL(fileURLWithPath: csv).lastPathComponent), observations, interval, muted))
+        } else if let tenant {
+            let url = ProcessInfo.processInfo.environment["TW_POSTGRES_URL"] ?? "postgresql://tokenwatch@127.0.0.1:5432/tokenwatch"
+            var logger = Logger(label: "backtest")
+            logger.logLevel = .warning
+            let postgres = PostgresClient(configuration: PostgresConfiguration(url: url), logger: logger)
+            defer { Task { await postgres.close() } }
+            let end = try self.to.map { try Self.time($0, "--to") } ?? EventTimestamp.now().microsecondsSinceEpoch
+            let start = try self.from.map { try Self.time($0, "--from") } ?? end - 7 * 86_400_000_000
+            guard start < end, end - start <= 92 * 86_400_000_000 else { throw ValidationError("--from must be before --to, at most 92 days") }
+            let settings = try await DetectorSettingsStore.load(from: postgres)[tenant]
+            parameters.sensitivity = self.sensitivity ?? settings?.sensitivity ?? 1
+            var query = PostgresQuery(
+                sql: "SELECT \(RollupStore.selectColumns) FROM rollups_1m WHERE tenant_id = $1 AND window_start >= $2::timestamptz AND window_start < $3::timestamptz",
+                parameters: [tenant, EventTimestamp(microsecondsSinceEpoch: start).rfc3339, EventTimestamp(microsecondsSinceEpoch: end).rfc3339])
+            if let provider { query.parameters.append(provider); query.sql += " AND provider = $\(query.parameters.count)" }
+            if let model { query.parameters.append(model); query.sql += " AND model = $\(query.parameters.count)" }
+            query.sql += " ORDER BY window_start"
+            var bySeries: [SeriesKey: [WindowObservation]] = [:]
+            for row in try await postgres.query(query) {
+                let record = try RollupStore.record(row, granularity: .minute)
+                bySeries[record.key.series, default: []].append(WindowObservation(record))
+            }
+            for (series, observations) in bySeries.sorted(by: { $0.key < $1.key }) {
+                runs.append((series, observations, 60_000_000, settings?.mask(for: series) ?? .none))
+            }
+        }
+        var all: [Anomaly] = []
+        var windows = 0
+        var interval: Int64 = 60_000_000
+        for (series, observations, step, muted) in runs {
+            let result = Backtest.run(series: series, observations: observations, parameters: parameters, muted: muted)
+            for anomaly in result.anomalies { print(String(decoding: anomaly.jsonBytes(), as: UTF8.self)) }
+            all += result.anomalies
+            windows += observations.count
+            interval = step
+        }
+        print(Backtest.summary(windows: windows, interval: interval, anomalies: all))
+    }
+
+    static func time(_ text: String, _ name: String) throws -> Int64 {
+        guard let t = EventTimestamp(rfc3339: text) else { throw ValidationError("\(name) must be an RFC 3339 date-time") }
+        return t.microsecondsSinceEpoch
+    }
+}
+
+struct EvalCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "eval",
+        abstract: "Generate the labelled corpus and report precision, recall, F1 and delay against two baselines.")
+
+    @Option(help: "Corpus seed.") var seed: UInt64 = 42
+    @Option(help: "Series in the corpus.") var series = 300
+    @Option(help: "Days per series.") var days = 7
+    @Flag(help: "Print each missed anomaly and each false alert.") var verbose = false
+    @Option(help: "Trace one series' request-rate baseline: INDEX:FROM:TO (window indexes).") var trace: String?
+    @Flag(help: "Exit 1 unless F1 >= 0.9 overall, >= 0.8 per kind, and < 1 false alert per series-week.") var check = false
+
+    func run() async throws {
+        let started = ContinuousClock.now
+        let corpus = Evaluation.corpus(seed: self.seed, count: self.series, days: self.days)
+        if let trace {
+            let parts = trace.split(separator: ":").compactMap { Int($0) }
+            guard parts.count == 3 else { throw ValidationError("--trace INDEX:FROM:TO") }
+            Evaluation.trace(corpus[parts[0]], from: parts[1], to: parts[2])
+            return
+        }
+        let generated = ContinuousClock.now
+        let ours = Evaluation.detectors(corpus, days: self.days, verbose: self.verbose)
+        let scored = ContinuousClock.now
+        let reports = [ours, Evaluation.zScore(corpus, days: self.days), Evaluation.staticThreshold(corpus, days: self.days)]
+        print(Evaluation.markdown(reports, seed: self.seed, series: self.series, days: self.days))
+        let windows = corpus.reduce(0) { $0 + $1.observations.count }
+        print("corpus generated in \(generated - started); \(windows) series-windows scored by the detectors in \(scored - generated)")
+        if self.check {
+            let kindsOK = ours.byKind.values.allSatisfy { $0.f1 >= 0.8 }
+            guard ours.overall.f1 >= 0.9, kindsOK, ours.falseAlertsPerSeriesWeek < 1 else {
+                print("targets missed")
+                throw ExitCode(1)
+            }
+            print("targets met")
+        }
+    }
+}
