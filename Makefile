@@ -95,6 +95,7 @@ bench: install
 	@set -a; . $(BENCH_STATE)/stack.env; set +a; rc=0; bench=$$(swift build -c release --show-bin-path)/tokenwatch-bench; \
 	python3 deploy/broker-ctl.py "$$TW_KAFKA_MOCK_CONTROL" "CREATE bench.c 32" "CREATE bench.swift 32" || rc=1; \
 	echo "== decode"; $$bench decode || rc=1; \
+	echo "== detector"; $$bench detect || rc=1; \
 	echo "== produce (300-byte messages)"; \
 	c=$$(for i in 1 2 3; do $(BENCH_STATE)/produce_loop "$$TW_KAFKA_BROKERS" bench.c 500000 300 | cut -d' ' -f3 || rc=1; done | sort -n | sed -n 2p); \
 	$$bench produce "$$TW_KAFKA_BROKERS" bench.swift 500000 300 $$c || rc=1; \

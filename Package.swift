@@ -146,7 +146,7 @@ let package = Package(
 
         // MARK: - Benchmarks (`make bench`; printed, never asserted)
         .executableTarget(
-            name: "Benchmarks", dependencies: ["Events", "Kafka"], path: "Tests/Benchmarks",
+            name: "Benchmarks", dependencies: ["Events", "Kafka", "DetectorCore", "Rollups"], path: "Tests/Benchmarks",
             swiftSettings: swiftSettings),
 
         // MARK: - Tests

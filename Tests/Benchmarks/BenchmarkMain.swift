@@ -9,6 +9,7 @@ import Logging
 /// `make bench`: prints figures and ratios; nothing here is asserted.
 ///
 ///     tokenwatch-bench decode                      event JSON decode + validate, events/s on one core
+///     tokenwatch-bench detect                      detector: series-windows/s on one core, memory per series
 ///     tokenwatch-bench produce BROKERS TOPIC N S [C_RATE]   Swift producer throughput (and ratio to the C loop)
 ///     tokenwatch-bench demo GATEWAY_URL ADMIN_TOKEN KEY_FILE RATE   demo traffic for `make run`, until stopped
 @main
@@ -17,6 +18,7 @@ struct BenchmarkMain {
         let args = CommandLine.arguments.dropFirst()
         switch args.first {
         case "decode": try decodeBenchmark()
+        case "detect": detectBenchmark()
         case "produce":
             let a = Array(args.dropFirst())
             guard a.count >= 4, let n = Int(a[2]), let size = Int(a[3]) else { usage() }
@@ -30,7 +32,7 @@ struct BenchmarkMain {
     }
 
     static func usage() -> Never {
-        FileHandle.standardError.write(Data("usage: tokenwatch-bench decode | produce BROKERS TOPIC COUNT SIZE [C_RATE] | demo GATEWAY_URL ADMIN_TOKEN KEY_FILE RATE\n".utf8))
+        FileHandle.standardError.write(Data("usage: tokenwatch-bench decode | detect | produce BROKERS TOPIC COUNT SIZE [C_RATE] | demo GATEWAY_URL ADMIN_TOKEN KEY_FILE RATE\n".utf8))
         exit(2)
     }
 }

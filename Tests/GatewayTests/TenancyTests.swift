@@ -190,4 +190,29 @@ struct TenancyTests {
         }
         await gateway.producer.shutdown()
     }
+
+    @Test("detector settings: defaults, set by an admin key, refused to a query key or with bad values, invisible to another tenant")
+    func detectorSettings() async throws {
+        let gateway = try await Gateway.make()
+        let a = TestEnvironment.unique("det-a"), b = TestEnvironment.unique("det-b")
+        let keyA = try await gateway.keys.createTenant(id: a, name: "A").key
+        let keyB = try await gateway.keys.createTenant(id: b, name: "B").key
+        let adminA = try #require(try await gateway.keys.createKey(tenant: a, name: "ops", scopes: [.admin, .query])).key
+        try await gateway.app.test(.router) { client in
+            let initial = try await client.call(.get, "/v1/detector/settings", token: keyA)
+            #expect(initial.status == .ok && initial.body["sensitivity"] as? Double == 1 && (initial.body["muted"] as? [Any])?.isEmpty == true)
+            #expect(try await client.call(.put, "/v1/detector/settings", token: keyA, body: #"{"sensitivity":2}"#).status == .forbidden)
+            let set = try await client.call(.put, "/v1/detector/settings", token: adminA, body: #"{"sensitivity":2.5,"muted":[{"provider":"openai","metric":"latency_p95"}]}"#)
+            #expect(set.status == .ok && set.body["sensitivity"] as? Double == 2.5)
+            #expect((set.body["muted"] as? [[String: String]]) == [["metric": "latency_p95", "provider": "openai"]])
+            for (body, fragment) in [(#"{"sensitivity":9}"#, "sensitivity: must be within"), (#"{"muted":[{"metric":"nope"}]}"#, "muted[0].metric"),
+                                     (#"{"muted":[{"x":1}]}"#, "muted[0].x: unknown member"), (#"{"sensitivity":"high"}"#, "sensitivity: must be a number")] {
+                let reply = try await client.call(.put, "/v1/detector/settings", token: adminA, body: body)
+                #expect(reply.status == .badRequest && reply.text.contains(fragment), "\(body): \(reply.text)")
+            }
+            let other = try await client.call(.get, "/v1/detector/settings", token: keyB)
+            #expect(other.body["sensitivity"] as? Double == 1, "tenant B still has the defaults")
+        }
+        await gateway.producer.shutdown()
+    }
 }

@@ -30,6 +30,8 @@ struct JSONInput {
 
     let members: [String: Value]
 
+    init(members: [String: Value]) { self.members = members }
+
     /// Reads `request`'s body; an empty body is an empty object.
     static func read(_ request: Request, allowed: Set<String>) async throws -> JSONInput {
         let buffer: ByteBuffer

@@ -11,7 +11,7 @@ public enum OpenAPIDocument {
 
     public static let paths = [
         "/v1/events", "/v1/series", "/v1/breakdown", "/v1/anomalies", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
-        "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+        "/v1/detector/settings", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/readyz", "/metrics",
     ]
 
@@ -60,6 +60,11 @@ public enum OpenAPIDocument {
                 "scopes": {"type": "array", "items": {"type": "string"}}, "tenant": {"$ref": "#/components/schemas/Tenant"}}},
               "NewKey": {"type": "object", "required": ["scopes"], "additionalProperties": false, "properties": {"name": {"type": "string", "maxLength": 200},
                 "scopes": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "string", "enum": ["ingest", "query", "admin"]}}}},
+              "DetectorSettings": {"type": "object", "additionalProperties": false, "properties": {
+                "sensitivity": {"type": "number", "minimum": 0.25, "maximum": 4, "default": 1},
+                "muted": {"type": "array", "maxItems": 100, "items": {"type": "object", "additionalProperties": false, "properties": {
+                  "provider": {"type": "string"}, "model": {"type": "string"},
+                  "metric": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"]}}}}}},
               "Rotation": {"type": "object", "additionalProperties": false, "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 604800, "default": 0,
                 "description": "how long the old key keeps working"}}}
             },
@@ -125,6 +130,13 @@ public enum OpenAPIDocument {
               "responses": {"200": {"description": "tenant and events_this_month", "content": {"application/json": {"schema": {"type": "object", "properties": {
                 "tenant": {"$ref": "#/components/schemas/Tenant"}, "events_this_month": {"type": ["integer", "null"]}}}}}},
                 "401": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"}}}},
+            "/v1/detector/settings": {
+              "get": {"summary": "The caller's tenant's detector settings (query scope)", "security": [{"apiKey": []}],
+                "responses": {"200": {"description": "sensitivity and muted rules", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DetectorSettings"}}}}}},
+              "put": {"summary": "Set the detector's sensitivity and muted series (admin scope); the detector applies them within TW_DETECTOR_SETTINGS_REFRESH", "security": [{"apiKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DetectorSettings"}}}},
+                "responses": {"200": {"description": "The settings as stored", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DetectorSettings"}}}},
+                  "400": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}}},
             "/v1/keys": {
               "get": {"summary": "The caller's tenant's keys (admin scope)", "security": [{"apiKey": []}],
                 "responses": {"200": {"$ref": "#/components/responses/Keys"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}},

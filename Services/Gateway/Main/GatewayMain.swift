@@ -37,6 +37,7 @@ struct GatewayMain {
                     ingest.add(to: router)
                     admin.add(to: router)
                     queries.add(to: router)
+                    DetectorSettingsRoutes(access: access).add(to: router)
                     OpenAPIDocument.add(to: router)
                 })
         }
