@@ -10,7 +10,7 @@ public enum OpenAPIDocument {
     }
 
     public static let paths = [
-        "/v1/events", "/v1/series", "/v1/breakdown", "/v1/anomalies", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
+        "/v1/events", "/v1/series", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
         "/v1/detector/settings", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/readyz", "/metrics",
     ]
@@ -121,9 +121,18 @@ public enum OpenAPIDocument {
               "responses": {"200": {"description": "totals and items", "content": {"application/json": {"schema": {"type": "object"}}}},
                 "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"},
                 "422": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"}}}},
+            "/v1/anomalies/stream": {"get": {
+              "summary": "Live Server-Sent Events: one 'anomaly' event per new or updated anomaly of the caller's tenant; a comment every 15 s", "security": [{"apiKey": []}],
+              "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                "401": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"}}}},
             "/v1/anomalies": {"get": {
-              "summary": "Anomalies of the caller's tenant in a range", "security": [{"apiKey": []}],
-              "parameters": [{"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}}],
+              "summary": "Anomalies of the caller's tenant overlapping a range, newest first", "security": [{"apiKey": []}],
+              "parameters": [{"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+                {"name": "severity", "in": "query", "description": "the least severity", "schema": {"type": "string", "enum": ["info", "warning", "critical"]}},
+                {"name": "metric", "in": "query", "schema": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"]}},
+                {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["ongoing", "resolved"]}},
+                {"name": "provider", "in": "query", "schema": {"type": "string"}}, {"name": "model", "in": "query", "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}],
               "responses": {"200": {"description": "Newest first, at most 1000", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array"}}}}}},
                 "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"}}}},
             "/v1/tenant": {"get": {"summary": "The caller's tenant: limits and events counted against this month's quota", "security": [{"apiKey": []}],

@@ -42,7 +42,7 @@ public struct QueryRoutes: Sendable {
             return try await self.breakdown(request, tenant: tenant)
         }
         self.access.route(router, .get, "/v1/anomalies", scope: .query) { request, tenant, _ in
-            try Self.allowOnly(["from", "to"], in: request)
+            try Self.allowOnly(["from", "to", "severity", "metric", "status", "provider", "model", "limit"], in: request)
             return try await self.anomalies(request, tenant: tenant)
         }
     }
@@ -176,15 +176,37 @@ public struct QueryRoutes: Sendable {
 
     // MARK: - Anomalies
 
+    /// Filters: `severity` (the least: info, warning, critical), `metric`, `status` (ongoing, resolved), `provider`,
+    /// `model`, `limit` (1...1000, default 100). Anomalies are listed when they overlap the range, newest first.
     func anomalies(_ request: Request, tenant: TenantRequest) async throws -> Response {
-        let (from, to) = try Self.range(request.uri.queryParameters)
-        let rows = try await tenant.database.query("""
-            SELECT coalesce(json_agg(a.body ORDER BY a.window_start DESC), '[]'::json)::text AS items FROM (
-                SELECT body, window_start FROM anomalies WHERE tenant_id = \(tenant.tenantID)
-                AND window_start >= \(EventTimestamp(microsecondsSinceEpoch: from).rfc3339)::timestamptz
-                AND window_start < \(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)::timestamptz
-                ORDER BY window_start DESC LIMIT 1000) a
-            """)
+        let q = request.uri.queryParameters
+        let (from, to) = try Self.range(q)
+        var query = PostgresQuery(
+            sql: """
+                SELECT coalesce(json_agg(a.body ORDER BY a.window_start DESC), '[]'::json)::text AS items FROM (
+                    SELECT body, window_start FROM anomalies WHERE tenant_id = $1
+                    AND window_start < $3::timestamptz AND coalesce((body->>'window_end')::timestamptz, window_start) >= $2::timestamptz
+                """,
+            parameters: [tenant.tenantID, EventTimestamp(microsecondsSinceEpoch: from).rfc3339, EventTimestamp(microsecondsSinceEpoch: to).rfc3339])
+        func filter(_ name: String, _ condition: String, allowed: [String]? = nil) throws {
+            guard let value = q[Substring(name)].map(String.init) else { return }
+            if let allowed, !allowed.contains(value) { throw Self.bad(name, "must be one of \(allowed.joined(separator: ", "))") }
+            guard value.utf8.count <= 256 else { throw Self.bad(name, "longer than 256 bytes") }
+            query.parameters.append(value)
+            query.sql += " AND " + condition.replacingOccurrences(of: "$?", with: "$\(query.parameters.count)")
+        }
+        let severities = ["info", "warning", "critical"]
+        try filter("severity", "array_position(ARRAY['info','warning','critical'], body->>'severity') >= array_position(ARRAY['info','warning','critical'], $?)", allowed: severities)
+        try filter("metric", "body->>'metric' = $?", allowed: ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"])
+        try filter("status", "body->>'status' = $?", allowed: ["ongoing", "resolved"])
+        try filter("provider", "body->>'provider' = $?")
+        try filter("model", "body->>'model' = $?")
+        let limit = try q["limit"].map { text -> Int in
+            guard let n = Int(text), (1...1000).contains(n) else { throw Self.bad("limit", "must be an integer in 1...1000") }
+            return n
+        } ?? 100
+        query.sql += " ORDER BY window_start DESC LIMIT \(limit)) a"
+        let rows = try await tenant.database.query(query)
         let items: String = try rows[0].decode("items")
         return Self.json(Array("{\"items\":\(items)}".utf8))
     }

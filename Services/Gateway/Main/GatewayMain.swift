@@ -1,4 +1,5 @@
 import Events
+import Foundation
 import GatewayCore
 import Hummingbird
 import Kafka
@@ -27,8 +28,14 @@ struct GatewayMain {
             let ingest = IngestRoutes(access: access, producer: producer, topics: runtime.configuration.topics, settings: settings, logger: runtime.logger)
             let admin = AdminRoutes(keys: keys, access: access, adminToken: settings.adminToken)
             let queries = QueryRoutes(access: access, readModel: ReadModel(redis: redis))
+            // Live anomaly streams: every replica reads the whole anomalies topic, from the newest message, in a
+            // consumer group of its own (nothing is committed).
+            let broadcaster = AnomalyBroadcaster()
+            var feedConfig = KafkaConsumerConfiguration(client: runtime.configuration.kafka, groupID: "\(runtime.configuration.consumerGroup)-stream-\(UUID().uuidString.prefix(8))")
+            feedConfig.autoOffsetReset = "latest"
+            let feed = AnomalyFeed(consumer: try KafkaConsumer(configuration: feedConfig, logger: runtime.logger), topic: runtime.configuration.topics.anomalies, broadcaster: broadcaster, logger: runtime.logger)
             return ServiceParts(
-                services: [producer],
+                services: [producer, feed],
                 readinessChecks: .dependencies(kafka: { await producer.brokersReachable() }, redis: redis, postgres: postgres),
                 http: settings.http,
                 routes: { router in
@@ -38,6 +45,7 @@ struct GatewayMain {
                     admin.add(to: router)
                     queries.add(to: router)
                     DetectorSettingsRoutes(access: access).add(to: router)
+                    AnomalyStreamRoutes(access: access, broadcaster: broadcaster).add(to: router)
                     OpenAPIDocument.add(to: router)
                 })
         }

@@ -1,0 +1,129 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Kafka
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Fans anomalies from llm.anomalies.v1 out to the gateway's live streams, per tenant. Each gateway replica reads
+/// the whole topic in a group of its own from the newest message (nothing committed: a stream is live, history is
+/// at `GET /v1/anomalies`). Subscribers are bounded per tenant and in total; a slow subscriber's buffer is bounded
+/// too (the oldest messages are dropped, the stream says so with a `dropped` event).
+public final class AnomalyBroadcaster: Sendable {
+    struct State {
+        var subscribers: [String: [UUID: AsyncStream<String>.Continuation]] = [:]
+        var total = 0
+    }
+
+    public let maxPerTenant: Int
+    public let maxTotal: Int
+    private let state = Mutex(State())
+
+    public init(maxPerTenant: Int = 20, maxTotal: Int = 1000) {
+        self.maxPerTenant = maxPerTenant
+        self.maxTotal = maxTotal
+    }
+
+    /// A stream of the tenant's anomaly JSON documents, or nil when the limits are reached.
+    func subscribe(tenant: String) -> (UUID, AsyncStream<String>)? {
+        let id = UUID()
+        let (stream, continuation) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(256))
+        let added = self.state.withLock { state -> Bool in
+            guard state.total < self.maxTotal, state.subscribers[tenant, default: [:]].count < self.maxPerTenant else { return false }
+            state.subscribers[tenant, default: [:]][id] = continuation
+            state.total += 1
+            return true
+        }
+        guard added else { return nil }
+        continuation.onTermination = { [weak self] _ in self?.unsubscribe(tenant: tenant, id: id) }
+        return (id, stream)
+    }
+
+    func unsubscribe(tenant: String, id: UUID) {
+        self.state.withLock { state in
+            if state.subscribers[tenant]?.removeValue(forKey: id) != nil { state.total -= 1 }
+            if state.subscribers[tenant]?.isEmpty == true { state.subscribers[tenant] = nil }
+        }
+    }
+
+    /// One subscriber only (keep-alives).
+    func send(tenant: String, id: UUID, _ text: String) {
+        self.state.withLock { $0.subscribers[tenant]?[id] }?.yield(text)
+    }
+
+    public func publish(tenant: String, json: String) {
+        let targets = self.state.withLock { Array(($0.subscribers[tenant] ?? [:]).values) }
+        for continuation in targets { continuation.yield(json) }
+    }
+
+    public var subscriberCount: Int { self.state.withLock { $0.total } }
+}
+
+/// Reads llm.anomalies.v1 into the broadcaster.
+public struct AnomalyFeed: Service {
+    let consumer: KafkaConsumer
+    let topic: String
+    let broadcaster: AnomalyBroadcaster
+    let logger: Logger
+
+    public init(consumer: KafkaConsumer, topic: String, broadcaster: AnomalyBroadcaster, logger: Logger) {
+        self.consumer = consumer
+        self.topic = topic
+        self.broadcaster = broadcaster
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        try self.consumer.subscribe(topics: [self.topic])
+        do {
+            for try await batch in self.consumer.batches(maxMessages: 500).cancelOnGracefulShutdown() {
+                for message in batch {
+                    guard let tenant = message.key.map({ String(decoding: $0, as: UTF8.self) }), !tenant.isEmpty else { continue }
+                    self.broadcaster.publish(tenant: tenant, json: String(decoding: message.value, as: UTF8.self))
+                }
+            }
+        } catch {
+            await self.consumer.close()
+            throw error
+        }
+        await self.consumer.close()
+    }
+}
+
+/// `GET /v1/anomalies/stream` (scope query): Server-Sent Events, one `anomaly` event per new or updated anomaly of
+/// the caller's tenant, and a comment every 15 s to keep proxies from closing an idle stream.
+public struct AnomalyStreamRoutes: Sendable {
+    let access: TenantAccess
+    let broadcaster: AnomalyBroadcaster
+
+    public init(access: TenantAccess, broadcaster: AnomalyBroadcaster) {
+        self.access = access
+        self.broadcaster = broadcaster
+    }
+
+    public func add<Context: RequestContext>(to router: Router<Context>) {
+        self.access.route(router, .get, "/v1/anomalies/stream", scope: .query) { _, tenant, _ in
+            guard let (id, stream) = self.broadcaster.subscribe(tenant: tenant.tenantID) else {
+                throw Problem(.tooManyRequests, code: "too_many_streams", title: "Too many live streams",
+                    detail: "at most \(self.broadcaster.maxPerTenant) live streams per tenant and \(self.broadcaster.maxTotal) per gateway", retryAfterSeconds: 30)
+            }
+            let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
+            return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+                try await writer.write(ByteBuffer(string: ": connected\n\n"))
+                let keepAlive = Task { [broadcaster = self.broadcaster, tenant = tenant.tenantID, id] in
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .seconds(15))
+                        broadcaster.send(tenant: tenant, id: id, ": keep-alive")
+                    }
+                }
+                defer { keepAlive.cancel() }
+                for await text in stream {
+                    let frame = text.hasPrefix(":") ? text + "\n\n" : "event: anomaly\ndata: \(text)\n\n"
+                    try await writer.write(ByteBuffer(string: frame))
+                }
+                try await writer.finish(nil)
+            })
+        }
+    }
+}
