@@ -4,7 +4,7 @@ import Logging
 import Metrics
 import Postgres
 import Rollups
-import ServiceLifecycle
+import ServiceKit
 
 /// The detector's work on one batch of llm.rollups.v1: score the windows, publish the anomalies (keyed by tenant)
 /// and only then let the offsets be committed. A replayed batch yields the same anomalies under the same ids
@@ -45,31 +45,8 @@ public struct DetectorPipeline: Sendable {
 }
 
 /// Reloads the tenants' detector settings every `interval`.
-public struct DetectorSettingsRefresher: Service {
-    let postgres: PostgresClient
-    let engine: DetectorEngine
-    let interval: Duration
-    let logger: Logger
-
-    public init(postgres: PostgresClient, engine: DetectorEngine, interval: Duration, logger: Logger) {
-        self.postgres = postgres
-        self.engine = engine
-        self.interval = interval
-        self.logger = logger
-    }
-
-    public func run() async throws {
-        while true {
-            do {
-                try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) }
-            } catch {
-                return
-            }
-            do {
-                self.engine.updateSettings(try await DetectorSettingsStore.load(from: self.postgres))
-            } catch {
-                self.logger.warning("Detector settings reload failed; keeping the previous ones", metadata: ["error": "\(error)"])
-            }
-        }
+public func detectorSettingsRefresher(postgres: PostgresClient, engine: DetectorEngine, interval: Duration, logger: Logger) -> PeriodicReload {
+    PeriodicReload(every: interval, what: "Detector settings", logger: logger) {
+        engine.updateSettings(try await DetectorSettingsStore.load(from: postgres))
     }
 }

@@ -44,7 +44,7 @@ struct Serve: AsyncParsableCommand {
                 }
             }
             return ServiceParts(
-                services: [producer, DetectorSettingsRefresher(postgres: postgres, engine: engine, interval: settings.settingsRefresh, logger: logger), loop],
+                services: [producer, detectorSettingsRefresher(postgres: postgres, engine: engine, interval: settings.settingsRefresh, logger: logger), loop],
                 readinessChecks: .dependencies(kafka: { await producer.brokersReachable() }, postgres: postgres))
         }
     }

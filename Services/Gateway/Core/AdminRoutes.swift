@@ -105,10 +105,7 @@ public struct AdminRoutes: Sendable {
         for (name, _) in q where name != "after" && name != "limit" {
             throw QueryRoutes.bad(String(name.prefix(64)), "unknown parameter; expected after or limit")
         }
-        let limit = try q["limit"].map { text -> Int in
-            guard let n = Int(text), (1...Self.maxPage).contains(n) else { throw QueryRoutes.bad("limit", "must be an integer in 1...\(Self.maxPage)") }
-            return n
-        } ?? 100
+        let limit = try QueryRoutes.limit(q, max: Self.maxPage, default: 100)
         let after = q["after"].map { String($0.prefix(EventLimits.default.maxTenantIDLength + 1)) }
         let tenants = try await self.keys.listTenants(after: after, limit: limit)
         struct Page: Encodable {

@@ -28,6 +28,14 @@ public struct TenantLimits: Sendable, Codable, Equatable {
         self.monthlyEventQuota = monthlyEventQuota
     }
 
+    /// From a row with the `tenants` limit columns.
+    init(_ row: PostgresRow) throws {
+        self.init(
+            eventsPerSecond: (try row.decodeIfPresent("events_per_second", as: Int32.self)).map(Int.init),
+            requestsPerSecond: (try row.decodeIfPresent("requests_per_second", as: Int32.self)).map(Int.init),
+            monthlyEventQuota: try row.decodeIfPresent("monthly_event_quota", as: Int64.self))
+    }
+
     enum CodingKeys: String, CodingKey {
         case eventsPerSecond = "events_per_second", requestsPerSecond = "requests_per_second", monthlyEventQuota = "monthly_event_quota"
     }
@@ -115,10 +123,7 @@ public final class ApiKeyStore: Sendable {
                 tenant: try row.decode("tenant_id"), hash: try row.decode("hash"),
                 scopes: (try row.decode("scopes", as: String.self)).split(separator: ",").compactMap { Scope(rawValue: String($0)) },
                 active: try row.decode("active"), expiresAt: try row.decodeIfPresent("expires_at", as: Double.self),
-                limits: TenantLimits(
-                    eventsPerSecond: (try row.decodeIfPresent("events_per_second", as: Int32.self)).map(Int.init),
-                    requestsPerSecond: (try row.decodeIfPresent("requests_per_second", as: Int32.self)).map(Int.init),
-                    monthlyEventQuota: try row.decodeIfPresent("monthly_event_quota", as: Int64.self)))
+                limits: try TenantLimits(row))
         }
         let text = try record.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) } ?? "-"
         // Redis is only a cache: if it is down, answer from Postgres.
@@ -159,10 +164,7 @@ public final class ApiKeyStore: Sendable {
     static func tenant(_ row: PostgresRow) throws -> Tenant {
         Tenant(
             tenantID: try row.decode("tenant_id"), name: try row.decode("name"), disabled: try row.decode("disabled"),
-            limits: TenantLimits(
-                eventsPerSecond: (try row.decodeIfPresent("events_per_second", as: Int32.self)).map(Int.init),
-                requestsPerSecond: (try row.decodeIfPresent("requests_per_second", as: Int32.self)).map(Int.init),
-                monthlyEventQuota: try row.decodeIfPresent("monthly_event_quota", as: Int64.self)),
+            limits: try TenantLimits(row),
             createdAt: try row.decode("created_at"))
     }
 

@@ -120,10 +120,7 @@ public struct QueryRoutes: Sendable {
         guard by == "model" || by == "provider" else { throw Self.bad("by", "must be model or provider") }
         let order = q["order"].map(String.init) ?? "cost"
         guard ["cost", "requests", "tokens", "errors"].contains(order) else { throw Self.bad("order", "must be cost, requests, tokens or errors") }
-        let limit = try q["limit"].map { text -> Int in
-            guard let n = Int(text), (1...1000).contains(n) else { throw Self.bad("limit", "must be an integer in 1...1000") }
-            return n
-        } ?? 10
+        let limit = try Self.limit(q, max: 1000, default: 10)
         let (records, source) = try await self.breakdownRecords(tenant.database, from: from, to: to)
         var total = RollupValues()
         var groups: [String: (provider: String, model: String, values: RollupValues)] = [:]
@@ -201,10 +198,7 @@ public struct QueryRoutes: Sendable {
         try filter("status", "body->>'status' = $?", allowed: ["ongoing", "resolved"])
         try filter("provider", "body->>'provider' = $?")
         try filter("model", "body->>'model' = $?")
-        let limit = try q["limit"].map { text -> Int in
-            guard let n = Int(text), (1...1000).contains(n) else { throw Self.bad("limit", "must be an integer in 1...1000") }
-            return n
-        } ?? 100
+        let limit = try Self.limit(q, max: 1000, default: 100)
         query.sql += " ORDER BY window_start DESC LIMIT \(limit)) a"
         let rows = try await tenant.database.query(query)
         let items: String = try rows[0].decode("items")
@@ -260,6 +254,13 @@ public struct QueryRoutes: Sendable {
         let from = try parse("from") ?? to - 3_600_000_000
         guard from < to else { throw bad("from", "must be before to") }
         return (from, to)
+    }
+
+    /// The `limit` parameter: an integer in 1...max, `default` when absent.
+    static func limit(_ q: Hummingbird.Parameters, max: Int, default value: Int) throws -> Int {
+        guard let text = q["limit"] else { return value }
+        guard let n = Int(text), (1...max).contains(n) else { throw bad("limit", "must be an integer in 1...\(max)") }
+        return n
     }
 
     static func step(_ text: String) throws -> Granularity {

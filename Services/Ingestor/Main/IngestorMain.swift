@@ -35,7 +35,7 @@ struct IngestorMain {
                 }
             }
             return ServiceParts(
-                services: [producer, PriceRefresher(postgres: postgres, pipeline: pipeline, interval: settings.pricesRefresh, logger: logger), loop],
+                services: [producer, priceRefresher(postgres: postgres, pipeline: pipeline, interval: settings.pricesRefresh, logger: logger), loop],
                 readinessChecks: .dependencies(kafka: { await producer.brokersReachable() }, redis: redis, postgres: postgres))
         }
     }
