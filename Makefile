@@ -11,10 +11,11 @@ SERVICES    := gateway ingestor aggregator detector query
 DEMO_RATE   ?= 20
 STACK        = bash $(ROOT)/deploy/stack.sh
 
+OTEL_VENV   := $(ROOT)/.state/otel-venv
 FUZZ_STATE  := $(ROOT)/.state/fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: help install build run stop status test bench eval fuzz fuzz-merge clean
+.PHONY: help install build run stop status test bench eval fuzz fuzz-merge otel-fixtures clean
 
 help:
 	@echo "make run     install, build, start Postgres/Redis/broker and the five services with demo traffic"
@@ -23,7 +24,8 @@ help:
 	@echo "make test    install, build, start a test stack, run every test, stop the stack"
 	@echo "make bench   benchmarks (figures printed, not asserted)"
 	@echo "make eval    detector accuracy on the seeded labelled corpus, against two baselines"
-	@echo "make fuzz    libFuzzer on the event decoder and batch reader for FUZZ_SECONDS (default 60)"
+	@echo "make fuzz    libFuzzer on the event decoder, batch reader and OTLP decoder for FUZZ_SECONDS (default 60) each"
+	@echo "make otel-fixtures  regenerate Tests/Fixtures/otlp with the real OpenTelemetry Python SDK and instrumentations"
 
 install:
 	@$(STACK) install
@@ -78,6 +80,7 @@ test: install
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 	@TW_STATE_DIR=$(TEST_STATE) $(STACK) start
 	@set -a; . $(TEST_STATE)/stack.env; set +a; export TW_STATE_DIR=$(TEST_STATE); \
+	export TW_TEST_OTEL_PYTHON=$$(bash deploy/otel/venv.sh $(OTEL_VENV)) || { TW_STATE_DIR=$(TEST_STATE) $(STACK) stop; exit 1; }; \
 	swift test --skip-build; rc=$$?; \
 	TW_STATE_DIR=$(TEST_STATE) $(STACK) stop; exit $$rc
 
@@ -115,23 +118,43 @@ eval: install
 
 # MARK: - fuzz
 
-# The event decoder and batch reader under libFuzzer (coverage-guided, with AddressSanitizer), built by swiftc from
-# the Events sources outside SwiftPM. Seeds come from Tests/Fuzz/corpus (kept in the repo); new finds go to a
-# scratch folder, so a run never edits the repo; `make fuzz-merge` folds the useful ones in. A crash fails the run
-# and leaves its input in .state/fuzz/.
-FUZZ_BIN := $(FUZZ_STATE)/fuzz-events
+# Two libFuzzer targets (coverage-guided, with AddressSanitizer), built by swiftc outside SwiftPM: the event decoder
+# and batch reader (Events sources), and the OTLP trace decoders with the GenAI mapping (Events and OTLP sources as
+# one module). Seeds come from Tests/Fuzz/corpus and Tests/Fuzz/corpus-otlp (kept in the repo; the OTLP seeds
+# start from the SDK fixtures); new finds go to scratch folders, so a run never edits the repo; `make fuzz-merge`
+# folds the useful ones in. A crash fails the run and leaves its input in .state/fuzz/.
+FUZZ_BIN  := $(FUZZ_STATE)/fuzz-events
+FUZZ_OTLP := $(FUZZ_STATE)/fuzz-otlp
+FUZZ_RUN   = -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1
+FUZZ_SHOW  = grep -E "^(\#[0-9]+ *DONE|Done|stat::number_of_executed_units|==|SUMMARY|artifact)"
 $(FUZZ_BIN): Shared/Events/*.swift Tests/Fuzz/FuzzEvents.swift
 	@mkdir -p $(FUZZ_STATE)
-	swiftc -parse-as-library -sanitize=fuzzer,address -O -module-name Events Shared/Events/*.swift Tests/Fuzz/FuzzEvents.swift -o $@ 2>&1 | grep -v "Cannot export local symbol" || true
+	swiftc -parse-as-library -sanitize=fuzzer,address -O -module-name Events -package-name tokenwatch Shared/Events/*.swift Tests/Fuzz/FuzzEvents.swift -o $@ 2>&1 | grep -v "Cannot export local symbol" || true
 	@test -x $@
 
-fuzz: $(FUZZ_BIN)
-	@mkdir -p $(FUZZ_STATE)/work
-	cd $(FUZZ_STATE) && $(FUZZ_BIN) -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 \
-	  $(FUZZ_STATE)/work $(ROOT)/Tests/Fuzz/corpus 2>&1 | grep -E "^(#[0-9]+ *DONE|Done|stat::number_of_executed_units|==|SUMMARY|artifact)" ; exit $${PIPESTATUS[0]}
+$(FUZZ_OTLP): Shared/Events/*.swift Shared/OTLP/*.swift Tests/Fuzz/FuzzOTLP.swift
+	@mkdir -p $(FUZZ_STATE)
+	swiftc -parse-as-library -sanitize=fuzzer,address -O -module-name Events -package-name tokenwatch Shared/Events/*.swift Shared/OTLP/*.swift Tests/Fuzz/FuzzOTLP.swift -o $@ 2>&1 | grep -v -E "Cannot export local symbol|ignoring import|^ *[0-9]* *\||^ *\||^$$" || true
+	@test -x $@
 
-fuzz-merge: $(FUZZ_BIN)
+fuzz: $(FUZZ_BIN) $(FUZZ_OTLP)
+	@mkdir -p $(FUZZ_STATE)/work $(FUZZ_STATE)/work-otlp
+	@echo "== events"; cd $(FUZZ_STATE) && $(FUZZ_BIN) $(FUZZ_RUN) $(FUZZ_STATE)/work $(ROOT)/Tests/Fuzz/corpus 2>&1 | $(FUZZ_SHOW); exit $${PIPESTATUS[0]}
+	@echo "== otlp"; cd $(FUZZ_STATE) && $(FUZZ_OTLP) $(FUZZ_RUN) $(FUZZ_STATE)/work-otlp $(ROOT)/Tests/Fuzz/corpus-otlp 2>&1 | $(FUZZ_SHOW); exit $${PIPESTATUS[0]}
+
+fuzz-merge: $(FUZZ_BIN) $(FUZZ_OTLP)
 	$(FUZZ_BIN) -merge=1 -max_len=1024 $(ROOT)/Tests/Fuzz/corpus $(FUZZ_STATE)/work
+	$(FUZZ_OTLP) -merge=1 -max_len=16384 $(ROOT)/Tests/Fuzz/corpus-otlp $(FUZZ_STATE)/work-otlp
+
+# MARK: - OTLP fixtures
+
+# Regenerates Tests/Fixtures/otlp: the openai client instrumented by OpenLLMetry and by the OpenTelemetry
+# instrumentation (current releases, deploy/otel/requirements.txt; plus an OpenLLMetry release from before the
+# attribute renames, requirements-legacy.txt), calling a local OpenAI stub and exported by the OpenTelemetry SDK in
+# protobuf and JSON to a local capture server. Tests/OTLPTests checks every mapped field against them.
+otel-fixtures:
+	@py=$$(bash deploy/otel/venv.sh $(OTEL_VENV)) && legacy=$$(bash deploy/otel/venv.sh $(ROOT)/.state/otel-venv-legacy deploy/otel/requirements-legacy.txt) && \
+	$$py deploy/otel/llm_client.py fixtures Tests/Fixtures/otlp --legacy-python $$legacy
 
 clean: stop
 	rm -rf .state

@@ -68,6 +68,7 @@ let package = Package(
             dependencies: ["CLibPQ", "ClientSupport", .product(name: "Logging", package: "swift-log")],
             path: "Shared/Postgres", swiftSettings: swiftSettings),
         .target(name: "Events", path: "Shared/Events", swiftSettings: swiftSettings),
+        .target(name: "OTLP", dependencies: ["Events"], path: "Shared/OTLP", swiftSettings: swiftSettings),
         .target(name: "Codecs", dependencies: ["CZlib", "COpenSSL"], path: "Shared/Codecs", swiftSettings: swiftSettings),
         .target(name: "Rollups", dependencies: ["Events", "Postgres", "Redis"], path: "Shared/Rollups", swiftSettings: swiftSettings),
         .target(
@@ -91,7 +92,7 @@ let package = Package(
 
         // MARK: - Services
         .target(
-            name: "GatewayCore", dependencies: ["ServiceKit", "Events", "Rollups", "Codecs", "Kafka", "Redis", "Postgres",
+            name: "GatewayCore", dependencies: ["ServiceKit", "Events", "OTLP", "Rollups", "Codecs", "Kafka", "Redis", "Postgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -146,7 +147,7 @@ let package = Package(
 
         // MARK: - Benchmarks (`make bench`; printed, never asserted)
         .executableTarget(
-            name: "Benchmarks", dependencies: ["Events", "Kafka", "DetectorCore", "Rollups"], path: "Tests/Benchmarks",
+            name: "Benchmarks", dependencies: ["Events", "OTLP", "Kafka", "DetectorCore", "Rollups"], path: "Tests/Benchmarks",
             swiftSettings: swiftSettings),
 
         // MARK: - Tests
@@ -155,6 +156,7 @@ let package = Package(
             path: "Tests/TestSupport", swiftSettings: swiftSettings),
         .testTarget(name: "RollupsTests", dependencies: ["Rollups", "Events", "TestSupport"], path: "Tests/RollupsTests", swiftSettings: swiftSettings),
         .testTarget(name: "EventsTests", dependencies: ["Events"], path: "Tests/EventsTests", swiftSettings: swiftSettings),
+        .testTarget(name: "OTLPTests", dependencies: ["OTLP", "Events"], path: "Tests/OTLPTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "ServiceKitTests",
             dependencies: [
@@ -175,11 +177,11 @@ let package = Package(
             name: "QueryTests", dependencies: ["QueryCore", "Rollups", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit"],
             path: "Tests/QueryTests", swiftSettings: swiftSettings),
         .testTarget(
-            name: "GatewayTests", dependencies: ["GatewayCore", "Codecs", "Rollups", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit",
+            name: "GatewayTests", dependencies: ["GatewayCore", "OTLP", "Codecs", "Rollups", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit",
                 .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird")],
             path: "Tests/GatewayTests", swiftSettings: swiftSettings),
         .testTarget(
-            name: "ServicesTests", dependencies: ["TestSupport", "Kafka", "Postgres", "Events", "Rollups", "ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Tests/ServicesTests", swiftSettings: swiftSettings),
+            name: "ServicesTests", dependencies: ["TestSupport", "Kafka", "Postgres", "Events", "OTLP", "Rollups", "ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Tests/ServicesTests", swiftSettings: swiftSettings),
         .testTarget(name: "DetectorTests", dependencies: ["DetectorCore", "Rollups"], path: "Tests/DetectorTests", swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], path: "Tests/PostgresTests", swiftSettings: swiftSettings),
     ]

@@ -4,28 +4,28 @@
 /// and must be rejected with the field and the reason, so the event decoder walks the bytes itself with this.
 /// It never reads past `bytes`, bounds nesting, and rejects invalid UTF-8, control characters in strings, lone
 /// surrogates, leading zeros, NaN/Infinity and trailing garbage.
-struct JSONScanner {
-    struct SyntaxError: Error {
-        let offset: Int
-        let reason: String
-        var isTooLong: Bool { self.reason.hasPrefix("string longer") }
+package struct JSONScanner {
+    package struct SyntaxError: Error {
+        package let offset: Int
+        package let reason: String
+        package var isTooLong: Bool { self.reason.hasPrefix("string longer") }
     }
 
-    let bytes: UnsafeRawBufferPointer
-    var index: Int
-    let maxDepth: Int
+    package let bytes: UnsafeRawBufferPointer
+    package var index: Int
+    package let maxDepth: Int
 
-    init(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 16) {
+    package init(_ bytes: UnsafeRawBufferPointer, maxDepth: Int = 16) {
         self.bytes = bytes
         self.index = 0
         self.maxDepth = maxDepth
     }
 
-    var isAtEnd: Bool { self.index >= self.bytes.count }
+    package var isAtEnd: Bool { self.index >= self.bytes.count }
 
-    func fail(_ reason: String) -> SyntaxError { SyntaxError(offset: self.index, reason: reason) }
+    package func fail(_ reason: String) -> SyntaxError { SyntaxError(offset: self.index, reason: reason) }
 
-    mutating func skipWhitespace() {
+    package mutating func skipWhitespace() {
         while self.index < self.bytes.count {
             switch self.bytes[self.index] {
             case 0x20, 0x09, 0x0A, 0x0D: self.index += 1
@@ -35,18 +35,18 @@ struct JSONScanner {
     }
 
     /// The next non-whitespace byte, without consuming it.
-    mutating func peek() -> UInt8? {
+    package mutating func peek() -> UInt8? {
         self.skipWhitespace()
         return self.index < self.bytes.count ? self.bytes[self.index] : nil
     }
 
-    mutating func expect(_ byte: UInt8, _ what: String) throws(SyntaxError) {
+    package mutating func expect(_ byte: UInt8, _ what: String) throws(SyntaxError) {
         guard self.peek() == byte else { throw self.fail(self.isAtEnd ? "unexpected end, expected \(what)" : "expected \(what)") }
         self.index += 1
     }
 
     /// Consumes `byte` if it is next.
-    mutating func consume(_ byte: UInt8) -> Bool {
+    package mutating func consume(_ byte: UInt8) -> Bool {
         if self.peek() == byte {
             self.index += 1
             return true
@@ -57,7 +57,7 @@ struct JSONScanner {
     // MARK: - Strings
 
     /// Reads a string (the cursor at its opening quote). Fails if it has more than `maxLength` UTF-8 bytes.
-    mutating func readString(maxLength: Int) throws(SyntaxError) -> String {
+    package mutating func readString(maxLength: Int) throws(SyntaxError) -> String {
         try self.expect(UInt8(ascii: "\""), "a string")
         let start = self.index
         // Fast path: no escapes.
@@ -148,29 +148,29 @@ struct JSONScanner {
 
     /// A JSON number as written, kept exact: value = mantissa * 10^exponent, with the significant digits counted,
     /// so callers can convert to integers and micro-dollars without binary floating point.
-    struct Number {
-        var negative: Bool
-        var mantissa: UInt64
+    package struct Number {
+        package var negative: Bool
+        package var mantissa: UInt64
         /// Significant digits in `mantissa` (leading zeros not counted).
-        var digitCount: Int
-        var exponent: Int
+        package var digitCount: Int
+        package var exponent: Int
         /// More than 19 significant digits: `mantissa` holds the first 19 only.
-        var truncated: Bool
-        var isIntegerLiteral: Bool
-        var start: Int
-        var end: Int
+        package var truncated: Bool
+        package var isIntegerLiteral: Bool
+        package var start: Int
+        package var end: Int
 
-        var isZero: Bool { self.mantissa == 0 && !self.truncated }
+        package var isZero: Bool { self.mantissa == 0 && !self.truncated }
     }
 
     /// The text of `number`, for messages and the slow Double path.
-    func text(of number: Number) -> Substring {
+    package func text(of number: Number) -> Substring {
         Substring(String(decoding: UnsafeRawBufferPointer(rebasing: self.bytes[number.start..<number.end]), as: UTF8.self))
     }
 
     /// `number` as a Double: exact and fast for up to 15 digits and small exponents (both operands are exactly
     /// representable, so one IEEE operation rounds correctly); otherwise parsed from the text.
-    func double(of number: Number) -> Double? {
+    package func double(of number: Number) -> Double? {
         if !number.truncated, number.digitCount <= 15, abs(number.exponent) <= 22 {
             var value = Double(number.mantissa)
             if number.exponent >= 0 { value *= powersOfTen[number.exponent] } else { value /= powersOfTen[-number.exponent] }
@@ -179,7 +179,7 @@ struct JSONScanner {
         return Double(self.text(of: number))
     }
 
-    mutating func readNumber() throws(SyntaxError) -> Number {
+    package mutating func readNumber() throws(SyntaxError) -> Number {
         _ = self.peek()
         let start = self.index
         var n = Number(negative: false, mantissa: 0, digitCount: 0, exponent: 0, truncated: false, isIntegerLiteral: true, start: start, end: start)
@@ -244,7 +244,7 @@ struct JSONScanner {
     }
 
     /// Reads an object key without making a String when it has no escapes: the byte range of its text.
-    mutating func readKeyRange(maxLength: Int) throws(SyntaxError) -> Range<Int>? {
+    package mutating func readKeyRange(maxLength: Int) throws(SyntaxError) -> Range<Int>? {
         try self.expect(UInt8(ascii: "\""), "a string")
         let start = self.index
         while self.index < self.bytes.count {
@@ -266,7 +266,7 @@ struct JSONScanner {
     // MARK: - Skipping
 
     /// Skips one value of any type, checking its syntax; `depth` is the nesting level it sits at.
-    mutating func skipValue(depth: Int) throws(SyntaxError) {
+    package mutating func skipValue(depth: Int) throws(SyntaxError) {
         guard depth <= self.maxDepth else { throw self.fail("nesting deeper than \(self.maxDepth) levels") }
         switch self.peek() {
         case UInt8(ascii: "\""): _ = try self.readString(maxLength: Int.max)
@@ -292,7 +292,7 @@ struct JSONScanner {
         }
     }
 
-    mutating func literal(_ word: StaticString) throws(SyntaxError) {
+    package mutating func literal(_ word: StaticString) throws(SyntaxError) {
         _ = self.peek()
         let count = word.utf8CodeUnitCount
         guard self.index + count <= self.bytes.count else { throw self.fail("invalid literal") }
@@ -304,7 +304,7 @@ struct JSONScanner {
     }
 
     /// Reads `null` if it is next.
-    mutating func consumeNull() throws(SyntaxError) -> Bool {
+    package mutating func consumeNull() throws(SyntaxError) -> Bool {
         guard self.peek() == UInt8(ascii: "n") else { return false }
         try self.literal("null")
         return true

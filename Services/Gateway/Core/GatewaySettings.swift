@@ -11,6 +11,9 @@ public struct GatewaySettings: Sendable {
     public var maxDecompressedBytes = 20 * 1024 * 1024
     /// `TW_MAX_BATCH_EVENTS`: most events in one request. Default: 5000.
     public var maxBatchEvents = 5000
+    /// `TW_OTLP_MAX_SPANS`: most spans in one `POST /v1/traces` request (the OpenTelemetry Collector's default batch
+    /// is 8192; SDKs send 512). Default: 10000.
+    public var otlpMaxSpans = 10_000
     /// `TW_KEY_CACHE_TTL`: how long API-key lookups are cached in Redis (a revoked key works at most this long).
     /// Default: 30s.
     public var keyCacheTTL: Duration = .seconds(30)
@@ -38,6 +41,7 @@ public struct GatewaySettings: Sendable {
         self.maxBodyBytes = try environment.int("TW_MAX_BODY_BYTES", default: self.maxBodyBytes, in: 1024...(256 * 1024 * 1024))
         self.maxDecompressedBytes = try environment.int("TW_MAX_DECOMPRESSED_BYTES", default: self.maxDecompressedBytes, in: 1024...(1024 * 1024 * 1024))
         self.maxBatchEvents = try environment.int("TW_MAX_BATCH_EVENTS", default: self.maxBatchEvents, in: 1...100_000)
+        self.otlpMaxSpans = try environment.int("TW_OTLP_MAX_SPANS", default: self.otlpMaxSpans, in: 1...100_000)
         self.keyCacheTTL = try environment.duration("TW_KEY_CACHE_TTL", default: self.keyCacheTTL, in: .seconds(1) ... .seconds(3600))
         self.rateLimits.eventsPerSecond = try environment.int("TW_RATE_LIMIT_EVENTS_PER_SECOND", default: self.rateLimits.eventsPerSecond, in: 0...10_000_000)
         self.rateLimits.requestsPerSecond = try environment.int("TW_RATE_LIMIT_REQUESTS_PER_SECOND", default: self.rateLimits.requestsPerSecond, in: 0...1_000_000)

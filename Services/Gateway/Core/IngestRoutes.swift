@@ -12,21 +12,19 @@ import Metrics
 /// only after the broker acknowledged every one of them; invalid ones are reported by index, field and reason.
 public struct IngestRoutes: Sendable {
     let access: TenantAccess
-    let producer: KafkaProducer
+    let publisher: EventPublisher
     let topics: Topics
     let settings: GatewaySettings
-    let logger: Logger
     private let accepted = Counter(label: "tw_gateway_events_total", dimensions: [("outcome", "accepted")])
     private let rejected = Counter(label: "tw_gateway_events_total", dimensions: [("outcome", "rejected")])
     /// Reported per-event errors are capped; the counts stay exact.
     static let maxReportedErrors = 100
 
-    public init(access: TenantAccess, producer: KafkaProducer, topics: Topics, settings: GatewaySettings, logger: Logger) {
+    public init(access: TenantAccess, publisher: EventPublisher, topics: Topics, settings: GatewaySettings) {
         self.access = access
-        self.producer = producer
+        self.publisher = publisher
         self.topics = topics
         self.settings = settings
-        self.logger = logger
     }
 
     public func add<Context: RequestContext>(to router: Router<Context>) {
@@ -36,26 +34,7 @@ public struct IngestRoutes: Sendable {
     func ingest(_ request: Request, tenant: TenantRequest) async throws -> Response {
         let caller = tenant.caller
         let format = try Self.format(of: request)
-        var body: [UInt8]
-        do {
-            body = Array(buffer: try await request.body.collect(upTo: self.settings.maxBodyBytes))
-        } catch {
-            throw Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large", detail: "the body is larger than \(self.settings.maxBodyBytes) bytes (TW_MAX_BODY_BYTES)")
-        }
-        switch request.headers[.contentEncoding]?.lowercased() {
-        case nil, "identity": break
-        case "gzip":
-            do {
-                body = try Gzip.decompress(body, maxOutput: self.settings.maxDecompressedBytes)
-            } catch {
-                if error.kind == .tooLarge {
-                    throw Problem(.contentTooLarge, code: "payload_too_large", title: "Decompressed body too large", detail: "the body inflates to more than \(self.settings.maxDecompressedBytes) bytes (TW_MAX_DECOMPRESSED_BYTES)")
-                }
-                throw Problem(.badRequest, code: "invalid_body", title: "Invalid gzip body", detail: error.message)
-            }
-        case let other?:
-            throw Problem(.unsupportedMediaType, code: "unsupported_encoding", title: "Unsupported Content-Encoding", detail: "Content-Encoding '\(other)' is not supported; use gzip or none")
-        }
+        let body = try await RequestBody.read(request, settings: self.settings)
 
         let ranges: [Range<Int>]
         do {
@@ -92,19 +71,7 @@ public struct IngestRoutes: Sendable {
             problem.extensions = [("accepted", "0"), ("rejected", String(errors.count)), ("errors", errorsJSON)]
             throw problem
         }
-        var eventBudget: RateLimiter.Decision?
-        if let limiter = self.access.limiter {
-            let decision = await limiter.checkEvents(tenant: caller.tenantID, limits: caller.limits, count: messages.count)
-            guard decision.outcome == .allowed else { throw Problem.rateLimited(decision) }
-            eventBudget = decision
-        }
-        do {
-            try await self.producer.sendAll(messages)
-        } catch {
-            await self.access.limiter?.refund(tenant: caller.tenantID, count: messages.count, limits: caller.limits)
-            self.logger.warning("Broker did not acknowledge a batch", metadata: ["error": "\(error)", "tenant.id": "\(caller.tenantID)"])
-            throw Problem(.serviceUnavailable, code: "broker_unavailable", title: "Events not accepted", detail: "the event broker did not acknowledge the batch; retry it unchanged (event ids make retries safe)", retryAfterSeconds: 5)
-        }
+        let eventBudget = try await self.publisher.publish(messages, caller: caller)
         self.accepted.increment(by: messages.count)
         let json = "{\"accepted\":\(messages.count),\"rejected\":\(errors.count),\"errors\":\(errorsJSON)}"
         var headers: HTTPFields = [.contentType: "application/json"]
@@ -134,5 +101,64 @@ public struct IngestRoutes: Sendable {
         }
         out.append(UInt8(ascii: "]"))
         return String(decoding: out, as: UTF8.self)
+    }
+}
+
+/// Reading a request body within the gateway's limits: the size as sent, then gzip inflation, bounded.
+enum RequestBody {
+    static func read(_ request: Request, settings: GatewaySettings) async throws -> [UInt8] {
+        var body: [UInt8]
+        do {
+            body = Array(buffer: try await request.body.collect(upTo: settings.maxBodyBytes))
+        } catch {
+            throw Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large", detail: "the body is larger than \(settings.maxBodyBytes) bytes (TW_MAX_BODY_BYTES)")
+        }
+        switch request.headers[.contentEncoding]?.lowercased() {
+        case nil, "identity": break
+        case "gzip":
+            do {
+                body = try Gzip.decompress(body, maxOutput: settings.maxDecompressedBytes)
+            } catch {
+                if error.kind == .tooLarge {
+                    throw Problem(.contentTooLarge, code: "payload_too_large", title: "Decompressed body too large", detail: "the body inflates to more than \(settings.maxDecompressedBytes) bytes (TW_MAX_DECOMPRESSED_BYTES)")
+                }
+                throw Problem(.badRequest, code: "invalid_body", title: "Invalid gzip body", detail: error.message)
+            }
+        case let other?:
+            throw Problem(.unsupportedMediaType, code: "unsupported_encoding", title: "Unsupported Content-Encoding", detail: "Content-Encoding '\(other)' is not supported; use gzip or none")
+        }
+        return body
+    }
+}
+
+/// What every ingest route does with its valid events: take them from the tenant's event budget, produce them to
+/// llm.events.raw.v1, and return only once the broker acknowledged all of them (then the caller may answer
+/// "accepted"). A broker failure refunds the budget and is a 503 the client retries unchanged.
+public struct EventPublisher: Sendable {
+    let access: TenantAccess
+    let producer: KafkaProducer
+    let logger: Logger
+
+    public init(access: TenantAccess, producer: KafkaProducer, logger: Logger) {
+        self.access = access
+        self.producer = producer
+        self.logger = logger
+    }
+
+    func publish(_ messages: [KafkaProducerMessage], caller: Caller) async throws -> RateLimiter.Decision? {
+        var eventBudget: RateLimiter.Decision?
+        if let limiter = self.access.limiter {
+            let decision = await limiter.checkEvents(tenant: caller.tenantID, limits: caller.limits, count: messages.count)
+            guard decision.outcome == .allowed else { throw Problem.rateLimited(decision) }
+            eventBudget = decision
+        }
+        do {
+            try await self.producer.sendAll(messages)
+        } catch {
+            await self.access.limiter?.refund(tenant: caller.tenantID, count: messages.count, limits: caller.limits)
+            self.logger.warning("Broker did not acknowledge a batch", metadata: ["error": "\(error)", "tenant.id": "\(caller.tenantID)"])
+            throw Problem(.serviceUnavailable, code: "broker_unavailable", title: "Events not accepted", detail: "the event broker did not acknowledge the batch; retry it unchanged (event ids make retries safe)", retryAfterSeconds: 5)
+        }
+        return eventBudget
     }
 }

@@ -25,7 +25,9 @@ struct GatewayMain {
             let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: Int(settings.keyCacheTTL.components.seconds))
             let limiter = RateLimiter(redis: redis, configuration: settings.rateLimits, logger: runtime.logger)
             let access = TenantAccess(keys: keys, limiter: limiter, postgres: postgres)
-            let ingest = IngestRoutes(access: access, producer: producer, topics: runtime.configuration.topics, settings: settings, logger: runtime.logger)
+            let publisher = EventPublisher(access: access, producer: producer, logger: runtime.logger)
+            let ingest = IngestRoutes(access: access, publisher: publisher, topics: runtime.configuration.topics, settings: settings)
+            let otlp = OTLPRoutes(access: access, publisher: publisher, topics: runtime.configuration.topics, settings: settings, logger: runtime.logger)
             let admin = AdminRoutes(keys: keys, access: access, adminToken: settings.adminToken)
             let queries = QueryRoutes(access: access, readModel: ReadModel(redis: redis))
             // Live anomaly streams: every replica reads the whole anomalies topic, from the newest message, in a
@@ -42,6 +44,7 @@ struct GatewayMain {
                     router.add(middleware: ProblemMiddleware())
                     router.add(middleware: RequestLimitsMiddleware(maxHeaderBytes: settings.maxHeaderBytes, maxURLBytes: settings.maxURLBytes))
                     ingest.add(to: router)
+                    otlp.add(to: router)
                     admin.add(to: router)
                     queries.add(to: router)
                     DetectorSettingsRoutes(access: access).add(to: router)

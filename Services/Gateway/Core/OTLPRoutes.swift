@@ -1,0 +1,119 @@
+import Events
+import HTTPTypes
+import Hummingbird
+import Kafka
+import Logging
+import Metrics
+import OTLP
+
+/// `POST /v1/traces`: OTLP/HTTP trace export (https://opentelemetry.io/docs/specs/otlp/#otlphttp), so an
+/// application already instrumented with OpenTelemetry GenAI conventions reports to Tokenwatch by pointing its
+/// exporter here with its API key. GenAI spans become events on llm.events.raw.v1 (the same path as
+/// `POST /v1/events`), other spans are skipped. Every answer, errors included, is in the request's encoding:
+/// `ExportTraceServiceResponse` (with `partialSuccess` for spans that could not be used) or `google.rpc.Status`.
+public struct OTLPRoutes: Sendable {
+    let access: TenantAccess
+    let publisher: EventPublisher
+    let topics: Topics
+    let settings: GatewaySettings
+    let logger: Logger
+    private let accepted = Counter(label: "tw_gateway_otlp_spans_total", dimensions: [("outcome", "accepted")])
+    private let rejected = Counter(label: "tw_gateway_otlp_spans_total", dimensions: [("outcome", "rejected")])
+    private let skipped = Counter(label: "tw_gateway_otlp_spans_total", dimensions: [("outcome", "skipped")])
+    /// Rejection reasons quoted in `partialSuccess.errorMessage`; the count stays exact.
+    static let maxReportedReasons = 5
+
+    public init(access: TenantAccess, publisher: EventPublisher, topics: Topics, settings: GatewaySettings, logger: Logger) {
+        self.access = access
+        self.publisher = publisher
+        self.topics = topics
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public func add<Context: RequestContext>(to router: Router<Context>) {
+        router.on("/v1/traces", method: .post) { request, _ in await self.export(request) }
+    }
+
+    func export(_ request: Request) async -> Response {
+        guard let encoding = OTLPEncoding(contentType: request.headers[.contentType]) else {
+            return Self.status(.unsupportedMediaType, "Content-Type must be application/x-protobuf or application/json", encoding: .json)
+        }
+        do {
+            let tenant = try await self.access.authorize(request, scope: .ingest)
+            let body = try await RequestBody.read(request, settings: self.settings)
+            let traces: OTLPTraceRequest
+            do {
+                let limits = OTLPLimits(maxSpans: self.settings.otlpMaxSpans)
+                traces = try body.withUnsafeBytes { buffer in
+                    switch encoding {
+                    case .protobuf: try OTLPTraceRequest(protobuf: buffer, keep: GenAISpanMapping.keep, limits: limits)
+                    case .json: try OTLPTraceRequest(json: buffer, keep: GenAISpanMapping.keep, limits: limits)
+                    }
+                }
+            } catch let error as OTLPDecodingError {
+                switch error.kind {
+                case .tooManySpans:
+                    throw Problem(.contentTooLarge, code: "batch_too_large", title: "Too many spans", detail: "\(error.reason) (TW_OTLP_MAX_SPANS)")
+                case .malformed:
+                    throw Problem(.badRequest, code: "invalid_body", title: "Undecodable OTLP body", detail: "not an ExportTraceServiceRequest in \(encoding == .protobuf ? "protobuf" : "OTLP/JSON"): \(error)")
+                }
+            }
+
+            let now = EventTimestamp.now()
+            let tenantKey = Array(tenant.tenantID.utf8)
+            var messages: [KafkaProducerMessage] = []
+            var reasons: [String] = []
+            var rejectedCount = 0
+            var skippedCount = 0
+            for resourceSpans in traces.resourceSpans {
+                for span in resourceSpans.spans {
+                    switch GenAISpanMapping.map(span, resource: resourceSpans.resource, now: now) {
+                    case .event(var event):
+                        event.tenantID = tenant.tenantID
+                        messages.append(KafkaProducerMessage(topic: self.topics.raw, key: tenantKey, value: event.jsonBytes()))
+                    case .skipped:
+                        skippedCount += 1
+                    case .rejected(let reason):
+                        rejectedCount += 1
+                        if reasons.count < Self.maxReportedReasons {
+                            reasons.append("span \(GenAISpanMapping.hex(span.spanID).prefix(16)) (\(span.name.prefix(64))): \(reason)")
+                        }
+                    }
+                }
+            }
+            self.skipped.increment(by: skippedCount)
+            self.rejected.increment(by: rejectedCount)
+            var budget: RateLimiter.Decision?
+            if !messages.isEmpty {
+                budget = try await self.publisher.publish(messages, caller: tenant.caller)
+                self.accepted.increment(by: messages.count)
+            }
+            var message = ""
+            if rejectedCount > 0 {
+                message = "\(rejectedCount) GenAI span(s) could not be used: " + reasons.joined(separator: "; ")
+                if rejectedCount > reasons.count { message += "; ..." }
+            }
+            var headers: HTTPFields = [.contentType: encoding.contentType]
+            if let budget { RateLimitHeaders.apply(budget, to: &headers) }
+            if let decision = tenant.requestDecision { RateLimitHeaders.apply(decision, to: &headers) }
+            let answer = OTLPResponse.export(rejectedSpans: rejectedCount, errorMessage: message, encoding: encoding)
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer)))
+        } catch let problem as Problem {
+            var response = Self.status(problem.status, problem.detail, encoding: encoding)
+            // Retry-After on 429 and 503 is what OTLP exporters honour (the spec's throttling rules).
+            if let seconds = problem.retryAfterSeconds { response.headers[.retryAfter] = String(seconds) }
+            response.headers.append(contentsOf: problem.headers)
+            if problem.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
+            return response
+        } catch {
+            self.logger.error("OTLP export failed", metadata: ["error": "\(error)"])
+            return Self.status(.internalServerError, "internal error", encoding: encoding)
+        }
+    }
+
+    static func status(_ status: HTTPResponse.Status, _ message: String, encoding: OTLPEncoding) -> Response {
+        let body = OTLPResponse.status(code: OTLPResponse.grpcCode(httpStatus: status.code), message: message, encoding: encoding)
+        return Response(status: status, headers: [.contentType: encoding.contentType], body: .init(byteBuffer: ByteBuffer(bytes: body)))
+    }
+}

@@ -1,0 +1,618 @@
+import Events
+
+/// An OTLP attribute value. Arrays, key-value lists and bytes are never needed for the mapping and are not kept.
+public enum OTLPValue: Sendable, Hashable {
+    case string(String)
+    case bool(Bool)
+    case int(Int64)
+    case double(Double)
+}
+
+/// The attributes of a span or resource that the decoder was asked to keep (`OTLPKeep`), in order; a repeated key's
+/// last value wins, as in the SDKs.
+public struct OTLPAttributes: Sendable, Hashable {
+    public private(set) var entries: [(key: String, value: OTLPValue)] = []
+
+    public init(_ entries: [(String, OTLPValue)] = []) {
+        for (key, value) in entries { self.set(key, value) }
+    }
+
+    public subscript(_ key: String) -> OTLPValue? {
+        self.entries.last(where: { $0.key == key })?.value
+    }
+
+    public mutating func set(_ key: String, _ value: OTLPValue) {
+        self.entries.append((key, value))
+    }
+
+    public var isEmpty: Bool { self.entries.isEmpty }
+
+    public static func == (a: OTLPAttributes, b: OTLPAttributes) -> Bool {
+        a.entries.count == b.entries.count && zip(a.entries, b.entries).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        for entry in self.entries {
+            hasher.combine(entry.key)
+            hasher.combine(entry.value)
+        }
+    }
+}
+
+/// One span, reduced to what the GenAI mapping reads.
+public struct OTLPSpan: Sendable, Hashable {
+    public var traceID: [UInt8] = []
+    public var spanID: [UInt8] = []
+    public var name: String = ""
+    /// SpanKind: 0 unspecified, 1 internal, 2 server, 3 client, 4 producer, 5 consumer.
+    public var kind: Int32 = 0
+    public var startTimeUnixNano: UInt64 = 0
+    public var endTimeUnixNano: UInt64 = 0
+    public var attributes = OTLPAttributes()
+    /// Status code: 0 unset, 1 ok, 2 error.
+    public var statusCode: Int32 = 0
+    public var statusMessage: String = ""
+
+    public init() {}
+}
+
+/// The spans of one resource (all its instrumentation scopes together).
+public struct OTLPResourceSpans: Sendable, Hashable {
+    public var resource = OTLPAttributes()
+    public var spans: [OTLPSpan] = []
+
+    public init(resource: OTLPAttributes = OTLPAttributes(), spans: [OTLPSpan] = []) {
+        self.resource = resource
+        self.spans = spans
+    }
+}
+
+/// An `ExportTraceServiceRequest` (opentelemetry/proto/collector/trace/v1/trace_service.proto).
+public struct OTLPTraceRequest: Sendable, Hashable {
+    public var resourceSpans: [OTLPResourceSpans] = []
+
+    public init(resourceSpans: [OTLPResourceSpans] = []) {
+        self.resourceSpans = resourceSpans
+    }
+
+    public var spanCount: Int { self.resourceSpans.reduce(0) { $0 + $1.spans.count } }
+}
+
+/// Which attribute keys the decoder keeps; everything else (prompts, completions, HTTP details) is skipped unread.
+public struct OTLPKeep: Sendable {
+    let spanKeys: Set<String>
+    let resourceKeys: Set<String>
+    let longest: Int
+
+    public init(spanKeys: Set<String>, resourceKeys: Set<String>) {
+        self.spanKeys = spanKeys
+        self.resourceKeys = resourceKeys
+        self.longest = (spanKeys.union(resourceKeys)).map(\.utf8.count).max() ?? 0
+    }
+
+    func wants(_ key: UnsafeRawBufferPointer, resource: Bool) -> String? {
+        guard key.count <= self.longest, let s = String(validating: key, as: UTF8.self) else { return nil }
+        return (resource ? self.resourceKeys : self.spanKeys).contains(s) ? s : nil
+    }
+}
+
+/// Why a body could not be decoded: where (`resourceSpans[0].scopeSpans[1].spans[2].traceId`) and why.
+public struct OTLPDecodingError: Error, Sendable, CustomStringConvertible {
+    public enum Kind: Sendable { case malformed, tooManySpans }
+    public var kind: Kind
+    public var path: String
+    public var reason: String
+
+    public init(_ kind: Kind = .malformed, path: String, reason: String) {
+        self.kind = kind
+        self.path = path
+        self.reason = reason
+    }
+
+    public var description: String { self.path.isEmpty ? self.reason : "\(self.path): \(self.reason)" }
+}
+
+/// Decoding bounds for untrusted bodies (the body size itself is bounded before decoding).
+public struct OTLPLimits: Sendable {
+    /// Spans in one request, across all resources and scopes.
+    public var maxSpans: Int
+    /// JSON nesting depth (arrays and key-value lists in attribute values are skipped, but only this deep).
+    public var maxJSONDepth: Int
+
+    public init(maxSpans: Int = 10_000, maxJSONDepth: Int = 32) {
+        self.maxSpans = maxSpans
+        self.maxJSONDepth = maxJSONDepth
+    }
+}
+
+// MARK: - Protobuf
+
+extension OTLPTraceRequest {
+    /// Decodes an `ExportTraceServiceRequest` in the protobuf encoding.
+    public init(protobuf body: UnsafeRawBufferPointer, keep: OTLPKeep, limits: OTLPLimits = OTLPLimits()) throws(OTLPDecodingError) {
+        var decoder = ProtobufTraceDecoder(keep: keep, limits: limits)
+        self = try decoder.request(ProtobufReader(body))
+    }
+}
+
+private struct ProtobufTraceDecoder {
+    let keep: OTLPKeep
+    let limits: OTLPLimits
+    var spanCount = 0
+    var path: [String] = []
+
+    init(keep: OTLPKeep, limits: OTLPLimits) {
+        self.keep = keep
+        self.limits = limits
+    }
+
+    func fail(_ reason: String) -> OTLPDecodingError {
+        OTLPDecodingError(path: self.path.joined(separator: "."), reason: reason)
+    }
+
+    /// Runs `body`, turning wire errors into errors that name the field being read.
+    mutating func at<T>(_ component: String, _ body: (inout Self) throws(ProtobufReader.Malformed) -> T) throws(OTLPDecodingError) -> T {
+        if !component.isEmpty { self.path.append(component) }
+        defer { if !component.isEmpty { self.path.removeLast() } }
+        do {
+            return try body(&self)
+        } catch {
+            throw self.fail(error.reason)
+        }
+    }
+
+    mutating func request(_ reader: ProtobufReader) throws(OTLPDecodingError) -> OTLPTraceRequest {
+        var r = reader
+        var out = OTLPTraceRequest()
+        while let field = try self.at("", { _ throws(ProtobufReader.Malformed) in try r.nextField() }) {
+            if field.number == 1 {
+                let index = out.resourceSpans.count
+                let sub = try self.at("resourceSpans[\(index)]") { _ throws(ProtobufReader.Malformed) in
+                    try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "resourceSpans")
+                    return try r.message()
+                }
+                self.path.append("resourceSpans[\(index)]")
+                let item = try self.resourceSpans(sub)
+                self.path.removeLast()
+                out.resourceSpans.append(item)
+            } else {
+                try self.at("") { _ throws(ProtobufReader.Malformed) in try r.skip(field.wireType) }
+            }
+        }
+        return out
+    }
+
+    mutating func resourceSpans(_ reader: ProtobufReader) throws(OTLPDecodingError) -> OTLPResourceSpans {
+        var r = reader
+        var out = OTLPResourceSpans()
+        var scopes = 0
+        while let field = try self.at("", { _ throws(ProtobufReader.Malformed) in try r.nextField() }) {
+            switch field.number {
+            case 1:
+                out.resource = try self.at("resource") { d throws(ProtobufReader.Malformed) in
+                    try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "resource")
+                    var res = try r.message()
+                    var attributes = OTLPAttributes()
+                    while let f = try res.nextField() {
+                        if f.number == 1 {
+                            try ProtobufReader.expect(f.wireType, .lengthDelimited, field: "attributes")
+                            var kv = try res.message()
+                            try d.keyValue(&kv, resource: true, into: &attributes)
+                        } else {
+                            try res.skip(f.wireType)
+                        }
+                    }
+                    return attributes
+                }
+            case 2:
+                let sub = try self.at("scopeSpans[\(scopes)]") { _ throws(ProtobufReader.Malformed) in
+                    try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "scopeSpans")
+                    return try r.message()
+                }
+                self.path.append("scopeSpans[\(scopes)]")
+                try self.scopeSpans(sub, into: &out.spans)
+                self.path.removeLast()
+                scopes += 1
+            default:
+                try self.at("") { _ throws(ProtobufReader.Malformed) in try r.skip(field.wireType) }
+            }
+        }
+        return out
+    }
+
+    mutating func scopeSpans(_ reader: ProtobufReader, into spans: inout [OTLPSpan]) throws(OTLPDecodingError) {
+        var r = reader
+        var index = 0
+        while let field = try self.at("", { _ throws(ProtobufReader.Malformed) in try r.nextField() }) {
+            guard field.number == 2 else {
+                try self.at("") { _ throws(ProtobufReader.Malformed) in try r.skip(field.wireType) }
+                continue
+            }
+            self.spanCount += 1
+            guard self.spanCount <= self.limits.maxSpans else {
+                throw OTLPDecodingError(.tooManySpans, path: "", reason: "more than \(self.limits.maxSpans) spans in one request")
+            }
+            let span = try self.at("spans[\(index)]") { d throws(ProtobufReader.Malformed) in
+                try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "spans")
+                var s = try r.message()
+                return try d.span(&s)
+            }
+            spans.append(span)
+            index += 1
+        }
+    }
+
+    mutating func span(_ r: inout ProtobufReader) throws(ProtobufReader.Malformed) -> OTLPSpan {
+        var span = OTLPSpan()
+        while let field = try r.nextField() {
+            switch field.number {
+            case 1:
+                try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "traceId")
+                span.traceID = try r.bytesField()
+            case 2:
+                try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "spanId")
+                span.spanID = try r.bytesField()
+            case 5:
+                try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "name")
+                span.name = try r.string()
+            case 6:
+                try ProtobufReader.expect(field.wireType, .varint, field: "kind")
+                span.kind = Int32(truncatingIfNeeded: try r.varint())
+            case 7:
+                try ProtobufReader.expect(field.wireType, .fixed64, field: "startTimeUnixNano")
+                span.startTimeUnixNano = try r.fixed64()
+            case 8:
+                try ProtobufReader.expect(field.wireType, .fixed64, field: "endTimeUnixNano")
+                span.endTimeUnixNano = try r.fixed64()
+            case 9:
+                try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "attributes")
+                var kv = try r.message()
+                try self.keyValue(&kv, resource: false, into: &span.attributes)
+            case 15:
+                try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "status")
+                var status = try r.message()
+                while let f = try status.nextField() {
+                    switch f.number {
+                    case 2:
+                        try ProtobufReader.expect(f.wireType, .lengthDelimited, field: "status.message")
+                        span.statusMessage = try status.string()
+                    case 3:
+                        try ProtobufReader.expect(f.wireType, .varint, field: "status.code")
+                        span.statusCode = Int32(truncatingIfNeeded: try status.varint())
+                    default: try status.skip(f.wireType)
+                    }
+                }
+            default:
+                try r.skip(field.wireType)
+            }
+        }
+        return span
+    }
+
+    /// A `KeyValue`; kept only if its key is wanted and its value is a scalar.
+    func keyValue(_ r: inout ProtobufReader, resource: Bool, into attributes: inout OTLPAttributes) throws(ProtobufReader.Malformed) {
+        var key: String?
+        var value: OTLPValue?
+        while let field = try r.nextField() {
+            switch field.number {
+            case 1:
+                try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "key")
+                let range = try r.lengthDelimited()
+                key = self.keep.wants(UnsafeRawBufferPointer(rebasing: r.bytes[range]), resource: resource)
+            case 2:
+                try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "value")
+                var any = try r.message()
+                while let f = try any.nextField() {
+                    switch (f.number, f.wireType) {
+                    case (1, .lengthDelimited): value = .string(try any.string())
+                    case (2, .varint): value = .bool(try any.varint() != 0)
+                    case (3, .varint): value = .int(Int64(bitPattern: try any.varint()))
+                    case (4, .fixed64): value = .double(Double(bitPattern: try any.fixed64()))
+                    case (1...4, _): throw ProtobufReader.Malformed(reason: "attribute value has wire type \(f.wireType.rawValue) for field \(f.number)")
+                    default:
+                        value = nil
+                        try any.skip(f.wireType)
+                    }
+                }
+            default:
+                try r.skip(field.wireType)
+            }
+        }
+        if let key, let value { attributes.set(key, value) }
+    }
+}
+
+// MARK: - JSON
+
+extension OTLPTraceRequest {
+    /// Decodes an `ExportTraceServiceRequest` in the OTLP/JSON encoding: lowerCamelCase names, trace and span ids in
+    /// hex, enums as integers (their names are accepted too), 64-bit integers as strings or numbers, unknown fields
+    /// ignored (https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding).
+    public init(json body: UnsafeRawBufferPointer, keep: OTLPKeep, limits: OTLPLimits = OTLPLimits()) throws(OTLPDecodingError) {
+        var decoder = JSONTraceDecoder(scanner: JSONScanner(body, maxDepth: limits.maxJSONDepth), keep: keep, limits: limits)
+        self = try decoder.document()
+    }
+}
+
+private struct JSONTraceDecoder {
+    var scanner: JSONScanner
+    let keep: OTLPKeep
+    let limits: OTLPLimits
+    var spanCount = 0
+    var path: [String] = []
+    var depth = 0
+
+    init(scanner: JSONScanner, keep: OTLPKeep, limits: OTLPLimits) {
+        self.scanner = scanner
+        self.keep = keep
+        self.limits = limits
+    }
+
+    func fail(_ reason: String) -> OTLPDecodingError {
+        OTLPDecodingError(path: self.path.joined(separator: "."), reason: reason)
+    }
+
+    mutating func scan<T>(_ body: (inout JSONScanner) throws(JSONScanner.SyntaxError) -> T) throws(OTLPDecodingError) -> T {
+        do {
+            return try body(&self.scanner)
+        } catch {
+            throw self.fail("\(error.reason) at byte \(error.offset)")
+        }
+    }
+
+    mutating func document() throws(OTLPDecodingError) -> OTLPTraceRequest {
+        var out = OTLPTraceRequest()
+        try self.object { d, key throws(OTLPDecodingError) in
+            guard key == "resourceSpans" else { return false }
+            try d.array(key) { d, index throws(OTLPDecodingError) in out.resourceSpans.append(try d.resourceSpans()) }
+            return true
+        }
+        try self.scan { s throws(JSONScanner.SyntaxError) in
+            s.skipWhitespace()
+            guard s.isAtEnd else { throw s.fail("trailing characters after the document") }
+        }
+        return out
+    }
+
+    /// Walks an object; `member` returns false for keys it does not read, which are skipped. `null` is an absent
+    /// object (proto3 JSON).
+    mutating func object(_ member: (inout Self, String) throws(OTLPDecodingError) -> Bool) throws(OTLPDecodingError) {
+        if try self.scan({ s throws(JSONScanner.SyntaxError) in try s.consumeNull() }) { return }
+        self.depth += 1
+        defer { self.depth -= 1 }
+        guard self.depth <= self.limits.maxJSONDepth else { throw self.fail("nesting deeper than \(self.limits.maxJSONDepth) levels") }
+        try self.scan { s throws(JSONScanner.SyntaxError) in try s.expect(UInt8(ascii: "{"), "an object") }
+        if try self.scan({ s throws(JSONScanner.SyntaxError) in s.consume(UInt8(ascii: "}")) }) { return }
+        repeat {
+            let key = try self.scan { s throws(JSONScanner.SyntaxError) in
+                let k = try s.readString(maxLength: 1024)
+                try s.expect(UInt8(ascii: ":"), "':'")
+                return k
+            }
+            if try !member(&self, key) {
+                let depth = self.depth
+                try self.scan { s throws(JSONScanner.SyntaxError) in try s.skipValue(depth: depth) }
+            }
+        } while try self.scan({ s throws(JSONScanner.SyntaxError) in s.consume(UInt8(ascii: ",")) })
+        try self.scan { s throws(JSONScanner.SyntaxError) in try s.expect(UInt8(ascii: "}"), "',' or '}'") }
+    }
+
+    mutating func array(_ name: String, _ element: (inout Self, Int) throws(OTLPDecodingError) -> Void) throws(OTLPDecodingError) {
+        if try self.scan({ s throws(JSONScanner.SyntaxError) in try s.consumeNull() }) { return }
+        self.depth += 1
+        defer { self.depth -= 1 }
+        guard self.depth <= self.limits.maxJSONDepth else { throw self.fail("nesting deeper than \(self.limits.maxJSONDepth) levels") }
+        try self.scan { s throws(JSONScanner.SyntaxError) in try s.expect(UInt8(ascii: "["), "an array for \(name)") }
+        if try self.scan({ s throws(JSONScanner.SyntaxError) in s.consume(UInt8(ascii: "]")) }) { return }
+        var index = 0
+        repeat {
+            self.path.append("\(name)[\(index)]")
+            try element(&self, index)
+            self.path.removeLast()
+            index += 1
+        } while try self.scan({ s throws(JSONScanner.SyntaxError) in s.consume(UInt8(ascii: ",")) })
+        try self.scan { s throws(JSONScanner.SyntaxError) in try s.expect(UInt8(ascii: "]"), "',' or ']'") }
+    }
+
+    mutating func resourceSpans() throws(OTLPDecodingError) -> OTLPResourceSpans {
+        var out = OTLPResourceSpans()
+        try self.object { d, key throws(OTLPDecodingError) in
+            switch key {
+            case "resource":
+                try d.object { d, key throws(OTLPDecodingError) in
+                    guard key == "attributes" else { return false }
+                    out.resource = try d.attributes(resource: true)
+                    return true
+                }
+            case "scopeSpans":
+                try d.array(key) { d, _ throws(OTLPDecodingError) in
+                    try d.object { d, key throws(OTLPDecodingError) in
+                        guard key == "spans" else { return false }
+                        try d.array(key) { d, _ throws(OTLPDecodingError) in
+                            d.spanCount += 1
+                            guard d.spanCount <= d.limits.maxSpans else {
+                                throw OTLPDecodingError(.tooManySpans, path: "", reason: "more than \(d.limits.maxSpans) spans in one request")
+                            }
+                            out.spans.append(try d.span())
+                        }
+                        return true
+                    }
+                }
+            default: return false
+            }
+            return true
+        }
+        return out
+    }
+
+    mutating func span() throws(OTLPDecodingError) -> OTLPSpan {
+        var span = OTLPSpan()
+        try self.object { d, key throws(OTLPDecodingError) in
+            d.path.append(key)
+            defer { d.path.removeLast() }
+            switch key {
+            case "traceId": span.traceID = try d.hexID(bytes: 16)
+            case "spanId": span.spanID = try d.hexID(bytes: 8)
+            case "name": span.name = try d.string() ?? ""
+            case "kind": span.kind = try d.enumValue(names: ["SPAN_KIND_UNSPECIFIED", "SPAN_KIND_INTERNAL", "SPAN_KIND_SERVER", "SPAN_KIND_CLIENT", "SPAN_KIND_PRODUCER", "SPAN_KIND_CONSUMER"])
+            case "startTimeUnixNano": span.startTimeUnixNano = try d.uint64()
+            case "endTimeUnixNano": span.endTimeUnixNano = try d.uint64()
+            case "attributes": span.attributes = try d.attributes(resource: false)
+            case "status":
+                try d.object { d, key throws(OTLPDecodingError) in
+                    d.path.append(key)
+                    defer { d.path.removeLast() }
+                    switch key {
+                    case "code": span.statusCode = try d.enumValue(names: ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"])
+                    case "message": span.statusMessage = try d.string() ?? ""
+                    default: return false
+                    }
+                    return true
+                }
+            default: return false
+            }
+            return true
+        }
+        return span
+    }
+
+    mutating func attributes(resource: Bool) throws(OTLPDecodingError) -> OTLPAttributes {
+        var out = OTLPAttributes()
+        try self.array("attributes") { d, _ throws(OTLPDecodingError) in
+            var key: String?
+            var value: OTLPValue?
+            try d.object { d, member throws(OTLPDecodingError) in
+                switch member {
+                case "key":
+                    if let k = try d.string() { key = d.keep.wants(k, resource: resource) }
+                case "value":
+                    d.path.append("value")
+                    defer { d.path.removeLast() }
+                    try d.object { d, kind throws(OTLPDecodingError) in
+                        d.path.append(kind)
+                        defer { d.path.removeLast() }
+                        switch kind {
+                        case "stringValue": value = try d.string().map(OTLPValue.string)
+                        case "boolValue": value = try d.bool().map(OTLPValue.bool)
+                        case "intValue": value = .int(try d.int64())
+                        case "doubleValue": value = .double(try d.double())
+                        default: return false
+                        }
+                        return true
+                    }
+                default: return false
+                }
+                return true
+            }
+            if let key, let value { out.set(key, value) }
+        }
+        return out
+    }
+
+    // MARK: Scalars
+
+    mutating func string() throws(OTLPDecodingError) -> String? {
+        try self.scan { s throws(JSONScanner.SyntaxError) in
+            if try s.consumeNull() { return nil }
+            guard s.peek() == UInt8(ascii: "\"") else { throw s.fail("expected a string") }
+            return try s.readString(maxLength: Int.max)
+        }
+    }
+
+    mutating func bool() throws(OTLPDecodingError) -> Bool? {
+        try self.scan { s throws(JSONScanner.SyntaxError) in
+            switch s.peek() {
+            case UInt8(ascii: "t"): try s.literal("true"); return true
+            case UInt8(ascii: "f"): try s.literal("false"); return false
+            case UInt8(ascii: "n"): try s.literal("null"); return nil
+            default: throw s.fail("expected true or false")
+            }
+        }
+    }
+
+    /// A 64-bit integer: proto3 JSON writes them as decimal strings; numbers are accepted too.
+    mutating func int64() throws(OTLPDecodingError) -> Int64 {
+        let text: String
+        if try self.scan({ s throws(JSONScanner.SyntaxError) in s.peek() == UInt8(ascii: "\"") }) {
+            text = try self.string() ?? ""
+        } else {
+            let number = try self.scan { s throws(JSONScanner.SyntaxError) in try s.readNumber() }
+            text = String(self.scanner.text(of: number))
+        }
+        guard let value = Int64(text) else { throw self.fail("expected a 64-bit integer, got '\(text.prefix(40))'") }
+        return value
+    }
+
+    mutating func uint64() throws(OTLPDecodingError) -> UInt64 {
+        let text: String
+        if try self.scan({ s throws(JSONScanner.SyntaxError) in s.peek() == UInt8(ascii: "\"") }) {
+            text = try self.string() ?? ""
+        } else if try self.scan({ s throws(JSONScanner.SyntaxError) in try s.consumeNull() }) {
+            return 0
+        } else {
+            let number = try self.scan { s throws(JSONScanner.SyntaxError) in try s.readNumber() }
+            text = String(self.scanner.text(of: number))
+        }
+        guard let value = UInt64(text) else { throw self.fail("expected an unsigned 64-bit integer, got '\(text.prefix(40))'") }
+        return value
+    }
+
+    /// A double: a number, or "NaN", "Infinity", "-Infinity" as proto3 JSON writes them.
+    mutating func double() throws(OTLPDecodingError) -> Double {
+        if try self.scan({ s throws(JSONScanner.SyntaxError) in s.peek() == UInt8(ascii: "\"") }) {
+            switch try self.string() {
+            case "NaN": return .nan
+            case "Infinity": return .infinity
+            case "-Infinity": return -.infinity
+            case let other?: guard let v = Double(other) else { throw self.fail("expected a number") }; return v
+            case nil: return 0
+            }
+        }
+        let number = try self.scan { s throws(JSONScanner.SyntaxError) in try s.readNumber() }
+        guard let value = self.scanner.double(of: number) else { throw self.fail("expected a number") }
+        return value
+    }
+
+    mutating func enumValue(names: [String]) throws(OTLPDecodingError) -> Int32 {
+        if try self.scan({ s throws(JSONScanner.SyntaxError) in s.peek() == UInt8(ascii: "\"") }) {
+            let name = try self.string() ?? ""
+            guard let index = names.firstIndex(of: name) else { throw self.fail("unknown value '\(name.prefix(40))'") }
+            return Int32(index)
+        }
+        let value = try self.int64()
+        guard let v = Int32(exactly: value) else { throw self.fail("enum value out of range") }
+        return v
+    }
+
+    /// Trace and span ids: hex in OTLP/JSON (not base64, unlike proto3 JSON); empty means absent.
+    mutating func hexID(bytes count: Int) throws(OTLPDecodingError) -> [UInt8] {
+        guard let text = try self.string(), !text.isEmpty else { return [] }
+        let utf8 = Array(text.utf8)
+        func nibble(_ c: UInt8) -> UInt8? {
+            switch c {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+            default: nil
+            }
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(count)
+        if utf8.count == 2 * count {
+            for i in stride(from: 0, to: utf8.count, by: 2) {
+                guard let hi = nibble(utf8[i]), let lo = nibble(utf8[i + 1]) else { out = []; break }
+                out.append(hi << 4 | lo)
+            }
+        }
+        guard out.count == count else {
+            throw self.fail("must be \(2 * count) hex digits (OTLP/JSON encodes ids in hex, not base64)")
+        }
+        return out
+    }
+}
+
+extension OTLPKeep {
+    func wants(_ key: String, resource: Bool) -> String? {
+        (resource ? self.resourceKeys : self.spanKeys).contains(key) ? key : nil
+    }
+}
