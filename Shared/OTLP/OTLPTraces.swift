@@ -79,20 +79,42 @@ public struct OTLPTraceRequest: Sendable, Hashable {
 }
 
 /// Which attribute keys the decoder keeps; everything else (prompts, completions, HTTP details) is skipped unread.
+/// Keys are matched by a hash of their bytes and then compared, so a skipped key costs no allocation and a kept one
+/// reuses the stored String.
 public struct OTLPKeep: Sendable {
     let spanKeys: Set<String>
     let resourceKeys: Set<String>
-    let longest: Int
+    private let table: [UInt64: [(key: String, bytes: [UInt8], resource: Bool)]]
 
     public init(spanKeys: Set<String>, resourceKeys: Set<String>) {
         self.spanKeys = spanKeys
         self.resourceKeys = resourceKeys
-        self.longest = (spanKeys.union(resourceKeys)).map(\.utf8.count).max() ?? 0
+        var table: [UInt64: [(key: String, bytes: [UInt8], resource: Bool)]] = [:]
+        for (keys, resource) in [(spanKeys, false), (resourceKeys, true)] {
+            for key in keys {
+                let bytes = Array(key.utf8)
+                table[bytes.withUnsafeBytes(Self.hash), default: []].append((key, bytes, resource))
+            }
+        }
+        self.table = table
+    }
+
+    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return h
     }
 
     func wants(_ key: UnsafeRawBufferPointer, resource: Bool) -> String? {
-        guard key.count <= self.longest, let s = String(validating: key, as: UTF8.self) else { return nil }
-        return (resource ? self.resourceKeys : self.spanKeys).contains(s) ? s : nil
+        guard let candidates = self.table[Self.hash(key)] else { return nil }
+        for c in candidates where c.resource == resource && c.bytes.count == key.count {
+            if c.bytes.withUnsafeBytes({ $0.elementsEqual(key) }) { return c.key }
+        }
+        return nil
+    }
+
+    func wants(_ key: String, resource: Bool) -> String? {
+        (resource ? self.resourceKeys : self.spanKeys).contains(key) ? key : nil
     }
 }
 
@@ -292,6 +314,7 @@ private struct ProtobufTraceDecoder {
     /// A `KeyValue`; kept only if its key is wanted and its value is a scalar.
     func keyValue(_ r: inout ProtobufReader, resource: Bool, into attributes: inout OTLPAttributes) throws(ProtobufReader.Malformed) {
         var key: String?
+        var keySeen = false
         var value: OTLPValue?
         while let field = try r.nextField() {
             switch field.number {
@@ -299,9 +322,12 @@ private struct ProtobufTraceDecoder {
                 try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "key")
                 let range = try r.lengthDelimited()
                 key = self.keep.wants(UnsafeRawBufferPointer(rebasing: r.bytes[range]), resource: resource)
+                keySeen = true
             case 2:
                 try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "value")
                 var any = try r.message()
+                // SDKs write the key first: the value of a key nobody reads (a prompt, say) is not even decoded.
+                if keySeen && key == nil { continue }
                 while let f = try any.nextField() {
                     switch (f.number, f.wireType) {
                     case (1, .lengthDelimited): value = .string(try any.string())
@@ -480,12 +506,16 @@ private struct JSONTraceDecoder {
         var out = OTLPAttributes()
         try self.array("attributes") { d, _ throws(OTLPDecodingError) in
             var key: String?
+            var keySeen = false
             var value: OTLPValue?
             try d.object { d, member throws(OTLPDecodingError) in
                 switch member {
                 case "key":
                     if let k = try d.string() { key = d.keep.wants(k, resource: resource) }
+                    keySeen = true
                 case "value":
+                    // Encoders write the key first: the value of a key nobody reads is skipped, not built.
+                    if keySeen && key == nil { return false }
                     d.path.append("value")
                     defer { d.path.removeLast() }
                     try d.object { d, kind throws(OTLPDecodingError) in
@@ -608,11 +638,5 @@ private struct JSONTraceDecoder {
             throw self.fail("must be \(2 * count) hex digits (OTLP/JSON encodes ids in hex, not base64)")
         }
         return out
-    }
-}
-
-extension OTLPKeep {
-    func wants(_ key: String, resource: Bool) -> String? {
-        (resource ? self.resourceKeys : self.spanKeys).contains(key) ? key : nil
     }
 }

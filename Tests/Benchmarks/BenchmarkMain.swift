@@ -10,6 +10,7 @@ import Logging
 ///
 ///     tokenwatch-bench decode                      event JSON decode + validate, events/s on one core
 ///     tokenwatch-bench detect                      detector: series-windows/s on one core, memory per series
+///     tokenwatch-bench otlp [DIR]                  OTLP decode + map spans/s vs event decode; DIR: bodies for wrk
 ///     tokenwatch-bench produce BROKERS TOPIC N S [C_RATE]   Swift producer throughput (and ratio to the C loop)
 ///     tokenwatch-bench demo GATEWAY_URL ADMIN_TOKEN KEY_FILE RATE   demo traffic for `make run`, until stopped
 @main
@@ -19,6 +20,7 @@ struct BenchmarkMain {
         switch args.first {
         case "decode": try decodeBenchmark()
         case "detect": detectBenchmark()
+        case "otlp": try otlpBenchmark(directory: args.dropFirst().first)
         case "produce":
             let a = Array(args.dropFirst())
             guard a.count >= 4, let n = Int(a[2]), let size = Int(a[3]) else { usage() }
@@ -32,7 +34,7 @@ struct BenchmarkMain {
     }
 
     static func usage() -> Never {
-        FileHandle.standardError.write(Data("usage: tokenwatch-bench decode | detect | produce BROKERS TOPIC COUNT SIZE [C_RATE] | demo GATEWAY_URL ADMIN_TOKEN KEY_FILE RATE\n".utf8))
+        FileHandle.standardError.write(Data("usage: tokenwatch-bench decode | detect | otlp [DIR] | produce BROKERS TOPIC COUNT SIZE [C_RATE] | demo GATEWAY_URL ADMIN_TOKEN KEY_FILE RATE\n".utf8))
         exit(2)
     }
 }

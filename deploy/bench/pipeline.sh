@@ -6,6 +6,8 @@
 #   - query latency p50/p99 under 16 clients, and the share answered from the read model;
 #   - gateway ingest: events/s accepted (202) with batches of 100 and 1000 events, request latency p50/p99 (wrk),
 #     against raw librdkafka produce of the same payloads on the same broker;
+#   - OTLP: spans/s accepted through /v1/traces (protobuf, 512 spans a request) against events/s through /v1/events
+#     for the same 512 calls;
 #   - RSS of each service idle and under load.
 # Figures are printed, never asserted. Usage: deploy/bench/pipeline.sh BIN_DIR STATE_DIR
 set -euo pipefail
@@ -55,9 +57,9 @@ for n in (100, 1000):
 PY
 cat >"$STATE/post.lua" <<LUA
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("CONTENT_TYPE") or "application/json"
 wrk.headers["Authorization"] = "Bearer $KEY"
-local f = io.open(os.getenv("BODY"), "r"); wrk.body = f:read("*a"); f:close()
+local f = io.open(os.getenv("BODY"), "rb"); wrk.body = f:read("*a"); f:close()
 done = function(summary, latency, requests)
   local non2xx = summary.errors.status
   io.write(string.format("RESULT %d %d %.3f %.1f %.1f\n", summary.requests, non2xx, summary.duration / 1e6, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
@@ -170,3 +172,16 @@ python3 "$ROOT/deploy/broker-ctl.py" "$TW_KAFKA_MOCK_CONTROL" "CREATE bench.raw 
 c=$("$STATE/produce_loop" "$TW_KAFKA_BROKERS" bench.raw 500000 "$size" | cut -d' ' -f3)
 echo "raw librdkafka produce of ${size}-byte events on the same broker: $c msg/s"
 echo "ratio gateway (batches of 1000) / raw produce: $(python3 -c "print(f'{$LAST_RATE / $c:.2f}')")"
+
+# OTLP: the same 512 calls as one protobuf export (with prompts and completions as span attributes, as OpenLLMetry
+# sends them) and as one event batch, each posted repeatedly for 8 s by 16 connections.
+"$BIN/tokenwatch-bench" otlp "$STATE"
+declare -A RATE
+for kind in traces events; do
+    if [ $kind = traces ]; then body="$STATE/traces512.pb"; type=application/x-protobuf; path=/v1/traces; else body="$STATE/events512.json"; type=application/json; path=/v1/events; fi
+    out=$(BODY="$body" CONTENT_TYPE=$type wrk -t2 -c16 -d8s -s "$STATE/post.lua" "http://127.0.0.1:18180$path" 2>&1 | grep RESULT || true)
+    read -r _ reqs bad secs p50 p99 <<<"$out"
+    RATE[$kind]=$(python3 -c "import sys; r,b,s=int(sys.argv[1]),int(sys.argv[2]),float(sys.argv[3]); print(f'{(r-b)*512/s:.0f}')" "$reqs" "$bad" "$secs")
+    echo "gateway $path, 512 calls a request ($(stat -c %s "$body") bytes): ${RATE[$kind]} $([ $kind = traces ] && echo spans || echo events)/s accepted ($bad not 2xx), latency p50 $p50 ms, p99 $p99 ms"
+done
+echo "ratio OTLP spans/s / events/s through the gateway: $(python3 -c "print(f'{${RATE[traces]} / max(${RATE[events]}, 1):.2f}')")"

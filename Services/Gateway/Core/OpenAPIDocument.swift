@@ -10,7 +10,7 @@ public enum OpenAPIDocument {
     }
 
     public static let paths = [
-        "/v1/events", "/v1/series", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
+        "/v1/events", "/v1/traces", "/v1/series", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
         "/v1/detector/settings", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/readyz", "/metrics",
     ]
@@ -40,6 +40,7 @@ public enum OpenAPIDocument {
                   "cost_usd": {"type": "number", "minimum": 0, "maximum": 100000},
                   "user_id": {"type": "string"}, "session_id": {"type": "string"}, "app": {"type": "string"}, "environment": {"type": "string"},
                   "tags": {"type": "object", "maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 256}}}},
+              "RpcStatus": {"type": "object", "description": "google.rpc.Status", "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}},
               "IngestResult": {"type": "object", "required": ["accepted", "rejected", "errors"], "properties": {
                 "accepted": {"type": "integer"}, "rejected": {"type": "integer"},
                 "errors": {"type": "array", "maxItems": 100, "items": {"type": "object", "properties": {
@@ -96,6 +97,24 @@ public enum OpenAPIDocument {
                 "415": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"},
                 "503": {"description": "The broker did not acknowledge the batch; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}},
                         "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}}}},
+            "/v1/traces": {"post": {
+              "summary": "OTLP/HTTP trace export: OpenTelemetry GenAI spans become events",
+              "description": "An ExportTraceServiceRequest (opentelemetry/proto/collector/trace/v1) in protobuf or OTLP/JSON. LLM-call spans (gen_ai.* attributes) become events with event_id otlp-<trace id>-<span id>; other spans are skipped. Answers are in the request's encoding: ExportTraceServiceResponse (partialSuccess for spans that could not be used), or google.rpc.Status for errors.",
+              "security": [{"apiKey": []}],
+              "parameters": [{"name": "Content-Encoding", "in": "header", "required": false, "schema": {"type": "string", "enum": ["gzip", "identity"]}}],
+              "requestBody": {"required": true, "content": {
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object", "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}}}}}},
+              "responses": {
+                "200": {"description": "Accepted (every usable GenAI span acknowledged by the broker)", "content": {
+                  "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                  "application/json": {"schema": {"type": "object", "properties": {"partialSuccess": {"type": "object", "properties": {"rejectedSpans": {"type": "string"}, "errorMessage": {"type": "string"}}}}}}}},
+                "400": {"description": "Undecodable body", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "401": {"description": "Missing or invalid API key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "413": {"description": "Body or span count over the limit", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "415": {"description": "Content-Type is neither application/x-protobuf nor application/json", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}}},
+                "429": {"description": "Rate limited; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "503": {"description": "The broker did not acknowledge; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}}}},
             "/v1/series": {"get": {
               "summary": "One metric of the caller's tenant over time", "security": [{"apiKey": []}],
               "parameters": [
