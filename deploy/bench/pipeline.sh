@@ -35,7 +35,7 @@ for _ in $(seq 1 300); do curl -sf "http://127.0.0.1:18180/readyz" >/dev/null &&
 # backlog on one partition would be cut short by retention (the check below would see it).
 KEYS=()
 for t in $(seq 1 8); do
-    KEYS+=("$(curl -sf -XPOST http://127.0.0.1:18180/v1/admin/tenants -H "Authorization: Bearer $TW_ADMIN_TOKEN" -d "{\"tenant_id\":\"bench-$$-$t\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')")
+    KEYS+=("$(curl -sf -XPOST http://127.0.0.1:18180/v1/admin/tenants -H "Authorization: Bearer $TW_ADMIN_TOKEN" -H "Content-Type: application/json" -d "{\"tenant_id\":\"bench-$$-$t\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')")
 done
 KEY=${KEYS[0]}
 rss() { awk '/VmRSS/ {printf "%.0f MB", $2/1024}' "/proc/$1/status"; }
@@ -92,7 +92,7 @@ python3 -c "import time,sys; s,a=float(sys.argv[1]),float(sys.argv[2]); e=time.t
 # End-to-end delay: 10,000 events/s for 15 s (a batch of 1000 every 100 ms) for a fresh tenant, while a poller
 # asks the gateway's query API for the tenant's total every 50 ms; a batch's delay is from its 202 to the first
 # answer that counts it.
-E2E_KEY=$(curl -sf -XPOST http://127.0.0.1:18180/v1/admin/tenants -H "Authorization: Bearer $TW_ADMIN_TOKEN" -d "{\"tenant_id\":\"bench-$$-e2e\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+E2E_KEY=$(curl -sf -XPOST http://127.0.0.1:18180/v1/admin/tenants -H "Authorization: Bearer $TW_ADMIN_TOKEN" -H "Content-Type: application/json" -d "{\"tenant_id\":\"bench-$$-e2e\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
 python3 - "$STATE" "$E2E_KEY" <<'PY'
 import json, sys, threading, time, uuid, urllib.request
 state, key = sys.argv[1], sys.argv[2]
