@@ -12,6 +12,7 @@ DEMO_RATE   ?= 20
 STACK        = bash $(ROOT)/deploy/stack.sh
 
 OTEL_VENV   := $(ROOT)/.state/otel-venv
+BROWSER_VENV := $(ROOT)/.state/browser-venv
 FUZZ_STATE  := $(ROOT)/.state/fuzz
 FUZZ_SECONDS ?= 60
 
@@ -78,9 +79,11 @@ status:
 test: install
 	swift build --build-tests
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+	@bash deploy/venv.sh $(OTEL_VENV) >/dev/null
+	@bash deploy/browser/setup.sh $(BROWSER_VENV) >/dev/null
 	@TW_STATE_DIR=$(TEST_STATE) $(STACK) start
 	@set -a; . $(TEST_STATE)/stack.env; set +a; export TW_STATE_DIR=$(TEST_STATE); \
-	export TW_TEST_OTEL_PYTHON=$$(bash deploy/otel/venv.sh $(OTEL_VENV)) || { TW_STATE_DIR=$(TEST_STATE) $(STACK) stop; exit 1; }; \
+	export TW_TEST_OTEL_PYTHON=$(OTEL_VENV)/bin/python TW_TEST_BROWSER_PYTHON=$(BROWSER_VENV)/bin/python; \
 	swift test --skip-build; rc=$$?; \
 	TW_STATE_DIR=$(TEST_STATE) $(STACK) stop; exit $$rc
 
@@ -153,7 +156,7 @@ fuzz-merge: $(FUZZ_BIN) $(FUZZ_OTLP)
 # attribute renames, requirements-legacy.txt), calling a local OpenAI stub and exported by the OpenTelemetry SDK in
 # protobuf and JSON to a local capture server. Tests/OTLPTests checks every mapped field against them.
 otel-fixtures:
-	@py=$$(bash deploy/otel/venv.sh $(OTEL_VENV)) && legacy=$$(bash deploy/otel/venv.sh $(ROOT)/.state/otel-venv-legacy deploy/otel/requirements-legacy.txt) && \
+	@py=$$(bash deploy/venv.sh $(OTEL_VENV)) && legacy=$$(bash deploy/venv.sh $(ROOT)/.state/otel-venv-legacy deploy/otel/requirements-legacy.txt) && \
 	$$py deploy/otel/llm_client.py fixtures Tests/Fixtures/otlp --legacy-python $$legacy
 
 clean: stop

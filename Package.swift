@@ -98,7 +98,10 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            path: "Services/Gateway/Core", swiftSettings: swiftSettings),
+            path: "Services/Gateway/Core",
+            // The dashboard's files are compiled into the binary (PackageResources), so an image needs nothing beside it.
+            resources: [.embedInCode("Dashboard/index.html"), .embedInCode("Dashboard/app.js"), .embedInCode("Dashboard/app.css")],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "Gateway", dependencies: ["GatewayCore", "ServiceKit", "Kafka", "Redis", "Postgres", "Events", "Rollups", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Services/Gateway/Main", swiftSettings: swiftSettings),

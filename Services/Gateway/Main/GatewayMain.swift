@@ -50,6 +50,7 @@ struct GatewayMain {
                     DetectorSettingsRoutes(access: access).add(to: router)
                     AnomalyStreamRoutes(access: access, broadcaster: broadcaster).add(to: router)
                     OpenAPIDocument.add(to: router)
+                    DashboardRoutes().add(to: router)
                 })
         }
     }
