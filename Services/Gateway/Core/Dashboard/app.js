@@ -522,7 +522,8 @@ async function renderOverview(filter) {
     body.append(h('div', { class: 'grid wide' },
       panel('Top models by cost', async () => breakdownTable((await api('/v1/breakdown?' + q({ by: 'model', order: 'cost', limit: '5' }))).items, 'model'), { testid: 'top-cost' }),
       panel('Top models by volume', async () => breakdownTable((await api('/v1/breakdown?' + q({ by: 'model', order: 'requests', limit: '5' }))).items, 'model'), { testid: 'top-volume' }),
-      panel('Providers by cost', async () => breakdownTable((await api('/v1/breakdown?' + q({ by: 'provider', order: 'cost', limit: '5' }))).items, 'provider'), { testid: 'top-providers' })));
+      panel('Providers by cost', async () => breakdownTable((await api('/v1/breakdown?' + q({ by: 'provider', order: 'cost', limit: '5' }))).items, 'provider'), { testid: 'top-providers' }),
+      panel('Providers by volume', async () => breakdownTable((await api('/v1/breakdown?' + q({ by: 'provider', order: 'requests', limit: '5' }))).items, 'provider'), { testid: 'top-providers-volume' })));
   }
   body.append(panel('Recent anomalies', async () => {
     const aq = new URLSearchParams({ from: iso(range.from - 7 * DAY), to: iso(range.to), limit: '5' });
