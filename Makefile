@@ -16,7 +16,7 @@ BROWSER_VENV := $(ROOT)/.state/browser-venv
 FUZZ_STATE  := $(ROOT)/.state/fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: help install build run stop status test bench eval fuzz fuzz-merge otel-fixtures clean
+.PHONY: help install build run stop status test bench eval fuzz fuzz-merge otel-fixtures k8s-check image-check image images clean
 
 help:
 	@echo "make run     install, build, start Postgres/Redis/broker and the five services with demo traffic"
@@ -27,6 +27,9 @@ help:
 	@echo "make eval    detector accuracy on the seeded labelled corpus, against two baselines"
 	@echo "make fuzz    libFuzzer on the event decoder, batch reader and OTLP decoder for FUZZ_SECONDS (default 60) each"
 	@echo "make otel-fixtures  regenerate Tests/Fixtures/otlp with the real OpenTelemetry Python SDK and instrumentations"
+	@echo "make k8s-check      render and validate the Kubernetes manifests (kubectl kustomize, kubernetes-validate, checkov)"
+	@echo "make image-check    hadolint and the runtime packages of deploy/Dockerfile against ldd of the binaries"
+	@echo "make image SERVICE=gateway | make images   container images (needs docker or podman)"
 
 install:
 	@$(STACK) install
@@ -79,6 +82,7 @@ status:
 test: install
 	swift build --build-tests
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+	@$(MAKE) --no-print-directory k8s-check image-check
 	@bash deploy/venv.sh $(OTEL_VENV) >/dev/null
 	@bash deploy/browser/setup.sh $(BROWSER_VENV) >/dev/null
 	@TW_STATE_DIR=$(TEST_STATE) $(STACK) start
@@ -86,6 +90,27 @@ test: install
 	export TW_TEST_OTEL_PYTHON=$(OTEL_VENV)/bin/python TW_TEST_BROWSER_PYTHON=$(BROWSER_VENV)/bin/python; \
 	swift test --skip-build; rc=$$?; \
 	TW_STATE_DIR=$(TEST_STATE) $(STACK) stop; exit $$rc
+
+# MARK: - deployment checks and images
+
+K8S_VENV := $(ROOT)/.state/k8s-venv
+k8s-check:
+	bash deploy/k8s/check.sh $(K8S_VENV)
+
+image-check:
+	@[ -x .build/debug/gateway ] || swift build
+	bash deploy/image-check.sh $(K8S_VENV) $(ROOT)/.build/debug
+
+# Images need a container engine (none runs on the build machines here; CI checks the Dockerfile with image-check).
+ENGINE  ?= $(shell command -v docker || command -v podman)
+SERVICE ?= gateway
+TAG     ?= dev
+image:
+	@[ -n "$(ENGINE)" ] || { echo "make image needs docker or podman"; exit 1; }
+	$(ENGINE) build -f deploy/Dockerfile --build-arg SERVICE=$(SERVICE) -t tokenwatch/$(SERVICE):$(TAG) .
+
+images:
+	@for s in $(SERVICES); do $(MAKE) --no-print-directory image SERVICE=$$s || exit 1; done
 
 # MARK: - bench
 

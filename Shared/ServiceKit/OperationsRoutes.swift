@@ -45,6 +45,10 @@ extension Router {
                 for await result in group { results.append(result) }
             }
             results.sort { $0.0 < $1.0 }
+            // Each probe also records what it saw, for alerts ("broker unavailable") and dashboards.
+            for (name, ok) in results {
+                state.registry.makeGauge(name: "tw_dependency_up", labels: [("dependency", name)]).set(Double(ok ? 1 : 0))
+            }
             let ready = !state.isDraining && results.allSatisfy(\.1)
             let checks = results.map { "\"\($0.0)\":\"\($0.1 ? "ok" : "unreachable")\"" }.joined(separator: ",")
             let body = "{\"status\":\"\(state.isDraining ? "draining" : ready ? "ready" : "not ready")\",\"checks\":{\(checks)}}"

@@ -41,6 +41,8 @@ struct GatewayMain {
                 readinessChecks: .dependencies(kafka: { await producer.brokersReachable() }, redis: redis, postgres: postgres),
                 http: settings.http,
                 routes: { router in
+                    // Request counts, errors and durations per route and status (hb_requests_total, ...).
+                    router.add(middleware: MetricsMiddleware())
                     router.add(middleware: ProblemMiddleware())
                     router.add(middleware: RequestLimitsMiddleware(maxHeaderBytes: settings.maxHeaderBytes, maxURLBytes: settings.maxURLBytes))
                     ingest.add(to: router)
