@@ -61,7 +61,7 @@ struct DashboardBrowserTests {
             [python, Subprocess.projectRoot + "/Tests/Browser/dashboard_test.py", "--base", "http://127.0.0.1:\(processes[0].port)",
              "--key", adminKey, "--empty-key", emptyKey, "--artifacts", artifacts, "--handshake", handshake],
             environment: ProcessInfo.processInfo.environment, outputPath: output)
-        let child = Child(pid: browser)
+        let child = ChildProcess(pid: browser)
         defer { if child.exitCode == nil { kill(browser, SIGKILL); _ = child.poll() } }
 
         try await eventually(.seconds(150), "the page is live on the anomalies view") {
@@ -94,24 +94,3 @@ struct DashboardBrowserTests {
     }
 }
 
-/// A spawned process polled for its exit from the waiting closures.
-final class Child: @unchecked Sendable {
-    let pid: pid_t
-    private let lock = NSLock()
-    private var code: Int32?
-
-    init(pid: pid_t) { self.pid = pid }
-
-    var exitCode: Int32? { self.lock.withLock { self.code } }
-
-    /// The exit code once the process has ended (reaped once), else nil.
-    func poll() -> Int32? {
-        self.lock.withLock {
-            if let code { return code }
-            var status: Int32 = 0
-            guard waitpid(self.pid, &status, WNOHANG) == self.pid else { return nil }
-            self.code = status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-            return self.code
-        }
-    }
-}

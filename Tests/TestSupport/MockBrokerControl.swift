@@ -10,18 +10,18 @@ public enum MockBrokerControl {
         public init(description: String) { self.description = description }
     }
 
-    /// Creates `topic` with `partitions` partitions.
-    public static func createTopic(_ topic: String, partitions: Int) throws {
-        try self.send("CREATE \(topic) \(partitions)")
+    /// Creates `topic` with `partitions` partitions (on the stack's broker, or the one whose control is `control`).
+    public static func createTopic(_ topic: String, partitions: Int, control: String? = nil) throws {
+        try self.send("CREATE \(topic) \(partitions)", control: control)
     }
 
-    public static func setBroker(_ id: Int, up: Bool) throws {
-        try self.send("\(up ? "UP" : "DOWN") \(id)")
+    public static func setBroker(_ id: Int, up: Bool, control: String? = nil) throws {
+        try self.send("\(up ? "UP" : "DOWN") \(id)", control: control)
     }
 
     /// Sends one command line and throws unless the broker answers OK.
-    public static func send(_ command: String) throws {
-        let address = try TestEnvironment.require("TW_KAFKA_MOCK_CONTROL")
+    public static func send(_ command: String, control: String? = nil) throws {
+        let address = try control ?? TestEnvironment.require("TW_KAFKA_MOCK_CONTROL")
         let parts = address.split(separator: ":")
         guard parts.count == 2, let port = UInt16(parts[1]) else { throw Failure(description: "bad control address \(address)") }
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
