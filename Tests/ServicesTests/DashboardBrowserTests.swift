@@ -87,6 +87,7 @@ struct DashboardBrowserTests {
         let exited = child.exitCode
         let log = (try? String(contentsOfFile: output, encoding: .utf8)) ?? ""
         #expect(exited == 0, "browser checks failed:\n\(log.suffix(4000))")
+        for line in log.split(separator: "\n") where line.contains("appeared live") || line.contains("\"passed\"") { print("browser: \(line.trimmingCharacters(in: .whitespaces))") }
         for name in ["signin-wrong-key", "overview", "model", "anomalies", "anomaly", "settings", "overview-phone", "empty"] {
             #expect(FileManager.default.fileExists(atPath: "\(artifacts)/\(name).png"), "screenshot \(name)")
         }
