@@ -82,13 +82,9 @@ public struct OTLPTraceRequest: Sendable, Hashable {
 /// Keys are matched by a hash of their bytes and then compared, so a skipped key costs no allocation and a kept one
 /// reuses the stored String.
 public struct OTLPKeep: Sendable {
-    let spanKeys: Set<String>
-    let resourceKeys: Set<String>
     private let table: [UInt64: [(key: String, bytes: [UInt8], resource: Bool)]]
 
     public init(spanKeys: Set<String>, resourceKeys: Set<String>) {
-        self.spanKeys = spanKeys
-        self.resourceKeys = resourceKeys
         var table: [UInt64: [(key: String, bytes: [UInt8], resource: Bool)]] = [:]
         for (keys, resource) in [(spanKeys, false), (resourceKeys, true)] {
             for key in keys {
@@ -114,7 +110,8 @@ public struct OTLPKeep: Sendable {
     }
 
     func wants(_ key: String, resource: Bool) -> String? {
-        (resource ? self.resourceKeys : self.spanKeys).contains(key) ? key : nil
+        var key = key
+        return key.withUTF8 { self.wants(UnsafeRawBufferPointer($0), resource: resource) }
     }
 }
 
@@ -562,28 +559,27 @@ private struct JSONTraceDecoder {
 
     /// A 64-bit integer: proto3 JSON writes them as decimal strings; numbers are accepted too.
     mutating func int64() throws(OTLPDecodingError) -> Int64 {
-        let text: String
-        if try self.scan({ s throws(JSONScanner.SyntaxError) in s.peek() == UInt8(ascii: "\"") }) {
-            text = try self.string() ?? ""
-        } else {
-            let number = try self.scan { s throws(JSONScanner.SyntaxError) in try s.readNumber() }
-            text = String(self.scanner.text(of: number))
-        }
-        guard let value = Int64(text) else { throw self.fail("expected a 64-bit integer, got '\(text.prefix(40))'") }
-        return value
+        try self.integer("a 64-bit integer", null: nil)
     }
 
+    /// Times: `null` is an absent (zero) time.
     mutating func uint64() throws(OTLPDecodingError) -> UInt64 {
+        try self.integer("an unsigned 64-bit integer", null: 0)
+    }
+
+    /// An integer written as a decimal string or a number; `null` is `absent`, or refused when that is nil.
+    mutating func integer<T: FixedWidthInteger>(_ what: String, null absent: T?) throws(OTLPDecodingError) -> T {
         let text: String
         if try self.scan({ s throws(JSONScanner.SyntaxError) in s.peek() == UInt8(ascii: "\"") }) {
             text = try self.string() ?? ""
         } else if try self.scan({ s throws(JSONScanner.SyntaxError) in try s.consumeNull() }) {
-            return 0
+            guard let absent else { throw self.fail("expected \(what), got null") }
+            return absent
         } else {
             let number = try self.scan { s throws(JSONScanner.SyntaxError) in try s.readNumber() }
             text = String(self.scanner.text(of: number))
         }
-        guard let value = UInt64(text) else { throw self.fail("expected an unsigned 64-bit integer, got '\(text.prefix(40))'") }
+        guard let value = T(text) else { throw self.fail("expected \(what), got '\(text.prefix(40))'") }
         return value
     }
 

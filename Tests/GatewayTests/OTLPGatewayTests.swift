@@ -61,9 +61,9 @@ struct OTLPGatewayTests {
         return s
     }
 
-    func withGateway(settings: GatewaySettings = GatewaySettings(), rateLimits: RateLimiter.Configuration? = nil,
+    func withGateway(settings: GatewaySettings = GatewaySettings(), brokers: String? = nil, rateLimits: RateLimiter.Configuration? = nil,
                      _ body: @Sendable (Gateway, any TestClientProtocol, String, String) async throws -> Void) async throws {
-        let gateway = try await Gateway.make(settings: settings, rateLimits: rateLimits)
+        let gateway = try await Gateway.make(settings: settings, brokers: brokers, rateLimits: rateLimits)
         let tenant = TestEnvironment.unique("otlp")
         try await gateway.app.test(.router) { client in
             let key = try await client.execute(uri: "/v1/admin/tenants", method: .post, headers: [.authorization: "Bearer \(adminToken)"], body: ByteBuffer(string: "{\"tenant_id\":\"\(tenant)\"}")) { response in
@@ -209,12 +209,7 @@ struct OTLPGatewayTests {
 
     @Test("the broker down: 503 with Retry-After, in the request's encoding")
     func brokerDown() async throws {
-        let gateway = try await Gateway.make(brokers: "127.0.0.1:1")
-        let tenant = TestEnvironment.unique("otlp-down")
-        try await gateway.app.test(.router) { client in
-            let key = try await client.execute(uri: "/v1/admin/tenants", method: .post, headers: [.authorization: "Bearer \(adminToken)"], body: ByteBuffer(string: "{\"tenant_id\":\"\(tenant)\"}")) { response in
-                json(response.body)["api_key"] as? String ?? ""
-            }
+        try await self.withGateway(brokers: "127.0.0.1:1") { _, client, key, _ in
             let body = OTLPTraceRequest(resourceSpans: [OTLPResourceSpans(spans: [Self.llmSpan(1, run: 5)])]).json()
             try await client.execute(uri: "/v1/traces", method: .post, headers: [.authorization: "Bearer \(key)", .contentType: "application/json"], body: ByteBuffer(bytes: body)) { response in
                 #expect(response.status == .serviceUnavailable)

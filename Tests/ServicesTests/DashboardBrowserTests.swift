@@ -12,11 +12,7 @@ struct DashboardBrowserTests {
         let python = try TestEnvironment.require("TW_TEST_BROWSER_PYTHON")
         let run = TestEnvironment.unique("dash")
         let token = "dashboard-e2e-admin-token-0123"
-        let env = [
-            "TW_TOPIC_RAW": "\(run)-raw", "TW_TOPIC_EVENTS": "\(run)-events", "TW_TOPIC_DLQ": "\(run)-dlq", "TW_TOPIC_ROLLUPS": "\(run)-rollups",
-            "TW_TOPIC_ANOMALIES": "\(run)-anomalies", "TW_GROUP_PREFIX": run, "TW_ADMIN_TOKEN": token, "TW_SHUTDOWN_TIMEOUT": "10s",
-        ]
-        for topic in ["raw", "events", "dlq", "rollups", "anomalies"] { try MockBrokerControl.createTopic("\(run)-\(topic)", partitions: 2) }
+        let env = try TestEnvironment.pipelineEnvironment(run: run, extra: ["TW_ADMIN_TOKEN": token])
         let processes = try ["gateway", "ingestor", "aggregator", "query"].map { try ServiceProcess($0, environment: env) }
         for process in processes { try await process.waitUntilReady() }
         let http = HTTPClient(port: processes[0].port)

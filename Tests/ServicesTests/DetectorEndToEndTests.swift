@@ -14,11 +14,7 @@ struct DetectorEndToEndTests {
     func latencyDegradation() async throws {
         let run = TestEnvironment.unique("det")
         let token = "detector-e2e-admin-token-01"
-        let env = [
-            "TW_TOPIC_RAW": "\(run)-raw", "TW_TOPIC_EVENTS": "\(run)-events", "TW_TOPIC_DLQ": "\(run)-dlq", "TW_TOPIC_ROLLUPS": "\(run)-rollups",
-            "TW_TOPIC_ANOMALIES": "\(run)-anomalies", "TW_GROUP_PREFIX": run, "TW_ADMIN_TOKEN": token, "TW_SHUTDOWN_TIMEOUT": "10s",
-        ]
-        for topic in ["raw", "events", "dlq", "rollups", "anomalies"] { try MockBrokerControl.createTopic("\(run)-\(topic)", partitions: 2) }
+        let env = try TestEnvironment.pipelineEnvironment(run: run, extra: ["TW_ADMIN_TOKEN": token])
         let processes = try ["gateway", "ingestor", "aggregator", "detector", "query"].map { try ServiceProcess($0, environment: env) }
         for process in processes { try await process.waitUntilReady() }
         let http = HTTPClient(port: processes[0].port)

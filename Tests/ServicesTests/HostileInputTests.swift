@@ -20,12 +20,8 @@ struct HostileStack {
 
     static func start(_ prefix: String, extra: [String: String] = [:]) async throws -> HostileStack {
         let run = TestEnvironment.unique(prefix)
-        var env = [
-            "TW_TOPIC_RAW": "\(run)-raw", "TW_TOPIC_EVENTS": "\(run)-events", "TW_TOPIC_DLQ": "\(run)-dlq", "TW_TOPIC_ROLLUPS": "\(run)-rollups",
-            "TW_GROUP_PREFIX": run, "TW_ADMIN_TOKEN": Self.adminToken, "TW_SHUTDOWN_TIMEOUT": "10s",
-        ]
-        env.merge(extra) { _, new in new }
-        for topic in ["raw", "events", "dlq", "rollups"] { try MockBrokerControl.createTopic("\(run)-\(topic)", partitions: 2) }
+        let env = try TestEnvironment.pipelineEnvironment(
+            run: run, topics: ["raw", "events", "dlq", "rollups"], extra: ["TW_ADMIN_TOKEN": Self.adminToken].merging(extra) { _, new in new })
         let services = try ["gateway", "ingestor", "aggregator"].map { try ServiceProcess($0, environment: env) }
         for service in services { try await service.waitUntilReady() }
         let http = HTTPClient(port: services[0].port)

@@ -29,11 +29,7 @@ struct OTLPEndToEndTests {
         let python = try TestEnvironment.require("TW_TEST_OTEL_PYTHON")
         let run = TestEnvironment.unique("otlp")
         let token = "otlp-e2e-admin-token-012345"
-        let env = [
-            "TW_TOPIC_RAW": "\(run)-raw", "TW_TOPIC_EVENTS": "\(run)-events", "TW_TOPIC_DLQ": "\(run)-dlq", "TW_TOPIC_ROLLUPS": "\(run)-rollups",
-            "TW_GROUP_PREFIX": run, "TW_ADMIN_TOKEN": token, "TW_SHUTDOWN_TIMEOUT": "10s",
-        ]
-        for topic in ["raw", "events", "dlq", "rollups"] { try MockBrokerControl.createTopic("\(run)-\(topic)", partitions: 2) }
+        let env = try TestEnvironment.pipelineEnvironment(run: run, topics: ["raw", "events", "dlq", "rollups"], extra: ["TW_ADMIN_TOKEN": token])
         let processes = try ["gateway", "ingestor", "aggregator"].map { try ServiceProcess($0, environment: env) }
         for process in processes { try await process.waitUntilReady() }
         let http = HTTPClient(port: processes[0].port)

@@ -129,11 +129,7 @@ struct PipelineTests {
     func throughTheGateway() async throws {
         let logger = Logger(label: "pipeline-test")
         let run = TestEnvironment.unique("g")
-        let env = [
-            "TW_TOPIC_RAW": "\(run)-raw", "TW_TOPIC_EVENTS": "\(run)-events", "TW_TOPIC_DLQ": "\(run)-dlq", "TW_TOPIC_ROLLUPS": "\(run)-rollups",
-            "TW_GROUP_PREFIX": run, "TW_ADMIN_TOKEN": "pipeline-admin-token-123456", "TW_SHUTDOWN_TIMEOUT": "10s",
-        ]
-        for topic in ["raw", "events", "dlq", "rollups"] { try MockBrokerControl.createTopic("\(run)-\(topic)", partitions: 2) }
+        let env = try TestEnvironment.pipelineEnvironment(run: run, topics: ["raw", "events", "dlq", "rollups"], extra: ["TW_ADMIN_TOKEN": "pipeline-admin-token-123456"])
         let gateway = try ServiceProcess("gateway", environment: env)
         let ingestor = try ServiceProcess("ingestor", environment: env)
         let aggregator = try ServiceProcess("aggregator", environment: env)
@@ -204,11 +200,7 @@ struct PipelineTests {
         let logger = Logger(label: "pipeline-test")
         let run = TestEnvironment.unique("f")
         let token = "full-topology-admin-token-1"
-        let env = [
-            "TW_TOPIC_RAW": "\(run)-raw", "TW_TOPIC_EVENTS": "\(run)-events", "TW_TOPIC_DLQ": "\(run)-dlq", "TW_TOPIC_ROLLUPS": "\(run)-rollups",
-            "TW_TOPIC_ANOMALIES": "\(run)-anomalies", "TW_GROUP_PREFIX": run, "TW_ADMIN_TOKEN": token, "TW_SHUTDOWN_TIMEOUT": "10s",
-        ]
-        for topic in ["raw", "events", "dlq", "rollups", "anomalies"] { try MockBrokerControl.createTopic("\(run)-\(topic)", partitions: 2) }
+        let env = try TestEnvironment.pipelineEnvironment(run: run, extra: ["TW_ADMIN_TOKEN": token])
         let processes = try ["gateway", "ingestor", "aggregator", "detector", "query"].map { try ServiceProcess($0, environment: env) }
         let gateway = processes[0]
         for process in processes { try await process.waitUntilReady() }

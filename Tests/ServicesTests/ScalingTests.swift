@@ -18,15 +18,10 @@ struct ScalingTests {
         let logger = Logger(label: "scaling-test")
         let run = TestEnvironment.unique("hpa")
         let shutdownBudget = 10
-        let env = [
-            "TW_TOPIC_RAW": "\(run)-raw", "TW_TOPIC_EVENTS": "\(run)-events", "TW_TOPIC_DLQ": "\(run)-dlq", "TW_TOPIC_ROLLUPS": "\(run)-rollups",
-            "TW_TOPIC_ANOMALIES": "\(run)-anomalies", "TW_GROUP_PREFIX": run, "TW_SHUTDOWN_TIMEOUT": "\(shutdownBudget)s",
-            "TW_INGEST_BATCH": "200", "TW_AGGREGATOR_BATCH": "300",
-        ]
         // Four partitions: three replicas each own at least one.
-        for (topic, partitions) in [("raw", 4), ("events", 4), ("dlq", 1), ("rollups", 4), ("anomalies", 2)] {
-            try MockBrokerControl.createTopic("\(run)-\(topic)", partitions: partitions)
-        }
+        let env = try TestEnvironment.pipelineEnvironment(
+            run: run, partitions: ["raw": 4, "events": 4, "dlq": 1, "rollups": 4],
+            extra: ["TW_SHUTDOWN_TIMEOUT": "\(shutdownBudget)s", "TW_INGEST_BATCH": "200", "TW_AGGREGATOR_BATCH": "300"])
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
         try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
         // Eight tenants, so the tenant-keyed topics spread over the partitions.

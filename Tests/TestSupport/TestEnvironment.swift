@@ -23,3 +23,21 @@ public enum TestEnvironment {
         "\(prefix)-\(UUID().uuidString.prefix(8).lowercased())"
     }
 }
+
+extension TestEnvironment {
+    /// Topics of one test's own on the stack's broker (`partitions` each, 2 unless given), and the environment that
+    /// points its services at them: `TW_TOPIC_*`, `TW_GROUP_PREFIX` = `run`, a 10 s shutdown budget, then `extra`.
+    /// `topics` are short names: raw, events, dlq, rollups, anomalies.
+    public static func pipelineEnvironment(
+        run: String, topics: [String] = ["raw", "events", "dlq", "rollups", "anomalies"], partitions: [String: Int] = [:], extra: [String: String] = [:]
+    ) throws -> [String: String] {
+        let keys = ["raw": "TW_TOPIC_RAW", "events": "TW_TOPIC_EVENTS", "dlq": "TW_TOPIC_DLQ", "rollups": "TW_TOPIC_ROLLUPS", "anomalies": "TW_TOPIC_ANOMALIES"]
+        var env = ["TW_GROUP_PREFIX": run, "TW_SHUTDOWN_TIMEOUT": "10s"]
+        for topic in topics {
+            guard let key = keys[topic] else { preconditionFailure("unknown topic \(topic)") }
+            try MockBrokerControl.createTopic("\(run)-\(topic)", partitions: partitions[topic] ?? 2)
+            env[key] = "\(run)-\(topic)"
+        }
+        return env.merging(extra) { _, new in new }
+    }
+}
