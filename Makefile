@@ -25,7 +25,7 @@ help:
 	@echo "make test    install, build, start a test stack, run every test, stop the stack"
 	@echo "make bench   benchmarks (figures printed, not asserted)"
 	@echo "make eval    detector accuracy on the seeded labelled corpus, against two baselines"
-	@echo "make fuzz    libFuzzer on the event decoder, batch reader and OTLP decoder for FUZZ_SECONDS (default 60) each"
+	@echo "make fuzz    libFuzzer on the event decoder and batch reader, the whole OTLP path and every topic decoder, FUZZ_SECONDS (default 60) each"
 	@echo "make otel-fixtures  regenerate Tests/Fixtures/otlp with the real OpenTelemetry Python SDK and instrumentations"
 	@echo "make k8s-check      render and validate the Kubernetes manifests (kubectl kustomize, kubernetes-validate, checkov)"
 	@echo "make image-check    hadolint and the runtime packages of deploy/Dockerfile against ldd of the binaries"
@@ -47,8 +47,8 @@ run: build
 	port=8080; for s in $(SERVICES); do \
 	  pidfile=$(RUN_STATE)/pids/$$s.pid; \
 	  if [ -f $$pidfile ] && kill -0 $$(cat $$pidfile) 2>/dev/null; then echo "$$s already running"; port=$$((port+1)); continue; fi; \
-	  TW_HTTP_PORT=$$port nohup $(ROOT)/.build/debug/$$s >$(RUN_STATE)/logs/$$s.log 2>&1 </dev/null & echo $$! >$$pidfile; \
-	  echo "$$s on http://127.0.0.1:$$port (log $(RUN_STATE)/logs/$$s.log)"; port=$$((port+1)); \
+	  TW_HTTP_PORT=$$port nohup bash $(ROOT)/deploy/supervise.sh $$s $(RUN_STATE)/logs/$$s.log $(ROOT)/.build/debug/$$s >>$(RUN_STATE)/logs/supervise.log 2>&1 </dev/null & echo $$! >$$pidfile; \
+	  echo "$$s on http://127.0.0.1:$$port (log $(RUN_STATE)/logs/$$s.log; restarted with backoff if it exits)"; port=$$((port+1)); \
 	done; \
 	pidfile=$(RUN_STATE)/pids/demo.pid; \
 	if ! { [ -f $$pidfile ] && kill -0 $$(cat $$pidfile) 2>/dev/null; }; then \
@@ -146,13 +146,18 @@ eval: install
 
 # MARK: - fuzz
 
-# Two libFuzzer targets (coverage-guided, with AddressSanitizer), built by swiftc outside SwiftPM: the event decoder
-# and batch reader (Events sources), and the OTLP trace decoders with the GenAI mapping (Events and OTLP sources as
-# one module). Seeds come from Tests/Fuzz/corpus and Tests/Fuzz/corpus-otlp (kept in the repo; the OTLP seeds
-# start from the SDK fixtures); new finds go to scratch folders, so a run never edits the repo; `make fuzz-merge`
+# Three libFuzzer targets (coverage-guided, with AddressSanitizer), built by swiftc outside SwiftPM: the event decoder
+# and batch reader (Events sources); the whole OTLP path, decoders -> GenAI mapping -> event encoding -> the
+# ingestor's decoder (Events and OTLP sources as one module); and every topic's decoder (raw events, events, rollups,
+# anomalies). Seeds come from Tests/Fuzz/corpus, corpus-otlp and corpus-topics (kept in the repo; the OTLP seeds
+# start from the SDK fixtures and keep the span that crashed the gateway, issue 13); new finds go to scratch folders, so a run never edits the repo; `make fuzz-merge`
 # folds the useful ones in. A crash fails the run and leaves its input in .state/fuzz/.
 FUZZ_BIN  := $(FUZZ_STATE)/fuzz-events
 FUZZ_OTLP := $(FUZZ_STATE)/fuzz-otlp
+FUZZ_TOPICS := $(FUZZ_STATE)/fuzz-topics
+# The Foundation-only files of Shared/Rollups: what consumers decode topic messages with.
+ROLLUP_PURE := Shared/Rollups/Int64+Saturating.swift Shared/Rollups/QuantileSketch.swift Shared/Rollups/Rollup.swift Shared/Rollups/RollupRecord.swift Shared/Rollups/AnomalyMessage.swift
+FUZZ_QUIET = grep -v -E "Cannot export local symbol|ignoring import|^ *[0-9]* *\||^ *\||^$$" || true
 FUZZ_RUN   = -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1
 FUZZ_SHOW  = grep -E "^(\#[0-9]+ *DONE|Done|stat::number_of_executed_units|==|SUMMARY|artifact)"
 $(FUZZ_BIN): Shared/Events/*.swift Tests/Fuzz/FuzzEvents.swift
@@ -165,14 +170,21 @@ $(FUZZ_OTLP): Shared/Events/*.swift Shared/OTLP/*.swift Tests/Fuzz/FuzzOTLP.swif
 	swiftc -parse-as-library -sanitize=fuzzer,address -O -module-name Events -package-name tokenwatch Shared/Events/*.swift Shared/OTLP/*.swift Tests/Fuzz/FuzzOTLP.swift -o $@ 2>&1 | grep -v -E "Cannot export local symbol|ignoring import|^ *[0-9]* *\||^ *\||^$$" || true
 	@test -x $@
 
-fuzz: $(FUZZ_BIN) $(FUZZ_OTLP)
-	@mkdir -p $(FUZZ_STATE)/work $(FUZZ_STATE)/work-otlp
+$(FUZZ_TOPICS): Shared/Events/*.swift $(ROLLUP_PURE) Tests/Fuzz/FuzzTopics.swift
+	@mkdir -p $(FUZZ_STATE)
+	swiftc -parse-as-library -sanitize=fuzzer,address -O -module-name Events -package-name tokenwatch Shared/Events/*.swift $(ROLLUP_PURE) Tests/Fuzz/FuzzTopics.swift -o $@ 2>&1 | $(FUZZ_QUIET)
+	@test -x $@
+
+fuzz: $(FUZZ_BIN) $(FUZZ_OTLP) $(FUZZ_TOPICS)
+	@mkdir -p $(FUZZ_STATE)/work $(FUZZ_STATE)/work-otlp $(FUZZ_STATE)/work-topics
 	@echo "== events"; cd $(FUZZ_STATE) && $(FUZZ_BIN) $(FUZZ_RUN) $(FUZZ_STATE)/work $(ROOT)/Tests/Fuzz/corpus 2>&1 | $(FUZZ_SHOW); exit $${PIPESTATUS[0]}
 	@echo "== otlp"; cd $(FUZZ_STATE) && $(FUZZ_OTLP) $(FUZZ_RUN) $(FUZZ_STATE)/work-otlp $(ROOT)/Tests/Fuzz/corpus-otlp 2>&1 | $(FUZZ_SHOW); exit $${PIPESTATUS[0]}
+	@echo "== topics"; cd $(FUZZ_STATE) && $(FUZZ_TOPICS) $(FUZZ_RUN) $(FUZZ_STATE)/work-topics $(ROOT)/Tests/Fuzz/corpus-topics 2>&1 | $(FUZZ_SHOW); exit $${PIPESTATUS[0]}
 
-fuzz-merge: $(FUZZ_BIN) $(FUZZ_OTLP)
+fuzz-merge: $(FUZZ_BIN) $(FUZZ_OTLP) $(FUZZ_TOPICS)
 	$(FUZZ_BIN) -merge=1 -max_len=1024 $(ROOT)/Tests/Fuzz/corpus $(FUZZ_STATE)/work
 	$(FUZZ_OTLP) -merge=1 -max_len=16384 $(ROOT)/Tests/Fuzz/corpus-otlp $(FUZZ_STATE)/work-otlp
+	$(FUZZ_TOPICS) -merge=1 -max_len=16384 $(ROOT)/Tests/Fuzz/corpus-topics $(FUZZ_STATE)/work-topics
 
 # MARK: - OTLP fixtures
 

@@ -7,6 +7,8 @@
 #   deploy/stack.sh stop      stop what this stack started, by the PIDs it recorded
 #   deploy/stack.sh status    one line per server
 #   deploy/stack.sh restart-redis-aux   restart the second Redis (for reconnect tests)
+#   deploy/stack.sh restart-postgres [SECONDS]   stop Postgres (fast shutdown), stay down SECONDS (default 0), start it
+#   deploy/stack.sh restart-redis [SECONDS]      the same for the main Redis (which loses its keys: no persistence)
 #
 # TW_STATE_DIR picks the state folder (default .state/run); `make test` uses its own, so tests never touch the
 # stack of `make run`. Ports are free ones picked at first start unless TW_PG_PORT / TW_REDIS_PORT are set.
@@ -150,6 +152,16 @@ stop_postgres() {
     stop_pid "$(pid_of "$data/data/postmaster.pid")" postgres
 }
 
+# A restart as an operator or a failover would do it: fast shutdown (open sessions are ended, not waited for).
+restart_postgres() {
+    local data
+    data=$(cat "$STATE/pg.datadir")
+    pg_as "$(pg_bin)/pg_ctl" -D "$data/data" -m fast -w -t 60 stop >/dev/null || die "postgres did not stop"
+    log "postgres stopped"
+    sleep "${1:-0}"
+    start_postgres
+}
+
 # MARK: - Redis
 
 # Two Redis servers: `redis` for everything, and `redis-aux`, which tests may restart (a restart of a Redis without
@@ -255,6 +267,8 @@ case "${1:-}" in
     # offsets the old topics had already used. So the local stack is ephemeral as a whole.
     stop) stop_broker; stop_redis redis; stop_redis redis-aux; stop_postgres; wipe_data; rm -f "$ENV_FILE" ;;
     restart-redis-aux) stop_redis redis-aux; start_redis redis-aux ;;
+    restart-postgres) restart_postgres "${2:-0}" ;;
+    restart-redis) stop_redis redis; sleep "${2:-0}"; start_redis redis ;;
     status) status ;;
-    *) echo "usage: $0 install|start|stop|status|restart-redis-aux" >&2; exit 2 ;;
+    *) echo "usage: $0 install|start|stop|status|restart-redis-aux|restart-postgres [s]|restart-redis [s]" >&2; exit 2 ;;
 esac

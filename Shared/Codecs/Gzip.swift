@@ -26,20 +26,35 @@ public enum Gzip {
         input.withUnsafeBufferPointer { inBuffer in
             stream.next_in = UnsafeMutablePointer(mutating: inBuffer.baseAddress)
             stream.avail_in = uInt(inBuffer.count)
-            repeat {
-                chunk.withUnsafeMutableBufferPointer { outBuffer in
-                    stream.next_out = outBuffer.baseAddress
-                    stream.avail_out = uInt(outBuffer.count)
-                    status = inflate(&stream, Z_NO_FLUSH)
-                }
-                let produced = chunk.count - Int(stream.avail_out)
-                if output.count + produced > maxOutput {
-                    failure = GzipError(kind: .tooLarge, message: "gzip body inflates to more than \(maxOutput) bytes")
+            // RFC 1952 §2.2: a gzip file is a series of members (what `cat a.gz b.gz` and streaming compressors
+            // make); every one is inflated, into the same bound. Bytes after the last member that do not start
+            // another one are refused, never ignored: they may be data the client believes it sent.
+            while true {
+                repeat {
+                    chunk.withUnsafeMutableBufferPointer { outBuffer in
+                        stream.next_out = outBuffer.baseAddress
+                        stream.avail_out = uInt(outBuffer.count)
+                        status = inflate(&stream, Z_NO_FLUSH)
+                    }
+                    let produced = chunk.count - Int(stream.avail_out)
+                    if output.count + produced > maxOutput {
+                        failure = GzipError(kind: .tooLarge, message: "gzip body inflates to more than \(maxOutput) bytes")
+                        return
+                    }
+                    output.append(contentsOf: chunk[0..<produced])
+                    if status == Z_BUF_ERROR && stream.avail_in == 0 { break }
+                } while status == Z_OK
+                guard status == Z_STREAM_END, stream.avail_in > 0 else { return }
+                let next = stream.next_in!
+                guard stream.avail_in >= 2, next[0] == 0x1f, next[1] == 0x8b else {
+                    failure = GzipError(kind: .invalid, message: "gzip body has \(stream.avail_in) bytes of trailing data after its last member")
                     return
                 }
-                output.append(contentsOf: chunk[0..<produced])
-                if status == Z_BUF_ERROR && stream.avail_in == 0 { break }
-            } while status == Z_OK
+                guard inflateReset(&stream) == Z_OK else {
+                    failure = GzipError(kind: .invalid, message: "gzip: cannot start the next member")
+                    return
+                }
+            }
         }
         if let failure { throw failure }
         guard status == Z_STREAM_END else { throw GzipError(kind: .invalid, message: "gzip body is corrupt or truncated") }

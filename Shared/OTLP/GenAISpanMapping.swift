@@ -74,6 +74,7 @@ public enum GenAISpanMapping {
         do {
             let input = try a.count(inputTokens)
             var output = try a.count(outputTokens)
+            // Both counts are >= 0 here (count() refuses negatives), so the difference cannot overflow.
             if output == nil, let input, let total = try a.count(totalTokens), total >= input { output = total - input }
             let ttftSeconds = try a.number(timeToFirstChunk)
             let costUSD = try a.number(cost)
@@ -204,19 +205,23 @@ extension OTLPAttributes {
         }
     }
 
-    /// A token count: an integer, an integral double, or a decimal string (some SDKs send each).
+    /// A token count: an integer, an integral double, or a decimal string (some SDKs send each); never negative, so
+    /// arithmetic on counts (output = total - input) cannot overflow.
     func count(_ keys: [String]) throws(MappingError) -> Int64? {
         guard let (key, value) = self.first(keys) else { return nil }
+        let i: Int64
         switch value {
-        case .int(let i): return i
+        case .int(let v): i = v
         case .double(let d):
-            guard d.isFinite, d.rounded() == d, let i = Int64(exactly: d) else { throw MappingError(attribute: key, reason: "must be a whole number, got \(d)") }
-            return i
+            guard d.isFinite, d.rounded() == d, let v = Int64(exactly: d) else { throw MappingError(attribute: key, reason: "must be a whole number, got \(d)") }
+            i = v
         case .string(let s):
-            guard let i = Int64(s) else { throw MappingError(attribute: key, reason: "must be a whole number, got '\(s.prefix(40))'") }
-            return i
+            guard let v = Int64(s) else { throw MappingError(attribute: key, reason: "must be a whole number, got '\(s.prefix(40))'") }
+            i = v
         case .bool: throw MappingError(attribute: key, reason: "must be a whole number, got a boolean")
         }
+        guard i >= 0 else { throw MappingError(attribute: key, reason: "must be >= 0, got \(i)") }
+        return i
     }
 
     func number(_ keys: [String]) throws(MappingError) -> Double? {

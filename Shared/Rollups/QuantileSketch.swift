@@ -22,18 +22,18 @@ public struct QuantileSketch: Sendable, Hashable {
 
     public mutating func add(_ value: Double, count: Int64 = 1) {
         guard value.isFinite, value >= 0, count > 0 else { return }
-        self.count += count
+        self.count +|= count
         if value < Self.minValue {
-            self.zeroCount += count
+            self.zeroCount +|= count
         } else {
-            self.buckets[Self.index(value), default: 0] += count
+            self.buckets[Self.index(value), default: 0] +|= count
         }
     }
 
     public mutating func merge(_ other: QuantileSketch) {
-        self.count += other.count
-        self.zeroCount += other.zeroCount
-        for (i, n) in other.buckets { self.buckets[i, default: 0] += n }
+        self.count +|= other.count
+        self.zeroCount +|= other.zeroCount
+        for (i, n) in other.buckets { self.buckets[i, default: 0] +|= n }
     }
 
     static func index(_ value: Double) -> Int32 { Int32(Foundation.ceil(Foundation.log(value) / logGamma)) }
@@ -46,7 +46,7 @@ public struct QuantileSketch: Sendable, Hashable {
         var seen = self.zeroCount
         if rank < seen { return 0 }
         for i in self.buckets.keys.sorted() {
-            seen += self.buckets[i]!
+            seen +|= self.buckets[i]!
             if rank < seen { return Self.value(ofBucket: i) }
         }
         return nil
@@ -63,23 +63,40 @@ public struct QuantileSketch: Sendable, Hashable {
         return "{" + parts.joined(separator: ",") + "}"
     }
 
+    /// Every bucket a finite value >= `minValue` can fall in (log(Double.greatestFiniteMagnitude) / log γ < 35,500).
+    public static let bucketRange: ClosedRange<Int32> = -1_000...35_500
+
     public init(json: String) throws {
-        self.init()
         guard let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else {
             throw SketchError(message: "sketch JSON must be an object")
         }
+        try self.init(object: object)
+    }
+
+    /// Reads the `json` form already parsed. Sketches arrive from topics any producer can write to, so each bucket
+    /// index and count is range-checked: counts are exact integers (< 2^53) and buckets are ones `add` can make.
+    public init(object: [String: Any]) throws {
+        self.init()
         for (key, value) in object {
-            guard let n = (value as? NSNumber)?.int64Value, n >= 0 else { throw SketchError(message: "bad count for \(key)") }
+            guard let n = exactCount(value) else { throw SketchError(message: "sketch bucket \(key.prefix(16)): count must be an integer in 0...2^53") }
             if key == "z" {
-                self.zeroCount += n
-            } else if let i = Int32(key) {
-                self.buckets[i, default: 0] += n
+                self.zeroCount +|= n
+            } else if let i = Int32(key), Self.bucketRange.contains(i) {
+                self.buckets[i, default: 0] +|= n
             } else {
-                throw SketchError(message: "bad bucket \(key)")
+                throw SketchError(message: "sketch bucket \(key.prefix(16)): must be z or an integer in \(Self.bucketRange)")
             }
-            self.count += n
+            self.count +|= n
         }
     }
+}
+
+/// A JSON number that is a whole count in 0...2^53 (what a double holds exactly), or nil.
+public func exactCount(_ value: Any?) -> Int64? {
+    guard let number = value as? NSNumber else { return nil }
+    let d = number.doubleValue
+    guard d.isFinite, d >= 0, d <= 9_007_199_254_740_992, d.rounded() == d else { return nil }
+    return number.int64Value
 }
 
 public struct SketchError: Error, CustomStringConvertible {

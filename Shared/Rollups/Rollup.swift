@@ -72,29 +72,30 @@ public struct RollupValues: Sendable, Hashable {
     public init() {}
 
     public mutating func add(_ event: LLMEvent) {
-        self.requests += 1
+        self.requests +|= 1
         if event.status == .error {
-            self.errors += 1
-            self.errorsByType[event.errorType ?? "unknown", default: 0] += 1
+            self.errors +|= 1
+            self.errorsByType[event.errorType ?? "unknown", default: 0] +|= 1
         }
-        self.inputTokens += event.inputTokens
-        self.outputTokens += event.outputTokens
-        self.cachedInputTokens += event.cachedInputTokens ?? 0
-        self.reasoningTokens += event.reasoningTokens ?? 0
-        self.costMicros += event.costMicros ?? 0
+        self.inputTokens +|= event.inputTokens
+        self.outputTokens +|= event.outputTokens
+        self.cachedInputTokens +|= event.cachedInputTokens ?? 0
+        self.reasoningTokens +|= event.reasoningTokens ?? 0
+        self.costMicros +|= event.costMicros ?? 0
         self.latency.add(event.latencyMs)
         if let ttft = event.timeToFirstTokenMs { self.timeToFirstToken.add(ttft) }
     }
 
+    /// Adds `other`; counters saturate rather than trap (see `saturatingAdd`).
     public mutating func merge(_ other: RollupValues) {
-        self.requests += other.requests
-        self.errors += other.errors
-        for (k, v) in other.errorsByType { self.errorsByType[k, default: 0] += v }
-        self.inputTokens += other.inputTokens
-        self.outputTokens += other.outputTokens
-        self.cachedInputTokens += other.cachedInputTokens
-        self.reasoningTokens += other.reasoningTokens
-        self.costMicros += other.costMicros
+        self.requests +|= other.requests
+        self.errors +|= other.errors
+        for (k, v) in other.errorsByType { self.errorsByType[k, default: 0] +|= v }
+        self.inputTokens +|= other.inputTokens
+        self.outputTokens +|= other.outputTokens
+        self.cachedInputTokens +|= other.cachedInputTokens
+        self.reasoningTokens +|= other.reasoningTokens
+        self.costMicros +|= other.costMicros
         self.latency.merge(other.latency)
         self.timeToFirstToken.merge(other.timeToFirstToken)
     }

@@ -58,28 +58,42 @@ public struct RollupRecord: Sendable, Hashable {
         return out
     }
 
-    /// Reads a record written by `jsonBytes()`.
+    /// Reads a record written by `jsonBytes()`. The topic is open to any producer, so every field is checked before
+    /// it is used: counters are exact integers in 0...2^53, the window is aligned to its granularity, names are
+    /// bounded text; anything else throws a `SketchError` naming the field (the message is then skipped and counted).
     public init(json bytes: [UInt8]) throws {
+        guard bytes.count <= Self.maxJSONBytes else { throw SketchError(message: "rollup larger than \(Self.maxJSONBytes) bytes") }
         guard let o = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any] else { throw SketchError(message: "rollup must be an object") }
-        func str(_ k: String) throws -> String {
-            guard let s = o[k] as? String else { throw SketchError(message: "rollup field \(k) missing") }
+        func str(_ k: String, max: Int) throws -> String {
+            guard let s = o[k] as? String, s.utf8.count <= max else { throw SketchError(message: "rollup field \(k): must be a string of at most \(max) bytes") }
             return s
         }
         func int(_ k: String) throws -> Int64 {
-            guard let n = (o[k] as? NSNumber)?.int64Value else { throw SketchError(message: "rollup field \(k) missing") }
+            guard let n = exactCount(o[k]) else { throw SketchError(message: "rollup field \(k): must be an integer in 0...2^53") }
             return n
         }
         func sketch(_ k: String) throws -> QuantileSketch {
-            guard let d = o[k] as? [String: Any], let s = d["sketch"] else { throw SketchError(message: "rollup field \(k) missing") }
-            return try QuantileSketch(json: String(decoding: try JSONSerialization.data(withJSONObject: s), as: UTF8.self))
+            guard let d = o[k] as? [String: Any], let s = d["sketch"] as? [String: Any] else { throw SketchError(message: "rollup field \(k): sketch missing") }
+            return try QuantileSketch(object: s)
         }
-        guard let granularity = Granularity(rawValue: try str("granularity")), let start = EventTimestamp(rfc3339: try str("window_start")) else {
-            throw SketchError(message: "rollup window invalid")
+        guard let granularity = Granularity(rawValue: try str("granularity", max: 2)), let start = EventTimestamp(rfc3339: try str("window_start", max: 40)),
+            start.microsecondsSinceEpoch % granularity.microseconds == 0
+        else {
+            throw SketchError(message: "rollup field window_start: must be an RFC 3339 time aligned to the granularity")
         }
+        let limits = EventLimits.default
+        let tenant = try str("tenant_id", max: limits.maxTenantIDLength)
+        do { try LLMEvent.validateTenantID(tenant) } catch { throw SketchError(message: "rollup field tenant_id: \(error.reason)") }
         var values = RollupValues()
         values.requests = try int("requests")
         values.errors = try int("errors")
-        values.errorsByType = ((o["errors_by_type"] as? [String: Any]) ?? [:]).compactMapValues { ($0 as? NSNumber)?.int64Value }
+        guard (o["errors_by_type"] ?? [:]) is [String: Any] else { throw SketchError(message: "rollup field errors_by_type: must be an object") }
+        for (type, count) in (o["errors_by_type"] as? [String: Any]) ?? [:] {
+            guard type.utf8.count <= limits.maxErrorTypeLength, let n = exactCount(count) else {
+                throw SketchError(message: "rollup field errors_by_type: names of at most \(limits.maxErrorTypeLength) bytes, integer counts")
+            }
+            values.errorsByType[type] = n
+        }
         values.inputTokens = try int("input_tokens")
         values.outputTokens = try int("output_tokens")
         values.cachedInputTokens = try int("cached_input_tokens")
@@ -88,7 +102,12 @@ public struct RollupRecord: Sendable, Hashable {
         values.latency = try sketch("latency_ms")
         values.timeToFirstToken = try sketch("time_to_first_token_ms")
         self.init(
-            key: RollupKey(series: SeriesKey(tenant: try str("tenant_id"), provider: try str("provider"), model: try str("model")), windowStart: start.microsecondsSinceEpoch),
+            key: RollupKey(
+                series: SeriesKey(tenant: tenant, provider: try str("provider", max: limits.maxNameLength), model: try str("model", max: limits.maxModelLength)),
+                windowStart: start.microsecondsSinceEpoch),
             granularity: granularity, version: try int("version"), values: values)
     }
+
+    /// Largest rollup message read (a window's sketches have at most a few hundred buckets each).
+    public static let maxJSONBytes = 1 << 20
 }

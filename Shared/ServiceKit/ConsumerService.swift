@@ -34,8 +34,13 @@ public struct ConsumerService: Service {
         do {
             // Cancellation only interrupts the wait for the next batch; a batch in `process` runs to its end
             // because the loop checks for shutdown between batches.
+            // A batch that fails on a transient fault (Postgres or Redis restarting, a pool timeout, the broker
+            // unreachable) is processed again, with backoff, rather than ending the service: every stage's work
+            // on a batch is idempotent (DESIGN.md, Delivery), and offsets are only committed after it succeeds.
             for try await batch in stream.cancelOnGracefulShutdown() {
-                try await self.process(batch)
+                try await TransientFaults.retrying("consume \(self.topics.joined(separator: ","))", logger: self.logger) {
+                    try await self.process(batch)
+                }
                 self.consumed.increment(by: batch.count)
             }
         } catch {

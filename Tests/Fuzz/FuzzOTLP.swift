@@ -1,7 +1,10 @@
-// libFuzzer entry point for the OTLP trace decoders and the GenAI mapping (`make fuzz`). Built by swiftc together
-// with Shared/Events/*.swift and Shared/OTLP/*.swift as one module, outside SwiftPM, with -sanitize=fuzzer,address.
-// Beyond "no crash": whatever either decoder accepts re-encodes (both encodings) to bytes that decode to the same
-// request, and every span maps to an event that passes validation, a skip, or a rejection with a reason.
+// libFuzzer entry point for the whole OTLP path the gateway runs (`make fuzz`): bytes -> spans (both decoders) ->
+// mapped events -> encoded events, as produced to llm.events.raw.v1, -> the ingestor's decoder. Built by swiftc
+// together with Shared/Events/*.swift and Shared/OTLP/*.swift as one module, outside SwiftPM, with
+// -sanitize=fuzzer,address (overflow checks stay on at -O, so any trap is a crash). Beyond "no crash": whatever
+// either decoder accepts re-encodes (both encodings) to bytes that decode to the same request; every span maps to
+// an event that passes validation, a skip, or a rejection with a reason; and every mapped event, given the tenant
+// the gateway sets, encodes to bytes the ingestor decodes to the same event.
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
@@ -27,8 +30,11 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         for rs in request.resourceSpans {
             for span in rs.spans {
                 switch GenAISpanMapping.map(span, resource: rs.resource, now: now) {
-                case .event(let event):
+                case .event(var event):
                     precondition((try? event.validate(now: now)) != nil, "mapped event does not validate")
+                    event.tenantID = "fuzz-tenant"
+                    let decoded = try? EventDecoder().decode(event.jsonBytes(), now: now)
+                    precondition(decoded == event, "mapped event does not survive encoding and the ingestor's decoder")
                 case .skipped: break
                 case .rejected(let reason): precondition(!reason.isEmpty, "rejection without a reason")
                 }

@@ -106,9 +106,21 @@ struct GatewayTests {
                 #expect(response.status == .accepted)
                 #expect(json(response.body)["accepted"] as? Int == 2)
             }
+            // Two gzip members back to back (`cat a.gz b.gz`): both are read (issue 18: the second was dropped).
+            let members = Gzip.compress(Array("\(event("\(run)-7"))\n".utf8)) + Gzip.compress(Array("\(event("\(run)-8"))\n".utf8))
+            try await client.execute(uri: "/v1/events", method: .post, headers: [.authorization: "Bearer \(apiKey)", .contentType: "application/x-ndjson", .contentEncoding: "gzip"], body: ByteBuffer(bytes: members)) { response in
+                #expect(response.status == .accepted)
+                #expect(json(response.body)["accepted"] as? Int == 2)
+            }
+            // Bytes after the last member that start no member are refused, not ignored.
+            let trailing = Gzip.compress(Array("\(event("\(run)-9"))\n".utf8)) + Array("garbage".utf8)
+            try await client.execute(uri: "/v1/events", method: .post, headers: [.authorization: "Bearer \(apiKey)", .contentType: "application/x-ndjson", .contentEncoding: "gzip"], body: ByteBuffer(bytes: trailing)) { response in
+                #expect(response.status == .badRequest)
+                #expect((json(response.body)["detail"] as? String)?.contains("trailing data") == true)
+            }
         }
-        let produced = try await readTopic(gateway.topics.raw, count: 5)
-        #expect(produced.count == 5)
+        let produced = try await readTopic(gateway.topics.raw, count: 7)
+        #expect(produced.count == 7)
         for message in produced {
             let e = try EventDecoder().decode(message.value)
             #expect(e.tenantID == tenant, "the tenant comes from the key, not the body")

@@ -141,6 +141,29 @@ struct OTLPGatewayTests {
         }
     }
 
+    @Test("the span that crashed the gateway (input -1, total Int64.max) is a partial success, and the gateway goes on serving")
+    func crashRegression() async throws {
+        try await self.withGateway { gateway, client, key, _ in
+            var crash = Self.llmSpan(1, run: 13)
+            crash.attributes = OTLPAttributes([("gen_ai.provider.name", .string("openai")), ("gen_ai.operation.name", .string("chat")), ("gen_ai.request.model", .string("gpt-4o")),
+                                               ("gen_ai.usage.input_tokens", .int(-1)), ("gen_ai.usage.total_tokens", .int(.max))])
+            for (type, body) in [("application/x-protobuf", OTLPTraceRequest(resourceSpans: [OTLPResourceSpans(spans: [crash])]).protobuf()),
+                                 ("application/json", OTLPTraceRequest(resourceSpans: [OTLPResourceSpans(spans: [crash])]).json())] {
+                try await client.execute(uri: "/v1/traces", method: .post, headers: [.authorization: "Bearer \(key)", .contentType: type], body: ByteBuffer(bytes: body)) { response in
+                    #expect(response.status == .ok)
+                    #expect(String(decoding: Array(buffer: response.body), as: UTF8.self).contains("gen_ai.usage.input_tokens: must be >= 0, got -1"))
+                }
+            }
+            let good = OTLPTraceRequest(resourceSpans: [OTLPResourceSpans(spans: [Self.llmSpan(2, run: 13)])])
+            try await client.execute(uri: "/v1/traces", method: .post, headers: [.authorization: "Bearer \(key)", .contentType: "application/x-protobuf"], body: ByteBuffer(bytes: good.protobuf())) { response in
+                #expect(response.status == .ok)
+                #expect(response.body.readableBytes == 0)
+            }
+            let produced = try await readTopic(gateway.topics.raw, count: 1)
+            #expect(produced.count == 1)
+        }
+    }
+
     @Test("bad input answered per the OTLP spec: status code, google.rpc.Status in the request's encoding, Retry-After where a retry helps")
     func badInput() async throws {
         var settings = GatewaySettings()

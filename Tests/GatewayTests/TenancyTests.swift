@@ -205,8 +205,8 @@ struct TenancyTests {
             let set = try await client.call(.put, "/v1/detector/settings", token: adminA, body: #"{"sensitivity":2.5,"muted":[{"provider":"openai","metric":"latency_p95"}]}"#)
             #expect(set.status == .ok && set.body["sensitivity"] as? Double == 2.5)
             #expect((set.body["muted"] as? [[String: String]]) == [["metric": "latency_p95", "provider": "openai"]])
-            for (body, fragment) in [(#"{"sensitivity":9}"#, "sensitivity: must be within"), (#"{"muted":[{"metric":"nope"}]}"#, "muted[0].metric"),
-                                     (#"{"muted":[{"x":1}]}"#, "muted[0].x: unknown member"), (#"{"sensitivity":"high"}"#, "sensitivity: must be a number")] {
+            for (body, fragment) in [(#"{"sensitivity":9}"#, "sensitivity: must be within"), (#"{"sensitivity":1,"muted":[{"metric":"nope"}]}"#, "muted[0].metric"),
+                                     (#"{"sensitivity":1,"muted":[{"x":1}]}"#, "muted[0].x: unknown member"), (#"{"sensitivity":"high"}"#, "sensitivity: must be a number")] {
                 let reply = try await client.call(.put, "/v1/detector/settings", token: adminA, body: body)
                 #expect(reply.status == .badRequest && reply.text.contains(fragment), "\(body): \(reply.text)")
             }

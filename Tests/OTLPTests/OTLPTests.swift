@@ -347,6 +347,29 @@ struct GenAIMappingTests {
         #expect(e.status == .error && e.errorType == "server_error" && e.inputTokens == 0)
     }
 
+    @Test("token arithmetic on hostile counts is refused, never trapped (the gateway crash of issue 13)")
+    func hostileCounts() {
+        let base: [(String, OTLPValue)] = [("gen_ai.provider.name", .string("openai")), ("gen_ai.operation.name", .string("chat")), ("gen_ai.request.model", .string("gpt-4o"))]
+        // The reported request: input -1, total Int64.max, no output. `total - input` overflowed and killed the gateway.
+        #expect(self.map(base + [("gen_ai.usage.input_tokens", .int(-1)), ("gen_ai.usage.total_tokens", .int(.max))])
+            == .rejected("gen_ai.usage.input_tokens: must be >= 0, got -1"))
+        #expect(self.map(base + [("gen_ai.usage.input_tokens", .int(.min)), ("gen_ai.usage.total_tokens", .int(.max))])
+            == .rejected("gen_ai.usage.input_tokens: must be >= 0, got -9223372036854775808"))
+        #expect(self.map(base + [("gen_ai.usage.input_tokens", .int(0)), ("gen_ai.usage.total_tokens", .int(.max))])
+            == .rejected("gen_ai.usage.output_tokens: must be <= 1000000000, got 9223372036854775807"))
+        #expect(self.map(base + [("gen_ai.usage.input_tokens", .int(5)), ("gen_ai.usage.total_tokens", .int(-1))])
+            == .rejected("gen_ai.usage.total_tokens: must be >= 0, got -1"))
+        #expect(self.map(base + [("gen_ai.usage.input_tokens", .string("-1")), ("llm.usage.total_tokens", .double(9.2e18))])
+            == .rejected("gen_ai.usage.input_tokens: must be >= 0, got -1"))
+        #expect(self.map(base + [("gen_ai.response.time_to_first_chunk", .double(1e308))])
+            == .rejected("gen_ai.response.time_to_first_chunk: must be a finite number >= 0"))
+        #expect(self.map(base + [("gen_ai.usage.cost", .double(1e308))]) == .rejected("gen_ai.usage.cost: must be a finite number of USD between 0 and 100000"))
+        var late = OTLPDecodingTests.span(5, attributes: base)
+        late.startTimeUnixNano = .max - 1
+        late.endTimeUnixNano = .max
+        #expect(GenAISpanMapping.map(late, resource: OTLPAttributes(), now: self.now) == .rejected("startTimeUnixNano: out of range"))
+    }
+
     @Test("spans that are not model calls are skipped; unusable LLM spans are rejected with the attribute and reason")
     func skipAndReject() {
         #expect(self.map([("http.method", .string("POST"))]) == .skipped)

@@ -43,14 +43,32 @@ struct QueryProjectorTests {
         #expect(windows.count == 3)
         #expect(try await readModel.horizon(tenant: tenant) == base + 60_000_000)
 
-        let anomaly = { (score: Double) in
-            Array("{\"tenant_id\":\"\(tenant)\",\"anomaly_id\":\"a1\",\"window_start\":\"\(EventTimestamp(microsecondsSinceEpoch: base).rfc3339)\",\"score\":\(score)}".utf8)
+        let start = EventTimestamp(microsecondsSinceEpoch: base).rfc3339
+        func anomaly(score: String = "1.5", revision: String = "1", windowEnd: String? = nil, id: String = "a1") -> [UInt8] {
+            let end = windowEnd ?? "\"\(EventTimestamp(microsecondsSinceEpoch: base + 60_000_000).rfc3339)\""
+            return Array("{\"tenant_id\":\"\(tenant)\",\"anomaly_id\":\"\(id)\",\"provider\":\"\",\"model\":\"\",\"metric\":\"error_rate\",\"window_start\":\"\(start)\",\"window_end\":\(end),\"status\":\"ongoing\",\"severity\":\"warning\",\"score\":\(score),\"revision\":\(revision)}".utf8)
         }
-        try await projector.process([KafkaMessage(topic: "a", partition: 0, offset: 0, key: nil, value: anomaly(1.5))])
-        try await projector.process([KafkaMessage(topic: "a", partition: 0, offset: 1, key: nil, value: anomaly(2.5))])
-        let rows = try await postgres.query("SELECT body->>'score' AS score FROM anomalies WHERE tenant_id = \(tenant)")
+        try await projector.process([KafkaMessage(topic: "a", partition: 0, offset: 0, key: Array(tenant.utf8), value: anomaly(revision: "1"))])
+        try await projector.process([KafkaMessage(topic: "a", partition: 0, offset: 1, key: Array(tenant.utf8), value: anomaly(score: "2.5", revision: "2"))])
+        // Hostile messages any producer could write: each is skipped, none reaches Postgres, none stops the batch.
+        // (A window_end that is no time, or a revision that is no integer, would otherwise break the SQL casts of
+        // every later upsert and anomaly query of the tenant.)
+        let hostile = [anomaly(windowEnd: "\"garbage\"", id: "b1"), anomaly(revision: "\"abc\"", id: "b2"), anomaly(revision: "1e300", id: "b3"),
+                       anomaly(score: "1", windowEnd: "\"0000-01-01T00:00:00Z\"", id: "b4"), Array("{\"anomaly_id\":\"b5\"}".utf8), anomaly(id: "NOT-HEX")]
+        try await projector.process(hostile.enumerated().map { KafkaMessage(topic: "a", partition: 0, offset: Int64(2 + $0.offset), key: Array(tenant.utf8), value: $0.element) }
+            + [KafkaMessage(topic: "a", partition: 0, offset: 9, key: Array("other-tenant".utf8), value: anomaly(id: "c1"))])
+        let rows = try await postgres.query("SELECT anomaly_id, body->>'score' AS score, (body->>'window_end')::timestamptz AS e FROM anomalies WHERE tenant_id = \(tenant)")
         #expect(rows.count == 1)
         #expect(try rows[0].decode("score", as: String.self) == "2.5")
+
+        // A store that is down is not a malformed message: the batch fails (and is retried by the consumer loop)
+        // instead of the anomaly being skipped.
+        let down = PostgresClient(configuration: PostgresConfiguration(url: "postgresql://tokenwatch@127.0.0.1:1/tokenwatch"), logger: logger)
+        let unreachable = QueryProjector(readModel: readModel, postgres: down, topics: topics, logger: logger)
+        await #expect(throws: (any Error).self) {
+            try await unreachable.process([KafkaMessage(topic: "a", partition: 0, offset: 10, key: Array(tenant.utf8), value: anomaly(revision: "3", id: "d1"))])
+        }
+        await down.close()
         await redis.close()
         await postgres.close()
     }

@@ -1,5 +1,7 @@
 import Kafka
+import Logging
 import Postgres
+import ServiceKit
 import Synchronization
 
 /// What the aggregator knows of one input partition it owns, loaded from Postgres on assignment.
@@ -44,16 +46,22 @@ public final class PartitionStates: Sendable {
 public struct AggregatorRebalanceHandler: KafkaRebalanceHandler {
     let postgres: PostgresClient
     let states: PartitionStates
+    let logger: Logger
 
-    public init(postgres: PostgresClient, states: PartitionStates) {
+    public init(postgres: PostgresClient, states: PartitionStates, logger: Logger = Logger(label: "tokenwatch.aggregator")) {
         self.postgres = postgres
         self.states = states
+        self.logger = logger
     }
 
     public func partitionsAssigned(_ partitions: [KafkaTopicPartition]) async throws -> [KafkaTopicPartition: KafkaOffset] {
         var starts: [KafkaTopicPartition: KafkaOffset] = [:]
         for tp in partitions {
-            let state = try await PartitionState.load(tp, postgres: self.postgres)
+            // Postgres restarting during a rebalance must not end the service: without its state the partition
+            // cannot be consumed, so the assignment waits for Postgres (within the group's max poll interval).
+            let state = try await TransientFaults.retrying("load partition state", logger: self.logger) {
+                try await PartitionState.load(tp, postgres: self.postgres)
+            }
             self.states[tp] = state
             // Offset 0 of a topic whose head was deleted by retention does not exist: start at the beginning then.
             starts[tp] = state.nextOffset == 0 ? .beginning : .offset(state.nextOffset)

@@ -16,7 +16,7 @@ struct AggregatorMain {
             let postgres = try await connectPostgres(runtime)
             let producer = try runtime.makeProducer()
             let states = PartitionStates()
-            let consumer = try runtime.makeConsumer(group: runtime.configuration.consumerGroup, rebalanceHandler: AggregatorRebalanceHandler(postgres: postgres, states: states))
+            let consumer = try runtime.makeConsumer(group: runtime.configuration.consumerGroup, rebalanceHandler: AggregatorRebalanceHandler(postgres: postgres, states: states, logger: runtime.logger))
             let core = AggregatorCore(postgres: postgres, producer: producer, states: states, settings: settings, topics: runtime.configuration.topics, logger: runtime.logger)
             let emitter = RollupEmitter(core: core)
             let logger = runtime.logger

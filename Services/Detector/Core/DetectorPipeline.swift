@@ -35,10 +35,13 @@ public struct DetectorPipeline: Sendable {
                 self.logger.warning("Unreadable rollup skipped", metadata: ["kafka.partition": "\(message.partition)", "kafka.offset": "\(message.offset)", "error": "\(error)"])
             }
         }
+        // The engine's only failure (loading history) comes before it changes any state, so the batch can be
+        // retried whole; once it has scored the windows, publishing is retried here so no window is scored twice.
         let anomalies = try await self.engine.process(windows)
-        try await self.producer.sendAll(anomalies.map {
+        let messages = anomalies.map {
             KafkaProducerMessage(topic: self.topics.anomalies, key: Array($0.series.tenant.utf8), value: $0.jsonBytes())
-        })
+        }
+        try await TransientFaults.retrying("publish anomalies", logger: self.logger) { try await self.producer.sendAll(messages) }
         self.published.increment(by: anomalies.count)
         return anomalies
     }

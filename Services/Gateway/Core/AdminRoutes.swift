@@ -171,6 +171,7 @@ public struct AdminRoutes: Sendable {
 
     func rotateKey(_ tenant: String, _ keyID: String, _ request: Request) async throws -> Response {
         let input = try await JSONInput.read(request, allowed: ["grace_seconds"])
+        if input.members["grace_seconds"] == .null { throw JSONInput.invalid("grace_seconds", "must be an integer in 0...\(Self.maxGraceSeconds), or left out for 0") }
         let grace = try input.integer("grace_seconds", in: 0...Self.maxGraceSeconds).flatMap { $0 } ?? 0
         guard let issued = try await self.keys.rotateKey(tenant: tenant, keyID: keyID, graceSeconds: Int(grace)) else { throw Self.noKey(keyID) }
         return try Self.json(.created, IssuedKeyBody(issued, tenant: nil))
@@ -228,9 +229,11 @@ public struct AdminRoutes: Sendable {
         Problem(.notFound, code: "key_not_found", title: "No such key", detail: "the tenant has no active key '\(id)'")
     }
 
+    /// Admin answers are never stored by a cache: some carry a key's secret (creation, rotation), all carry
+    /// tenant configuration.
     static func json(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+        return Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 }

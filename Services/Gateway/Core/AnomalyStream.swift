@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Kafka
 import Logging
+import Rollups
 import ServiceLifecycle
 import Synchronization
 
@@ -79,8 +80,15 @@ public struct AnomalyFeed: Service {
         do {
             for try await batch in self.consumer.batches(maxMessages: 500).cancelOnGracefulShutdown() {
                 for message in batch {
-                    guard let tenant = message.key.map({ String(decoding: $0, as: UTF8.self) }), !tenant.isEmpty else { continue }
-                    self.broadcaster.publish(tenant: tenant, json: String(decoding: message.value, as: UTF8.self))
+                    // Any producer can write to the topic: only a valid anomaly of the key's tenant is streamed, and
+                    // as its canonical one-line JSON, so no message can inject SSE frames or reach another tenant.
+                    guard let tenant = message.key.map({ String(decoding: $0, as: UTF8.self) }), !tenant.isEmpty,
+                        let anomaly = try? AnomalyMessage(json: message.value), anomaly.tenantID == tenant
+                    else {
+                        self.logger.debug("Unreadable anomaly not streamed", metadata: ["kafka.offset": "\(message.offset)"])
+                        continue
+                    }
+                    self.broadcaster.publish(tenant: tenant, json: anomaly.canonicalJSON)
                 }
             }
         } catch {

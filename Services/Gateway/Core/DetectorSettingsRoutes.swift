@@ -17,9 +17,11 @@ public struct DetectorSettingsRoutes: Sendable {
         self.access.route(router, .get, "/v1/detector/settings", scope: .query) { _, tenant, _ in try await self.show(tenant) }
         self.access.route(router, .put, "/v1/detector/settings", scope: .admin) { request, tenant, _ in
             let input = try await JSONInput.read(request, allowed: ["sensitivity", "muted"])
+            // PUT replaces the settings: `sensitivity` is required (an empty body must not silently reset them);
+            // `muted` left out means no muted rules.
             var sensitivity = 1.0
             switch input.members["sensitivity"] {
-            case nil: break
+            case nil: throw JSONInput.invalid("sensitivity", "required (a number within 0.25...4; 1 is the default)")
             case .integer(let i)?: sensitivity = Double(i)
             case .number(let d)?: sensitivity = d
             default: throw JSONInput.invalid("sensitivity", "must be a number")

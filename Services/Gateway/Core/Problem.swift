@@ -1,5 +1,7 @@
 import Events
 import Hummingbird
+import Logging
+import ServiceKit
 
 /// RFC 9457 problem details, with a stable `type` per kind of failure.
 public struct Problem: Error, Sendable {
@@ -49,7 +51,10 @@ public struct Problem: Error, Sendable {
     }
 }
 
-/// Turns a thrown `Problem` into its response; other errors keep Hummingbird's handling.
+/// Turns every error a route throws into problem+json: a `Problem` as it is; Hummingbird's own HTTP errors with
+/// their status; a dependency that failed in passing (Postgres or Redis down or restarting, a pool timeout, the
+/// broker unreachable) as 503 `dependency_unavailable` with Retry-After; anything else as 500 `internal_error`.
+/// Failures of the last two kinds are logged at error level with the route, never with the request's secrets.
 public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     public init() {}
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -59,6 +64,21 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             var response = problem.response
             if problem.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
             return response
+        } catch let error as any HTTPResponseError {
+            throw error
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            let transient = TransientFaults.isTransient(error)
+            context.logger.error(transient ? "Dependency unavailable in a request" : "Request failed", metadata: [
+                "http.method": "\(request.method)", "http.route": "\(request.uri.path.prefix(200))", "error": "\(error)",
+            ])
+            if transient {
+                return Problem(.serviceUnavailable, code: "dependency_unavailable", title: "A dependency is unavailable",
+                    detail: "a store the gateway needs did not answer; retry after the delay", retryAfterSeconds: 5).response
+            }
+            return Problem(.internalServerError, code: "internal_error", title: "Internal error",
+                detail: "the request failed on the server; the error is logged").response
         }
     }
 }

@@ -46,7 +46,8 @@ public struct TenantAccess: Sendable {
         guard caller.scopes.contains(scope) else {
             throw Problem(.forbidden, code: "forbidden", title: "Missing scope", detail: "this key lacks the '\(scope.rawValue)' scope")
         }
-        let named = Self.tenantParameters.compactMap { request.uri.queryParameters[Substring($0)].map(String.init) }
+        // Every occurrence counts: `tenant_id=mine&tenant_id=other` is refused like `tenant_id=other`.
+        let named = request.uri.queryParameters.filter { Self.tenantParameters.contains(String($0.key)) }.map { String($0.value) }
             + request.headers[values: Self.tenantHeader]
         if named.contains(where: { $0 != caller.tenantID }) {
             throw Problem(.forbidden, code: "tenant_mismatch", title: "Another tenant", detail: "this key belongs to one tenant and cannot act for another; leave out tenant_id")

@@ -38,7 +38,9 @@ struct GatewayMain {
             let feed = AnomalyFeed(consumer: try KafkaConsumer(configuration: feedConfig, logger: runtime.logger), topic: runtime.configuration.topics.anomalies, broadcaster: broadcaster, logger: runtime.logger)
             return ServiceParts(
                 services: [producer, feed],
-                readinessChecks: .dependencies(kafka: { await producer.brokersReachable() }, redis: redis, postgres: postgres),
+                // Reported, not gating: the gateway answers for a missing dependency itself (ingest 503 with
+                // Retry-After, queries from the other store), so losing one must not empty every gateway's Service.
+                readinessChecks: Array.dependencies(kafka: { await producer.brokersReachable() }, redis: redis, postgres: postgres).map(\.reportedOnly),
                 http: settings.http,
                 routes: { router in
                     // Request counts, errors and durations per route and status (hb_requests_total, ...).

@@ -19,9 +19,25 @@ public struct ModelPrice: Sendable, Hashable {
     public func costMicros(of event: LLMEvent) -> Int64 {
         let cached = min(event.cachedInputTokens ?? 0, event.inputTokens)
         let uncached = event.inputTokens - cached
-        // Tokens <= 1e9 and prices <= ~1e9 micro-dollars/Mtok: each product fits easily in Int64's 9.2e18.
-        let total = uncached * self.inputMicrosPerMTok + cached * self.cachedInputMicrosPerMTok + event.outputTokens * self.outputMicrosPerMTok
-        return (total + 500_000) / 1_000_000
+        // Tokens <= 1e9 (event limits) and prices <= `maxMicrosPerMTok` (checked on load) keep every product and the
+        // sum below 9.2e18; the reporting operations make a price row that slipped past those bounds saturate
+        // instead of trapping.
+        var total: Int64 = 0
+        for (tokens, price) in [(uncached, self.inputMicrosPerMTok), (cached, self.cachedInputMicrosPerMTok), (event.outputTokens, self.outputMicrosPerMTok)] {
+            let (product, overflow) = max(tokens, 0).multipliedReportingOverflow(by: max(price, 0))
+            let (sum, overflow2) = total.addingReportingOverflow(product)
+            guard !overflow, !overflow2 else { return .max / 1_000_000 }
+            total = sum
+        }
+        return total / 1_000_000 + (total % 1_000_000 >= 500_000 ? 1 : 0)
+    }
+
+    /// Largest price per million tokens a row may hold: 2,000,000,000 micro-dollars ($2,000/Mtok, ten times the
+    /// dearest model listed today). With tokens <= 1e9 each product stays <= 2e18 and three of them < Int64.max.
+    public static let maxMicrosPerMTok: Int64 = 2_000_000_000
+
+    public var isInRange: Bool {
+        [self.inputMicrosPerMTok, self.cachedInputMicrosPerMTok, self.outputMicrosPerMTok].allSatisfy { (0...Self.maxMicrosPerMTok).contains($0) }
     }
 }
 
@@ -54,11 +70,13 @@ public struct PriceTable: Sendable {
             SELECT tenant_id, provider, model, input_micros_per_mtok, cached_input_micros_per_mtok, output_micros_per_mtok FROM prices
             """)
         for row in rows {
-            table.set(
-                ModelPrice(
-                    input: try row.decode("input_micros_per_mtok"), cachedInput: try row.decode("cached_input_micros_per_mtok"),
-                    output: try row.decode("output_micros_per_mtok")),
-                tenant: try row.decode("tenant_id"), provider: try row.decode("provider"), model: try row.decode("model"))
+            let price = ModelPrice(
+                input: try row.decode("input_micros_per_mtok"), cachedInput: try row.decode("cached_input_micros_per_mtok"),
+                output: try row.decode("output_micros_per_mtok"))
+            // A row out of range (an operator's typo) is left out, so its model is priced as unknown (flagged on
+            // every event) rather than with a cost that cannot be right.
+            guard price.isInRange else { continue }
+            table.set(price, tenant: try row.decode("tenant_id"), provider: try row.decode("provider"), model: try row.decode("model"))
         }
         return table
     }

@@ -27,34 +27,35 @@ public struct QueryProjector: Sendable {
 
     public func process(_ batch: [KafkaMessage]) async throws {
         var records: [RollupRecord] = []
+        var anomalies: [AnomalyMessage] = []
         for message in batch {
+            // Only decoding decides that a message is malformed: it is skipped and counted rather than blocking the
+            // partition. Store errors (a pool timeout, Postgres restarting) are thrown, so the batch is retried and
+            // no anomaly is skipped for a passing fault.
             do {
                 if message.topic == self.topics.rollups {
                     records.append(try RollupRecord(json: message.value))
                 } else if message.topic == self.topics.anomalies {
-                    try await self.storeAnomaly(message.value)
+                    let anomaly = try AnomalyMessage(json: message.value)
+                    if let key = message.key, String(decoding: key, as: UTF8.self) != anomaly.tenantID {
+                        throw AnomalyMessage.Invalid(field: "tenant_id", reason: "differs from the message key")
+                    }
+                    anomalies.append(anomaly)
                 }
-            } catch let error as PostgresError {
-                throw error
             } catch {
-                // A message this version cannot read is skipped and counted rather than blocking the partition.
                 self.malformed.increment()
                 self.logger.warning("Unreadable message skipped", metadata: ["kafka.topic": "\(message.topic)", "kafka.offset": "\(message.offset)", "error": "\(error)"])
             }
         }
+        for anomaly in anomalies { try await self.storeAnomaly(anomaly) }
         try await self.readModel.apply(records)
         self.windows.increment(by: records.count)
     }
 
-    /// An anomaly: `{"tenant_id", "anomaly_id", "window_start", ...}`, stored whole as jsonb.
-    func storeAnomaly(_ bytes: [UInt8]) async throws {
-        guard let object = try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-            let tenant = object["tenant_id"] as? String, let id = object["anomaly_id"] as? String,
-            let start = (object["window_start"] as? String).flatMap({ EventTimestamp(rfc3339: $0) })
-        else { throw SketchError(message: "anomaly needs tenant_id, anomaly_id and window_start") }
-        let body = String(decoding: bytes, as: UTF8.self)
+    /// Upserts an anomaly by id, stored whole (its canonical JSON) as jsonb; an older revision never overwrites a newer.
+    func storeAnomaly(_ anomaly: AnomalyMessage) async throws {
         try await self.postgres.query("""
-            INSERT INTO anomalies (tenant_id, anomaly_id, window_start, body) VALUES (\(tenant), \(id), \(start.rfc3339)::timestamptz, \(body)::jsonb)
+            INSERT INTO anomalies (tenant_id, anomaly_id, window_start, body) VALUES (\(anomaly.tenantID), \(anomaly.anomalyID), \(anomaly.windowStart)::timestamptz, \(anomaly.canonicalJSON)::jsonb)
             ON CONFLICT (tenant_id, anomaly_id) DO UPDATE SET body = EXCLUDED.body, window_start = EXCLUDED.window_start, updated_at = now()
             WHERE coalesce((anomalies.body->>'revision')::bigint, 0) <= coalesce((EXCLUDED.body->>'revision')::bigint, 0)
             """)

@@ -1,0 +1,76 @@
+import Events
+import Foundation
+import GatewayCore
+import Hummingbird
+import HummingbirdTesting
+import HTTPTypes
+import Kafka
+import Testing
+import TestSupport
+
+/// Issue 18: what a careless or hostile client found, each answered as the contract says.
+@Suite("Hostile-client findings", .serialized, .timeLimit(.minutes(3)))
+struct HostileClientTests {
+    @Test("years 0000 and 0001, 10000 and other out-of-range instants in from/to are 400 invalid_parameter naming the field, on every range route")
+    func outOfRangeYears() async throws {
+        let gateway = try await Gateway.make()
+        let key = try await gateway.keys.createTenant(id: TestEnvironment.unique("years"), name: "y").key
+        try await gateway.app.test(.router) { client in
+            for path in ["/v1/series?metric=requests&", "/v1/breakdown?", "/v1/anomalies?"] {
+                for (field, query) in [("from", "from=0000-01-01T00:00:00Z&to=2026-01-01T00:00:00Z"), ("from", "from=0001-01-01T00:00:00Z&to=2026-01-01T00:00:00Z"),
+                                       ("to", "to=0001-01-02T00:00:00Z"), ("from", "from=1969-12-31T23:59:59Z&to=1970-01-01T01:00:00Z")] {
+                    let reply = try await client.call(.get, path + query, token: key)
+                    #expect(reply.status == .badRequest && reply.type == "invalid_parameter", "\(path)\(query): \(reply.status) \(reply.text)")
+                    #expect(reply.body["detail"] as? String == "\(field): must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z", "\(path)\(query)")
+                }
+                let edge = try await client.call(.get, path + "from=9999-12-31T22:00:00Z&to=9999-12-31T23:59:59Z", token: key)
+                #expect(edge.status == .ok, "\(path): \(edge.text)")
+            }
+        }
+        await gateway.producer.shutdown()
+    }
+
+    @Test("a repeated tenant parameter naming another tenant is 403 in either order; other repeated parameters are 400")
+    func repeatedParameters() async throws {
+        let gateway = try await Gateway.make()
+        let a = TestEnvironment.unique("rep-a"), b = TestEnvironment.unique("rep-b")
+        let key = try await gateway.keys.createTenant(id: a, name: "A").key
+        _ = try await gateway.keys.createTenant(id: b, name: "B")
+        try await gateway.app.test(.router) { client in
+            for query in ["tenant_id=\(a)&tenant_id=\(b)", "tenant_id=\(b)&tenant_id=\(a)", "tenant=\(a)&tenant_id=\(b)"] {
+                let reply = try await client.call(.get, "/v1/breakdown?\(query)", token: key)
+                #expect(reply.status == .forbidden && reply.type == "tenant_mismatch", "\(query)")
+            }
+            #expect(try await client.call(.get, "/v1/breakdown?tenant_id=\(a)&tenant_id=\(a)", token: key).status == .ok)
+            let twice = try await client.call(.get, "/v1/series?metric=requests&model=gpt-4o&model=o3", token: key)
+            #expect(twice.status == .badRequest && twice.body["detail"] as? String == "model: given more than once; give it once")
+        }
+        await gateway.producer.shutdown()
+    }
+
+    @Test("PUT detector settings with an empty body and rotate with a null grace period are 400 naming the member; secrets are never cached")
+    func strictBodies() async throws {
+        let gateway = try await Gateway.make()
+        let tenant = TestEnvironment.unique("strict")
+        _ = try await gateway.keys.createTenant(id: tenant, name: "s")
+        let admin = try #require(try await gateway.keys.createKey(tenant: tenant, name: "ops", scopes: [.admin, .query]))
+        try await gateway.app.test(.router) { client in
+            #expect(try await client.call(.put, "/v1/detector/settings", token: admin.key, body: #"{"sensitivity":2}"#).status == .ok)
+            for body in ["", "{}", #"{"muted":[]}"#] {
+                let reply = try await client.call(.put, "/v1/detector/settings", token: admin.key, body: body)
+                #expect(reply.status == .badRequest && (reply.body["detail"] as? String)?.hasPrefix("sensitivity: required") == true, "'\(body)': \(reply.text)")
+            }
+            let kept = try await client.call(.get, "/v1/detector/settings", token: admin.key)
+            #expect(kept.body["sensitivity"] as? Double == 2, "a refused PUT leaves the settings as they were")
+
+            let null = try await client.call(.post, "/v1/keys/\(admin.keyID)/rotate", token: admin.key, body: #"{"grace_seconds":null}"#)
+            #expect(null.status == .badRequest && (null.body["detail"] as? String)?.hasPrefix("grace_seconds:") == true, "\(null.text)")
+            let created = try await client.call(.post, "/v1/keys", token: admin.key, body: #"{"name":"ci","scopes":["ingest"]}"#)
+            #expect(created.status == .created && created.body["api_key"] != nil)
+            #expect(created.headers[.cacheControl] == "no-store")
+            let rotated = try await client.call(.post, "/v1/keys/\(admin.keyID)/rotate", token: admin.key, body: #"{"grace_seconds":60}"#)
+            #expect(rotated.status == .created && rotated.headers[.cacheControl] == "no-store")
+        }
+        await gateway.producer.shutdown()
+    }
+}
