@@ -52,7 +52,7 @@ run: build
 	done; \
 	pidfile=$(RUN_STATE)/pids/demo.pid; \
 	if ! { [ -f $$pidfile ] && kill -0 $$(cat $$pidfile) 2>/dev/null; }; then \
-	  nohup $(ROOT)/.build/debug/tokenwatch-bench demo http://127.0.0.1:8080 "$$TW_ADMIN_TOKEN" $(RUN_STATE)/demo.key $(DEMO_RATE) >$(RUN_STATE)/logs/demo.log 2>&1 </dev/null & echo $$! >$$pidfile; \
+	  nohup $(ROOT)/.build/debug/tokenwatch-bench demo http://127.0.0.1:8080 $(RUN_STATE)/demo.key $(DEMO_RATE) >$(RUN_STATE)/logs/demo.log 2>&1 </dev/null & echo $$! >$$pidfile; \
 	  echo "demo traffic: $(DEMO_RATE) events/s POSTed to the gateway as tenant 'demo' (API key in $(RUN_STATE)/demo.key)"; \
 	fi
 	@echo "admin token: $(RUN_STATE)/admin.token"

@@ -62,12 +62,24 @@ extension LLMEvent {
         }
     }
 
-    /// Free text: non-empty, bounded, no control characters.
+    /// Free text: non-empty, bounded, no control characters and no bidirectional formatting characters.
     static func checkText(_ value: String, field: String, max: Int, allowEmpty: Bool = false) throws(EventValidationError) {
         guard allowEmpty || !value.isEmpty else { throw EventValidationError(field: field, reason: "must not be empty") }
         guard value.utf8.count <= max else { throw EventValidationError(field: field, reason: "longer than \(max) bytes") }
         for scalar in value.unicodeScalars where scalar.value < 0x20 || scalar.value == 0x7F {
             throw EventValidationError(field: field, reason: "must not contain control characters")
+        }
+        if Self.containsBidiControl(value) {
+            throw EventValidationError(field: field, reason: "must not contain bidirectional formatting characters (U+202A-U+202E, U+2066-U+2069, ...)")
+        }
+    }
+
+    /// Characters that reorder the text around them (U+061C, U+200E, U+200F, U+202A-U+202E, U+2066-U+2069): a
+    /// name holding one can display as another name in the dashboard or a terminal ("Trojan Source").
+    public static func containsBidiControl(_ value: String) -> Bool {
+        value.unicodeScalars.contains { s in
+            let v = s.value
+            return v == 0x061C || v == 0x200E || v == 0x200F || (0x202A...0x202E).contains(v) || (0x2066...0x2069).contains(v)
         }
     }
 }

@@ -25,7 +25,9 @@ public enum GenAISpanMapping {
     static let totalTokens = ["gen_ai.usage.total_tokens", "llm.usage.total_tokens"]
     static let cachedTokens = ["gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens"]
     static let reasoningTokens = ["gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens"]
-    static let timeToFirstChunk = ["gen_ai.response.time_to_first_chunk"]
+    /// Seconds to the first streamed chunk: the GenAI conventions' name (also the Anthropic SDK's own spans),
+    /// openlit's server-side name.
+    static let timeToFirstChunk = ["gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token"]
     static let cost = ["gen_ai.usage.cost"]
     static let errorType = ["error.type"]
     static let user = ["user.id", "enduser.id", "gen_ai.user", "llm.user"]

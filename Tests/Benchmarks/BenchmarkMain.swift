@@ -12,7 +12,8 @@ import Logging
 ///     tokenwatch-bench detect                      detector: series-windows/s on one core, memory per series
 ///     tokenwatch-bench otlp [DIR]                  OTLP decode + map spans/s vs event decode; DIR: bodies for wrk
 ///     tokenwatch-bench produce BROKERS TOPIC N S [C_RATE]   Swift producer throughput (and ratio to the C loop)
-///     tokenwatch-bench demo GATEWAY_URL ADMIN_TOKEN KEY_FILE RATE   demo traffic for `make run`, until stopped
+///     tokenwatch-bench demo GATEWAY_URL KEY_FILE RATE   demo traffic for `make run`, until stopped; the admin token
+///         comes from TW_ADMIN_TOKEN or the file named by TW_ADMIN_TOKEN_FILE (never the command line, which `ps` shows)
 @main
 struct BenchmarkMain {
     static func main() async throws {
@@ -27,14 +28,16 @@ struct BenchmarkMain {
             try await produceBenchmark(brokers: a[0], topic: a[1], count: n, size: size, cRate: a.count > 4 ? Double(a[4]) : nil)
         case "demo":
             let a = Array(args.dropFirst())
-            guard a.count == 4, let rate = Int(a[3]) else { usage() }
-            try await demoTraffic(gateway: a[0], adminToken: a[1], keyFile: a[2], perSecond: rate)
+            let env = ProcessInfo.processInfo.environment
+            let token = env["TW_ADMIN_TOKEN"] ?? env["TW_ADMIN_TOKEN_FILE"].flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }
+            guard a.count == 3, let rate = Int(a[2]), let token = token?.trimmingCharacters(in: .whitespacesAndNewlines), !token.isEmpty else { usage() }
+            try await demoTraffic(gateway: a[0], adminToken: token, keyFile: a[1], perSecond: rate)
         default: usage()
         }
     }
 
     static func usage() -> Never {
-        FileHandle.standardError.write(Data("usage: tokenwatch-bench decode | detect | otlp [DIR] | produce BROKERS TOPIC COUNT SIZE [C_RATE] | demo GATEWAY_URL ADMIN_TOKEN KEY_FILE RATE\n".utf8))
+        FileHandle.standardError.write(Data("usage: tokenwatch-bench decode | detect | otlp [DIR] | produce BROKERS TOPIC COUNT SIZE [C_RATE] | demo GATEWAY_URL KEY_FILE RATE (admin token in TW_ADMIN_TOKEN or TW_ADMIN_TOKEN_FILE)\n".utf8))
         exit(2)
     }
 }

@@ -73,4 +73,78 @@ struct HostileClientTests {
         }
         await gateway.producer.shutdown()
     }
+
+    @Test("unknown paths are 404 problem+json; other methods on a route are 405 with Allow; Transfer-Encoding other than chunked is 501")
+    func routingAnswers() async throws {
+        let gateway = try await Gateway.make()
+        try await gateway.app.test(.router) { client in
+            let missing = try await client.call(.get, "/v1/nope")
+            #expect(missing.status == .notFound && missing.type == "not_found" && missing.headers[.contentType] == "application/problem+json")
+            for (method, path, allow) in [(HTTPRequest.Method.delete, "/v1/events", "POST"), (.put, "/v1/series", "GET"), (.get, "/v1/traces", "POST"),
+                                          (.patch, "/v1/detector/settings", "GET, PUT"), (.get, "/v1/keys/0123456789abcdef", "DELETE")] {
+                let reply = try await client.call(method, path)
+                #expect(reply.status == .methodNotAllowed && reply.type == "method_not_allowed", "\(method) \(path): \(reply.status)")
+                #expect(reply.headers[.allow] == allow, "\(method) \(path)")
+            }
+            let te = try await client.call(.post, "/v1/events", body: "[]", headers: [.transferEncoding: "gzip, chunked"])
+            #expect(te.status == .notImplemented && te.type == "unsupported_transfer_encoding")
+        }
+        await gateway.producer.shutdown()
+    }
+
+    @Test("OTLP: credentials are checked before the media type; metrics and logs exports are acknowledged as not stored, checked and bounded")
+    func otlpSignals() async throws {
+        let gateway = try await Gateway.make()
+        let key = try await gateway.keys.createTenant(id: TestEnvironment.unique("sig"), name: "s").key
+        try await gateway.app.test(.router) { client in
+            for path in ["/v1/traces", "/v1/metrics", "/v1/logs"] {
+                let anonymous = try await client.call(.post, path, body: "x", headers: [.contentType: "text/plain"])
+                #expect(anonymous.status == .unauthorized, "\(path) without credentials: \(anonymous.status)")
+                let wrongType = try await client.call(.post, path, token: key, body: "x", headers: [.contentType: "text/plain"])
+                #expect(wrongType.status == .unsupportedMediaType, "\(path)")
+            }
+            for (signal, member, rejected) in [("metrics", "resourceMetrics", "rejectedDataPoints"), ("logs", "resourceLogs", "rejectedLogRecords")] {
+                let json = try await client.call(.post, "/v1/\(signal)", token: key, body: "{\"\(member)\":[{\"resource\":{}}]}")
+                let partial = json.body["partialSuccess"] as? [String: Any]
+                #expect(json.status == .ok && partial?[rejected] as? String == "0", "\(signal): \(json.text)")
+                #expect((partial?["errorMessage"] as? String)?.contains("not stored") == true)
+                // Protobuf: one resource entry (field 1, an empty message) and the answer's partial_success message.
+                try await client.execute(uri: "/v1/\(signal)", method: .post, headers: [.authorization: "Bearer \(key)", .contentType: "application/x-protobuf"],
+                                         body: ByteBuffer(bytes: [0x0a, 0x00])) { response in
+                    #expect(response.status == .ok)
+                    #expect(String(decoding: Array(buffer: response.body), as: UTF8.self).contains("not stored"))
+                }
+                for bad in ["[1]", "{\"\(member)\":5}", "{\"\(member)\":[1]}"] {
+                    #expect(try await client.call(.post, "/v1/\(signal)", token: key, body: bad).status == .badRequest, "\(signal): \(bad)")
+                }
+                try await client.execute(uri: "/v1/\(signal)", method: .post, headers: [.authorization: "Bearer \(key)", .contentType: "application/x-protobuf"],
+                                         body: ByteBuffer(bytes: [0x0a, 0x05, 0x01])) { response in
+                    #expect(response.status == .badRequest, "a truncated entry is refused")
+                }
+            }
+        }
+        await gateway.producer.shutdown()
+    }
+
+    @Test("bidirectional formatting characters are refused in event names, tags and admin names")
+    func bidiCharacters() async throws {
+        let gateway = try await Gateway.make()
+        let key = try await gateway.keys.createTenant(id: TestEnvironment.unique("bidi"), name: "b").key
+        try await gateway.app.test(.router) { client in
+            let now = EventTimestamp.now().rfc3339
+            for (field, json) in [("model", "\"model\":\"gpt-\u{202E}o4\""), ("provider", "\"provider\":\"open\u{2066}ai\""), ("tags.team", "\"tags\":{\"team\":\"a\u{200F}b\"}")] {
+                var members = ["\"event_id\":\"bidi-\(field)\"", "\"timestamp\":\"\(now)\"", "\"provider\":\"openai\"", "\"model\":\"gpt-4o\"",
+                               "\"input_tokens\":1", "\"output_tokens\":1", "\"latency_ms\":5", "\"status\":\"ok\""]
+                members.removeAll { $0.hasPrefix("\"\(field.split(separator: ".")[0])\"") }
+                members.append(json)
+                let reply = try await client.call(.post, "/v1/events", token: key, body: "[{" + members.joined(separator: ",") + "}]")
+                let error = (reply.body["errors"] as? [[String: Any]])?.first
+                #expect(reply.status == .badRequest && error?["field"] as? String == field, "\(field): \(reply.text)")
+                #expect((error?["reason"] as? String)?.contains("bidirectional") == true)
+            }
+            let tenant = try await client.call(.post, "/v1/admin/tenants", token: adminToken, body: "{\"tenant_id\":\"\(TestEnvironment.unique("bidi"))\",\"name\":\"evil\u{202E}cod.exe\"}")
+            #expect(tenant.status == .badRequest && tenant.text.contains("name: must not contain bidirectional"))
+        }
+        await gateway.producer.shutdown()
+    }
 }

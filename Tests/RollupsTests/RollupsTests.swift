@@ -5,7 +5,7 @@ import Testing
 import TestSupport
 
 /// The exact q-quantile by the sketch's rank rule: the value at rank floor(q * (n - 1)) of the sorted values.
-func exactQuantile(_ sorted: [Double], _ q: Double) -> Double { sorted[Int((q * Double(sorted.count - 1)).rounded(.down))] }
+func exactQuantile(_ sorted: [Double], _ q: Double) -> Double { sorted[max(0, Int((q * Double(sorted.count)).rounded(.up)) - 1)] }
 
 @Suite("Rollups: sketches and windows")
 struct RollupsTests {
@@ -22,6 +22,48 @@ struct RollupsTests {
             let estimate = sketch.quantile(q)!
             #expect(abs(estimate - exact) <= QuantileSketch.relativeAccuracy * exact * (1 + 1e-9), "q=\(q): \(estimate) vs \(exact)")
         }
+    }
+
+    @Test("percentiles of a few calls are nearest-rank: the p99 of 148 ms and 284 ms is the slow one")
+    func fewSamples() {
+        var sketch = QuantileSketch()
+        sketch.add(148)
+        sketch.add(284)
+        for (q, exact) in [(0.99, 284.0), (0.95, 284), (0.5, 148), (0.0, 148), (1.0, 284)] {
+            let got = sketch.quantile(q) ?? -1
+            #expect(abs(got - exact) <= QuantileSketch.relativeAccuracy * exact, "p\(q): \(got)")
+        }
+        var one = QuantileSketch()
+        one.add(7)
+        #expect(abs((one.quantile(0.99) ?? 0) - 7) <= 0.07)
+    }
+
+    @Test("hostile rollup and sketch messages are refused with the field named, and merges saturate instead of trapping")
+    func hostileRollups() throws {
+        func record(_ replace: [String: String]) -> [UInt8] {
+            var fields: [String: String] = [
+                "tenant_id": "\"acme\"", "provider": "\"openai\"", "model": "\"gpt-4o\"", "granularity": "\"1m\"", "window_start": "\"2026-11-19T08:00:00Z\"",
+                "version": "1", "requests": "2", "errors": "0", "input_tokens": "1", "output_tokens": "1", "cached_input_tokens": "0", "reasoning_tokens": "0",
+                "cost_micros": "5", "latency_ms": #"{"sketch":{"233":2}}"#, "time_to_first_token_ms": #"{"sketch":{}}"#,
+            ]
+            fields.merge(replace) { _, new in new }
+            return Array(("{" + fields.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}").utf8)
+        }
+        let good = try RollupRecord(json: record([:]))
+        #expect(good.values.requests == 2 && good.values.latency.count == 2)
+        for (field, value, fragment) in [("requests", "-1", "requests"), ("requests", "1e30", "requests"), ("cost_micros", "1.5", "cost_micros"),
+                                         ("version", "\"7\"", "version"), ("window_start", "\"2026-11-19T08:00:30Z\"", "window_start"),
+                                         ("tenant_id", "\"bad tenant!\"", "tenant_id"), ("latency_ms", #"{"sketch":{"99999999":1}}"#, "sketch bucket"),
+                                         ("latency_ms", #"{"sketch":{"z":-3}}"#, "sketch bucket z"), ("errors_by_type", "[1]", "errors_by_type")] {
+            #expect(throws: SketchError.self, "\(field)=\(value)") { try RollupRecord(json: record([field: value])) }
+            do { _ = try RollupRecord(json: record([field: value])) } catch { #expect("\(error)".contains(fragment), "\(field): \(error)") }
+        }
+        // The largest counters a record may carry, merged many times: clamped at Int64.max, never wrapped or trapped.
+        let huge = try RollupRecord(json: record(["requests": "9007199254740992", "latency_ms": #"{"sketch":{"z":9007199254740992}}"#]))
+        var merged = RollupValues()
+        for _ in 0..<2000 { merged.merge(huge.values) }
+        #expect(merged.requests == .max && merged.latency.count == .max)
+        #expect(merged.latency.quantile(0.99) == 0)
     }
 
     @Test("merging sketches equals sketching the union; JSON round-trips exactly")

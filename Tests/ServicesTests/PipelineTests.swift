@@ -200,7 +200,7 @@ struct PipelineTests {
         let logger = Logger(label: "pipeline-test")
         let run = TestEnvironment.unique("f")
         let token = "full-topology-admin-token-1"
-        let env = try TestEnvironment.pipelineEnvironment(run: run, extra: ["TW_ADMIN_TOKEN": token])
+        let env = try TestEnvironment.pipelineEnvironment(run: run, extra: ["TW_ADMIN_TOKEN": token, "TW_ACCESS_LOG": "true"])
         let processes = try ["gateway", "ingestor", "aggregator", "detector", "query"].map { try ServiceProcess($0, environment: env) }
         let gateway = processes[0]
         for process in processes { try await process.waitUntilReady() }
@@ -291,12 +291,18 @@ struct PipelineTests {
         #expect(count == expected)
         let latencies = mine.map(\.latencyMs).sorted()
         for (name, q, got) in [("p50", 0.5, p50), ("p99", 0.99, p99)] {
-            let exact = latencies[Int((q * Double(latencies.count - 1)).rounded(.down))]
+            let exact = latencies[max(0, Int((q * Double(latencies.count)).rounded(.up)) - 1)]
             #expect(abs(got - exact) <= 0.01 * exact + 0.001, "\(name): \(got) vs \(exact)")
         }
         // Tenant B sees only its own traffic.
         let (_, breakdownB) = try await request("GET", "/v1/breakdown?from=\(from)&to=\(to)", key: keyB)
         #expect((breakdownB["totals"] as? [String: Any])?["requests"] as? Int == recent.filter { $0.tenantID == b }.count)
+
+        // The access log (TW_ACCESS_LOG): a line per request with route, status and tenant; never a key or a query.
+        let accessLines = gateway.log.split(separator: "\n").filter { $0.contains("Request") && $0.contains("http.route=") }
+        #expect(accessLines.contains { $0.contains("http.route=/v1/events") && $0.contains("http.status=202") && $0.contains("tenant.id=\(a)") })
+        #expect(accessLines.contains { $0.contains("http.route=/v1/breakdown") && $0.contains("tenant.id=\(b)") })
+        #expect(!gateway.log.contains(keyA) && !gateway.log.contains(keyB) && !gateway.log.contains(token) && !gateway.log.contains("from="))
 
         for process in processes { #expect(try process.stop() == 0, "\(process.name)") }
         await postgres.close()

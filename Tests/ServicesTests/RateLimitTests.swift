@@ -64,6 +64,9 @@ struct RateLimitTests {
         #expect(!eventRefusals.isEmpty && eventRefusals.allSatisfy { $0.type == "rate_limited" && $0.header("RateLimit-Policy") == #""events";q=200;w=2"# })
         let tooBig = try await http[0].call("POST", "/v1/events", token: eventsKey, body: batch("big", 250))
         #expect(tooBig.status == 413 && tooBig.type == "batch_exceeds_rate_limit")
+        // No quota set: this month's usage is still counted, across both gateways, refused events not included.
+        let counted = try await http[1].call("GET", "/v1/tenant", token: eventsKey)
+        #expect(counted.json["events_this_month"] as? Int == acceptedEvents, "\(counted.json)")
 
         // A monthly quota of 120 events: 100 fit, 50 more do not (nothing of them counts), 20 do.
         let quotaKey = try await tenant("d", limits: #"{"monthly_event_quota":120}"#)

@@ -18,6 +18,8 @@ public struct DashboardRoutes: Sendable {
         + "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 
     let assets: [String: Asset]
+    /// The pages and assets served (GET and HEAD).
+    static let paths = ["/", "/dashboard/app.js", "/dashboard/app.css"]
 
     public init() {
         func asset(_ bytes: [UInt8], _ type: String) -> Asset {

@@ -30,6 +30,9 @@ public struct GatewaySettings: Sendable {
     /// `TW_TLS_CERT_FILE`, `TW_TLS_KEY_FILE` (PEM): serve HTTPS. `TW_HTTP_HEADER_TIMEOUT`, `TW_HTTP_BODY_TIMEOUT`,
     /// `TW_HTTP_IDLE_TIMEOUT`: deadlines for slow clients. Default: plain HTTP; 10s, 60s, 75s.
     public var http = HTTPServerOptions()
+    /// `TW_ACCESS_LOG`: log one line per request (method, route, status, duration, tenant; never a key or the
+    /// query string). Default: false.
+    public var accessLog = false
 
     public init() {}
 
@@ -47,6 +50,7 @@ public struct GatewaySettings: Sendable {
         self.rateLimits.requestsPerSecond = try environment.int("TW_RATE_LIMIT_REQUESTS_PER_SECOND", default: self.rateLimits.requestsPerSecond, in: 0...1_000_000)
         self.rateLimits.burstSeconds = Double(try environment.int("TW_RATE_LIMIT_BURST_SECONDS", default: Int(self.rateLimits.burstSeconds), in: 1...60))
         self.rateLimits.monthlyEventQuota = Int64(try environment.int("TW_MONTHLY_EVENT_QUOTA", default: 0, in: 0...Int.max))
+        self.accessLog = try environment.bool("TW_ACCESS_LOG", default: false)
         self.maxHeaderBytes = try environment.int("TW_MAX_HEADER_BYTES", default: self.maxHeaderBytes, in: 1024...(64 * 1024))
         self.maxURLBytes = try environment.int("TW_MAX_URL_BYTES", default: self.maxURLBytes, in: 256...(64 * 1024))
         self.http.tlsCertificateFile = environment.raw("TW_TLS_CERT_FILE")

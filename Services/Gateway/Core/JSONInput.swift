@@ -1,3 +1,4 @@
+import Events
 import Foundation
 import Hummingbird
 
@@ -64,6 +65,7 @@ struct JSONInput {
         case .string(let s)?:
             guard !s.isEmpty, s.utf8.count <= maxLength else { throw Self.invalid(name, "must be 1 to \(maxLength) bytes") }
             guard !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { throw Self.invalid(name, "must not contain control characters") }
+            guard !LLMEvent.containsBidiControl(s) else { throw Self.invalid(name, "must not contain bidirectional formatting characters") }
             return s
         default: throw Self.invalid(name, "must be a string")
         }

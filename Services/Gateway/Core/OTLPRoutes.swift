@@ -5,6 +5,7 @@ import Kafka
 import Logging
 import Metrics
 import OTLP
+import ServiceKit
 
 /// `POST /v1/traces`: OTLP/HTTP trace export (https://opentelemetry.io/docs/specs/otlp/#otlphttp), so an
 /// application already instrumented with OpenTelemetry GenAI conventions reports to Tokenwatch by pointing its
@@ -20,6 +21,7 @@ public struct OTLPRoutes: Sendable {
     private let accepted = Counter(label: "tw_gateway_otlp_spans_total", dimensions: [("outcome", "accepted")])
     private let rejected = Counter(label: "tw_gateway_otlp_spans_total", dimensions: [("outcome", "rejected")])
     private let skipped = Counter(label: "tw_gateway_otlp_spans_total", dimensions: [("outcome", "skipped")])
+    private let otherSignals = Counter(label: "tw_gateway_otlp_other_signal_requests_total")
     /// Rejection reasons quoted in `partialSuccess.errorMessage`; the count stays exact.
     static let maxReportedReasons = 5
 
@@ -33,14 +35,47 @@ public struct OTLPRoutes: Sendable {
 
     public func add<Context: RequestContext>(to router: Router<Context>) {
         router.on("/v1/traces", method: .post) { request, _ in await self.export(request) }
+        for signal in OTLPOtherSignal.allCases {
+            router.on(RouterPath("/v1/\(signal.rawValue)"), method: .post) { request, _ in await self.acknowledge(signal, request) }
+        }
+    }
+
+    /// Credentials first (an unauthenticated caller learns nothing else), then the media type.
+    func authorizeExport(_ request: Request) async throws -> (TenantRequest, OTLPEncoding) {
+        let tenant = try await self.access.authorize(request, scope: .ingest)
+        guard let encoding = OTLPEncoding(contentType: request.headers[.contentType]) else {
+            throw Problem(.unsupportedMediaType, code: "unsupported_media_type", title: "Unsupported Content-Type", detail: "Content-Type must be application/x-protobuf or application/json")
+        }
+        return (tenant, encoding)
+    }
+
+    /// `POST /v1/metrics` and `/v1/logs`: authenticated, bounded and checked like traces, then acknowledged with a
+    /// partial success saying they are not stored (`OTLPOtherSignal`).
+    func acknowledge(_ signal: OTLPOtherSignal, _ request: Request) async -> Response {
+        var encoding = OTLPEncoding(contentType: request.headers[.contentType]) ?? .json
+        do {
+            let tenant: TenantRequest
+            (tenant, encoding) = try await self.authorizeExport(request)
+            let body = try await RequestBody.read(request, settings: self.settings)
+            do {
+                _ = try body.withUnsafeBytes { try signal.validate($0, encoding: encoding) }
+            } catch {
+                throw Problem(.badRequest, code: "invalid_body", title: "Undecodable OTLP body", detail: "not an Export\(signal == .metrics ? "Metrics" : "Logs")ServiceRequest: \(error)")
+            }
+            self.otherSignals.increment()
+            var headers: HTTPFields = [.contentType: encoding.contentType]
+            if let decision = tenant.requestDecision { RateLimitHeaders.apply(decision, to: &headers) }
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: signal.response(encoding: encoding))))
+        } catch {
+            return self.failure(error, encoding: encoding)
+        }
     }
 
     func export(_ request: Request) async -> Response {
-        guard let encoding = OTLPEncoding(contentType: request.headers[.contentType]) else {
-            return Self.status(.unsupportedMediaType, "Content-Type must be application/x-protobuf or application/json", encoding: .json)
-        }
+        var encoding = OTLPEncoding(contentType: request.headers[.contentType]) ?? .json
         do {
-            let tenant = try await self.access.authorize(request, scope: .ingest)
+            let tenant: TenantRequest
+            (tenant, encoding) = try await self.authorizeExport(request)
             let body = try await RequestBody.read(request, settings: self.settings)
             let traces: OTLPTraceRequest
             do {
@@ -99,17 +134,28 @@ public struct OTLPRoutes: Sendable {
             if let decision = tenant.requestDecision { RateLimitHeaders.apply(decision, to: &headers) }
             let answer = OTLPResponse.export(rejectedSpans: rejectedCount, errorMessage: message, encoding: encoding)
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: answer)))
-        } catch let problem as Problem {
+        } catch {
+            return self.failure(error, encoding: encoding)
+        }
+    }
+
+    /// An error as OTLP/HTTP answers it: `google.rpc.Status` in the request's encoding; Retry-After on 429 and 503
+    /// (what exporters honour); a dependency fault is 503, so the exporter retries instead of dropping the data.
+    func failure(_ error: any Error, encoding: OTLPEncoding) -> Response {
+        if let problem = error as? Problem {
             var response = Self.status(problem.status, problem.detail, encoding: encoding)
-            // Retry-After on 429 and 503 is what OTLP exporters honour (the spec's throttling rules).
             if let seconds = problem.retryAfterSeconds { response.headers[.retryAfter] = String(seconds) }
             response.headers.append(contentsOf: problem.headers)
             if problem.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
             return response
-        } catch {
-            self.logger.error("OTLP export failed", metadata: ["error": "\(error)"])
-            return Self.status(.internalServerError, "internal error", encoding: encoding)
         }
+        self.logger.error("OTLP export failed", metadata: ["error": "\(error)"])
+        if TransientFaults.isTransient(error) {
+            var response = Self.status(.serviceUnavailable, "a store the gateway needs is unavailable; retry", encoding: encoding)
+            response.headers[.retryAfter] = "5"
+            return response
+        }
+        return Self.status(.internalServerError, "internal error", encoding: encoding)
     }
 
     static func status(_ status: HTTPResponse.Status, _ message: String, encoding: OTLPEncoding) -> Response {

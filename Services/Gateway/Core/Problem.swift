@@ -64,6 +64,16 @@ public struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             var response = problem.response
             if problem.status == .unauthorized { response.headers[.wwwAuthenticate] = "Bearer" }
             return response
+        } catch let error as HTTPError where error.status == .notFound || error.status == .methodNotAllowed {
+            // The router found no route for this method and path.
+            let allowed = RouteCatalog.allowedMethods(request.uri.path)
+            guard allowed.isEmpty else {
+                var problem = Problem(.methodNotAllowed, code: "method_not_allowed", title: "Method not allowed",
+                    detail: "\(request.method) is not served at this path; it answers \(allowed.joined(separator: ", "))")
+                problem.headers[.allow] = allowed.joined(separator: ", ")
+                return problem.response
+            }
+            return Problem(.notFound, code: "not_found", title: "Not found", detail: "no route at this path; the API is described at /openapi.json").response
         } catch let error as any HTTPResponseError {
             throw error
         } catch is CancellationError {

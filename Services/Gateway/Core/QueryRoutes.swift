@@ -72,7 +72,7 @@ public struct QueryRoutes: Sendable {
         let points = (to - from + step.microseconds - 1) / step.microseconds
         guard points <= Self.maxPoints else { throw Self.bad("from", "the range holds \(points) steps of \(step.rawValue); at most \(Self.maxPoints)") }
         let start = step.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
-        let provider = q["provider"].map(String.init), model = q["model"].map(String.init)
+        let (provider, model) = Self.seriesFilter(q)
         let (rows, source) = try await self.seriesRecords(tenant.database, step: step, from: start, to: to, provider: provider, model: model)
         var byWindow: [Int64: RollupValues] = [:]
         for record in rows { byWindow[record.key.windowStart, default: RollupValues()].merge(record.values) }
@@ -188,8 +188,8 @@ public struct QueryRoutes: Sendable {
                     AND window_start < $3::timestamptz AND coalesce((body->>'window_end')::timestamptz, window_start) >= $2::timestamptz
                 """,
             parameters: [tenant.tenantID, EventTimestamp(microsecondsSinceEpoch: from).rfc3339, EventTimestamp(microsecondsSinceEpoch: to).rfc3339])
-        func filter(_ name: String, _ condition: String, allowed: [String]? = nil) throws {
-            guard let value = q[Substring(name)].map(String.init) else { return }
+        func filter(_ name: String, _ condition: String, allowed: [String]? = nil, value given: String? = nil) throws {
+            guard let value = given ?? q[Substring(name)].map(String.init) else { return }
             if let allowed, !allowed.contains(value) { throw Self.bad(name, "must be one of \(allowed.joined(separator: ", "))") }
             guard value.utf8.count <= 256 else { throw Self.bad(name, "longer than 256 bytes") }
             query.parameters.append(value)
@@ -199,8 +199,9 @@ public struct QueryRoutes: Sendable {
         try filter("severity", "array_position(ARRAY['info','warning','critical'], body->>'severity') >= array_position(ARRAY['info','warning','critical'], $?)", allowed: severities)
         try filter("metric", "body->>'metric' = $?", allowed: ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"])
         try filter("status", "body->>'status' = $?", allowed: ["ongoing", "resolved"])
-        try filter("provider", "body->>'provider' = $?")
-        try filter("model", "body->>'model' = $?")
+        let (provider, model) = Self.seriesFilter(q)
+        try filter("provider", "body->>'provider' = $?", value: provider)
+        try filter("model", "body->>'model' = $?", value: model)
         let limit = try Self.limit(q, max: 1000, default: 100)
         query.sql += " ORDER BY window_start DESC LIMIT \(limit)) a"
         let rows = try await tenant.database.query(query)
@@ -209,6 +210,16 @@ public struct QueryRoutes: Sendable {
     }
 
     // MARK: - Helpers
+
+    static let normalizer = EventNormalizer()
+
+    /// The `provider` and `model` filters in the canonical form ingest stores (`claude-3-5-haiku-latest` finds
+    /// `claude-3-5-haiku`, `OpenAI` finds `openai`).
+    static func seriesFilter(_ q: Hummingbird.Parameters) -> (provider: String?, model: String?) {
+        let provider = q["provider"].map { Self.normalizer.provider(String($0)) }
+        let model = q["model"].map { Self.normalizer.model(String($0), provider: q["provider"].map(String.init)) }
+        return (provider, model)
+    }
 
     /// The tenant's rows of windows starting in [from, to): the series `selection` picks, or all of them (totals
     /// included) when it is nil.

@@ -85,7 +85,8 @@ public final class RateLimiter: Sendable {
         let quota = limits.monthlyEventQuota ?? self.configuration.monthlyEventQuota
         let decision = await self.check(
             policy: "events", bucket: "tw:rl:v1:\(tenant):events", rate: rate, cost: count,
-            quotaKey: quota > 0 ? Self.quotaKey(tenant: tenant, now: now) : nil, quota: quota, now: now)
+            // The month's counter is kept whether or not a quota is set, so a tenant's usage is always known.
+            quotaKey: Self.quotaKey(tenant: tenant, now: now), quota: quota, now: now)
         switch decision.outcome {
         case .allowed: break
         case .rateLimited, .exceedsBurst: self.refusedEvents.increment()
@@ -96,8 +97,7 @@ public final class RateLimiter: Sendable {
 
     /// Gives back quota reserved for events the broker then refused (best effort).
     public func refund(tenant: String, count: Int, limits: TenantLimits, now: Date = Date()) async {
-        let quota = limits.monthlyEventQuota ?? self.configuration.monthlyEventQuota
-        guard quota > 0, count > 0 else { return }
+        guard count > 0 else { return }
         _ = try? await self.redis.command(["DECRBY", RedisArgument(Self.quotaKey(tenant: tenant, now: now)), RedisArgument(count)])
     }
 
@@ -130,7 +130,7 @@ public final class RateLimiter: Sendable {
             reply = try await self.redis.command([
                 "EVAL", RedisArgument(Self.script), "2", RedisArgument(bucket), RedisArgument(quotaKey ?? bucket + ":noquota"),
                 RedisArgument(String(interval)), RedisArgument(capacity), RedisArgument(cost), RedisArgument(quotaKey == nil ? 0 : quota),
-                RedisArgument(Self.secondsToNextMonth(now) + 86_400 * 7),
+                RedisArgument(Self.secondsToNextMonth(now) + 86_400 * 7), RedisArgument(quotaKey == nil ? 0 : 1),
             ])
         } catch {
             self.errors.increment()
@@ -159,7 +159,8 @@ public final class RateLimiter: Sendable {
     }
 
     /// KEYS[1]: the GCRA bucket (its theoretical arrival time, microseconds); KEYS[2]: the month's quota counter.
-    /// ARGV: microseconds per unit (0: no rate), capacity, cost, quota (0: none), quota key TTL.
+    /// ARGV: microseconds per unit (0: no rate), capacity, cost, quota (0: none), quota key TTL, 1 to count the
+    /// cost in KEYS[2] (usage is counted also when no quota limits it).
     /// Returns {code (0 ok, 1 rate, 2 quota), wait us, remaining units, us until full}.
     static let script = """
         local t = redis.call('TIME')
@@ -182,6 +183,8 @@ public final class RateLimiter: Sendable {
         if quota > 0 then
             local used = tonumber(redis.call('GET', KEYS[2]) or 0)
             if used + cost > quota then return {2, 0, math.max(quota - used, 0), 0} end
+        end
+        if ARGV[6] == '1' then
             redis.call('INCRBY', KEYS[2], cost)
             redis.call('EXPIRE', KEYS[2], tonumber(ARGV[5]))
         end
@@ -189,6 +192,7 @@ public final class RateLimiter: Sendable {
             redis.call('SET', KEYS[1], string.format('%.0f', newTat), 'PX', math.ceil((newTat - now) / 1000) + 1)
             return {0, 0, math.floor((capacity * interval - (newTat - now)) / interval), math.ceil(newTat - now)}
         end
+        if quota == 0 then return {0, 0, 0, 0} end
         return {0, 0, math.max(quota - tonumber(redis.call('GET', KEYS[2]) or 0), 0), 0}
         """
 }

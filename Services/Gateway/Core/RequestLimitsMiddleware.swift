@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 
 /// Bounds on a request's head, answered as problems naming the limit: `TW_MAX_URL_BYTES` (414) and
@@ -21,6 +22,19 @@ public struct RequestLimitsMiddleware<Context: RequestContext>: RouterMiddleware
         guard headerBytes <= self.maxHeaderBytes else {
             throw Problem(.init(code: 431, reasonPhrase: "Request Header Fields Too Large"), code: "headers_too_large", title: "Request headers too large",
                 detail: "the header fields total more than \(self.maxHeaderBytes) bytes (TW_MAX_HEADER_BYTES)")
+        }
+        // RFC 9112 §6.1: a transfer coding the server does not implement is 501; only chunked framing is read
+        // here, and reading `gzip, chunked` as plain chunked would hand compressed bytes to the parser.
+        for value in request.headers[values: .transferEncoding] {
+            for coding in value.split(separator: ",") where coding.trimmingCharacters(in: .whitespaces).lowercased() != "chunked" {
+                throw Problem(.notImplemented, code: "unsupported_transfer_encoding", title: "Transfer coding not implemented",
+                    detail: "Transfer-Encoding: only chunked is supported; send compressed bodies with Content-Encoding: gzip")
+            }
+        }
+        // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is 400.
+        // (The HTTP/1 to HTTPTypes conversion turns Host into the authority; a request with two is refused there.)
+        guard request.head.authority.map({ !$0.isEmpty }) ?? false else {
+            throw Problem(.badRequest, code: "invalid_host", title: "Invalid Host header", detail: "send exactly one Host header")
         }
         return try await next(request, context)
     }

@@ -43,6 +43,7 @@ public struct TenantAccess: Sendable {
         guard let caller = try await self.keys.authenticate(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
             throw Problem.unauthorized("the API key is not valid, has expired or was revoked, or its tenant is disabled")
         }
+        AccessLog.note(tenant: caller.tenantID)
         guard caller.scopes.contains(scope) else {
             throw Problem(.forbidden, code: "forbidden", title: "Missing scope", detail: "this key lacks the '\(scope.rawValue)' scope")
         }

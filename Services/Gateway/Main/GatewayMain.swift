@@ -45,6 +45,7 @@ struct GatewayMain {
                 routes: { router in
                     // Request counts, errors and durations per route and status (hb_requests_total, ...).
                     router.add(middleware: MetricsMiddleware())
+                    if settings.accessLog { router.add(middleware: AccessLogMiddleware()) }
                     router.add(middleware: ProblemMiddleware())
                     router.add(middleware: RequestLimitsMiddleware(maxHeaderBytes: settings.maxHeaderBytes, maxURLBytes: settings.maxURLBytes))
                     ingest.add(to: router)

@@ -1,5 +1,3 @@
-import Events
-
 /// Puts provider and model names in one canonical form, so one model is one series however clients spell it.
 ///
 /// Providers follow the OpenTelemetry `gen_ai.provider.name` values; common other spellings map to them. Models are
@@ -21,20 +19,39 @@ public struct EventNormalizer: Sendable {
         "claude-3-5-haiku-latest": "claude-3-5-haiku",
     ]
 
+    /// `gen_ai.provider.name` values (OpenTelemetry GenAI conventions) and routers that prefix model names.
+    static let knownProviders: Set<String> = [
+        "openai", "anthropic", "aws.bedrock", "azure.ai.openai", "azure.ai.inference", "gcp.gemini", "gcp.vertex_ai", "gcp.gen_ai",
+        "mistral_ai", "cohere", "groq", "deepseek", "x_ai", "perplexity", "ibm.watsonx.ai", "openrouter",
+    ]
+
     public init() {}
 
     public func normalize(_ event: LLMEvent) -> LLMEvent {
         var e = event
-        let provider = e.provider.lowercased()
-        e.provider = self.providerAliases[provider] ?? provider
-        var model = e.model.lowercased()
-        for prefix in [e.provider + "/", provider + "/"] where model.hasPrefix(prefix) {
-            model.removeFirst(prefix.count)
-            break
-        }
-        e.model = self.modelAliases[model] ?? model
+        e.provider = self.provider(event.provider)
+        e.model = self.model(event.model, provider: event.provider)
         e.operation = e.operation.lowercased()
         if let errorType = e.errorType { e.errorType = errorType.lowercased() }
         return e
+    }
+
+    /// The canonical provider name. Query filters go through this too, so a filter finds what ingest stored.
+    public func provider(_ name: String) -> String {
+        let provider = name.lowercased()
+        return self.providerAliases[provider] ?? provider
+    }
+
+    /// The canonical model name; `provider` is the name as given (its prefix is stripped in either spelling).
+    /// With no provider (a query filtering by model alone), a `<known provider>/` prefix is stripped.
+    public func model(_ name: String, provider: String?) -> String {
+        var model = name.lowercased()
+        let given = provider?.lowercased()
+        let candidates = given.map { [self.provider($0), $0] } ?? Array(Self.knownProviders.union(self.providerAliases.keys).union(self.providerAliases.values))
+        for p in candidates where model.hasPrefix(p + "/") {
+            model.removeFirst(p.count + 1)
+            break
+        }
+        return self.modelAliases[model] ?? model
     }
 }
