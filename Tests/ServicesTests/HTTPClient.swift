@@ -63,7 +63,38 @@ final class RawConnection: @unchecked Sendable {
         guard ok else { throw Subprocess.Failed(description: "connect failed") }
     }
 
-    deinit { close(self.fd) }
+    private var closed = false
+
+    deinit { if !self.closed { Glibc.close(self.fd) } }
+
+    /// Closes the socket now (as a client that goes away does).
+    func shutdown() {
+        guard !self.closed else { return }
+        self.closed = true
+        Glibc.close(self.fd)
+    }
+
+    /// Reads (off the cooperative pool) until the text received so far contains `marker` or `timeout` passes; the
+    /// text received.
+    func read(until marker: String, timeout: Duration) async -> String {
+        let fd = self.fd
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                var tv = timeval(tv_sec: 0, tv_usec: 200_000)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+                let deadline = ContinuousClock.now + timeout
+                var received: [UInt8] = []
+                var buffer = [UInt8](repeating: 0, count: 4096)
+                while ContinuousClock.now < deadline {
+                    let n = recv(fd, &buffer, buffer.count, 0)
+                    if n > 0 { received += buffer[0..<n] }
+                    if n == 0 { break }
+                    if String(decoding: received, as: UTF8.self).contains(marker) { break }
+                }
+                continuation.resume(returning: String(decoding: received, as: UTF8.self))
+            }
+        }
+    }
 
     @discardableResult
     func send(_ text: String) -> Bool {

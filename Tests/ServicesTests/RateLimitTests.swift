@@ -68,6 +68,14 @@ struct RateLimitTests {
         let counted = try await http[1].call("GET", "/v1/tenant", token: eventsKey)
         #expect(counted.json["events_this_month"] as? Int == acceptedEvents, "\(counted.json)")
 
+        // Invalid events cost the budget too (the gateway parsed them): 180 of them leave too little for 100 valid.
+        let workKey = try await tenant("w", limits: #"{"events_per_second":100}"#)
+        let invalid = "[" + (0..<180).map { "{\"event_id\":\"\(run)-w\($0)\",\"input_tokens\":-1}" }.joined(separator: ",") + "]"
+        let refusedInvalid = try await http[0].call("POST", "/v1/events", token: workKey, body: invalid)
+        #expect(refusedInvalid.status == 400 && refusedInvalid.type == "invalid_events")
+        let afterInvalid = try await http[1].call("POST", "/v1/events", token: workKey, body: batch("w-valid", 100))
+        #expect(afterInvalid.status == 429 && afterInvalid.type == "rate_limited", "\(afterInvalid.status) \(afterInvalid.body.prefix(200))")
+
         // A monthly quota of 120 events: 100 fit, 50 more do not (nothing of them counts), 20 do.
         let quotaKey = try await tenant("d", limits: #"{"monthly_event_quota":120}"#)
         #expect(try await http[0].call("POST", "/v1/events", token: quotaKey, body: batch("q1", 100)).status == 202)

@@ -53,6 +53,13 @@ public final class AnomalyBroadcaster: Sendable {
         self.state.withLock { $0.subscribers[tenant]?[id] }?.yield(text)
     }
 
+    /// Ends one subscriber's stream (its key was revoked or its tenant disabled).
+    func end(tenant: String, id: UUID, _ lastText: String) {
+        guard let continuation = self.state.withLock({ $0.subscribers[tenant]?[id] }) else { return }
+        continuation.yield(lastText)
+        continuation.finish()
+    }
+
     public func publish(tenant: String, json: String) {
         let targets = self.state.withLock { Array(($0.subscribers[tenant] ?? [:]).values) }
         for continuation in targets { continuation.yield(json) }
@@ -100,34 +107,57 @@ public struct AnomalyFeed: Service {
 }
 
 /// `GET /v1/anomalies/stream` (scope query): Server-Sent Events, one `anomaly` event per new or updated anomaly of
-/// the caller's tenant, and a comment every 15 s to keep proxies from closing an idle stream.
+/// the caller's tenant, and a comment every 2 s. The stream ends with an `end` event when its key is revoked or
+/// expires or its tenant is disabled.
 public struct AnomalyStreamRoutes: Sendable {
     let access: TenantAccess
     let broadcaster: AnomalyBroadcaster
+    /// How often a comment is written to each stream. Default: 2 s.
+    let heartbeat: Duration
+    /// How often each stream's key is authenticated again; at most the key-cache TTL. Default: 5 s.
+    let recheckEvery: Duration
 
-    public init(access: TenantAccess, broadcaster: AnomalyBroadcaster) {
+    public init(access: TenantAccess, broadcaster: AnomalyBroadcaster, heartbeat: Duration = .seconds(2), recheckEvery: Duration = .seconds(5)) {
         self.access = access
         self.broadcaster = broadcaster
+        self.heartbeat = heartbeat
+        self.recheckEvery = recheckEvery
     }
 
     public func add<Context: RequestContext>(to router: Router<Context>) {
-        self.access.route(router, .get, "/v1/anomalies/stream", scope: .query) { _, tenant, _ in
+        self.access.route(router, .get, "/v1/anomalies/stream", scope: .query) { request, tenant, _ in
             guard let (id, stream) = self.broadcaster.subscribe(tenant: tenant.tenantID) else {
                 throw Problem(.tooManyRequests, code: "too_many_streams", title: "Too many live streams",
                     detail: "at most \(self.broadcaster.maxPerTenant) live streams per tenant and \(self.broadcaster.maxTotal) per gateway", retryAfterSeconds: 30)
             }
+            let token = TenantAccess.bearerToken(request) ?? ""
             let headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
             return Response(status: .ok, headers: headers, body: ResponseBody { writer in
                 try await writer.write(ByteBuffer(string: ": connected\n\n"))
-                let keepAlive = Task { [broadcaster = self.broadcaster, tenant = tenant.tenantID, id] in
+                // A short heartbeat: a client that went away is noticed at the next write or two (there is no close
+                // notification), so its slot is freed within seconds, and proxies see a live stream. Every
+                // `recheckEvery` the key is authenticated again (through the same cache as requests), so a revoked
+                // key or a disabled tenant loses its open streams within the key-cache TTL; a store that cannot be
+                // reached keeps the stream (the key was valid, and the outage is not the client's).
+                let ticker = Task { [broadcaster = self.broadcaster, access = self.access, tenant = tenant.tenantID, id, heartbeat = self.heartbeat, recheckEvery = self.recheckEvery] in
+                    var sinceCheck: Duration = .zero
                     while !Task.isCancelled {
-                        try? await Task.sleep(for: .seconds(15))
+                        try? await Task.sleep(for: heartbeat)
                         broadcaster.send(tenant: tenant, id: id, ": keep-alive")
+                        sinceCheck += heartbeat
+                        guard sinceCheck >= recheckEvery else { continue }
+                        sinceCheck = .zero
+                        switch await access.stillAuthorized(token: token, tenant: tenant, scope: .query) {
+                        case .some(false):
+                            broadcaster.end(tenant: tenant, id: id, "event: end\ndata: {\"reason\":\"the key was revoked or has expired, or the tenant is disabled\"}")
+                            return
+                        case .some(true), nil: continue
+                        }
                     }
                 }
-                defer { keepAlive.cancel() }
+                defer { ticker.cancel() }
                 for await text in stream {
-                    let frame = text.hasPrefix(":") ? text + "\n\n" : "event: anomaly\ndata: \(text)\n\n"
+                    let frame = text.hasPrefix(":") || text.hasPrefix("event: ") ? text + "\n\n" : "event: anomaly\ndata: \(text)\n\n"
                     try await writer.write(ByteBuffer(string: frame))
                 }
                 try await writer.finish(nil)

@@ -46,6 +46,7 @@ public struct IngestRoutes: Sendable {
             throw Problem(.badRequest, code: "invalid_body", title: "Invalid batch", detail: error.description)
         }
         guard !ranges.isEmpty else { throw Problem(.badRequest, code: "empty_batch", title: "Empty batch", detail: "the batch holds no events") }
+        let eventBudget = try await self.publisher.chargeWork(ranges.count, caller: caller)
 
         let decoder = EventDecoder()
         let now = EventTimestamp.now()
@@ -71,7 +72,7 @@ public struct IngestRoutes: Sendable {
             problem.extensions = [("accepted", "0"), ("rejected", String(errors.count)), ("errors", errorsJSON)]
             throw problem
         }
-        let eventBudget = try await self.publisher.publish(messages, caller: caller)
+        try await self.publisher.publish(messages, caller: caller)
         self.accepted.increment(by: messages.count)
         let json = "{\"accepted\":\(messages.count),\"rejected\":\(errors.count),\"errors\":\(errorsJSON)}"
         var headers: HTTPFields = [.contentType: "application/json"]
@@ -145,12 +146,20 @@ public struct EventPublisher: Sendable {
         self.logger = logger
     }
 
-    func publish(_ messages: [KafkaProducerMessage], caller: Caller) async throws -> RateLimiter.Decision? {
-        var eventBudget: RateLimiter.Decision?
+    /// Takes the events a request made the gateway parse from the tenant's event rate budget; the decision's
+    /// state goes into the answer's RateLimit headers.
+    func chargeWork(_ count: Int, caller: Caller) async throws -> RateLimiter.Decision? {
+        guard let limiter = self.access.limiter, count > 0 else { return nil }
+        let decision = await limiter.checkEventWork(tenant: caller.tenantID, limits: caller.limits, count: count)
+        guard decision.outcome == .allowed else { throw Problem.rateLimited(decision) }
+        return decision
+    }
+
+    /// Counts the events against the monthly quota, then hands them to the broker; answers only once it acknowledged.
+    func publish(_ messages: [KafkaProducerMessage], caller: Caller) async throws {
         if let limiter = self.access.limiter {
             let decision = await limiter.checkEvents(tenant: caller.tenantID, limits: caller.limits, count: messages.count)
             guard decision.outcome == .allowed else { throw Problem.rateLimited(decision) }
-            eventBudget = decision
         }
         do {
             try await self.producer.sendAll(messages)
@@ -159,6 +168,5 @@ public struct EventPublisher: Sendable {
             self.logger.warning("Broker did not acknowledge a batch", metadata: ["error": "\(error)", "tenant.id": "\(caller.tenantID)"])
             throw Problem(.serviceUnavailable, code: "broker_unavailable", title: "Events not accepted", detail: "the event broker did not acknowledge the batch; retry it unchanged (event ids make retries safe)", retryAfterSeconds: 5)
         }
-        return eventBudget
     }
 }

@@ -119,9 +119,10 @@ public struct OTLPRoutes: Sendable {
             }
             self.skipped.increment(by: skippedCount)
             self.rejected.increment(by: rejectedCount)
-            var budget: RateLimiter.Decision?
+            // GenAI spans, used or not, are what the gateway worked on for this tenant; other spans are skipped unread.
+            let budget = try await self.publisher.chargeWork(messages.count + rejectedCount, caller: tenant.caller)
             if !messages.isEmpty {
-                budget = try await self.publisher.publish(messages, caller: tenant.caller)
+                try await self.publisher.publish(messages, caller: tenant.caller)
                 self.accepted.increment(by: messages.count)
             }
             var message = ""

@@ -79,19 +79,24 @@ public final class RateLimiter: Sendable {
         return decision
     }
 
-    /// Takes `count` events from the tenant's event budget and monthly quota, both or neither.
-    public func checkEvents(tenant: String, limits: TenantLimits, count: Int, now: Date = Date()) async -> Decision {
+    /// Takes `count` events from the tenant's event rate budget: every event a request makes the gateway parse,
+    /// valid or not, so a stream of invalid events costs the sender what it costs the gateway. Checked before the
+    /// events are decoded.
+    public func checkEventWork(tenant: String, limits: TenantLimits, count: Int) async -> Decision {
         let rate = limits.eventsPerSecond ?? self.configuration.eventsPerSecond
+        let decision = await self.check(policy: "events", bucket: "tw:rl:v1:\(tenant):events", rate: rate, cost: count, quotaKey: nil, quota: 0)
+        if decision.outcome != .allowed { self.refusedEvents.increment() }
+        return decision
+    }
+
+    /// Counts `count` accepted events against the tenant's monthly quota (refused, all of them, when they do not
+    /// fit). The month's counter is kept whether or not a quota is set, so a tenant's usage is always known.
+    public func checkEvents(tenant: String, limits: TenantLimits, count: Int, now: Date = Date()) async -> Decision {
         let quota = limits.monthlyEventQuota ?? self.configuration.monthlyEventQuota
         let decision = await self.check(
-            policy: "events", bucket: "tw:rl:v1:\(tenant):events", rate: rate, cost: count,
-            // The month's counter is kept whether or not a quota is set, so a tenant's usage is always known.
+            policy: "events", bucket: "tw:rl:v1:\(tenant):events", rate: 0, cost: count,
             quotaKey: Self.quotaKey(tenant: tenant, now: now), quota: quota, now: now)
-        switch decision.outcome {
-        case .allowed: break
-        case .rateLimited, .exceedsBurst: self.refusedEvents.increment()
-        case .quotaExceeded: self.refusedQuota.increment()
-        }
+        if decision.outcome == .quotaExceeded { self.refusedQuota.increment() }
         return decision
     }
 

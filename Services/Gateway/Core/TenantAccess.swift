@@ -36,11 +36,27 @@ public struct TenantAccess: Sendable {
         }
     }
 
+    static func bearerToken(_ request: Request) -> String? {
+        guard let header = request.headers[.authorization], header.count > 7, header.prefix(7).lowercased() == "bearer " else { return nil }
+        return String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+    }
+
+    /// Whether `token` still authenticates as `tenant` with `scope` (for long-lived streams); nil when the stores
+    /// cannot tell right now.
+    func stillAuthorized(token: String, tenant: String, scope: Scope) async -> Bool? {
+        do {
+            guard let caller = try await self.keys.authenticate(token) else { return false }
+            return caller.tenantID == tenant && caller.scopes.contains(scope)
+        } catch {
+            return nil
+        }
+    }
+
     func authorize(_ request: Request, scope: Scope) async throws -> TenantRequest {
-        guard let header = request.headers[.authorization], header.count > 7, header.prefix(7).lowercased() == "bearer " else {
+        guard let token = Self.bearerToken(request) else {
             throw Problem.unauthorized("send the API key as 'Authorization: Bearer <key>'")
         }
-        guard let caller = try await self.keys.authenticate(String(header.dropFirst(7)).trimmingCharacters(in: .whitespaces)) else {
+        guard let caller = try await self.keys.authenticate(token) else {
             throw Problem.unauthorized("the API key is not valid, has expired or was revoked, or its tenant is disabled")
         }
         AccessLog.note(tenant: caller.tenantID)
