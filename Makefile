@@ -34,8 +34,10 @@ help:
 install:
 	@$(STACK) install
 
+# TW_SKIP_BUILD=1 runs what is built already: the quickstart test runs `make run` from inside `swift test`, which
+# holds SwiftPM's build lock.
 build: install
-	swift build
+	@[ -n "$$TW_SKIP_BUILD" ] && [ -x .build/debug/gateway ] || swift build
 
 # MARK: - run
 
@@ -55,6 +57,11 @@ run: build
 	  nohup $(ROOT)/.build/debug/tokenwatch-bench demo http://127.0.0.1:8080 $(RUN_STATE)/demo.key $(DEMO_RATE) >$(RUN_STATE)/logs/demo.log 2>&1 </dev/null & echo $$! >$$pidfile; \
 	  echo "demo traffic: $(DEMO_RATE) events/s POSTed to the gateway as tenant 'demo' (API key in $(RUN_STATE)/demo.key)"; \
 	fi
+	@# Return once the gateway answers, so the next command (the quickstart's curl) finds it listening.
+	@for i in $$(seq 1 240); do \
+	  python3 -c 'import urllib.request,sys; urllib.request.urlopen("http://127.0.0.1:8080/readyz", timeout=1)' 2>/dev/null && break; \
+	  [ $$i -eq 240 ] && { echo "the gateway did not answer within 120 s; see $(RUN_STATE)/logs/gateway.log"; exit 1; }; sleep 0.5; \
+	done
 	@echo "admin token: $(RUN_STATE)/admin.token"
 	@echo "try: curl -s -H \"Authorization: Bearer \$$(cat $(RUN_STATE)/demo.key)\" 'http://127.0.0.1:8080/v1/breakdown'"
 	@echo "stop with: make stop"

@@ -32,6 +32,9 @@ public struct EventLimits: Sendable {
     /// How far in the past a timestamp may be. Default: 7 days. (Windows accept late events only up to the
     /// aggregator's allowed lateness; this bound only rejects what cannot be meant.)
     public var maxAgeSeconds: Int64 = 7 * 24 * 3600
+    /// The setting `maxAgeSeconds` comes from, named in the rejection (the gateway sets it to its allowed lateness,
+    /// so an event the aggregator would dead-letter is refused where the client sees why). Default: nil.
+    public var ageLimitName: String?
     /// Nesting depth of unknown fields, which are ignored. Default: 8.
     public var maxNestingDepth = 8
     /// Number of fields in the event object, known and unknown. Default: 64.

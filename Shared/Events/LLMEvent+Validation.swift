@@ -46,7 +46,7 @@ extension LLMEvent {
             throw EventValidationError(field: "timestamp", reason: "more than \(limits.maxFutureSkewSeconds) s in the future")
         }
         if micros < now.microsecondsSinceEpoch - limits.maxAgeSeconds * 1_000_000 {
-            throw EventValidationError(field: "timestamp", reason: "older than \(limits.maxAgeSeconds) s")
+            throw EventValidationError(field: "timestamp", reason: "older than \(limits.maxAgeSeconds) s\(limits.ageLimitName.map { " (\($0)); it would not be counted" } ?? "")")
         }
     }
 

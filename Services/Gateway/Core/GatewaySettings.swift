@@ -1,3 +1,4 @@
+import Events
 import Foundation
 import ServiceKit
 
@@ -33,6 +34,17 @@ public struct GatewaySettings: Sendable {
     /// `TW_ACCESS_LOG`: log one line per request (method, route, status, duration, tenant; never a key or the
     /// query string). Default: false.
     public var accessLog = false
+    /// `TW_ALLOWED_LATENESS`: events older than this are refused at the gateway, per event, naming the limit (set it
+    /// to the aggregator's value, whose windows would not count them). Default: 600s.
+    public var allowedLateness: Duration = .seconds(600)
+
+    /// The limits events are held to at the gateway: the schema's, with the age bounded by the allowed lateness.
+    public var eventLimits: EventLimits {
+        var limits = EventLimits()
+        limits.maxAgeSeconds = min(limits.maxAgeSeconds, self.allowedLateness.components.seconds)
+        limits.ageLimitName = "the allowed lateness, TW_ALLOWED_LATENESS"
+        return limits
+    }
 
     public init() {}
 
@@ -51,6 +63,7 @@ public struct GatewaySettings: Sendable {
         self.rateLimits.burstSeconds = Double(try environment.int("TW_RATE_LIMIT_BURST_SECONDS", default: Int(self.rateLimits.burstSeconds), in: 1...60))
         self.rateLimits.monthlyEventQuota = Int64(try environment.int("TW_MONTHLY_EVENT_QUOTA", default: 0, in: 0...Int.max))
         self.accessLog = try environment.bool("TW_ACCESS_LOG", default: false)
+        self.allowedLateness = try environment.duration("TW_ALLOWED_LATENESS", default: self.allowedLateness, in: .seconds(0) ... .seconds(7 * 86400))
         self.maxHeaderBytes = try environment.int("TW_MAX_HEADER_BYTES", default: self.maxHeaderBytes, in: 1024...(64 * 1024))
         self.maxURLBytes = try environment.int("TW_MAX_URL_BYTES", default: self.maxURLBytes, in: 256...(64 * 1024))
         self.http.tlsCertificateFile = environment.raw("TW_TLS_CERT_FILE")

@@ -96,6 +96,7 @@ public struct OTLPRoutes: Sendable {
             }
 
             let now = EventTimestamp.now()
+            let limits = self.settings.eventLimits
             let tenantKey = Array(tenant.tenantID.utf8)
             var messages: [KafkaProducerMessage] = []
             var reasons: [String] = []
@@ -103,7 +104,7 @@ public struct OTLPRoutes: Sendable {
             var skippedCount = 0
             for resourceSpans in traces.resourceSpans {
                 for span in resourceSpans.spans {
-                    switch GenAISpanMapping.map(span, resource: resourceSpans.resource, now: now) {
+                    switch GenAISpanMapping.map(span, resource: resourceSpans.resource, limits: limits, now: now) {
                     case .event(var event):
                         event.tenantID = tenant.tenantID
                         messages.append(KafkaProducerMessage(topic: self.topics.raw, key: tenantKey, value: event.jsonBytes()))
