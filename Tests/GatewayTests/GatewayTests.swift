@@ -23,7 +23,7 @@ struct Gateway {
     let producer: KafkaProducer
     let postgres: PostgresClient
 
-    static func make(settings: GatewaySettings = GatewaySettings(), brokers: String? = nil, rateLimits: RateLimiter.Configuration? = nil, keyCacheTTL: Int = 30) async throws -> Gateway {
+    static func make(settings: GatewaySettings = GatewaySettings(), brokers: String? = nil, rateLimits: RateLimiter.Configuration? = nil, keyCacheTTL: Int = 30, keyLookupsPerSecond: Int = 200) async throws -> Gateway {
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
         try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
         let redis = RedisClient(configuration: try RedisConfiguration(url: try TestEnvironment.redisURL()), logger: logger)
@@ -35,7 +35,7 @@ struct Gateway {
         if brokers == nil { try MockBrokerControl.createTopic(topics.raw, partitions: 2) }
         var settings = settings
         settings.adminToken = adminToken
-        let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: keyCacheTTL)
+        let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: keyCacheTTL, lookupsPerSecond: keyLookupsPerSecond)
         let limiter = rateLimits.map { RateLimiter(redis: redis, configuration: $0, logger: logger) }
         let access = TenantAccess(keys: keys, limiter: limiter, postgres: postgres)
         let router = Router()

@@ -5,6 +5,8 @@ import Hummingbird
 import HummingbirdTesting
 import HTTPTypes
 import Kafka
+import Logging
+import Redis
 import Testing
 import TestSupport
 
@@ -145,6 +147,40 @@ struct HostileClientTests {
             let tenant = try await client.call(.post, "/v1/admin/tenants", token: adminToken, body: "{\"tenant_id\":\"\(TestEnvironment.unique("bidi"))\",\"name\":\"evil\u{202E}cod.exe\"}")
             #expect(tenant.status == .badRequest && tenant.text.contains("name: must not contain bidirectional"))
         }
+        await gateway.producer.shutdown()
+    }
+
+    @Test("made-up keys cost a bounded number of Postgres lookups per replica and no Redis entries; past the budget 429 with Retry-After")
+    func preAuthenticationCost() async throws {
+        let gateway = try await Gateway.make(keyLookupsPerSecond: 5)
+        let redis = RedisClient(configuration: try RedisConfiguration(url: try TestEnvironment.redisURL()), logger: Logger(label: "pre-auth-test"))
+        @Sendable func randomKey() -> (id: String, key: String) {
+            let hex = "0123456789abcdef"
+            let id = String((0..<16).map { _ in hex.randomElement()! }), secret = String((0..<64).map { _ in hex.randomElement()! })
+            return (id, "tw_\(id)_\(secret)")
+        }
+        try await gateway.app.test(.router) { client in
+            var statuses: [HTTPResponse.Status] = []
+            var first: (id: String, key: String)?
+            for _ in 0..<30 {
+                let made = randomKey()
+                if first == nil { first = made }
+                let reply = try await client.call(.get, "/v1/tenant", token: made.key)
+                statuses.append(reply.status)
+                if reply.status == .tooManyRequests {
+                    #expect(reply.type == "too_many_key_lookups" && reply.headers[.retryAfter] == "1")
+                }
+            }
+            let looked = statuses.filter { $0 == .unauthorized }.count
+            // A burst of two seconds (10 lookups), plus what refills while the loop runs.
+            #expect(looked >= 10 && looked <= 16, "\(looked) lookups of 30 made-up keys")
+            #expect(statuses.contains(.tooManyRequests))
+            // An unknown key seen before is answered from memory, whatever the budget; and leaves nothing in Redis.
+            let again = try await client.call(.get, "/v1/tenant", token: first!.key)
+            #expect(again.status == .unauthorized)
+            #expect(try await redis.command(["GET", RedisArgument("tw:apikey:v2:\(first!.id)")]).string == nil)
+        }
+        await redis.close()
         await gateway.producer.shutdown()
     }
 }

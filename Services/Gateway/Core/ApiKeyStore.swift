@@ -1,5 +1,8 @@
 import Codecs
 import Foundation
+import HTTPTypes
+import Metrics
+import Synchronization
 import Logging
 import Postgres
 import Redis
@@ -59,18 +62,51 @@ public struct Caller: Sendable, Equatable {
 
 /// Tenants and API keys. A key is `tw_<key id>_<secret>`: the key id (64 random bits, hex) finds the row, the
 /// secret (256 random bits) proves possession; only the SHA-256 of the whole key is stored, and compared in
-/// constant time. Lookups go through a Redis cache with a short TTL (negative answers too, so random keys cannot
-/// hammer Postgres). Changes made through this type drop the cached entries at once; a change made in Postgres
-/// directly (or while Redis is unreachable) takes effect within the TTL.
+/// constant time. Lookups go through a Redis cache with a short TTL. Changes made through this type drop the cached
+/// entries at once; a change made in Postgres directly (or while Redis is unreachable) takes effect within the TTL.
+///
+/// Before authentication every request is a stranger's, so what an unknown key costs is bounded: a key id that
+/// Postgres does not know is remembered in this process for the TTL (not in Redis, which a stream of random ids
+/// would fill), and lookups that miss every cache draw from a per-replica budget (`lookupsPerSecond`, burst of
+/// two seconds); past it the answer is 429 `too_many_key_lookups` with Retry-After, without touching Postgres.
 public final class ApiKeyStore: Sendable {
     let postgres: PostgresClient
     let redis: RedisClient
     let cacheTTLSeconds: Int
+    private let unknown = Mutex(UnknownKeys())
+    private let lookups: TokenBucket
+    private let refusedLookups = Counter(label: "tw_gateway_key_lookups_refused_total")
+    private let postgresLookups = Counter(label: "tw_gateway_key_lookups_total")
 
-    public init(postgres: PostgresClient, redis: RedisClient, cacheTTLSeconds: Int) {
+    public init(postgres: PostgresClient, redis: RedisClient, cacheTTLSeconds: Int, lookupsPerSecond: Int = 200) {
         self.postgres = postgres
         self.redis = redis
         self.cacheTTLSeconds = cacheTTLSeconds
+        self.lookups = TokenBucket(rate: Double(lookupsPerSecond), burst: Double(lookupsPerSecond * 2))
+    }
+
+    /// Key ids Postgres did not know, until their TTL; at most `capacity`, the oldest half dropped beyond it.
+    struct UnknownKeys {
+        static let capacity = 100_000
+        var expiry: [String: ContinuousClock.Instant] = [:]
+
+        mutating func contains(_ id: String, now: ContinuousClock.Instant) -> Bool {
+            guard let until = self.expiry[id] else { return false }
+            if until > now { return true }
+            self.expiry[id] = nil
+            return false
+        }
+
+        mutating func insert(_ id: String, until: ContinuousClock.Instant, now: ContinuousClock.Instant) {
+            if self.expiry.count >= Self.capacity {
+                self.expiry = self.expiry.filter { $0.value > now }
+                if self.expiry.count >= Self.capacity {
+                    let cutoff = self.expiry.values.sorted()[self.expiry.count / 2]
+                    self.expiry = self.expiry.filter { $0.value > cutoff }
+                }
+            }
+            self.expiry[id] = until
+        }
     }
 
     // MARK: - Authentication
@@ -111,6 +147,14 @@ public final class ApiKeyStore: Sendable {
         if let cached = try? await self.redis.command(["GET", cacheKey]), let text = cached.string {
             return text == "-" ? nil : try? JSONDecoder().decode(Record.self, from: Data(text.utf8))
         }
+        let now = ContinuousClock.now
+        if self.unknown.withLock({ $0.contains(keyID, now: now) }) { return nil }
+        guard self.lookups.take() else {
+            self.refusedLookups.increment()
+            throw Problem(.tooManyRequests, code: "too_many_key_lookups", title: "Too many unknown keys",
+                detail: "this gateway is looking up too many keys it has not seen; retry after the delay", retryAfterSeconds: 1)
+        }
+        self.postgresLookups.increment()
         let rows = try await self.postgres.query("""
             SELECT k.tenant_id, encode(k.key_hash, 'hex') AS hash, array_to_string(k.scopes, ',') AS scopes,
                    (k.revoked_at IS NULL AND NOT t.disabled) AS active,
@@ -125,8 +169,12 @@ public final class ApiKeyStore: Sendable {
                 active: try row.decode("active"), expiresAt: try row.decodeIfPresent("expires_at", as: Double.self),
                 limits: try TenantLimits(row))
         }
-        let text = try record.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) } ?? "-"
+        guard let record else {
+            self.unknown.withLock { $0.insert(keyID, until: now + .seconds(self.cacheTTLSeconds), now: now) }
+            return nil
+        }
         // Redis is only a cache: if it is down, answer from Postgres.
+        let text = String(decoding: try JSONEncoder().encode(record), as: UTF8.self)
         _ = try? await self.redis.command(["SET", cacheKey, RedisArgument(text), "EX", RedisArgument(self.cacheTTLSeconds)])
         return record
     }

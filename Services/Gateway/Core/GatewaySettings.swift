@@ -34,6 +34,10 @@ public struct GatewaySettings: Sendable {
     /// `TW_ACCESS_LOG`: log one line per request (method, route, status, duration, tenant; never a key or the
     /// query string). Default: false.
     public var accessLog = false
+    /// `TW_AUTH_LOOKUPS_PER_SECOND`: API-key lookups that miss every cache (unknown or new keys) one gateway replica
+    /// makes in Postgres per second, burst of two seconds; past it 429 `too_many_key_lookups`. Bounds what
+    /// unauthenticated requests with made-up keys cost. Default: 200.
+    public var authLookupsPerSecond = 200
     /// `TW_ALLOWED_LATENESS`: events older than this are refused at the gateway, per event, naming the limit (set it
     /// to the aggregator's value, whose windows would not count them). Default: 600s.
     public var allowedLateness: Duration = .seconds(600)
@@ -63,6 +67,7 @@ public struct GatewaySettings: Sendable {
         self.rateLimits.burstSeconds = Double(try environment.int("TW_RATE_LIMIT_BURST_SECONDS", default: Int(self.rateLimits.burstSeconds), in: 1...60))
         self.rateLimits.monthlyEventQuota = Int64(try environment.int("TW_MONTHLY_EVENT_QUOTA", default: 0, in: 0...Int.max))
         self.accessLog = try environment.bool("TW_ACCESS_LOG", default: false)
+        self.authLookupsPerSecond = try environment.int("TW_AUTH_LOOKUPS_PER_SECOND", default: self.authLookupsPerSecond, in: 1...1_000_000)
         self.allowedLateness = try environment.duration("TW_ALLOWED_LATENESS", default: self.allowedLateness, in: .seconds(0) ... .seconds(7 * 86400))
         self.maxHeaderBytes = try environment.int("TW_MAX_HEADER_BYTES", default: self.maxHeaderBytes, in: 1024...(64 * 1024))
         self.maxURLBytes = try environment.int("TW_MAX_URL_BYTES", default: self.maxURLBytes, in: 256...(64 * 1024))

@@ -22,7 +22,7 @@ struct GatewayMain {
             var producerConfig = KafkaProducerConfiguration(client: runtime.configuration.kafka)
             producerConfig.messageTimeoutMilliseconds = 10_000
             let producer = try KafkaProducer(configuration: producerConfig, logger: runtime.logger)
-            let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: Int(settings.keyCacheTTL.components.seconds))
+            let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: Int(settings.keyCacheTTL.components.seconds), lookupsPerSecond: settings.authLookupsPerSecond)
             let limiter = RateLimiter(redis: redis, configuration: settings.rateLimits, logger: runtime.logger)
             let access = TenantAccess(keys: keys, limiter: limiter, postgres: postgres)
             let publisher = EventPublisher(access: access, producer: producer, logger: runtime.logger)
