@@ -137,6 +137,11 @@ public enum TokenwatchSchema {
                 WITH CHECK (tenant_id = current_setting('tokenwatch.tenant_id'));
             CREATE INDEX anomalies_tenant_updated ON anomalies (tenant_id, updated_at);
             """),
+        PostgresMigration(version: 7, name: "tenant_cost_policy", sql: """
+            -- Which cost an event keeps when its client sent one (CostPolicy): client_unless_zero, client, price_table.
+            ALTER TABLE tenants ADD COLUMN cost_policy text NOT NULL DEFAULT 'client_unless_zero'
+                CHECK (cost_policy IN ('client_unless_zero', 'client', 'price_table'));
+            """),
     ]
 }
 

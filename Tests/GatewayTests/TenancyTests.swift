@@ -175,6 +175,21 @@ struct TenancyTests {
         await gateway.producer.shutdown()
     }
 
+    @Test("the cost policy is a tenant setting: shown, changed by the operator, refused when unknown")
+    func costPolicySetting() async throws {
+        let gateway = try await Gateway.make()
+        let tenant = TestEnvironment.unique("policy")
+        let key = try await gateway.keys.createTenant(id: tenant, name: "p").key
+        try await gateway.app.test(.router) { client in
+            #expect((try await client.call(.get, "/v1/tenant", token: key).body["tenant"] as? [String: Any])?["cost_policy"] as? String == "client_unless_zero")
+            let changed = try await client.call(.patch, "/v1/admin/tenants/\(tenant)", token: adminToken, body: #"{"cost_policy":"price_table"}"#)
+            #expect(changed.status == .ok && changed.body["cost_policy"] as? String == "price_table")
+            let wrong = try await client.call(.patch, "/v1/admin/tenants/\(tenant)", token: adminToken, body: #"{"cost_policy":"cheapest"}"#)
+            #expect(wrong.status == .badRequest && wrong.text.contains("cost_policy: must be one of client_unless_zero, client, price_table"))
+        }
+        await gateway.producer.shutdown()
+    }
+
     @Test("a key revoked in Postgres directly (no cache invalidation) is refused once the cache TTL has passed")
     func revokedAfterTTL() async throws {
         let gateway = try await Gateway.make(keyCacheTTL: 1)

@@ -166,4 +166,52 @@ struct IngestorIntegrationTests {
         #expect(try second.stop() == 0)
         await producer.shutdown()
     }
+
+    @Test("cost policy per tenant: a client's 0 for a priced call does not win by default; each event records where its cost came from")
+    func costPolicy() async throws {
+        let (producer, redis, postgres) = try await makeClients()
+        var topics = Topics()
+        topics.events = TestEnvironment.unique("events")
+        topics.deadLetters = TestEnvironment.unique("dlq")
+        try MockBrokerControl.createTopic(topics.events, partitions: 1)
+        try MockBrokerControl.createTopic(topics.deadLetters, partitions: 1)
+        let run = TestEnvironment.unique("cp")
+        let tenants = ["\(run)-default": nil, "\(run)-client": "client", "\(run)-table": "price_table"]
+        for (tenant, policy) in tenants {
+            try await postgres.query("INSERT INTO tenants (tenant_id, name) VALUES (\(tenant), 'x')")
+            if let policy { try await postgres.query("UPDATE tenants SET cost_policy = \(policy) WHERE tenant_id = \(tenant)") }
+        }
+        let pipeline = IngestPipeline(
+            configuration: .init(topics: topics), producer: producer, deduplicator: Deduplicator(redis: redis, ttlSeconds: 600),
+            prices: try await PriceTable.load(from: postgres), tenants: TenantRegistry(postgres: postgres), logger: logger)
+        // Per tenant: openlit's 0 for gpt-4o with tokens; a client cost of $0.5; a 0 with no tokens; a 0 for a model
+        // the table does not know. gpt-4o, 1000 in + 100 out = 3500 micro-dollars by the table.
+        var batch: [KafkaMessage] = []
+        for (n, tenant) in tenants.keys.sorted().enumerated() {
+            let base = Int64(n * 10)
+            batch += [raw(rawEvent("\(tenant)-zero", tenant: tenant, cost: "0"), offset: base),
+                      raw(rawEvent("\(tenant)-half", tenant: tenant, cost: "0.5"), offset: base + 1),
+                      raw(rawEvent("\(tenant)-none", tenant: tenant, input: 0, output: 0, cost: "0"), offset: base + 2),
+                      raw(rawEvent("\(tenant)-new", tenant: tenant, model: "brand-new-model", cost: "0"), offset: base + 3)]
+        }
+        _ = try await pipeline.process(batch)
+        let events = try await readTopic(topics.events, count: batch.count)
+        var got: [String: (Int64?, String)] = [:]
+        for message in events {
+            let e = try EventDecoder().decode(message.value)
+            got[e.eventID] = (e.costMicros, String(decoding: message.header(EventHeaders.costSource) ?? [], as: UTF8.self))
+        }
+        let expected: [String: [String: (Int64, String)]] = [
+            "default": ["zero": (3500, "price_table_over_client_zero"), "half": (500_000, "client"), "none": (0, "client"), "new": (0, "client")],
+            "client": ["zero": (0, "client"), "half": (500_000, "client"), "none": (0, "client"), "new": (0, "client")],
+            "table": ["zero": (3500, "price_table_over_client"), "half": (3500, "price_table_over_client"), "none": (0, "price_table_over_client"), "new": (0, "client")],
+        ]
+        for (policy, cases) in expected {
+            for (name, (micros, source)) in cases {
+                let id = "\(run)-\(policy)-\(name)"
+                #expect(got[id]?.0 == micros && got[id]?.1 == source, "\(id): \(String(describing: got[id]))")
+            }
+        }
+        await producer.shutdown()
+    }
 }

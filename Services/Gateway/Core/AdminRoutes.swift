@@ -131,10 +131,16 @@ public struct AdminRoutes: Sendable {
     }
 
     func updateTenant(_ id: String, _ request: Request) async throws -> Response {
-        let input = try await JSONInput.read(request, allowed: ["name", "disabled", "limits"])
+        let input = try await JSONInput.read(request, allowed: ["name", "disabled", "limits", "cost_policy"])
         var update = ApiKeyStore.TenantUpdate()
         update.name = try input.string("name")
         update.disabled = try input.bool("disabled")
+        if let policy = try input.string("cost_policy", maxLength: 32) {
+            guard let value = CostPolicy(rawValue: policy) else {
+                throw JSONInput.invalid("cost_policy", "must be one of \(CostPolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            update.costPolicy = value
+        }
         if let l = try input.object("limits", allowed: Self.limitMembers) {
             let limits = try Self.limitsUpdate(l)
             update.eventsPerSecond = limits.eventsPerSecond

@@ -1,4 +1,5 @@
 import Codecs
+import Events
 import Foundation
 import HTTPTypes
 import Metrics
@@ -197,22 +198,24 @@ public final class ApiKeyStore: Sendable {
         public var name: String
         public var disabled: Bool
         public var limits: TenantLimits
+        /// Which cost an event keeps when its client sent one (`CostPolicy`).
+        public var costPolicy: String
         public var createdAt: String
 
         enum CodingKeys: String, CodingKey {
-            case tenantID = "tenant_id", name, disabled, limits, createdAt = "created_at"
+            case tenantID = "tenant_id", name, disabled, limits, costPolicy = "cost_policy", createdAt = "created_at"
         }
     }
 
     static let tenantColumns = """
-        tenant_id, name, disabled, events_per_second, requests_per_second, monthly_event_quota,
+        tenant_id, name, disabled, events_per_second, requests_per_second, monthly_event_quota, cost_policy,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at
         """
 
     static func tenant(_ row: PostgresRow) throws -> Tenant {
         Tenant(
             tenantID: try row.decode("tenant_id"), name: try row.decode("name"), disabled: try row.decode("disabled"),
-            limits: try TenantLimits(row),
+            limits: try TenantLimits(row), costPolicy: try row.decode("cost_policy"),
             createdAt: try row.decode("created_at"))
     }
 
@@ -248,6 +251,7 @@ public final class ApiKeyStore: Sendable {
         public var eventsPerSecond: Int??
         public var requestsPerSecond: Int??
         public var monthlyEventQuota: Int64??
+        public var costPolicy: CostPolicy?
 
         public init() {}
     }
@@ -265,6 +269,7 @@ public final class ApiKeyStore: Sendable {
         if let eps = update.eventsPerSecond { set("events_per_second", eps.map { String($0) }) }
         if let rps = update.requestsPerSecond { set("requests_per_second", rps.map { String($0) }) }
         if let quota = update.monthlyEventQuota { set("monthly_event_quota", quota.map { String($0) }) }
+        if let policy = update.costPolicy { set("cost_policy", policy.rawValue) }
         query.parameters.append(id)
         query.sql += " WHERE tenant_id = $\(query.parameters.count) RETURNING \(Self.tenantColumns)"
         guard let tenant = try await self.postgres.query(query).first.map(Self.tenant) else { return nil }

@@ -52,6 +52,7 @@ public enum OpenAPIDocument {
                 "requests_per_second": {"type": ["integer", "null"], "minimum": 0, "maximum": 1000000},
                 "monthly_event_quota": {"type": ["integer", "null"], "minimum": 0}}},
               "Tenant": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "name": {"type": "string"}, "disabled": {"type": "boolean"},
+                "cost_policy": {"type": "string", "enum": ["client_unless_zero", "client", "price_table"], "description": "which cost an event keeps when its client sent one"},
                 "limits": {"$ref": "#/components/schemas/Limits"}, "created_at": {"type": "string", "format": "date-time"}}},
               "Key": {"type": "object", "description": "A key as listed: never its secret", "properties": {"key_id": {"type": "string"}, "prefix": {"type": "string"},
                 "name": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string", "enum": ["ingest", "query", "admin"]}},
@@ -195,7 +196,8 @@ public enum OpenAPIDocument {
                 "responses": {"200": {"description": "The tenant", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Tenant"}}}}, "404": {"$ref": "#/components/responses/Problem"}}},
               "patch": {"summary": "Rename, disable or enable a tenant, or change its limits; applies at once", "security": [{"adminToken": []}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
-                  "name": {"type": "string"}, "disabled": {"type": "boolean"}, "limits": {"$ref": "#/components/schemas/Limits"}}}}}},
+                  "name": {"type": "string"}, "disabled": {"type": "boolean"}, "limits": {"$ref": "#/components/schemas/Limits"},
+                  "cost_policy": {"type": "string", "enum": ["client_unless_zero", "client", "price_table"]}}}}}},
                 "responses": {"200": {"description": "The tenant as it now is", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Tenant"}}}},
                   "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
             "/v1/admin/tenants/{tenant_id}/keys": {"parameters": [{"$ref": "#/components/parameters/tenant"}],

@@ -40,6 +40,10 @@ public final class IngestPipeline: Sendable {
     private let replays = Counter(label: "tw_ingest_events_total", dimensions: [("outcome", "replay")])
     private let rejected = Counter(label: "tw_ingest_events_total", dimensions: [("outcome", "rejected")])
     private let unpriced = Counter(label: "tw_ingest_unpriced_events_total")
+    /// Where accepted events' costs came from (`CostPolicy.Source`).
+    private let costSources = Dictionary(uniqueKeysWithValues: CostPolicy.Source.allCases.map {
+        ($0, Counter(label: "tw_ingest_cost_source_total", dimensions: [("source", $0.rawValue)]))
+    })
 
     public init(configuration: Configuration, producer: KafkaProducer, deduplicator: Deduplicator, prices: PriceTable, tenants: TenantRegistry, logger: Logger) {
         self.configuration = configuration
@@ -125,18 +129,14 @@ public final class IngestPipeline: Sendable {
             case .first: summary.accepted += 1
             }
             var priced = event
-            var costSource = "client"
-            if priced.costMicros == nil {
-                if let price = prices.price(tenant: event.tenantID!, provider: event.provider, model: event.model) {
-                    priced.costMicros = price.costMicros(of: event)
-                    costSource = "price_table"
-                } else {
-                    // Unknown model: priced 0 and flagged in a header and a metric, never silently.
-                    priced.costMicros = 0
-                    costSource = "unknown_model"
-                    summary.unpriced += 1
-                }
-            }
+            let table = prices.price(tenant: event.tenantID!, provider: event.provider, model: event.model).map { $0.costMicros(of: event) }
+            let usedTokens = event.inputTokens > 0 || event.outputTokens > 0
+            let (cost, source) = self.tenants.costPolicy(event.tenantID!).resolve(clientCost: event.costMicros, tablePrice: table, usedTokens: usedTokens)
+            priced.costMicros = cost
+            // Unknown model: priced 0 and flagged in a header and a metric, never silently.
+            if source == .unknownModel { summary.unpriced += 1 }
+            self.costSources[source]?.increment()
+            let costSource = source.rawValue
             var headers = self.sourceHeaders(message)
             headers.append(KafkaHeader(key: EventHeaders.schemaVersion, string: "1"))
             headers.append(KafkaHeader(key: EventHeaders.costSource, string: costSource))

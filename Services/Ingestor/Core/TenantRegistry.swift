@@ -1,8 +1,9 @@
+import Events
 import Foundation
 import Postgres
 import Synchronization
 
-/// Which tenants exist and which are disabled, as the ingestor sees them: events of an unknown or disabled tenant
+/// Which tenants exist, which are disabled and their cost policy, as the ingestor sees them: events of an unknown or disabled tenant
 /// go to the dead-letter topic (direct producers are not trusted to name a real tenant).
 ///
 /// The whole table is reloaded periodically (`reload`); a tenant not in the snapshot is looked up in Postgres once
@@ -13,8 +14,13 @@ public final class TenantRegistry: Sendable {
         case active, disabled, unknown
     }
 
+    struct Tenant: Sendable, Equatable {
+        var disabled: Bool
+        var costPolicy: CostPolicy
+    }
+
     struct State {
-        var known: [String: Bool] = [:]  // tenant -> disabled
+        var known: [String: Tenant] = [:]
         var misses: [String: ContinuousClock.Instant] = [:]
     }
 
@@ -30,20 +36,33 @@ public final class TenantRegistry: Sendable {
         self.negativeTTL = negativeTTL
     }
 
-    public func set(_ tenant: String, disabled: Bool = false) {
-        self.state.withLock { $0.known[tenant] = disabled }
+    public func set(_ tenant: String, disabled: Bool = false, costPolicy: CostPolicy = .default) {
+        self.state.withLock { $0.known[tenant] = Tenant(disabled: disabled, costPolicy: costPolicy) }
     }
 
     public func status(_ tenant: String) -> Status {
-        self.state.withLock { state in state.known[tenant].map { $0 ? .disabled : .active } ?? .unknown }
+        self.state.withLock { state in state.known[tenant].map { $0.disabled ? .disabled : .active } ?? .unknown }
+    }
+
+    /// The tenant's `cost_policy` (the default for a tenant not known).
+    public func costPolicy(_ tenant: String) -> CostPolicy {
+        self.state.withLock { $0.known[tenant]?.costPolicy } ?? .default
+    }
+
+    static let columns = "tenant_id, disabled, cost_policy"
+
+    static func tenant(_ row: PostgresRow) throws -> (String, Tenant) {
+        let policy = CostPolicy(rawValue: try row.decode("cost_policy")) ?? .default
+        return (try row.decode("tenant_id"), Tenant(disabled: try row.decode("disabled"), costPolicy: policy))
     }
 
     /// Reads the whole tenants table.
     public func reload() async throws {
         guard let postgres else { return }
-        var known: [String: Bool] = [:]
-        for row in try await postgres.query("SELECT tenant_id, disabled FROM tenants") {
-            known[try row.decode("tenant_id")] = try row.decode("disabled")
+        var known: [String: Tenant] = [:]
+        for row in try await postgres.query("SELECT \(unescaped: Self.columns) FROM tenants") {
+            let (id, tenant) = try Self.tenant(row)
+            known[id] = tenant
         }
         self.state.withLock { state in
             state.known = known
@@ -60,13 +79,16 @@ public final class TenantRegistry: Sendable {
         }
         guard !ask.isEmpty else { return }
         let list = ask.sorted().joined(separator: ",")
-        let rows = try await postgres.query("SELECT tenant_id, disabled FROM tenants WHERE tenant_id = ANY(string_to_array(\(list), ','))")
-        var found: [String: Bool] = [:]
-        for row in rows { found[try row.decode("tenant_id")] = try row.decode("disabled") }
+        let rows = try await postgres.query("SELECT \(unescaped: Self.columns) FROM tenants WHERE tenant_id = ANY(string_to_array(\(list), ','))")
+        var found: [String: Tenant] = [:]
+        for row in rows {
+            let (id, tenant) = try Self.tenant(row)
+            found[id] = tenant
+        }
         self.state.withLock { state in
             for tenant in ask {
-                if let disabled = found[tenant] {
-                    state.known[tenant] = disabled
+                if let info = found[tenant] {
+                    state.known[tenant] = info
                 } else {
                     if state.misses.count >= Self.maxMisses {
                         let keep = state.misses.sorted { $0.value > $1.value }.prefix(Self.maxMisses / 2)
