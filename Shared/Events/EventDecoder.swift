@@ -12,9 +12,13 @@ import Darwin
 /// a reader takes is not defined by JSON.
 public struct EventDecoder: Sendable {
     public var limits: EventLimits
+    /// True where the tenant comes from elsewhere (the gateway: the API key): a body's `tenant_id`, whatever its
+    /// value or type, is skipped unread, as the README promises, instead of rejecting the event. Default: false.
+    public var ignoresTenantID: Bool
 
-    public init(limits: EventLimits = .default) {
+    public init(limits: EventLimits = .default, ignoresTenantID: Bool = false) {
         self.limits = limits
+        self.ignoresTenantID = ignoresTenantID
     }
 
     /// Decodes `bytes`; `now` bounds the timestamp skew.
@@ -62,7 +66,11 @@ public struct EventDecoder: Sendable {
                         throw EventValidationError(field: "body", reason: "more than \(self.limits.maxFields) fields")
                     }
                     try scanner.expect(UInt8(ascii: ":"), "':'")
-                    if let field { try self.readField(field, into: &fields, scanner: &scanner) } else { try scanner.skipValue(depth: 1) }
+                    if let field, !(field == .tenantID && self.ignoresTenantID) {
+                        try self.readField(field, into: &fields, scanner: &scanner)
+                    } else {
+                        try scanner.skipValue(depth: 1)
+                    }
                 } while scanner.consume(UInt8(ascii: ","))
                 current = "body"
                 try scanner.expect(UInt8(ascii: "}"), "',' or '}'")

@@ -183,4 +183,24 @@ struct HostileClientTests {
         await redis.close()
         await gateway.producer.shutdown()
     }
+
+    @Test("a body's tenant_id is ignored whatever it holds (empty, invalid, a number, an object): the key's tenant is used")
+    func bodyTenantIgnored() async throws {
+        let gateway = try await Gateway.make()
+        let tenant = TestEnvironment.unique("body-tenant")
+        let key = try await gateway.keys.createTenant(id: tenant, name: "t").key
+        let now = EventTimestamp.now().rfc3339
+        let values = [#""""#, #""bad tenant!""#, "5", #"{"x":1}"#, "null", "[1,2]"]
+        let body = "[" + values.enumerated().map { i, value in
+            "{\"event_id\":\"bt-\(i)\",\"tenant_id\":\(value),\"timestamp\":\"\(now)\",\"provider\":\"openai\",\"model\":\"gpt-4o\",\"input_tokens\":1,\"output_tokens\":1,\"latency_ms\":5,\"status\":\"ok\"}"
+        }.joined(separator: ",") + "]"
+        try await gateway.app.test(.router) { client in
+            let reply = try await client.call(.post, "/v1/events", token: key, body: body)
+            #expect(reply.status == .accepted && reply.body["accepted"] as? Int == values.count, "\(reply.text)")
+        }
+        let produced = try await readTopic(gateway.topics.raw, count: values.count)
+        #expect(produced.count == values.count)
+        #expect(try produced.allSatisfy { try EventDecoder().decode($0.value).tenantID == tenant })
+        await gateway.producer.shutdown()
+    }
 }

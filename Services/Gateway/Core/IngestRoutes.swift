@@ -48,7 +48,8 @@ public struct IngestRoutes: Sendable {
         guard !ranges.isEmpty else { throw Problem(.badRequest, code: "empty_batch", title: "Empty batch", detail: "the batch holds no events") }
         let eventBudget = try await self.publisher.chargeWork(ranges.count, caller: caller)
 
-        let decoder = EventDecoder(limits: self.settings.eventLimits)
+        // The key decides the tenant: a body's tenant_id is ignored, whatever it holds.
+        let decoder = EventDecoder(limits: self.settings.eventLimits, ignoresTenantID: true)
         let now = EventTimestamp.now()
         var messages: [KafkaProducerMessage] = []
         messages.reserveCapacity(ranges.count)
