@@ -13,6 +13,7 @@ STACK        = bash $(ROOT)/deploy/stack.sh
 
 OTEL_VENV   := $(ROOT)/.state/otel-venv
 BROWSER_VENV := $(ROOT)/.state/browser-venv
+CONTRACT_VENV := $(ROOT)/.state/contract-venv
 FUZZ_STATE  := $(ROOT)/.state/fuzz
 FUZZ_SECONDS ?= 60
 
@@ -92,9 +93,10 @@ test: install
 	@$(MAKE) --no-print-directory k8s-check image-check
 	@bash deploy/venv.sh $(OTEL_VENV) >/dev/null
 	@bash deploy/browser/setup.sh $(BROWSER_VENV) >/dev/null
+	@bash deploy/venv.sh $(CONTRACT_VENV) deploy/contract/requirements.txt >/dev/null
 	@TW_STATE_DIR=$(TEST_STATE) $(STACK) start
 	@set -a; . $(TEST_STATE)/stack.env; set +a; export TW_STATE_DIR=$(TEST_STATE); \
-	export TW_TEST_OTEL_PYTHON=$(OTEL_VENV)/bin/python TW_TEST_BROWSER_PYTHON=$(BROWSER_VENV)/bin/python; \
+	export TW_TEST_OTEL_PYTHON=$(OTEL_VENV)/bin/python TW_TEST_BROWSER_PYTHON=$(BROWSER_VENV)/bin/python TW_TEST_CONTRACT_PYTHON=$(CONTRACT_VENV)/bin/python; \
 	swift test --skip-build; rc=$$?; \
 	TW_STATE_DIR=$(TEST_STATE) $(STACK) stop; exit $$rc
 

@@ -133,12 +133,24 @@ public struct EventDecoder: Sendable {
             throw EventValidationError(field: field, reason: "must be an integer, got \(kind(s.peek()))")
         }
         let n = try s.readNumber()
-        guard n.isIntegerLiteral else { throw EventValidationError(field: field, reason: "must be an integer, got \(s.text(of: n))") }
         if n.negative && !n.isZero { throw EventValidationError(field: field, reason: "must be >= 0, got \(s.text(of: n))") }
-        guard !n.truncated, n.exponent == 0, n.mantissa <= UInt64(self.limits.maxTokens) else {
+        // A whole number however it is written (JSON Schema's integer: 371, 371.0, 3.71e2); every step is bounded.
+        var mantissa = n.mantissa, exponent = n.exponent
+        while exponent < 0, mantissa != 0, mantissa % 10 == 0 {
+            mantissa /= 10
+            exponent += 1
+        }
+        if mantissa == 0 { exponent = 0 }
+        guard exponent >= 0 else { throw EventValidationError(field: field, reason: "must be an integer, got \(s.text(of: n))") }
+        let limit = UInt64(self.limits.maxTokens)
+        while exponent > 0, mantissa <= limit {
+            mantissa *= 10
+            exponent -= 1
+        }
+        guard !n.truncated, exponent == 0, mantissa <= limit else {
             throw EventValidationError(field: field, reason: "must be <= \(self.limits.maxTokens), got \(s.text(of: n))")
         }
-        return Int64(n.mantissa)
+        return Int64(mantissa)
     }
 
     private func readMilliseconds(_ field: String, _ s: inout JSONScanner) throws -> Double? {

@@ -31,7 +31,8 @@ public enum OTLPOtherSignal: String, Sendable, CaseIterable {
             guard let object = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
                 throw OTLPDecodingError(path: "", reason: "the body must be a JSON object")
             }
-            guard let entries = object[self.jsonMember] else { return 0 }
+            // null is an absent field (the proto3 JSON mapping), as it is for traces.
+            guard let entries = object[self.jsonMember], !(entries is NSNull) else { return 0 }
             guard let array = entries as? [Any], array.allSatisfy({ $0 is [String: Any] }) else {
                 throw OTLPDecodingError(path: self.jsonMember, reason: "must be an array of objects")
             }

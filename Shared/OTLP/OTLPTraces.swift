@@ -385,6 +385,12 @@ private struct JSONTraceDecoder {
 
     mutating func document() throws(OTLPDecodingError) -> OTLPTraceRequest {
         var out = OTLPTraceRequest()
+        // The request itself must be an object (a `null` inside it is an absent message; at the top it is no request).
+        let startsWithObject = try self.scan { s throws(JSONScanner.SyntaxError) -> Bool in
+            s.skipWhitespace()
+            return s.peek() == UInt8(ascii: "{")
+        }
+        guard startsWithObject else { throw self.fail("the body must be a JSON object (an ExportTraceServiceRequest)") }
         try self.object { d, key throws(OTLPDecodingError) in
             guard key == "resourceSpans" else { return false }
             try d.array(key) { d, index throws(OTLPDecodingError) in out.resourceSpans.append(try d.resourceSpans()) }

@@ -74,7 +74,7 @@ struct EventDecoderTests {
     @Test("wrong types name the field and the expected type", arguments: [
         ("input_tokens", "\"12\"", "must be an integer, got a string"),
         ("output_tokens", "1.5", "must be an integer, got 1.5"),
-        ("output_tokens", "1e3", "must be an integer, got 1e3"),
+        ("output_tokens", "1.25e1", "must be an integer, got 1.25e1"),
         ("latency_ms", "true", "must be a number, got a boolean"),
         ("cost_usd", "[1]", "must be a number, got an array"),
         ("provider", "7", "must be a string, got a number"),
@@ -90,7 +90,14 @@ struct EventDecoderTests {
         #expect(error?.reason == reason)
     }
 
+    @Test("a whole number is an integer however it is written (JSON Schema's integer)", arguments: [("371", 371), ("371.0", 371), ("3.71e2", 371), ("1e3", 1000), ("0.0", 0), ("1000000000.000", 1_000_000_000)])
+    func integralForms(json: String, value: Int64) throws {
+        #expect(try decode(variant("output_tokens", json)).outputTokens == value)
+    }
+
     @Test("numeric rules", arguments: [
+        ("output_tokens", "1e10", "must be <= 1000000000, got 1e10"),
+        ("output_tokens", "1e400", "must be <= 1000000000, got 1e400"),
         ("input_tokens", "-1", "must be >= 0, got -1"),
         ("reasoning_tokens", "1000000001", "must be <= 1000000000, got 1000000001"),
         ("output_tokens", "99999999999999999999999", "must be <= 1000000000, got 99999999999999999999999"),

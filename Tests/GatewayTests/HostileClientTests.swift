@@ -58,7 +58,9 @@ struct HostileClientTests {
         let admin = try #require(try await gateway.keys.createKey(tenant: tenant, name: "ops", scopes: [.admin, .query]))
         try await gateway.app.test(.router) { client in
             #expect(try await client.call(.put, "/v1/detector/settings", token: admin.key, body: #"{"sensitivity":2}"#).status == .ok)
-            for body in ["", "{}", #"{"muted":[]}"#] {
+            let empty = try await client.call(.put, "/v1/detector/settings", token: admin.key, body: "")
+            #expect(empty.status == .badRequest && empty.body["detail"] as? String == "a JSON object body is required", "\(empty.text)")
+            for body in ["{}", #"{"muted":[]}"#] {
                 let reply = try await client.call(.put, "/v1/detector/settings", token: admin.key, body: body)
                 #expect(reply.status == .badRequest && (reply.body["detail"] as? String)?.hasPrefix("sensitivity: required") == true, "'\(body)': \(reply.text)")
             }

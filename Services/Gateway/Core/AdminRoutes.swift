@@ -176,7 +176,7 @@ public struct AdminRoutes: Sendable {
     }
 
     func rotateKey(_ tenant: String, _ keyID: String, _ request: Request) async throws -> Response {
-        let input = try await JSONInput.read(request, allowed: ["grace_seconds"])
+        let input = try await JSONInput.read(request, allowed: ["grace_seconds"], optionalBody: true)
         if input.members["grace_seconds"] == .null { throw JSONInput.invalid("grace_seconds", "must be an integer in 0...\(Self.maxGraceSeconds), or left out for 0") }
         let grace = try input.integer("grace_seconds", in: 0...Self.maxGraceSeconds).flatMap { $0 } ?? 0
         guard let issued = try await self.keys.rotateKey(tenant: tenant, keyID: keyID, graceSeconds: Int(grace)) else { throw Self.noKey(keyID) }

@@ -33,15 +33,19 @@ struct JSONInput {
 
     init(members: [String: Value]) { self.members = members }
 
-    /// Reads `request`'s body; an empty body is an empty object.
-    static func read(_ request: Request, allowed: Set<String>) async throws -> JSONInput {
+    /// Reads `request`'s body: a JSON object. An empty body is an empty object only where the route's body is
+    /// optional (`optionalBody`); elsewhere it is refused, so a request that lost its body changes nothing.
+    static func read(_ request: Request, allowed: Set<String>, optionalBody: Bool = false) async throws -> JSONInput {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: Self.maxBytes)
         } catch {
             throw Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large", detail: "the body is larger than \(Self.maxBytes) bytes")
         }
-        guard buffer.readableBytes > 0 else { return JSONInput(members: [:]) }
+        guard buffer.readableBytes > 0 else {
+            guard optionalBody else { throw Problem(.badRequest, code: "invalid_body", title: "Invalid body", detail: "a JSON object body is required") }
+            return JSONInput(members: [:])
+        }
         if let type = request.headers[.contentType], !type.lowercased().hasPrefix("application/json") {
             throw Problem(.unsupportedMediaType, code: "unsupported_media_type", title: "Unsupported Content-Type", detail: "send application/json")
         }
@@ -58,12 +62,13 @@ struct JSONInput {
         Problem(.badRequest, code: "invalid_body", title: "Invalid body", detail: "\(member): \(reason)")
     }
 
-    /// A string of 1...maxLength printable characters, or nil when absent.
+    /// A string of 1...maxLength printable characters (code points), or nil when absent.
     func string(_ name: String, maxLength: Int = 200) throws -> String? {
         switch self.members[name] {
         case nil: return nil
         case .string(let s)?:
-            guard !s.isEmpty, s.utf8.count <= maxLength else { throw Self.invalid(name, "must be 1 to \(maxLength) bytes") }
+            // Characters (Unicode code points), as JSON Schema's maxLength counts them in the OpenAPI document.
+            guard !s.isEmpty, s.unicodeScalars.count <= maxLength else { throw Self.invalid(name, "must be 1 to \(maxLength) characters") }
             guard !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { throw Self.invalid(name, "must not contain control characters") }
             guard !LLMEvent.containsBidiControl(s) else { throw Self.invalid(name, "must not contain bidirectional formatting characters") }
             return s

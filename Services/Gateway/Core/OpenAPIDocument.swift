@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 
 /// `GET /openapi.json`: the gateway's API as OpenAPI 3.1. Kept next to the routes it describes; a test checks that
@@ -10,12 +11,53 @@ public enum OpenAPIDocument {
     }
 
     public static let paths = [
-        "/v1/events", "/v1/traces", "/v1/series", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
+        "/v1/events", "/v1/traces", "/v1/metrics", "/v1/logs", "/v1/series", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
         "/v1/detector/settings", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
-        "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/readyz", "/metrics",
+        "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/healthz/dependencies", "/readyz", "/metrics",
     ]
 
-    public static let json = """
+    /// The document served: `base` completed by the rules every route shares, so no route can forget them (and the
+    /// schemathesis contract run in `make test` checks the result against the running gateway):
+    /// - an operation with a security requirement can answer 401;
+    /// - a tenant operation (API key) can answer 403 (scope, tenant mismatch) and 429 (rate limits);
+    /// - an operation with parameters or a body can answer 400;
+    /// - every `/v1` operation can answer 503 `dependency_unavailable` (Postgres, Redis or the broker unavailable).
+    public static let json: String = {
+        guard var doc = (try? JSONSerialization.jsonObject(with: Data(base.utf8))) as? [String: Any],
+            var paths = doc["paths"] as? [String: Any]
+        else { return base }
+        let problem: [String: Any] = ["$ref": "#/components/responses/Problem"]
+        let unavailable: [String: Any] = [
+            "description": "A store or the broker is unavailable; retry after Retry-After seconds",
+            "headers": ["Retry-After": ["schema": ["type": "integer"]]],
+            "content": ["application/problem+json": ["schema": ["$ref": "#/components/schemas/Problem"]]],
+        ]
+        for (path, value) in paths {
+            guard var item = value as? [String: Any] else { continue }
+            let pathParameters = (item["parameters"] as? [Any])?.isEmpty == false
+            for method in ["get", "put", "post", "delete", "patch"] {
+                guard var operation = item[method] as? [String: Any] else { continue }
+                var responses = operation["responses"] as? [String: Any] ?? [:]
+                func ensure(_ code: String, _ response: [String: Any]) { if responses[code] == nil { responses[code] = response } }
+                let security = (operation["security"] as? [[String: Any]]) ?? []
+                if !security.isEmpty { ensure("401", problem) }
+                if security.contains(where: { $0["apiKey"] != nil }) {
+                    ensure("403", problem)
+                    ensure("429", ["$ref": "#/components/responses/RateLimited"])
+                }
+                if pathParameters || operation["parameters"] != nil || operation["requestBody"] != nil { ensure("400", problem) }
+                if path.hasPrefix("/v1/") { ensure("503", unavailable) }
+                operation["responses"] = responses
+                item[method] = operation
+            }
+            paths[path] = item
+        }
+        doc["paths"] = paths
+        guard let data = try? JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]) else { return base }
+        return String(decoding: data, as: UTF8.self)
+    }()
+
+    static let base = """
         {
           "openapi": "3.1.0",
           "info": {"title": "Tokenwatch gateway", "version": "1.0.0",
@@ -29,17 +71,19 @@ public enum OpenAPIDocument {
                   "event_id": {"type": "string", "maxLength": 128, "pattern": "^[A-Za-z0-9._:-]+$"},
                   "tenant_id": {"type": "string", "description": "ignored: the tenant comes from the API key"},
                   "timestamp": {"type": "string", "format": "date-time"},
-                  "provider": {"type": "string", "maxLength": 64}, "model": {"type": "string", "maxLength": 256},
-                  "operation": {"type": "string", "default": "chat"},
+                  "provider": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
+                  "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
+                  "operation": {"type": "string", "default": "chat", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                   "input_tokens": {"type": "integer", "minimum": 0, "maximum": 1000000000},
                   "output_tokens": {"type": "integer", "minimum": 0, "maximum": 1000000000},
                   "cached_input_tokens": {"type": "integer", "minimum": 0}, "reasoning_tokens": {"type": "integer", "minimum": 0},
                   "latency_ms": {"type": "number", "minimum": 0, "maximum": 86400000},
                   "time_to_first_token_ms": {"type": "number", "minimum": 0},
-                  "status": {"type": "string", "enum": ["ok", "error"]}, "error_type": {"type": "string"},
+                  "status": {"type": "string", "enum": ["ok", "error"]}, "error_type": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$", "description": "only with status error"},
                   "cost_usd": {"type": "number", "minimum": 0, "maximum": 100000},
-                  "user_id": {"type": "string"}, "session_id": {"type": "string"}, "app": {"type": "string"}, "environment": {"type": "string"},
-                  "tags": {"type": "object", "maxProperties": 32, "additionalProperties": {"type": "string", "maxLength": 256}}}},
+                  "user_id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "session_id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "app": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "environment": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
+                  "tags": {"type": "object", "maxProperties": 32, "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
+                    "additionalProperties": {"type": "string", "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]*$"}}}},
               "RpcStatus": {"type": "object", "description": "google.rpc.Status", "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}},
               "IngestResult": {"type": "object", "required": ["accepted", "rejected", "errors"], "properties": {
                 "accepted": {"type": "integer"}, "rejected": {"type": "integer"},
@@ -47,10 +91,10 @@ public enum OpenAPIDocument {
                   "index": {"type": "integer"}, "field": {"type": "string"}, "reason": {"type": "string"}}}}}},
               "Problem": {"type": "object", "required": ["type", "title", "status", "detail"], "properties": {
                 "type": {"type": "string", "format": "uri"}, "title": {"type": "string"}, "status": {"type": "integer"}, "detail": {"type": "string"}}},
-              "Limits": {"type": "object", "description": "null: the deployment's default; 0: unlimited", "properties": {
+              "Limits": {"type": "object", "additionalProperties": false, "description": "null: the deployment's default; 0: unlimited", "properties": {
                 "events_per_second": {"type": ["integer", "null"], "minimum": 0, "maximum": 10000000},
                 "requests_per_second": {"type": ["integer", "null"], "minimum": 0, "maximum": 1000000},
-                "monthly_event_quota": {"type": ["integer", "null"], "minimum": 0}}},
+                "monthly_event_quota": {"type": ["integer", "null"], "minimum": 0, "maximum": 1000000000000}}},
               "Tenant": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "name": {"type": "string"}, "disabled": {"type": "boolean"},
                 "cost_policy": {"type": "string", "enum": ["client_unless_zero", "client", "price_table"], "description": "which cost an event keeps when its client sent one"},
                 "limits": {"$ref": "#/components/schemas/Limits"}, "created_at": {"type": "string", "format": "date-time"}}},
@@ -60,12 +104,12 @@ public enum OpenAPIDocument {
               "IssuedKey": {"type": "object", "description": "The only answer that holds a key's secret (api_key)", "properties": {
                 "tenant_id": {"type": "string"}, "key_id": {"type": "string"}, "api_key": {"type": "string"}, "name": {"type": "string"},
                 "scopes": {"type": "array", "items": {"type": "string"}}, "tenant": {"$ref": "#/components/schemas/Tenant"}}},
-              "NewKey": {"type": "object", "required": ["scopes"], "additionalProperties": false, "properties": {"name": {"type": "string", "maxLength": 200},
+              "NewKey": {"type": "object", "required": ["scopes"], "additionalProperties": false, "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                 "scopes": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "string", "enum": ["ingest", "query", "admin"]}}}},
-              "DetectorSettings": {"type": "object", "additionalProperties": false, "properties": {
+              "DetectorSettings": {"type": "object", "required": ["sensitivity"], "additionalProperties": false, "properties": {
                 "sensitivity": {"type": "number", "minimum": 0.25, "maximum": 4, "default": 1},
                 "muted": {"type": "array", "maxItems": 100, "items": {"type": "object", "additionalProperties": false, "properties": {
-                  "provider": {"type": "string"}, "model": {"type": "string"},
+                  "provider": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                   "metric": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"]}}}}}},
               "Rotation": {"type": "object", "additionalProperties": false, "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 604800, "default": 0,
                 "description": "how long the old key keeps working"}}}
@@ -87,9 +131,9 @@ public enum OpenAPIDocument {
           "paths": {
             "/v1/events": {"post": {
               "summary": "Send a batch of events", "security": [{"apiKey": []}],
-              "parameters": [{"name": "Content-Encoding", "in": "header", "required": false, "schema": {"type": "string", "enum": ["gzip", "identity"]}}],
+              "description": "A JSON array or NDJSON; the body may be sent with Content-Encoding: gzip (several members allowed). Events older than TW_ALLOWED_LATENESS or more than 300 s ahead of the server's clock are refused per event.",
               "requestBody": {"required": true, "content": {
-                "application/json": {"schema": {"type": "array", "maxItems": 5000, "items": {"$ref": "#/components/schemas/Event"}}},
+                "application/json": {"schema": {"type": "array", "minItems": 1, "maxItems": 5000, "items": {"$ref": "#/components/schemas/Event"}}},
                 "application/x-ndjson": {"schema": {"type": "string", "description": "one Event per line"}}}},
               "responses": {
                 "202": {"description": "Accepted: every valid event was acknowledged by the broker", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestResult"}}}},
@@ -102,10 +146,9 @@ public enum OpenAPIDocument {
               "summary": "OTLP/HTTP trace export: OpenTelemetry GenAI spans become events",
               "description": "An ExportTraceServiceRequest (opentelemetry/proto/collector/trace/v1) in protobuf or OTLP/JSON. LLM-call spans (gen_ai.* attributes) become events with event_id otlp-<trace id>-<span id>; other spans are skipped. Answers are in the request's encoding: ExportTraceServiceResponse (partialSuccess for spans that could not be used), or google.rpc.Status for errors.",
               "security": [{"apiKey": []}],
-              "parameters": [{"name": "Content-Encoding", "in": "header", "required": false, "schema": {"type": "string", "enum": ["gzip", "identity"]}}],
               "requestBody": {"required": true, "content": {
                 "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
-                "application/json": {"schema": {"type": "object", "properties": {"resourceSpans": {"type": "array", "items": {"type": "object"}}}}}}},
+                "application/json": {"schema": {"type": "object", "properties": {"resourceSpans": {"type": ["array", "null"], "items": {"type": "object"}, "description": "null is an absent field (the proto3 JSON mapping)"}}}}}},
               "responses": {
                 "200": {"description": "Accepted (every usable GenAI span acknowledged by the broker)", "content": {
                   "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
@@ -116,6 +159,40 @@ public enum OpenAPIDocument {
                 "415": {"description": "Content-Type is neither application/x-protobuf nor application/json", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}}},
                 "429": {"description": "Rate limited; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
                 "503": {"description": "The broker did not acknowledge; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}}}},
+            "/v1/metrics": {"post": {
+              "summary": "OTLP/HTTP metrics export: accepted and not stored",
+              "description": "Checked and bounded like traces, then acknowledged with a partial success that says metrics are not stored: Tokenwatch counts model calls from spans only, so exporters that send every signal to one base URL see no errors and nothing is counted twice.",
+              "security": [{"apiKey": []}],
+              "requestBody": {"required": true, "content": {
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object", "properties": {"resourceMetrics": {"type": ["array", "null"], "items": {"type": "object"}}}}}}},
+              "responses": {
+                "200": {"description": "Acknowledged, not stored", "content": {
+                  "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                  "application/json": {"schema": {"type": "object", "properties": {"partialSuccess": {"type": "object", "properties": {"rejectedDataPoints": {"type": "string"}, "errorMessage": {"type": "string"}}}}}}}},
+                "400": {"description": "Undecodable body", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "401": {"description": "Missing or invalid API key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "413": {"description": "Body over the limit", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "415": {"description": "Content-Type is neither application/x-protobuf nor application/json", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}}},
+                "429": {"description": "Rate limited; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "503": {"description": "A store is unavailable; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}}}},
+            "/v1/logs": {"post": {
+              "summary": "OTLP/HTTP logs export: accepted and not stored",
+              "description": "Checked and bounded like traces, then acknowledged with a partial success that says logs are not stored: Tokenwatch counts model calls from spans only, so exporters that send every signal to one base URL see no errors and nothing is counted twice.",
+              "security": [{"apiKey": []}],
+              "requestBody": {"required": true, "content": {
+                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                "application/json": {"schema": {"type": "object", "properties": {"resourceLogs": {"type": ["array", "null"], "items": {"type": "object"}}}}}}},
+              "responses": {
+                "200": {"description": "Acknowledged, not stored", "content": {
+                  "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
+                  "application/json": {"schema": {"type": "object", "properties": {"partialSuccess": {"type": "object", "properties": {"rejectedLogRecords": {"type": "string"}, "errorMessage": {"type": "string"}}}}}}}},
+                "400": {"description": "Undecodable body", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "401": {"description": "Missing or invalid API key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "413": {"description": "Body over the limit", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "415": {"description": "Content-Type is neither application/x-protobuf nor application/json", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}}},
+                "429": {"description": "Rate limited; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
+                "503": {"description": "A store is unavailable; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}}}},
             "/v1/series": {"get": {
               "summary": "One metric of the caller's tenant over time", "security": [{"apiKey": []}],
               "parameters": [
@@ -182,7 +259,8 @@ public enum OpenAPIDocument {
             "/v1/admin/tenants": {
               "post": {"summary": "Create a tenant and its first API key (scopes ingest, query)", "security": [{"adminToken": []}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["tenant_id"], "additionalProperties": false,
-                  "properties": {"tenant_id": {"type": "string", "maxLength": 64}, "name": {"type": "string", "maxLength": 200}, "limits": {"$ref": "#/components/schemas/Limits"}}}}}},
+                  "properties": {"tenant_id": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9._-]+$"},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "limits": {"$ref": "#/components/schemas/Limits"}}}}}},
                 "responses": {"201": {"$ref": "#/components/responses/Issued"},
                   "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"},
                   "404": {"description": "The admin API is disabled (no TW_ADMIN_TOKEN)"}, "409": {"$ref": "#/components/responses/Problem"}}},
@@ -196,7 +274,7 @@ public enum OpenAPIDocument {
                 "responses": {"200": {"description": "The tenant", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Tenant"}}}}, "404": {"$ref": "#/components/responses/Problem"}}},
               "patch": {"summary": "Rename, disable or enable a tenant, or change its limits; applies at once", "security": [{"adminToken": []}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
-                  "name": {"type": "string"}, "disabled": {"type": "boolean"}, "limits": {"$ref": "#/components/schemas/Limits"},
+                  "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "disabled": {"type": "boolean"}, "limits": {"$ref": "#/components/schemas/Limits"},
                   "cost_policy": {"type": "string", "enum": ["client_unless_zero", "client", "price_table"]}}}}}},
                 "responses": {"200": {"description": "The tenant as it now is", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Tenant"}}}},
                   "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
@@ -213,7 +291,10 @@ public enum OpenAPIDocument {
                 "responses": {"201": {"$ref": "#/components/responses/Issued"}, "404": {"$ref": "#/components/responses/Problem"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "The process runs"}}}},
-            "/readyz": {"get": {"summary": "Readiness", "responses": {"200": {"description": "Dependencies reachable"}, "503": {"description": "Not ready or draining"}}}},
+            "/healthz/dependencies": {"get": {"summary": "Each dependency's state, probe time and whether it gates readiness", "responses": {"200": {"description": "Always 200; see the body",
+              "content": {"application/json": {"schema": {"type": "object", "properties": {"draining": {"type": "boolean"}, "dependencies": {"type": "array", "items": {"type": "object", "properties": {
+                "name": {"type": "string"}, "status": {"type": "string", "enum": ["ok", "unreachable"]}, "gates_readiness": {"type": "boolean"}, "probe_ms": {"type": "integer"}}}}}}}}}}}},
+            "/readyz": {"get": {"summary": "Readiness: serving and not draining (the gateway reports its dependencies but is not gated on them)", "responses": {"200": {"description": "Ready (status ready or degraded)"}, "503": {"description": "Draining"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text exposition format"}}}}
           }
         }
