@@ -10,9 +10,9 @@ public enum OTLPOtherSignal: String, Sendable, CaseIterable {
     case metrics, logs
 
     /// The request's top-level field (1 in both messages) and its JSON name.
-    var jsonMember: String { self == .metrics ? "resourceMetrics" : "resourceLogs" }
+    public var jsonMember: String { self == .metrics ? "resourceMetrics" : "resourceLogs" }
     /// The partial-success counter of the response (field 1 of `partial_success` in both messages).
-    var rejectedMember: String { self == .metrics ? "rejectedDataPoints" : "rejectedLogRecords" }
+    public var rejectedMember: String { self == .metrics ? "rejectedDataPoints" : "rejectedLogRecords" }
 
     public static let notStoredMessage = "Tokenwatch stores GenAI model calls from traces (POST /v1/traces); %@ are accepted and not stored, so no call is counted twice"
 

@@ -14,12 +14,7 @@ struct ContractTests {
         }
         let run = TestEnvironment.unique("contract")
         let token = "contract-run-admin-token"
-        let env = try TestEnvironment.pipelineEnvironment(run: run, topics: ["raw", "anomalies"], extra: ["TW_ADMIN_TOKEN": token])
-        let gateway = try ServiceProcess("gateway", environment: env)
-        try await gateway.waitUntilReady()
-        let http = HTTPClient(port: gateway.port)
-        let tenant = "\(run)-t"
-        #expect(try await http.call("POST", "/v1/admin/tenants", token: token, body: "{\"tenant_id\":\"\(tenant)\"}").status == 201)
+        let (gateway, http, tenant) = try await gatewayWithTenant(run: run, adminToken: token)
         let key = try await http.call("POST", "/v1/admin/tenants/\(tenant)/keys", token: token, body: #"{"name":"contract","scopes":["ingest","query","admin"]}"#)
         let apiKey = try #require(key.json["api_key"] as? String)
 

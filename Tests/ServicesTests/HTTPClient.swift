@@ -48,6 +48,19 @@ struct HTTPClient: Sendable {
     }
 }
 
+/// A gateway process on the test stack (topics of the run's own, an admin token) and a tenant made through its admin
+/// API: the process, a client for it, and the tenant's id.
+func gatewayWithTenant(run: String, adminToken: String, topics: [String] = ["raw", "anomalies"]) async throws -> (ServiceProcess, HTTPClient, String) {
+    let env = try TestEnvironment.pipelineEnvironment(run: run, topics: topics, extra: ["TW_ADMIN_TOKEN": adminToken])
+    let gateway = try ServiceProcess("gateway", environment: env)
+    try await gateway.waitUntilReady()
+    let http = HTTPClient(port: gateway.port)
+    let tenant = "\(run)-t"
+    let created = try await http.call("POST", "/v1/admin/tenants", token: adminToken, body: "{\"tenant_id\":\"\(tenant)\"}")
+    guard created.status == 201 else { throw Subprocess.Failed(description: "creating tenant \(tenant): \(created.status) \(created.body)") }
+    return (gateway, http, tenant)
+}
+
 /// A raw TCP connection, for what an HTTP library will not send (trickled headers).
 final class RawConnection: @unchecked Sendable {
     // @unchecked: used by one test task at a time.

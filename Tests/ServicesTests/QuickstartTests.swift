@@ -32,6 +32,12 @@ struct QuickstartTests {
         #expect(log.contains(#""metric":"requests","unit":"count","step":"1m""#), "step 4 series")
         #expect(log.contains(#"{"items":[]}"#), "step 4 anomalies")
 
+        // The demo client takes the admin token from its environment, not its command line (which `ps` shows).
+        let adminToken = try String(contentsOfFile: root + "/.state/run/admin.token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let demoPID = try String(contentsOfFile: root + "/.state/run/pids/demo.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let commandLine = try String(decoding: Data(contentsOf: URL(fileURLWithPath: "/proc/\(demoPID)/cmdline")), as: UTF8.self)
+        #expect(commandLine.contains("demo") && !commandLine.contains(adminToken), "the demo's command line: \(commandLine.replacingOccurrences(of: "\u{0}", with: " "))")
+
         // `make run` keeps its services up as Kubernetes would: a gateway killed with SIGKILL is started again
         // (with backoff) and the restart is logged.
         let supervisor = try #require(Int32((try String(contentsOfFile: gatewayPID, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))

@@ -15,12 +15,7 @@ struct StreamLifecycleTests {
     func followsKeysAndConnections() async throws {
         let run = TestEnvironment.unique("stream")
         let token = "stream-lifecycle-admin-token"
-        let env = try TestEnvironment.pipelineEnvironment(run: run, topics: ["raw", "anomalies"], extra: ["TW_ADMIN_TOKEN": token])
-        let gateway = try ServiceProcess("gateway", environment: env)
-        try await gateway.waitUntilReady()
-        let http = HTTPClient(port: gateway.port)
-        let tenant = "\(run)-t"
-        #expect(try await http.call("POST", "/v1/admin/tenants", token: token, body: "{\"tenant_id\":\"\(tenant)\"}").status == 201)
+        let (gateway, http, tenant) = try await gatewayWithTenant(run: run, adminToken: token)
         func queryKey() async throws -> (id: String, key: String) {
             let reply = try await http.call("POST", "/v1/admin/tenants/\(tenant)/keys", token: token, body: #"{"name":"viewer","scopes":["query"]}"#)
             return (reply.json["key_id"] as? String ?? "", reply.json["api_key"] as? String ?? "")
@@ -61,6 +56,15 @@ struct StreamLifecycleTests {
             return await probe.read(until: "\r\n\r\n", timeout: .seconds(5)).hasPrefix("HTTP/1.1 200")
         }
         print("stream slots freed \(ContinuousClock.now - closedAt) after the clients closed")
+
+        // RFC 9112 §3.2: a request without a Host, or with two, is 400.
+        for head in ["GET /openapi.json HTTP/1.1\r\n\r\n", "GET /openapi.json HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"] {
+            let raw = try RawConnection(port: gateway.port)
+            raw.send(head)
+            let answer = await raw.read(until: "\r\n\r\n", timeout: .seconds(5))
+            #expect(answer.hasPrefix("HTTP/1.1 400"), "\(head.debugDescription): \(answer.prefix(200))")
+            raw.shutdown()
+        }
         #expect(try gateway.stop() == 0)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import OTLP
 
 /// `GET /openapi.json`: the gateway's API as OpenAPI 3.1. Kept next to the routes it describes; a test checks that
 /// every route the gateway serves is in it.
@@ -52,10 +53,47 @@ public enum OpenAPIDocument {
             }
             paths[path] = item
         }
+        // The OTLP signals Tokenwatch acknowledges without storing: one declaration each (OTLPOtherSignal).
+        for signal in OTLPOtherSignal.allCases {
+            paths["/v1/\(signal.rawValue)"] = ["post": Self.otherSignalOperation(signal)]
+        }
         doc["paths"] = paths
         guard let data = try? JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]) else { return base }
         return String(decoding: data, as: UTF8.self)
     }()
+
+    /// `POST /v1/metrics` and `/v1/logs`, described from the signal's own declaration.
+    static func otherSignalOperation(_ signal: OTLPOtherSignal) -> [String: Any] {
+        func rpc(_ description: String, retry: Bool = false) -> [String: Any] {
+            var response: [String: Any] = ["description": description, "content": [
+                "application/json": ["schema": ["$ref": "#/components/schemas/RpcStatus"]],
+                "application/x-protobuf": ["schema": ["type": "string", "format": "binary"]],
+            ]]
+            if retry { response["headers"] = ["Retry-After": ["schema": ["type": "integer"]]] }
+            return response
+        }
+        let binary: [String: Any] = ["schema": ["type": "string", "format": "binary"]]
+        return [
+            "summary": "OTLP/HTTP \(signal.rawValue) export: accepted and not stored",
+            "description": "Checked and bounded like traces, then acknowledged with a partial success that says \(signal.rawValue) are not stored: model calls are counted from spans only, so exporters that send every signal to one base URL see no errors and nothing is counted twice.",
+            "security": [["apiKey": [String]()]],
+            "requestBody": ["required": true, "content": [
+                "application/x-protobuf": binary,
+                "application/json": ["schema": ["type": "object", "properties": [signal.jsonMember: ["type": ["array", "null"], "items": ["type": "object"]]]]],
+            ]],
+            "responses": [
+                "200": ["description": "Acknowledged, not stored", "content": [
+                    "application/x-protobuf": binary,
+                    "application/json": ["schema": ["type": "object", "properties": ["partialSuccess": ["type": "object", "properties": [
+                        signal.rejectedMember: ["type": "string"], "errorMessage": ["type": "string"]]]]]],
+                ]],
+                "400": rpc("Undecodable body"), "401": rpc("Missing or invalid API key"), "413": rpc("Body over the limit"),
+                "415": rpc("Content-Type is neither application/x-protobuf nor application/json"),
+                "429": rpc("Rate limited; retry after Retry-After seconds", retry: true),
+                "503": rpc("A store is unavailable; retry after Retry-After seconds", retry: true),
+            ],
+        ]
+    }
 
     static let base = """
         {
@@ -159,40 +197,6 @@ public enum OpenAPIDocument {
                 "415": {"description": "Content-Type is neither application/x-protobuf nor application/json", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}}},
                 "429": {"description": "Rate limited; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
                 "503": {"description": "The broker did not acknowledge; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}}}},
-            "/v1/metrics": {"post": {
-              "summary": "OTLP/HTTP metrics export: accepted and not stored",
-              "description": "Checked and bounded like traces, then acknowledged with a partial success that says metrics are not stored: Tokenwatch counts model calls from spans only, so exporters that send every signal to one base URL see no errors and nothing is counted twice.",
-              "security": [{"apiKey": []}],
-              "requestBody": {"required": true, "content": {
-                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
-                "application/json": {"schema": {"type": "object", "properties": {"resourceMetrics": {"type": ["array", "null"], "items": {"type": "object"}}}}}}},
-              "responses": {
-                "200": {"description": "Acknowledged, not stored", "content": {
-                  "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
-                  "application/json": {"schema": {"type": "object", "properties": {"partialSuccess": {"type": "object", "properties": {"rejectedDataPoints": {"type": "string"}, "errorMessage": {"type": "string"}}}}}}}},
-                "400": {"description": "Undecodable body", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
-                "401": {"description": "Missing or invalid API key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
-                "413": {"description": "Body over the limit", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
-                "415": {"description": "Content-Type is neither application/x-protobuf nor application/json", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}}},
-                "429": {"description": "Rate limited; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
-                "503": {"description": "A store is unavailable; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}}}},
-            "/v1/logs": {"post": {
-              "summary": "OTLP/HTTP logs export: accepted and not stored",
-              "description": "Checked and bounded like traces, then acknowledged with a partial success that says logs are not stored: Tokenwatch counts model calls from spans only, so exporters that send every signal to one base URL see no errors and nothing is counted twice.",
-              "security": [{"apiKey": []}],
-              "requestBody": {"required": true, "content": {
-                "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
-                "application/json": {"schema": {"type": "object", "properties": {"resourceLogs": {"type": ["array", "null"], "items": {"type": "object"}}}}}}},
-              "responses": {
-                "200": {"description": "Acknowledged, not stored", "content": {
-                  "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
-                  "application/json": {"schema": {"type": "object", "properties": {"partialSuccess": {"type": "object", "properties": {"rejectedLogRecords": {"type": "string"}, "errorMessage": {"type": "string"}}}}}}}},
-                "400": {"description": "Undecodable body", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
-                "401": {"description": "Missing or invalid API key", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
-                "413": {"description": "Body over the limit", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
-                "415": {"description": "Content-Type is neither application/x-protobuf nor application/json", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}}},
-                "429": {"description": "Rate limited; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
-                "503": {"description": "A store is unavailable; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}}}},
             "/v1/series": {"get": {
               "summary": "One metric of the caller's tenant over time", "security": [{"apiKey": []}],
               "parameters": [

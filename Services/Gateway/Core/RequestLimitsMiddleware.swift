@@ -32,8 +32,9 @@ public struct RequestLimitsMiddleware<Context: RequestContext>: RouterMiddleware
             }
         }
         // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is 400.
-        // (The HTTP/1 to HTTPTypes conversion turns Host into the authority; a request with two is refused there.)
-        guard request.head.authority.map({ !$0.isEmpty }) ?? false else {
+        // (The HTTP/1 to HTTPTypes conversion moves the first Host into the authority and keeps any further one as a
+        // field, so a second Host shows up here.)
+        guard request.head.authority.map({ !$0.isEmpty }) ?? false, !request.headers.contains(where: { $0.name.canonicalName == "host" }) else {
             throw Problem(.badRequest, code: "invalid_host", title: "Invalid Host header", detail: "send exactly one Host header")
         }
         return try await next(request, context)
