@@ -1,3 +1,4 @@
+import ClientSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -84,25 +85,36 @@ public struct AnomalyFeed: Service {
 
     public func run() async throws {
         try self.consumer.subscribe(topics: [self.topic])
-        do {
-            for try await batch in self.consumer.batches(maxMessages: 500).cancelOnGracefulShutdown() {
-                for message in batch {
-                    // Any producer can write to the topic: only a valid anomaly of the key's tenant is streamed, and
-                    // as its canonical one-line JSON, so no message can inject SSE frames or reach another tenant.
-                    guard let tenant = message.key.map({ String(decoding: $0, as: UTF8.self) }), !tenant.isEmpty,
-                        let anomaly = try? AnomalyMessage(json: message.value), anomaly.tenantID == tenant
-                    else {
-                        self.logger.debug("Unreadable anomaly not streamed", metadata: ["kafka.offset": "\(message.offset)"])
-                        continue
-                    }
-                    self.broadcaster.publish(tenant: tenant, json: anomaly.canonicalJSON)
+        // The live feed must outlive a broker outage: an error ends this read, not the gateway (a service that
+        // throws would stop the whole ServiceGroup). Reading resumes with backoff; streams resume with it.
+        var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(10))
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            do {
+                for try await batch in self.consumer.batches(maxMessages: 500).cancelOnGracefulShutdown() {
+                    backoff.reset()
+                    for message in batch { self.forward(message) }
                 }
+                break
+            } catch {
+                guard !Task.isCancelled && !Task.isShuttingDownGracefully else { break }
+                let delay = backoff.next()
+                self.logger.error("Live anomaly feed failed; reading again", metadata: ["error": "\(error)", "retry.delay": "\(delay)"])
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
             }
-        } catch {
-            await self.consumer.close()
-            throw error
         }
         await self.consumer.close()
+    }
+
+    /// Any producer can write to the topic: only a valid anomaly of the key's tenant is streamed, and as its
+    /// canonical one-line JSON, so no message can inject SSE frames or reach another tenant.
+    func forward(_ message: KafkaMessage) {
+        guard let tenant = message.key.map({ String(decoding: $0, as: UTF8.self) }), !tenant.isEmpty,
+            let anomaly = try? AnomalyMessage(json: message.value), anomaly.tenantID == tenant
+        else {
+            self.logger.debug("Unreadable anomaly not streamed", metadata: ["kafka.offset": "\(message.offset)"])
+            return
+        }
+        self.broadcaster.publish(tenant: tenant, json: anomaly.canonicalJSON)
     }
 }
 
