@@ -63,8 +63,11 @@ public struct AnomalyMessage: Codable, Sendable, Equatable {
     public func validate() throws {
         let limits = EventLimits.default
         do { try LLMEvent.validateTenantID(self.tenantID) } catch { throw Invalid(field: "tenant_id", reason: error.reason) }
-        guard (1...64).contains(self.anomalyID.utf8.count), self.anomalyID.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) else {
-            throw Invalid(field: "anomaly_id", reason: "must be 1 to 64 lowercase hex digits")
+        // The detector's ids are 32 hex digits; any identifier (letters, digits, -_.) is safe to store, link and stream.
+        guard (1...128).contains(self.anomalyID.utf8.count),
+            self.anomalyID.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 95 || $0 == 46 })
+        else {
+            throw Invalid(field: "anomaly_id", reason: "must be 1 to 128 letters, digits, '-', '_' or '.'")
         }
         try Self.text("provider", self.provider, max: limits.maxNameLength)
         try Self.text("model", self.model, max: limits.maxModelLength)

@@ -54,7 +54,7 @@ struct QueryProjectorTests {
         // (A window_end that is no time, or a revision that is no integer, would otherwise break the SQL casts of
         // every later upsert and anomaly query of the tenant.)
         let hostile = [anomaly(windowEnd: "\"garbage\"", id: "b1"), anomaly(revision: "\"abc\"", id: "b2"), anomaly(revision: "1e300", id: "b3"),
-                       anomaly(score: "1", windowEnd: "\"0000-01-01T00:00:00Z\"", id: "b4"), Array("{\"anomaly_id\":\"b5\"}".utf8), anomaly(id: "NOT-HEX")]
+                       anomaly(score: "1", windowEnd: "\"0000-01-01T00:00:00Z\"", id: "b4"), Array("{\"anomaly_id\":\"b5\"}".utf8), anomaly(id: "no spaces allowed")]
         try await projector.process(hostile.enumerated().map { KafkaMessage(topic: "a", partition: 0, offset: Int64(2 + $0.offset), key: Array(tenant.utf8), value: $0.element) }
             + [KafkaMessage(topic: "a", partition: 0, offset: 9, key: Array("other-tenant".utf8), value: anomaly(id: "c1"))])
         let rows = try await postgres.query("SELECT anomaly_id, body->>'score' AS score, (body->>'window_end')::timestamptz AS e FROM anomalies WHERE tenant_id = \(tenant)")

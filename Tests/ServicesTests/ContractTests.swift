@@ -14,7 +14,15 @@ struct ContractTests {
         }
         let run = TestEnvironment.unique("contract")
         let token = "contract-run-admin-token"
-        let (gateway, http, tenant) = try await gatewayWithTenant(run: run, adminToken: token)
+        // A stack of its own: the operator run creates, renames and disables tenants it finds, which must not be
+        // the tenants of suites running beside it.
+        let stack = try PrivateStack.start(run)
+        defer { stack.stop() }
+        let gateway = try ServiceProcess("gateway", environment: stack.env.merging(["TW_ADMIN_TOKEN": token, "TW_GROUP_PREFIX": run]) { _, new in new })
+        try await gateway.waitUntilReady()
+        let http = HTTPClient(port: gateway.port)
+        let tenant = "\(run)-t"
+        #expect(try await http.call("POST", "/v1/admin/tenants", token: token, body: "{\"tenant_id\":\"\(tenant)\"}").status == 201)
         let key = try await http.call("POST", "/v1/admin/tenants/\(tenant)/keys", token: token, body: #"{"name":"contract","scopes":["ingest","query","admin"]}"#)
         let apiKey = try #require(key.json["api_key"] as? String)
 

@@ -10,40 +10,40 @@ import Synchronization
 import Testing
 import TestSupport
 
+/// A stack of the test's own (the project's deploy/stack.sh in a private state folder), so restarting its
+/// Postgres and Redis disturbs no other suite.
+struct PrivateStack {
+    let state: String
+    let env: [String: String]
+
+    static func start(_ run: String) throws -> PrivateStack {
+        let state = NSTemporaryDirectory() + "tw-\(run)"
+        try Subprocess.run(["bash", Subprocess.projectRoot + "/deploy/stack.sh", "start"], environment: ["TW_STATE_DIR": state])
+        var env: [String: String] = [:]
+        for line in try String(contentsOfFile: state + "/stack.env", encoding: .utf8).split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { env[parts[0]] = parts[1] }
+        }
+        return PrivateStack(state: state, env: env)
+    }
+
+    /// Runs a stack command without blocking the test's threads (the restarts take seconds).
+    func command(_ arguments: [String]) async throws {
+        let child = try ChildProcess(["env", "TW_STATE_DIR=\(self.state)", "bash", Subprocess.projectRoot + "/deploy/stack.sh"] + arguments,
+                                     outputPath: self.state + "/command.log")
+        try await eventually(.seconds(120), "stack.sh \(arguments.joined(separator: " "))", interval: .milliseconds(100)) { child.poll() != nil }
+        #expect(child.exitCode == 0, "stack.sh \(arguments.joined(separator: " "))")
+    }
+
+    func stop() {
+        try? Subprocess.run(["bash", Subprocess.projectRoot + "/deploy/stack.sh", "stop"], environment: ["TW_STATE_DIR": self.state])
+        try? FileManager.default.removeItem(atPath: self.state)
+    }
+}
+
 /// Issue 13 §2: a dependency that restarts is a fault to answer and ride out, not a reason to exit.
 @Suite("Dependency restarts", .serialized, .timeLimit(.minutes(8)))
 struct DependencyRestartTests {
-    /// A stack of the test's own (the project's deploy/stack.sh in a private state folder), so restarting its
-    /// Postgres and Redis disturbs no other suite.
-    struct PrivateStack {
-        let state: String
-        let env: [String: String]
-
-        static func start(_ run: String) throws -> PrivateStack {
-            let state = NSTemporaryDirectory() + "tw-\(run)"
-            try Subprocess.run(["bash", Subprocess.projectRoot + "/deploy/stack.sh", "start"], environment: ["TW_STATE_DIR": state])
-            var env: [String: String] = [:]
-            for line in try String(contentsOfFile: state + "/stack.env", encoding: .utf8).split(separator: "\n") {
-                let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
-                if parts.count == 2 { env[parts[0]] = parts[1] }
-            }
-            return PrivateStack(state: state, env: env)
-        }
-
-        /// Runs a stack command without blocking the test's threads (the restarts take seconds).
-        func command(_ arguments: [String]) async throws {
-            let child = try ChildProcess(["env", "TW_STATE_DIR=\(self.state)", "bash", Subprocess.projectRoot + "/deploy/stack.sh"] + arguments,
-                                         outputPath: self.state + "/command.log")
-            try await eventually(.seconds(120), "stack.sh \(arguments.joined(separator: " "))", interval: .milliseconds(100)) { child.poll() != nil }
-            #expect(child.exitCode == 0, "stack.sh \(arguments.joined(separator: " "))")
-        }
-
-        func stop() {
-            try? Subprocess.run(["bash", Subprocess.projectRoot + "/deploy/stack.sh", "stop"], environment: ["TW_STATE_DIR": self.state])
-            try? FileManager.default.removeItem(atPath: self.state)
-        }
-    }
-
     final class SharedState: Sendable {
         let observed = Mutex(Observed())
         let stop = Atomic<Bool>(false)
@@ -105,7 +105,7 @@ struct DependencyRestartTests {
                     return LLMEvent(eventID: "\(run)-\(n)", timestamp: EventTimestamp(microsecondsSinceEpoch: now - 2_000_000 - Int64(i) * 1000),
                                     provider: provider, model: model, inputTokens: Int64(10 + n % 300), outputTokens: Int64(n % 50),
                                     latencyMs: Double(30 + (n * 37) % 2000), status: n % 7 == 0 ? .error : .ok, errorType: n % 7 == 0 ? "timeout" : nil,
-                                    costMicros: Int64(n % 900))
+                                    costMicros: Int64(1 + n % 900))
                 }
                 let body = "[" + events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: ",") + "]"
                 while !shared.stop.load(ordering: .relaxed) {

@@ -52,7 +52,7 @@ struct PipelineTests {
                 timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 240_000_000 / 2400),
                 provider: provider, model: model, inputTokens: Int64.random(in: 0...4000, using: &rng), outputTokens: Int64.random(in: 0...900, using: &rng),
                 latencyMs: Double(Int.random(in: 20...8000, using: &rng)), status: error ? .error : .ok, errorType: error ? "timeout" : nil,
-                costMicros: Int64.random(in: 0...50_000, using: &rng))
+                costMicros: Int64.random(in: 1...50_000, using: &rng))
         }
         func raw(_ e: LLMEvent) -> KafkaProducerMessage { KafkaProducerMessage(topic: topics.raw, key: Array(e.tenantID!.utf8), value: e.jsonBytes()) }
         let invalid = (0..<7).map { KafkaProducerMessage(topic: topics.raw, key: nil, value: Array("{\"event_id\":\"\(run)-bad-\($0)\"}".utf8)) }
@@ -153,7 +153,7 @@ struct PipelineTests {
         let origin = (EventTimestamp.now().microsecondsSinceEpoch - 180_000_000) / 60_000_000 * 60_000_000
         let events = (0..<200).map { i in
             LLMEvent(eventID: "\(run)-\(i)", tenantID: "not-\(tenant)", timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 600_000),
-                     provider: "openai", model: "gpt-4o", inputTokens: Int64(i), outputTokens: 1, latencyMs: Double(i), status: .ok, costMicros: Int64(i))
+                     provider: "openai", model: "gpt-4o", inputTokens: Int64(i), outputTokens: 1, latencyMs: Double(i), status: .ok, costMicros: Int64(i + 1))
         }
         let batch = events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: "\n")
         let (first, firstBody) = try await post("/v1/events", batch, token: key, contentType: "application/x-ndjson")
@@ -172,7 +172,7 @@ struct PipelineTests {
         }
         let (requests, cost) = try await totals()
         #expect(requests == 200, "the repeated batch was deduplicated")
-        #expect(cost == (0..<200).reduce(0) { $0 + Int64($1) })
+        #expect(cost == (1...200).reduce(0) { $0 + Int64($1) })
 
         // The closed windows reach the query service's read model; the gateway then answers from it.
         let series: @Sendable () async throws -> (String?, Int) = {
@@ -229,7 +229,7 @@ struct PipelineTests {
             let (provider, model) = models[i % 3]
             return LLMEvent(eventID: id, tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: t), provider: provider, model: model,
                             inputTokens: Int64(10 + i % 700), outputTokens: Int64(i % 90), latencyMs: Double(20 + (i * 37) % 4000),
-                            status: i % 9 == 0 ? .error : .ok, errorType: i % 9 == 0 ? "rate_limit" : nil, costMicros: Int64(i % 5000))
+                            status: i % 9 == 0 ? .error : .ok, errorType: i % 9 == 0 ? "rate_limit" : nil, costMicros: Int64(1 + i % 5000))
         }
         let recent = (0..<600).map { i in make("\(run)-r\(i)", tenant: i % 4 == 0 ? b : a, at: now - 360_000_000 + Int64(i) * 400_000, i) }
         let late = (0..<30).map { i in make("\(run)-l\(i)", tenant: a, at: now - 420_000_000 - Int64(i) * 1_000_000, i) }

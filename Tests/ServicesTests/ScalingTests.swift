@@ -52,7 +52,7 @@ struct ScalingTests {
                     let (provider, model) = models[i % 3]
                     batch.append(LLMEvent(eventID: "\(run)-\(i)", tenantID: tenants[i % tenants.count], timestamp: EventTimestamp(microsecondsSinceEpoch: now - Int64(i % 20) * 1_000_000),
                                           provider: provider, model: model, inputTokens: Int64(i % 997), outputTokens: Int64(i % 101), latencyMs: Double(100 + i % 900),
-                                          status: i % 13 == 0 ? .error : .ok, errorType: i % 13 == 0 ? "timeout" : nil, costMicros: Int64(i % 5000)))
+                                          status: i % 13 == 0 ? .error : .ok, errorType: i % 13 == 0 ? "timeout" : nil, costMicros: Int64(1 + i % 5000)))
                     i += 1
                 }
                 let again = retries

@@ -23,6 +23,10 @@ def _parse(text):
         return None
 
 
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _format(value):
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -62,11 +66,13 @@ def map_body(ctx, body):
                 continue
             if "timestamp" in event:
                 event["timestamp"] = now
-            if isinstance(event.get("cached_input_tokens"), int) and isinstance(event.get("input_tokens"), int):
-                event["cached_input_tokens"] = min(event["cached_input_tokens"], event["input_tokens"])
+            # JSON Schema integers may be drawn as 354.0: compare as numbers (booleans are not numbers here).
+            cached, given = event.get("cached_input_tokens"), event.get("input_tokens")
+            if _number(cached) and _number(given) and cached > given:
+                event["cached_input_tokens"] = given
             latency, ttft = event.get("latency_ms"), event.get("time_to_first_token_ms")
-            if isinstance(latency, (int, float)) and isinstance(ttft, (int, float)):
-                event["time_to_first_token_ms"] = min(ttft, latency)
+            if _number(latency) and _number(ttft) and ttft > latency:
+                event["time_to_first_token_ms"] = latency
             if event.get("status") != "error":
                 event.pop("error_type", None)
     return body
