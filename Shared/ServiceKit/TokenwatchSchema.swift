@@ -142,6 +142,42 @@ public enum TokenwatchSchema {
             ALTER TABLE tenants ADD COLUMN cost_policy text NOT NULL DEFAULT 'client_unless_zero'
                 CHECK (cost_policy IN ('client_unless_zero', 'client', 'price_table'));
             """),
+        PostgresMigration(version: 8, name: "dead_letters", sql: """
+            -- What a tenant's dead letters were, written by the query service from llm.events.dlq.v1: counts per
+            -- minute and reason, and the latest samples (bounded per tenant). dead_letter_marks holds, per DLQ
+            -- partition, the next offset to apply, moved in the same transaction, so a replayed batch counts nothing twice.
+            CREATE TABLE dead_letter_counts (
+                tenant_id text NOT NULL,
+                window_start timestamptz NOT NULL,
+                reason text NOT NULL,
+                count bigint NOT NULL,
+                PRIMARY KEY (tenant_id, window_start, reason)
+            );
+            CREATE TABLE dead_letter_samples (
+                tenant_id text NOT NULL,
+                dlq_partition integer NOT NULL,
+                dlq_offset bigint NOT NULL,
+                at timestamptz NOT NULL,
+                reason text NOT NULL,
+                detail text NOT NULL,
+                event_id text,
+                PRIMARY KEY (tenant_id, dlq_partition, dlq_offset)
+            );
+            CREATE INDEX dead_letter_samples_recent ON dead_letter_samples (tenant_id, at DESC);
+            CREATE TABLE dead_letter_marks (
+                topic text NOT NULL,
+                partition integer NOT NULL,
+                next_offset bigint NOT NULL,
+                PRIMARY KEY (topic, partition)
+            );
+            GRANT SELECT ON dead_letter_counts, dead_letter_samples TO tokenwatch_tenant;
+            ALTER TABLE dead_letter_counts ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_isolation ON dead_letter_counts TO tokenwatch_tenant
+                USING (tenant_id = current_setting('tokenwatch.tenant_id'));
+            ALTER TABLE dead_letter_samples ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_isolation ON dead_letter_samples TO tokenwatch_tenant
+                USING (tenant_id = current_setting('tokenwatch.tenant_id'));
+            """),
     ]
 }
 

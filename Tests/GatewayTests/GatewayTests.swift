@@ -47,6 +47,7 @@ struct Gateway {
         AdminRoutes(keys: keys, access: access, adminToken: settings.adminToken).add(to: router)
         QueryRoutes(access: access, readModel: ReadModel(redis: redis)).add(to: router)
         DetectorSettingsRoutes(access: access).add(to: router)
+        DeadLetterRoutes(access: access).add(to: router)
         OpenAPIDocument.add(to: router)
         return Gateway(app: Application(router: router), topics: topics, keys: keys, producer: producer, postgres: postgres)
     }

@@ -72,4 +72,34 @@ struct QueryProjectorTests {
         await redis.close()
         await postgres.close()
     }
+
+    @Test("dead letters: counted per tenant and reason once, however often a batch is replayed; samples bounded; keys that are no tenant left out")
+    func deadLetters() async throws {
+        let logger = Logger(label: "query-tests")
+        let redis = RedisClient(configuration: try RedisConfiguration(url: try TestEnvironment.redisURL()), logger: logger)
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
+        try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
+        var topics = Topics()
+        topics.deadLetters = TestEnvironment.unique("dlq")
+        let projector = QueryProjector(readModel: ReadModel(redis: redis), postgres: postgres, topics: topics, logger: logger)
+        let tenant = TestEnvironment.unique("dl")
+        func letter(_ offset: Int64, reason: String, key: String? = nil) -> KafkaMessage {
+            KafkaMessage(topic: topics.deadLetters, partition: 0, offset: offset, key: Array((key ?? tenant).utf8),
+                         value: Array("{\"event_id\":\"ev-\(offset)\",\"input_tokens\":-1}".utf8),
+                         headers: [KafkaHeader(key: EventHeaders.reason, string: reason), KafkaHeader(key: EventHeaders.detail, string: "input_tokens: must be >= 0, got -1")])
+        }
+        let batch = (0..<60).map { letter(Int64($0), reason: $0 % 3 == 0 ? "too_late" : "invalid_event") } + [letter(60, reason: "invalid_event", key: "not a tenant!")]
+        try await projector.process(batch)
+        try await projector.process(batch)  // a replay after a crash
+        try await projector.process(Array(batch[50...]))  // and a partial one
+        let counts = try await postgres.query("SELECT reason, sum(count)::bigint AS n FROM dead_letter_counts WHERE tenant_id = \(tenant) GROUP BY reason")
+        let byReason = Dictionary(uniqueKeysWithValues: try counts.map { (try $0.decode("reason", as: String.self), try $0.decode("n", as: Int64.self)) })
+        #expect(byReason == ["too_late": 20, "invalid_event": 40])
+        let samples = try await postgres.query("SELECT event_id, detail FROM dead_letter_samples WHERE tenant_id = \(tenant)")
+        #expect(samples.count == DeadLetterProjection.samplesPerTenant)
+        #expect(try samples.allSatisfy { try $0.decode("detail", as: String.self) == "input_tokens: must be >= 0, got -1" })
+        #expect(try await postgres.query("SELECT 1 FROM dead_letter_samples WHERE tenant_id = 'not a tenant!'").isEmpty)
+        await redis.close()
+        await postgres.close()
+    }
 }

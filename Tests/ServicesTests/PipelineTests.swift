@@ -306,6 +306,23 @@ struct PipelineTests {
         let (_, breakdownB) = try await request("GET", "/v1/breakdown?from=\(from)&to=\(to)", key: keyB)
         #expect((breakdownB["totals"] as? [String: Any])?["requests"] as? Int == recent.filter { $0.tenantID == b }.count)
 
+        // The tenant sees its dead letters: the direct producer's too-late events, by reason, with samples.
+        let tooLateCount = tooLate.count
+        try await within(.seconds(60), "dead letters visible to the tenant") {
+            while true {
+                let (_, body) = try await request("GET", "/v1/dead-letters", key: keyA)
+                if (body["totals"] as? [String: Any])?["too_late"] as? Int == tooLateCount { return }
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        let (deadStatus, deadLetters) = try await request("GET", "/v1/dead-letters", key: keyA)
+        #expect(deadStatus == 200)
+        let deadSamples = deadLetters["samples"] as? [[String: Any]] ?? []
+        #expect(deadSamples.count == tooLate.count && deadSamples.allSatisfy { $0["reason"] as? String == "too_late" })
+        #expect(Set(deadSamples.compactMap { $0["event_id"] as? String }) == Set(tooLate.map(\.eventID)))
+        let (_, deadB) = try await request("GET", "/v1/dead-letters", key: keyB)
+        #expect((deadB["totals"] as? [String: Any])?.isEmpty == true, "tenant B sees none of A's dead letters")
+
         // The access log (TW_ACCESS_LOG): a line per request with route, status and tenant; never a key or a query.
         let accessLines = gateway.log.split(separator: "\n").filter { $0.contains("Request") && $0.contains("http.route=") }
         #expect(accessLines.contains { $0.contains("http.route=/v1/events") && $0.contains("http.status=202") && $0.contains("tenant.id=\(a)") })

@@ -12,7 +12,7 @@ public enum OpenAPIDocument {
     }
 
     public static let paths = [
-        "/v1/events", "/v1/traces", "/v1/metrics", "/v1/logs", "/v1/series", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
+        "/v1/events", "/v1/traces", "/v1/metrics", "/v1/logs", "/v1/series", "/v1/dead-letters", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
         "/v1/detector/settings", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/healthz/dependencies", "/readyz", "/metrics",
     ]
@@ -197,6 +197,18 @@ public enum OpenAPIDocument {
                 "415": {"description": "Content-Type is neither application/x-protobuf nor application/json", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}}},
                 "429": {"description": "Rate limited; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}},
                 "503": {"description": "The broker did not acknowledge; retry after Retry-After seconds", "headers": {"Retry-After": {"schema": {"type": "integer"}}}, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RpcStatus"}}, "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}}}}}},
+            "/v1/dead-letters": {"get": {
+              "summary": "The tenant's dead letters: counts by reason over the range and the latest samples", "security": [{"apiKey": []}],
+              "description": "Input rejected after it was accepted into Kafka (events produced directly; the gateway refuses bad events on the spot). Written by the query service from llm.events.dlq.v1.",
+              "parameters": [
+                {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: an hour before to; from 1970 on"},
+                {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: now; at most 400 days after from"}],
+              "responses": {"200": {"description": "Counts per minute and reason, totals by reason, at most 50 samples, newest first", "content": {"application/json": {"schema": {"type": "object",
+                "required": ["from", "to", "totals", "points", "samples"], "properties": {
+                "from": {"type": "string"}, "to": {"type": "string"}, "totals": {"type": "object", "additionalProperties": {"type": "integer"}},
+                "points": {"type": "array", "items": {"type": "object", "properties": {"t": {"type": "string"}, "reason": {"type": "string"}, "count": {"type": "integer"}}}},
+                "samples": {"type": "array", "maxItems": 50, "items": {"type": "object", "properties": {"at": {"type": "string"}, "reason": {"type": "string"},
+                  "field": {"type": ["string", "null"]}, "detail": {"type": "string"}, "event_id": {"type": ["string", "null"]}}}}}}}}}}}},
             "/v1/series": {"get": {
               "summary": "One metric of the caller's tenant over time", "security": [{"apiKey": []}],
               "parameters": [

@@ -53,6 +53,7 @@ struct GatewayMain {
                     admin.add(to: router)
                     queries.add(to: router)
                     DetectorSettingsRoutes(access: access).add(to: router)
+                    DeadLetterRoutes(access: access).add(to: router)
                     AnomalyStreamRoutes(access: access, broadcaster: broadcaster).add(to: router)
                     OpenAPIDocument.add(to: router)
                     DashboardRoutes().add(to: router)

@@ -26,6 +26,8 @@ public struct QueryProjector: Sendable {
     }
 
     public func process(_ batch: [KafkaMessage]) async throws {
+        // Dead letters: one transaction for the batch's, idempotent by DLQ offset (DeadLetterProjection).
+        try await DeadLetterProjection.apply(batch.filter { $0.topic == self.topics.deadLetters }, topic: self.topics.deadLetters, postgres: self.postgres)
         var records: [RollupRecord] = []
         var anomalies: [AnomalyMessage] = []
         for message in batch {

@@ -7,7 +7,8 @@ import Redis
 import Rollups
 import ServiceKit
 
-/// The query service: llm.rollups.v1 -> the Redis read model the gateway answers from; llm.anomalies.v1 -> Postgres.
+/// The query service: llm.rollups.v1 -> the Redis read model the gateway answers from; llm.anomalies.v1 and
+/// llm.events.dlq.v1 (tenants' dead letters) -> Postgres.
 @main
 struct QueryMain {
     static func main() async {
@@ -18,7 +19,7 @@ struct QueryMain {
             let consumer = try runtime.makeConsumer(group: runtime.configuration.consumerGroup)
             let projector = QueryProjector(readModel: ReadModel(redis: redis), postgres: postgres, topics: topics, logger: runtime.logger)
             let logger = runtime.logger
-            let loop = ConsumerService(consumer: consumer, topics: [topics.rollups, topics.anomalies], logger: logger) { batch in
+            let loop = ConsumerService(consumer: consumer, topics: [topics.rollups, topics.anomalies, topics.deadLetters], logger: logger) { batch in
                 try await projector.process(batch)
                 do { try await consumer.commit(batch.nextOffsets) } catch {
                     // Writes are idempotent: a replay after a failed commit only repeats them.
