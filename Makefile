@@ -203,7 +203,9 @@ fuzz-merge: $(FUZZ_BIN) $(FUZZ_OTLP) $(FUZZ_TOPICS)
 # protobuf and JSON to a local capture server. Tests/OTLPTests checks every mapped field against them.
 otel-fixtures:
 	@py=$$(bash deploy/venv.sh $(OTEL_VENV)) && legacy=$$(bash deploy/venv.sh $(ROOT)/.state/otel-venv-legacy deploy/otel/requirements-legacy.txt) && \
-	$$py deploy/otel/llm_client.py fixtures Tests/Fixtures/otlp --legacy-python $$legacy
+	anthropic=$$(bash deploy/venv.sh $(ROOT)/.state/otel-venv-anthropic deploy/otel/requirements-anthropic.txt) && \
+	openlit=$$(bash deploy/venv.sh $(ROOT)/.state/otel-venv-openlit deploy/otel/requirements-openlit.txt) && \
+	$$py deploy/otel/llm_client.py fixtures Tests/Fixtures/otlp --legacy-python $$legacy --anthropic-python $$anthropic --openlit-python $$openlit
 
 clean: stop
 	rm -rf .state

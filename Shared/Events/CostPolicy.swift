@@ -27,9 +27,9 @@ public enum CostPolicy: String, Sendable, CaseIterable, Codable {
         case unknownModel = "unknown_model"
     }
 
-    /// The cost to keep, in micro-dollars, and where it came from. `tablePrice` is the price table's cost of the
+    /// The cost to keep, in nano-dollars, and where it came from. `tablePrice` is the price table's cost of the
     /// call, nil when the table does not know the model.
-    public func resolve(clientCost: Int64?, tablePrice: Int64?, usedTokens: Bool) -> (micros: Int64, source: Source) {
+    public func resolve(clientCost: Int64?, tablePrice: Int64?, usedTokens: Bool) -> (nanos: Int64, source: Source) {
         switch (clientCost, tablePrice) {
         case (nil, let table?): return (table, .priceTable)
         case (nil, nil): return (0, .unknownModel)

@@ -107,7 +107,7 @@ public struct EventDecoder: Sendable {
         case .timeToFirstTokenMs: f.timeToFirstTokenMs = try readMilliseconds(key, &scanner)
         case .status: f.status = try readString(key, &scanner, max: 16)
         case .errorType: f.errorType = try readString(key, &scanner, max: l.maxErrorTypeLength)
-        case .costUSD: f.costMicros = try readMicros(key, &scanner)
+        case .costUSD: f.costNanos = try readNanos(key, &scanner)
         case .userID: f.userID = try readString(key, &scanner, max: l.maxDimensionLength)
         case .sessionID: f.sessionID = try readString(key, &scanner, max: l.maxDimensionLength)
         case .app: f.app = try readString(key, &scanner, max: l.maxDimensionLength)
@@ -166,9 +166,9 @@ public struct EventDecoder: Sendable {
         return value == 0 ? 0 : value
     }
 
-    /// Converts the decimal text itself to micro-dollars, so "0.1" is exactly 100000 (no binary floating point).
-    /// Digits past the sixth decimal are rounded half up.
-    private func readMicros(_ field: String, _ s: inout JSONScanner) throws -> Int64? {
+    /// Converts the decimal text itself to nano-dollars, so "0.1" is exactly 100000000 (no binary floating point).
+    /// Digits past the ninth decimal are rounded half up.
+    private func readNanos(_ field: String, _ s: inout JSONScanner) throws -> Int64? {
         if try s.consumeNull() { return nil }
         guard let b = s.peek(), b == UInt8(ascii: "-") || (b >= 48 && b <= 57) else {
             throw EventValidationError(field: field, reason: "must be a number, got \(kind(s.peek()))")
@@ -177,25 +177,25 @@ public struct EventDecoder: Sendable {
         let scanner = s
         let text = { scanner.text(of: n) }
         if n.negative && !n.isZero { throw EventValidationError(field: field, reason: "must be >= 0, got \(text())") }
-        let maxUSD = self.limits.maxCostMicros / 1_000_000
+        let maxUSD = self.limits.maxCostNanos / LLMEvent.nanosPerUSD
         func tooLarge() -> EventValidationError { EventValidationError(field: field, reason: "must be <= \(maxUSD), got \(text())") }
         if n.isZero { return 0 }
         guard !n.truncated else { throw EventValidationError(field: field, reason: "must have at most 19 significant digits, got \(text())") }
-        let shift = n.exponent + 6
-        var micros: Int64
+        let shift = n.exponent + 9
+        var nanos: Int64
         if shift >= 0 {
             guard n.digitCount + shift <= 18 else { throw tooLarge() }
-            micros = Int64(n.mantissa) * Int64(pow10(shift))
+            nanos = Int64(n.mantissa) * Int64(pow10(shift))
         } else if -shift > 19 {
-            micros = 0
+            nanos = 0
         } else {
             let divisor = pow10(-shift)
             let (quotient, remainder) = n.mantissa.quotientAndRemainder(dividingBy: divisor)
             guard quotient <= UInt64(Int64.max) else { throw tooLarge() }
-            micros = Int64(quotient) + (remainder >= divisor - remainder ? 1 : 0)
+            nanos = Int64(quotient) + (remainder >= divisor - remainder ? 1 : 0)
         }
-        guard micros <= self.limits.maxCostMicros else { throw tooLarge() }
-        return micros
+        guard nanos <= self.limits.maxCostNanos else { throw tooLarge() }
+        return nanos
     }
 
     private func readTags(_ s: inout JSONScanner) throws -> [String: String]? {
@@ -291,7 +291,7 @@ struct RawFields {
     var timeToFirstTokenMs: Double?
     var status: String?
     var errorType: String?
-    var costMicros: Int64?
+    var costNanos: Int64?
     var userID: String?
     var sessionID: String?
     var app: String?
@@ -316,7 +316,7 @@ struct RawFields {
             outputTokens: try required(self.outputTokens, "output_tokens"),
             cachedInputTokens: self.cachedInputTokens, reasoningTokens: self.reasoningTokens,
             latencyMs: try required(self.latencyMs, "latency_ms"), timeToFirstTokenMs: self.timeToFirstTokenMs,
-            status: status, errorType: self.errorType, costMicros: self.costMicros, userID: self.userID,
+            status: status, errorType: self.errorType, costNanos: self.costNanos, userID: self.userID,
             sessionID: self.sessionID, app: self.app, environment: self.environment, tags: self.tags ?? [:])
         try event.validate(limits: limits, now: now)
         return event

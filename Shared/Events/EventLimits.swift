@@ -26,7 +26,7 @@ public struct EventLimits: Sendable {
     /// Largest latency or time to first token. Default: 86,400,000 ms (one day).
     public var maxLatencyMs: Double = 86_400_000
     /// Largest cost of one call. Default: 100,000 USD.
-    public var maxCostMicros: Int64 = 100_000 * 1_000_000
+    public var maxCostNanos: Int64 = 100_000 * LLMEvent.nanosPerUSD
     /// How far in the future a timestamp may be (clock skew). Default: 300 s.
     public var maxFutureSkewSeconds: Int64 = 300
     /// How far in the past a timestamp may be. Default: 7 days. (Windows accept late events only up to the

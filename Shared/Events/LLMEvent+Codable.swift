@@ -13,15 +13,15 @@ extension LLMEvent: Codable {
         guard let status = Status(rawValue: statusText) else {
             throw EventValidationError(field: "status", reason: "must be \"ok\" or \"error\", got \"\(statusText)\"")
         }
-        var costMicros: Int64?
+        var costNanos: Int64?
         if let cost = try c.decodeIfPresent(Decimal.self, forKey: .costUSD) {
-            var scaled = cost * 1_000_000
+            var scaled = cost * Decimal(LLMEvent.nanosPerUSD)
             var rounded = Decimal()
             NSDecimalRound(&rounded, &scaled, 0, .plain)
-            guard rounded >= 0, rounded <= Decimal(EventLimits.default.maxCostMicros) else {
-                throw EventValidationError(field: "cost_usd", reason: "must be between 0 and \(EventLimits.default.maxCostMicros / 1_000_000)")
+            guard rounded >= 0, rounded <= Decimal(EventLimits.default.maxCostNanos) else {
+                throw EventValidationError(field: "cost_usd", reason: "must be between 0 and \(EventLimits.default.maxCostNanos / LLMEvent.nanosPerUSD)")
             }
-            costMicros = NSDecimalNumber(decimal: rounded).int64Value
+            costNanos = NSDecimalNumber(decimal: rounded).int64Value
         }
         self.init(
             eventID: try c.decode(String.self, forKey: .eventID),
@@ -38,7 +38,7 @@ extension LLMEvent: Codable {
             timeToFirstTokenMs: try c.decodeIfPresent(Double.self, forKey: .timeToFirstTokenMs),
             status: status,
             errorType: try c.decodeIfPresent(String.self, forKey: .errorType),
-            costMicros: costMicros,
+            costNanos: costNanos,
             userID: try c.decodeIfPresent(String.self, forKey: .userID),
             sessionID: try c.decodeIfPresent(String.self, forKey: .sessionID),
             app: try c.decodeIfPresent(String.self, forKey: .app),
@@ -63,8 +63,8 @@ extension LLMEvent: Codable {
         try c.encodeIfPresent(self.timeToFirstTokenMs, forKey: .timeToFirstTokenMs)
         try c.encode(self.status, forKey: .status)
         try c.encodeIfPresent(self.errorType, forKey: .errorType)
-        if let cost = self.costMicros {
-            try c.encode(Decimal(string: Self.decimalUSD(micros: cost))!, forKey: .costUSD)
+        if let cost = self.costNanos {
+            try c.encode(Decimal(string: Self.decimalUSD(nanos: cost))!, forKey: .costUSD)
         }
         try c.encodeIfPresent(self.userID, forKey: .userID)
         try c.encodeIfPresent(self.sessionID, forKey: .sessionID)

@@ -48,9 +48,9 @@ extension LLMEvent {
         number("time_to_first_token_ms", self.timeToFirstTokenMs)
         string("status", self.status.rawValue)
         string("error_type", self.errorType)
-        if let cost = self.costMicros {
+        if let cost = self.costNanos {
             key("cost_usd")
-            out.append(contentsOf: Self.decimalUSD(micros: cost).utf8)
+            out.append(contentsOf: Self.decimalUSD(nanos: cost).utf8)
         }
         string("user_id", self.userID)
         string("session_id", self.sessionID)
@@ -71,17 +71,18 @@ extension LLMEvent {
         out.append(UInt8(ascii: "}"))
     }
 
-    /// Micro-dollars as an exact decimal: 12300 -> "0.0123".
-    public static func decimalUSD(micros: Int64) -> String {
-        let whole = micros / 1_000_000
-        var fraction = micros % 1_000_000
+    /// Nano-dollars (1e-9 USD) per dollar: the unit every cost is carried and summed in, fine enough that a
+    /// 12-token embedding at $0.02 per million tokens (240 nano-dollars) is not rounded away.
+    public static let nanosPerUSD: Int64 = 1_000_000_000
+
+    /// Exact decimal text of a nano-dollar amount ("0.00000024"), never through binary floating point.
+    public static func decimalUSD(nanos: Int64) -> String {
+        let whole = nanos / nanosPerUSD
+        let fraction = nanos % nanosPerUSD
         if fraction == 0 { return String(whole) }
         var digits = String(fraction)
-        digits = String(repeating: "0", count: 6 - digits.count) + digits
-        while digits.hasSuffix("0") {
-            digits.removeLast()
-            fraction /= 10
-        }
+        digits = String(repeating: "0", count: 9 - digits.count) + digits
+        while digits.hasSuffix("0") { digits.removeLast() }
         return "\(whole).\(digits)"
     }
 }

@@ -28,9 +28,9 @@ extension LLMEvent {
             guard self.status == .error else { throw EventValidationError(field: "error_type", reason: "only allowed when status is \"error\"") }
             try Self.checkText(errorType, field: "error_type", max: limits.maxErrorTypeLength)
         }
-        if let cost = self.costMicros {
+        if let cost = self.costNanos {
             guard cost >= 0 else { throw EventValidationError(field: "cost_usd", reason: "must be >= 0") }
-            guard cost <= limits.maxCostMicros else { throw EventValidationError(field: "cost_usd", reason: "must be <= \(limits.maxCostMicros / 1_000_000)") }
+            guard cost <= limits.maxCostNanos else { throw EventValidationError(field: "cost_usd", reason: "must be <= \(limits.maxCostNanos / LLMEvent.nanosPerUSD)") }
         }
         for (field, value) in [("user_id", self.userID), ("session_id", self.sessionID), ("app", self.app), ("environment", self.environment)] {
             if let value { try Self.checkText(value, field: field, max: limits.maxDimensionLength) }
@@ -51,7 +51,7 @@ extension LLMEvent {
     }
 
     /// Ids go into Kafka keys, Redis keys and URLs: letters, digits and `-_.` (plus `extra`) only.
-    static func checkIdentifier(_ value: String, field: String, max: Int, extra: String) throws(EventValidationError) {
+    public static func checkIdentifier(_ value: String, field: String, max: Int, extra: String) throws(EventValidationError) {
         guard !value.isEmpty else { throw EventValidationError(field: field, reason: "must not be empty") }
         guard value.utf8.count <= max else { throw EventValidationError(field: field, reason: "longer than \(max) bytes") }
         let extraBytes = Array(extra.utf8)

@@ -29,8 +29,8 @@ public struct LLMEvent: Sendable, Hashable {
     public var status: Status
     /// Only with `status == .error`: rate_limit, timeout, server_error, invalid_request, ...
     public var errorType: String?
-    /// `cost_usd` in integer micro-dollars, so sums are exact; nil when the client sent none.
-    public var costMicros: Int64?
+    /// `cost_usd` in integer nano-dollars, so sums are exact; nil when the client sent none.
+    public var costNanos: Int64?
     public var userID: String?
     public var sessionID: String?
     public var app: String?
@@ -41,7 +41,7 @@ public struct LLMEvent: Sendable, Hashable {
         eventID: String, tenantID: String? = nil, timestamp: EventTimestamp, provider: String, model: String,
         operation: String = "chat", inputTokens: Int64, outputTokens: Int64, cachedInputTokens: Int64? = nil,
         reasoningTokens: Int64? = nil, latencyMs: Double, timeToFirstTokenMs: Double? = nil, status: Status,
-        errorType: String? = nil, costMicros: Int64? = nil, userID: String? = nil, sessionID: String? = nil,
+        errorType: String? = nil, costNanos: Int64? = nil, userID: String? = nil, sessionID: String? = nil,
         app: String? = nil, environment: String? = nil, tags: [String: String] = [:]
     ) {
         self.eventID = eventID
@@ -58,7 +58,7 @@ public struct LLMEvent: Sendable, Hashable {
         self.timeToFirstTokenMs = timeToFirstTokenMs
         self.status = status
         self.errorType = errorType
-        self.costMicros = costMicros
+        self.costNanos = costNanos
         self.userID = userID
         self.sessionID = sessionID
         self.app = app

@@ -29,8 +29,13 @@ public enum GenAISpanMapping {
     /// openlit's server-side name.
     static let timeToFirstChunk = ["gen_ai.response.time_to_first_chunk", "gen_ai.server.time_to_first_token"]
     static let cost = ["gen_ai.usage.cost"]
+    /// The provider's id of its answer: the same in every instrumentation's span of one call.
+    static let responseID = ["gen_ai.response.id"]
     static let errorType = ["error.type"]
-    static let user = ["user.id", "enduser.id", "gen_ai.user", "llm.user"]
+    static let user = ["user.id", "enduser.id", "gen_ai.user", "gen_ai.request.user", "llm.user"]
+    /// Whether the call streamed (the Anthropic SDK and openlit; OpenLLMetry): openlit also sets a time to first
+    /// token on calls that did not stream (the whole answer's time), which is not kept.
+    static let streamFlag = ["gen_ai.request.stream", "gen_ai.is_streaming"]
     static let session = ["gen_ai.conversation.id", "session.id"]
     static let serviceName = ["service.name"]
     static let environment = ["deployment.environment.name", "deployment.environment"]
@@ -38,7 +43,7 @@ public enum GenAISpanMapping {
     /// The attributes the decoder keeps.
     public static let keep: OTLPKeep = {
         let span = [provider, requestModel, responseModel, operation, inputTokens, outputTokens, totalTokens, cachedTokens,
-                    reasoningTokens, timeToFirstChunk, cost, errorType, user, session].flatMap { $0 }
+                    reasoningTokens, timeToFirstChunk, cost, responseID, streamFlag, errorType, user, session].flatMap { $0 }
         return OTLPKeep(spanKeys: Set(span), resourceKeys: Set(serviceName + environment))
     }()
 
@@ -59,6 +64,20 @@ public enum GenAISpanMapping {
         "otlp-" + hex(traceID) + "-" + hex(spanID)
     }
 
+    /// The event id of a call the provider answered: from its response id (`gen_ai.response.id`), which every
+    /// instrumentation of the call reports, so two instrumentations of one call (the Anthropic SDK's own span and
+    /// OpenLLMetry's, each in a trace of its own) make one event and the ingestor drops the second as a duplicate.
+    /// Nil when the id cannot be part of an event id (then the span's ids are used).
+    public static func eventID(provider: String, responseID: String) -> String? {
+        let id = "otlp-r-" + provider + ":" + responseID
+        guard !responseID.isEmpty, id.utf8.count <= EventLimits.default.maxEventIDLength,
+              (try? LLMEvent.checkIdentifier(id, field: "event_id", max: EventLimits.default.maxEventIDLength, extra: ":")) != nil
+        else { return nil }
+        return id
+    }
+
+    public static func isResponseEventID(_ id: String) -> Bool { id.hasPrefix("otlp-r-") }
+
     public static func map(_ span: OTLPSpan, resource: OTLPAttributes, limits: EventLimits = .default, now: EventTimestamp = .now()) -> Outcome {
         let a = span.attributes
         guard a.contains(any: provider + requestModel + responseModel + operation) else { return .skipped }
@@ -78,22 +97,26 @@ public enum GenAISpanMapping {
             var output = try a.count(outputTokens)
             // Both counts are >= 0 here (count() refuses negatives), so the difference cannot overflow.
             if output == nil, let input, let total = try a.count(totalTokens), total >= input { output = total - input }
-            let ttftSeconds = try a.number(timeToFirstChunk)
+            var ttftSeconds = a.bool(streamFlag) == false ? nil : try a.number(timeToFirstChunk)
+            // OpenLLMetry reports time to first token only as a metric, but records an event per streamed chunk.
+            if ttftSeconds == nil, let first = span.firstChunkUnixNano, first >= span.startTimeUnixNano, first <= span.endTimeUnixNano {
+                ttftSeconds = Double(first - span.startTimeUnixNano) / 1e9
+            }
             let costUSD = try a.number(cost)
-            var costMicros: Int64?
+            var costNanos: Int64?
             if let costUSD {
-                guard costUSD.isFinite, costUSD >= 0, costUSD <= Double(limits.maxCostMicros) / 1e6 else {
-                    return .rejected("gen_ai.usage.cost: must be a finite number of USD between 0 and \(limits.maxCostMicros / 1_000_000)")
+                guard costUSD.isFinite, costUSD >= 0, costUSD <= Double(limits.maxCostNanos / LLMEvent.nanosPerUSD) else {
+                    return .rejected("gen_ai.usage.cost: must be a finite number of USD between 0 and \(limits.maxCostNanos / LLMEvent.nanosPerUSD)")
                 }
-                costMicros = Int64((costUSD * 1e6).rounded())
+                costNanos = Int64((costUSD * Double(LLMEvent.nanosPerUSD)).rounded())
             }
             let errorTypeValue = a.string(errorType)
             let failed = span.statusCode == 2 || errorTypeValue != nil
-            let providerName = providerValue.lowercased()
+            let providerName = legacyProviders[providerValue.lowercased()] ?? providerValue.lowercased()
             var event = LLMEvent(
-                eventID: eventID(traceID: span.traceID, spanID: span.spanID),
+                eventID: a.string(responseID).flatMap { eventID(provider: providerName, responseID: $0) } ?? eventID(traceID: span.traceID, spanID: span.spanID),
                 timestamp: EventTimestamp(microsecondsSinceEpoch: Int64(span.startTimeUnixNano / 1000)),
-                provider: legacyProviders[providerName] ?? providerName,
+                provider: providerName,
                 model: model,
                 operation: operation,
                 // A call without usage (failed, or a stream whose instrumentation could not count) is recorded with
@@ -106,7 +129,7 @@ public enum GenAISpanMapping {
                 timeToFirstTokenMs: ttftSeconds.map { $0 * 1000 },
                 status: failed ? .error : .ok,
                 errorType: failed ? classifyError(errorTypeValue ?? span.statusMessage) : nil,
-                costMicros: costMicros,
+                costNanos: costNanos,
                 userID: a.string(user),
                 sessionID: a.string(session),
                 app: resource.string(serviceName),
@@ -204,6 +227,16 @@ extension OTLPAttributes {
         case .int(let i): return String(i)
         case .bool(let b): return String(b)
         case .double(let d): return String(d)
+        }
+    }
+
+    /// A flag: a boolean, or the strings "true"/"false" (nil when absent or anything else).
+    func bool(_ keys: [String]) -> Bool? {
+        guard let (_, value) = self.first(keys) else { return nil }
+        switch value {
+        case .bool(let b): return b
+        case .string(let s): return s.lowercased() == "true" ? true : s.lowercased() == "false" ? false : nil
+        default: return nil
         }
     }
 

@@ -8,8 +8,10 @@ extension OTLPTraceRequest {
         for rs in self.resourceSpans {
             w.messageField(1) { w in
                 w.messageField(1) { w in Self.writeAttributes(rs.resource, field: 1, into: &w) }
-                w.messageField(2) { w in
-                    for span in rs.spans {
+                for run in Self.scopeRuns(rs.spans) {
+                  w.messageField(2) { w in
+                    if !run.scope.isEmpty { w.messageField(1) { w in w.stringField(1, run.scope) } }
+                    for span in run.spans {
                         w.messageField(2) { w in
                             w.bytesField(1, span.traceID)
                             w.bytesField(2, span.spanID)
@@ -18,16 +20,36 @@ extension OTLPTraceRequest {
                             w.fixed64Field(7, span.startTimeUnixNano)
                             w.fixed64Field(8, span.endTimeUnixNano)
                             Self.writeAttributes(span.attributes, field: 9, into: &w)
+                            if let first = span.firstChunkUnixNano {
+                                w.messageField(11) { w in
+                                    w.fixed64Field(1, first)
+                                    w.stringField(2, "gen_ai.content.completion.chunk")
+                                }
+                            }
                             w.messageField(15) { w in
                                 if !span.statusMessage.isEmpty { w.stringField(2, span.statusMessage) }
                                 w.varintField(3, UInt64(UInt32(bitPattern: span.statusCode)))
                             }
                         }
                     }
+                  }
                 }
             }
         }
         return w.bytes
+    }
+
+    /// Consecutive spans of one instrumentation scope, each written as one `ScopeSpans`.
+    static func scopeRuns(_ spans: [OTLPSpan]) -> [(scope: String, spans: ArraySlice<OTLPSpan>)] {
+        var runs: [(scope: String, spans: ArraySlice<OTLPSpan>)] = []
+        var start = spans.startIndex
+        while start < spans.endIndex {
+            let scope = spans[start].scope
+            let end = spans[start...].firstIndex { $0.scope != scope } ?? spans.endIndex
+            runs.append((scope, spans[start..<end]))
+            start = end
+        }
+        return runs
     }
 
     /// KeyValues: field 1 of a resource, field 9 of a span.
@@ -72,18 +94,28 @@ extension OTLPTraceRequest {
             if r > 0 { raw(",") }
             raw("{\"resource\":{\"attributes\":")
             attributes(rs.resource)
-            raw("},\"scopeSpans\":[{\"scope\":{\"name\":\"tokenwatch\"},\"spans\":[")
-            for (n, span) in rs.spans.enumerated() {
+            raw("},\"scopeSpans\":[")
+            for (runIndex, run) in Self.scopeRuns(rs.spans).enumerated() {
+              if runIndex > 0 { raw(",") }
+              raw("{\"scope\":{\"name\":")
+              writeJSONString(run.scope, into: &out)
+              raw("},\"spans\":[")
+              for (n, span) in run.spans.enumerated() {
                 if n > 0 { raw(",") }
                 raw("{\"traceId\":\"\(GenAISpanMapping.hex(span.traceID))\",\"spanId\":\"\(GenAISpanMapping.hex(span.spanID))\",\"name\":")
                 writeJSONString(span.name, into: &out)
                 raw(",\"kind\":\(span.kind),\"startTimeUnixNano\":\"\(span.startTimeUnixNano)\",\"endTimeUnixNano\":\"\(span.endTimeUnixNano)\",\"attributes\":")
                 attributes(span.attributes)
+                if let first = span.firstChunkUnixNano {
+                    raw(",\"events\":[{\"timeUnixNano\":\"\(first)\",\"name\":\"gen_ai.content.completion.chunk\"}]")
+                }
                 raw(",\"status\":{\"code\":\(span.statusCode)")
                 if !span.statusMessage.isEmpty { raw(",\"message\":"); writeJSONString(span.statusMessage, into: &out) }
                 raw("}}")
+              }
+              raw("]}")
             }
-            raw("]}]}")
+            raw("]}")
         }
         raw("]}")
         return out

@@ -52,8 +52,36 @@ public struct OTLPSpan: Sendable, Hashable {
     /// Status code: 0 unset, 1 ok, 2 error.
     public var statusCode: Int32 = 0
     public var statusMessage: String = ""
+    /// The instrumentation scope that reported the span (`InstrumentationScope.name`, at most 256 bytes): which
+    /// library made it, so two instrumentations of one call can be told apart.
+    public var scope: String = ""
+    /// Time of the span's first streamed-chunk event (`gen_ai.content.completion.chunk`, as OpenLLMetry records one
+    /// per chunk of a stream without a time-to-first-token attribute), if it has any.
+    public var firstChunkUnixNano: UInt64?
 
     public init() {}
+
+    /// Event names that mark a streamed chunk's arrival.
+    static let chunkEventNames: [[UInt8]] = [Array("gen_ai.content.completion.chunk".utf8), Array("llm.content.completion.chunk".utf8)]
+    static let maxScopeBytes = 256
+
+    mutating func noteEvent(name: some Collection<UInt8>, time: UInt64) {
+        guard time > 0, Self.chunkEventNames.contains(where: { $0.elementsEqual(name) }) else { return }
+        self.firstChunkUnixNano = min(self.firstChunkUnixNano ?? .max, time)
+    }
+
+    /// At most `maxScopeBytes`, cut at a code point (so the name re-encodes to itself).
+    static func boundedScope(_ name: String) -> String {
+        guard name.utf8.count > maxScopeBytes else { return name }
+        var bytes = 0
+        var kept = String.UnicodeScalarView()
+        for scalar in name.unicodeScalars {
+            bytes += String(scalar).utf8.count
+            guard bytes <= maxScopeBytes else { break }
+            kept.append(scalar)
+        }
+        return String(kept)
+    }
 }
 
 /// The spans of one resource (all its instrumentation scopes together).
@@ -242,7 +270,27 @@ private struct ProtobufTraceDecoder {
     mutating func scopeSpans(_ reader: ProtobufReader, into spans: inout [OTLPSpan]) throws(OTLPDecodingError) {
         var r = reader
         var index = 0
+        let first = spans.count
+        var scope = ""
+        defer { if !scope.isEmpty { for i in first..<spans.count { spans[i].scope = scope } } }
         while let field = try self.at("", { _ throws(ProtobufReader.Malformed) in try r.nextField() }) {
+            if field.number == 1 {
+                scope = try self.at("scope") { _ throws(ProtobufReader.Malformed) in
+                    try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "scope")
+                    var message = try r.message()
+                    var name = ""
+                    while let f = try message.nextField() {
+                        if f.number == 1 {
+                            try ProtobufReader.expect(f.wireType, .lengthDelimited, field: "scope.name")
+                            name = OTLPSpan.boundedScope(try message.string())
+                        } else {
+                            try message.skip(f.wireType)
+                        }
+                    }
+                    return name
+                }
+                continue
+            }
             guard field.number == 2 else {
                 try self.at("") { _ throws(ProtobufReader.Malformed) in try r.skip(field.wireType) }
                 continue
@@ -287,6 +335,23 @@ private struct ProtobufTraceDecoder {
                 try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "attributes")
                 var kv = try r.message()
                 try self.keyValue(&kv, resource: false, into: &span.attributes)
+            case 11:
+                try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "events")
+                var event = try r.message()
+                var time: UInt64 = 0
+                var name: Range<Int>?
+                while let f = try event.nextField() {
+                    switch f.number {
+                    case 1:
+                        try ProtobufReader.expect(f.wireType, .fixed64, field: "events.timeUnixNano")
+                        time = try event.fixed64()
+                    case 2:
+                        try ProtobufReader.expect(f.wireType, .lengthDelimited, field: "events.name")
+                        name = try event.lengthDelimited()
+                    default: try event.skip(f.wireType)
+                    }
+                }
+                if let name { span.noteEvent(name: event.bytes[name], time: time) }
             case 15:
                 try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "status")
                 var status = try r.message()
@@ -455,17 +520,29 @@ private struct JSONTraceDecoder {
                 }
             case "scopeSpans":
                 try d.array(key) { d, _ throws(OTLPDecodingError) in
+                    let first = out.spans.count
+                    var scope = ""
                     try d.object { d, key throws(OTLPDecodingError) in
-                        guard key == "spans" else { return false }
-                        try d.array(key) { d, _ throws(OTLPDecodingError) in
-                            d.spanCount += 1
-                            guard d.spanCount <= d.limits.maxSpans else {
-                                throw OTLPDecodingError(.tooManySpans, path: "", reason: "more than \(d.limits.maxSpans) spans in one request")
+                        switch key {
+                        case "scope":
+                            try d.object { d, key throws(OTLPDecodingError) in
+                                guard key == "name" else { return false }
+                                scope = OTLPSpan.boundedScope(try d.string() ?? "")
+                                return true
                             }
-                            out.spans.append(try d.span())
+                        case "spans":
+                            try d.array(key) { d, _ throws(OTLPDecodingError) in
+                                d.spanCount += 1
+                                guard d.spanCount <= d.limits.maxSpans else {
+                                    throw OTLPDecodingError(.tooManySpans, path: "", reason: "more than \(d.limits.maxSpans) spans in one request")
+                                }
+                                out.spans.append(try d.span())
+                            }
+                        default: return false
                         }
                         return true
                     }
+                    if !scope.isEmpty { for i in first..<out.spans.count { out.spans[i].scope = scope } }
                 }
             default: return false
             }
@@ -487,6 +564,20 @@ private struct JSONTraceDecoder {
             case "startTimeUnixNano": span.startTimeUnixNano = try d.uint64()
             case "endTimeUnixNano": span.endTimeUnixNano = try d.uint64()
             case "attributes": span.attributes = try d.attributes(resource: false)
+            case "events":
+                try d.array(key) { d, _ throws(OTLPDecodingError) in
+                    var time: UInt64 = 0
+                    var name: String?
+                    try d.object { d, key throws(OTLPDecodingError) in
+                        switch key {
+                        case "timeUnixNano": time = try d.uint64()
+                        case "name": name = try d.string()
+                        default: return false
+                        }
+                        return true
+                    }
+                    if let name { span.noteEvent(name: name.utf8, time: time) }
+                }
             case "status":
                 try d.object { d, key throws(OTLPDecodingError) in
                     d.path.append(key)

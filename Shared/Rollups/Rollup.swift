@@ -65,7 +65,7 @@ public struct RollupValues: Sendable, Hashable {
     public var outputTokens: Int64 = 0
     public var cachedInputTokens: Int64 = 0
     public var reasoningTokens: Int64 = 0
-    public var costMicros: Int64 = 0
+    public var costNanos: Int64 = 0
     public var latency = QuantileSketch()
     public var timeToFirstToken = QuantileSketch()
 
@@ -81,7 +81,7 @@ public struct RollupValues: Sendable, Hashable {
         self.outputTokens +|= event.outputTokens
         self.cachedInputTokens +|= event.cachedInputTokens ?? 0
         self.reasoningTokens +|= event.reasoningTokens ?? 0
-        self.costMicros +|= event.costMicros ?? 0
+        self.costNanos +|= event.costNanos ?? 0
         self.latency.add(event.latencyMs)
         if let ttft = event.timeToFirstTokenMs { self.timeToFirstToken.add(ttft) }
     }
@@ -95,7 +95,7 @@ public struct RollupValues: Sendable, Hashable {
         self.outputTokens +|= other.outputTokens
         self.cachedInputTokens +|= other.cachedInputTokens
         self.reasoningTokens +|= other.reasoningTokens
-        self.costMicros +|= other.costMicros
+        self.costNanos +|= other.costNanos
         self.latency.merge(other.latency)
         self.timeToFirstToken.merge(other.timeToFirstToken)
     }

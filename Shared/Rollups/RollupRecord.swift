@@ -50,8 +50,8 @@ public struct RollupRecord: Sendable, Hashable {
         field("output_tokens", String(v.outputTokens))
         field("cached_input_tokens", String(v.cachedInputTokens))
         field("reasoning_tokens", String(v.reasoningTokens))
-        field("cost_micros", String(v.costMicros))
-        field("cost_usd", LLMEvent.decimalUSD(micros: v.costMicros))
+        field("cost_nanos", String(v.costNanos))
+        field("cost_usd", LLMEvent.decimalUSD(nanos: v.costNanos))
         field("latency_ms", distribution(v.latency))
         field("time_to_first_token_ms", distribution(v.timeToFirstToken))
         out.append(UInt8(ascii: "}"))
@@ -98,7 +98,13 @@ public struct RollupRecord: Sendable, Hashable {
         values.outputTokens = try int("output_tokens")
         values.cachedInputTokens = try int("cached_input_tokens")
         values.reasoningTokens = try int("reasoning_tokens")
-        values.costMicros = try int("cost_micros")
+        // Records from before costs were carried in nano-dollars (a rolling upgrade, a Redis read model written by
+        // an older query service) hold micro-dollars; they still read right.
+        if o["cost_nanos"] == nil, o["cost_micros"] != nil {
+            values.costNanos = try int("cost_micros").multipliedReportingOverflow(by: 1_000).partialValue
+        } else {
+            values.costNanos = try int("cost_nanos")
+        }
         values.latency = try sketch("latency_ms")
         values.timeToFirstToken = try sketch("time_to_first_token_ms")
         self.init(

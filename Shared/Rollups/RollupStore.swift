@@ -5,7 +5,7 @@ import Postgres
 /// The SQL of rollups: additive upserts of deltas, and reads of whole windows.
 public enum RollupStore {
     static let columns = ["tenant_id", "provider", "model", "window_start", "requests", "errors", "errors_by_type", "input_tokens",
-                          "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_micros", "latency_sketch", "ttft_sketch"]
+                          "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_nanos", "latency_sketch", "ttft_sketch"]
 
     /// One multi-row upsert adding `deltas` to their windows: counters add, sketches and error maps merge
     /// (`tw_jsonb_add`), `version` grows. Each key appears once per statement (deltas are grouped), as
@@ -19,14 +19,14 @@ public enum RollupStore {
             let values: [String] = [
                 key.series.tenant, key.series.provider, key.series.model, EventTimestamp(microsecondsSinceEpoch: key.windowStart).rfc3339,
                 String(v.requests), String(v.errors), v.errorsByTypeJSON, String(v.inputTokens), String(v.outputTokens),
-                String(v.cachedInputTokens), String(v.reasoningTokens), String(v.costMicros), v.latency.json, v.timeToFirstToken.json,
+                String(v.cachedInputTokens), String(v.reasoningTokens), String(v.costNanos), v.latency.json, v.timeToFirstToken.json,
             ]
             let base = parameters.count
             parameters.append(contentsOf: values.map { Optional($0) })
             rows.append("(" + (1...values.count).map { "$\(base + $0)" }.joined(separator: ",") + ")")
         }
         // Sorted keys: concurrent writers (a zombie and its successor) lock rows in the same order, never deadlock.
-        let add = ["requests", "errors", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_micros"]
+        let add = ["requests", "errors", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_nanos"]
             .map { "\($0) = r.\($0) + EXCLUDED.\($0)" }
         let merge = ["errors_by_type", "latency_sketch", "ttft_sketch"].map { "\($0) = tw_jsonb_add(r.\($0), EXCLUDED.\($0))" }
         let sql = """
@@ -39,7 +39,7 @@ public enum RollupStore {
 
     public static let selectColumns = """
         tenant_id, provider, model, (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, requests, errors,
-        errors_by_type::text AS errors_by_type, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_micros,
+        errors_by_type::text AS errors_by_type, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_nanos,
         latency_sketch::text AS latency_sketch, ttft_sketch::text AS ttft_sketch, version
         """
 
@@ -53,7 +53,7 @@ public enum RollupStore {
         v.outputTokens = try row.decode("output_tokens")
         v.cachedInputTokens = try row.decode("cached_input_tokens")
         v.reasoningTokens = try row.decode("reasoning_tokens")
-        v.costMicros = try row.decode("cost_micros")
+        v.costNanos = try row.decode("cost_nanos")
         v.latency = try QuantileSketch(json: try row.decode("latency_sketch", as: String.self))
         v.timeToFirstToken = try QuantileSketch(json: try row.decode("ttft_sketch", as: String.self))
         let series = SeriesKey(tenant: try row.decode("tenant_id"), provider: try row.decode("provider"), model: try row.decode("model"))

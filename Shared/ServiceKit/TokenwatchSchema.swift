@@ -178,6 +178,18 @@ public enum TokenwatchSchema {
             CREATE POLICY tenant_isolation ON dead_letter_samples TO tokenwatch_tenant
                 USING (tenant_id = current_setting('tokenwatch.tenant_id'));
             """),
+        PostgresMigration(version: 9, name: "cost_nanos", sql: """
+            -- Costs are carried in nano-dollars (micro-dollars rounded cheap calls away). Existing sums are scaled;
+            -- a sum that had saturated stays the largest value that fits.
+            \(Granularity.allCases.map { """
+                ALTER TABLE \($0.table) RENAME COLUMN cost_micros TO cost_nanos;
+                UPDATE \($0.table) SET cost_nanos = LEAST(cost_nanos, 9223372036854775) * 1000 WHERE cost_nanos <> 0;
+                """ }.joined(separator: "\n"))
+            """),
+        PostgresMigration(version: 10, name: "otlp_ignored_scopes", sql: """
+            -- Instrumentation scopes whose GenAI spans a tenant does not count (two instrumentations of one call).
+            ALTER TABLE tenants ADD COLUMN otlp_ignored_scopes text[] NOT NULL DEFAULT '{}';
+            """),
     ]
 }
 

@@ -67,7 +67,7 @@ func workload(_ world: World, count: Int, seed: UInt64) -> [LLMEvent] {
             timestamp: EventTimestamp(microsecondsSinceEpoch: world.base + Int64(i) * 180_000_000 / Int64(count) + Int64(rng.next() % 1000)),
             provider: provider, model: model, inputTokens: Int64(rng.next() % 5000), outputTokens: Int64(rng.next() % 800),
             cachedInputTokens: 0, latencyMs: Double(50 + rng.next() % 5000), status: error ? .error : .ok,
-            errorType: error ? (rng.next() % 2 == 0 ? "timeout" : "rate_limit") : nil, costMicros: Int64(rng.next() % 40_000))
+            errorType: error ? (rng.next() % 2 == 0 ? "timeout" : "rate_limit") : nil, costNanos: Int64(rng.next() % 40_000))
     }
 }
 
@@ -97,7 +97,7 @@ func expectEqual(_ actual: [RollupKey: RollupRecord], _ expected: [RollupKey: Ro
     for (key, values) in expected {
         guard let got = actual[key]?.values else { continue }
         #expect(got.requests == values.requests && got.errors == values.errors && got.errorsByType == values.errorsByType, "\(key)", sourceLocation: sourceLocation)
-        #expect(got.inputTokens == values.inputTokens && got.outputTokens == values.outputTokens && got.costMicros == values.costMicros, "\(key)", sourceLocation: sourceLocation)
+        #expect(got.inputTokens == values.inputTokens && got.outputTokens == values.outputTokens && got.costNanos == values.costNanos, "\(key)", sourceLocation: sourceLocation)
         #expect(got.latency == values.latency, "sketches merge exactly", sourceLocation: sourceLocation)
     }
 }
@@ -156,7 +156,7 @@ struct AggregatorIntegrationTests {
         try await world.assign(core)
         func event(_ id: String, minutesAfterBase: Double) -> LLMEvent {
             LLMEvent(eventID: "\(world.run)-\(id)", tenantID: world.tenant(0), timestamp: EventTimestamp(microsecondsSinceEpoch: world.base + Int64(minutesAfterBase * 60_000_000)),
-                     provider: "openai", model: "gpt-4o", inputTokens: 1, outputTokens: 1, latencyMs: 10, status: .ok, costMicros: 5)
+                     provider: "openai", model: "gpt-4o", inputTokens: 1, outputTokens: 1, latencyMs: 10, status: .ok, costNanos: 5)
         }
         let inOrder = [event("a", minutesAfterBase: 0.5), event("b", minutesAfterBase: 30)]
         let late = event("late", minutesAfterBase: 25)      // 5 minutes behind the watermark: applied
@@ -204,7 +204,7 @@ struct AggregatorIntegrationTests {
 
         // A late event for the first minute: the window is published again, with a higher version.
         let late = LLMEvent(eventID: "\(world.run)-late", tenantID: world.tenant(0), timestamp: EventTimestamp(microsecondsSinceEpoch: world.base + 1), provider: "openai",
-                            model: "gpt-4o", inputTokens: 1, outputTokens: 1, latencyMs: 1, status: .ok, costMicros: 1)
+                            model: "gpt-4o", inputTokens: 1, outputTokens: 1, latencyMs: 1, status: .ok, costNanos: 1)
         _ = try await core.process([message(late, offset: 60, sourceOffset: 60, topic: world.topics.events)])
         #expect(try await emitter.emit(wallClock: .now()) == 2, "the series' window and the tenant's total")
         let all = try await readTopic(world.topics.rollups, count: expected.count + 2)

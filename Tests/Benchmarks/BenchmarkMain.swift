@@ -55,7 +55,7 @@ func sampleEvents(_ count: Int, now: EventTimestamp, spreadSeconds: Int = 600) -
             outputTokens: Int64.random(in: 1...2000, using: &rng), latencyMs: Double.random(in: 50...9000, using: &rng).rounded(),
             status: i % 50 == 0 ? .error : .ok)
         if i % 50 == 0 { event.errorType = "rate_limit" }
-        if i % 3 == 0 { event.costMicros = Int64.random(in: 1...90_000, using: &rng) }
+        if i % 3 == 0 { event.costNanos = Int64.random(in: 1...90_000, using: &rng) }
         if i % 2 == 0 { event.timeToFirstTokenMs = min(event.latencyMs, 120); event.userID = "user-\(i % 1000)"; event.app = "support-bot" }
         if i % 4 == 0 { event.tags = ["team": "search", "region": "eu-west-1"] }
         return event.jsonBytes()

@@ -162,6 +162,13 @@ def run():
     api_models = {i["model"] for i in api("/v1/breakdown?" + urllib.parse.urlencode({"from": range_from, "to": range_to, "by": "model", "order": "requests", "limit": "5"}), args.key)["items"]}
     check(models == api_models, f"top models by volume {sorted(models)} = API {sorted(api_models)}")
     wait_for("[data-testid=recent-anomalies] h2")
+    # Rejected input: the totals by reason and the samples are the API's.
+    wait_for("[data-testid=dead-letter-totals]")
+    dead = api("/v1/dead-letters?" + urllib.parse.urlencode({"from": range_from, "to": range_to}), args.key)
+    shown = {li.get_attribute("data-reason"): int(li.find_element(By.TAG_NAME, "strong").text.replace(",", "")) for li in driver.find_elements(By.CSS_SELECTOR, "[data-testid=dead-letter-totals] li")}
+    check(shown == dead["totals"] and sum(shown.values()) == 3, f"rejected input by reason {shown} = API {dead['totals']}")
+    ids = {row.get_attribute("data-event-id") for row in driver.find_elements(By.CSS_SELECTOR, "[data-testid=dead-letters] tbody tr")}
+    check(ids == {d["event_id"] for d in dead["samples"]} and len(ids) == 3, f"rejected samples {sorted(ids)} = API")
     shot("overview")
 
     # Keyboard: the chart readout moves with the arrow keys.

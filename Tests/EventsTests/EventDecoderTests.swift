@@ -49,7 +49,7 @@ struct EventDecoderTests {
         #expect(e.inputTokens == 1200 && e.outputTokens == 350 && e.cachedInputTokens == 200 && e.reasoningTokens == 0)
         #expect(e.latencyMs == 812.5 && e.timeToFirstTokenMs == 95)
         #expect(e.status == .error && e.errorType == "rate_limit")
-        #expect(e.costMicros == 12_300)
+        #expect(e.costNanos == 12_300_000)
         #expect(e.userID == "u-1" && e.sessionID == "s-1" && e.app == "support-bot" && e.environment == "prod")
         #expect(e.tags == ["team": "search", "region": "eu"])
     }
@@ -60,7 +60,7 @@ struct EventDecoderTests {
     func minimal(json: String) throws {
         let e = try decode(json)
         #expect(e.operation == "chat")
-        #expect(e.tenantID == nil && e.costMicros == nil && e.tags.isEmpty && e.errorType == nil)
+        #expect(e.tenantID == nil && e.costNanos == nil && e.tags.isEmpty && e.errorType == nil)
     }
 
     @Test("each required field is named when missing", arguments: [
@@ -122,13 +122,17 @@ struct EventDecoderTests {
         }
     }
 
-    @Test("cost is converted to exact micro-dollars from its decimal text", arguments: [
-        ("0.1", Int64(100_000)), ("0.0123", 12_300), ("1", 1_000_000), ("2.5e-3", 2_500), ("0.0000004", 0),
-        ("0.0000005", 1), ("1234.567891", 1_234_567_891), ("0", 0), ("1E2", 100_000_000), ("1e-30", 0),
-        ("0.0000014999", 1), ("0.00000150", 2), ("12.30000000000000000000", 12_300_000),
+    @Test("cost is converted to exact nano-dollars from its decimal text", arguments: [
+        ("0.1", Int64(100_000_000)), ("0.0123", 12_300_000), ("1", 1_000_000_000), ("2.5e-3", 2_500_000), ("0.0000000004", 0),
+        ("0.0000000005", 1), ("1234.567891234", 1_234_567_891_234), ("0", 0), ("1E2", 100_000_000_000), ("1e-30", 0),
+        ("0.0000000014999", 1), ("0.00000000150", 2), ("12.30000000000000000000", 12_300_000_000), ("0.00000024", 240),
+        ("100000", 100_000_000_000_000),
     ])
-    func exactCost(json: String, micros: Int64) throws {
-        #expect(try decode(variant("cost_usd", json)).costMicros == micros)
+    func exactCost(json: String, nanos: Int64) throws {
+        let event = try decode(variant("cost_usd", json))
+        #expect(event.costNanos == nanos)
+        // and written back as the same exact decimal
+        #expect(LLMEvent.decimalUSD(nanos: nanos) == (Decimal(string: json)!.isZero ? "0" : LLMEvent.decimalUSD(nanos: event.costNanos!)))
     }
 
     @Test("string rules")

@@ -1,5 +1,6 @@
 // libFuzzer entry point for the whole OTLP path the gateway runs (`make fuzz`): bytes -> spans (both decoders) ->
-// mapped events -> encoded events, as produced to llm.events.raw.v1, -> the ingestor's decoder. Built by swiftc
+// mapped events (with duplicate reports of one call resolved, as `GenAIExport` does for the gateway) -> encoded
+// events, as produced to llm.events.raw.v1, -> the ingestor's decoder. Built by swiftc
 // together with Shared/Events/*.swift and Shared/OTLP/*.swift as one module, outside SwiftPM, with
 // -sanitize=fuzzer,address (overflow checks stay on at -O, so any trap is a crash). Beyond "no crash": whatever
 // either decoder accepts re-encodes (both encodings) to bytes that decode to the same request; every span maps to
@@ -27,18 +28,17 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
                 precondition(js == request, "JSON re-encoding does not decode to the same request")
             }
         }
-        for rs in request.resourceSpans {
-            for span in rs.spans {
-                switch GenAISpanMapping.map(span, resource: rs.resource, now: now) {
-                case .event(var event):
-                    precondition((try? event.validate(now: now)) != nil, "mapped event does not validate")
-                    event.tenantID = "fuzz-tenant"
-                    let decoded = try? EventDecoder().decode(event.jsonBytes(), now: now)
-                    precondition(decoded == event, "mapped event does not survive encoding and the ingestor's decoder")
-                case .skipped: break
-                case .rejected(let reason): precondition(!reason.isEmpty, "rejection without a reason")
-                }
-            }
+        // The gateway's whole mapping: spans -> events, duplicate reports of one call resolved.
+        let export = GenAIExport(request, ignoredScopes: ["fuzz.ignored"], now: now)
+        precondition(export.events.count + export.skipped + export.rejected.count + export.duplicates + export.ignored == request.spanCount,
+                     "every span is an event, a skip, a rejection, a duplicate or ignored")
+        precondition(Set(export.events.map(\.eventID)).count == export.events.count, "two events with one id")
+        precondition(export.rejected.allSatisfy { !$0.reason.isEmpty }, "rejection without a reason")
+        for var event in export.events {
+            precondition((try? event.validate(now: now)) != nil, "mapped event does not validate")
+            event.tenantID = "fuzz-tenant"
+            let decoded = try? EventDecoder().decode(event.jsonBytes(), now: now)
+            precondition(decoded == event, "mapped event does not survive encoding and the ingestor's decoder")
         }
     }
     return 0

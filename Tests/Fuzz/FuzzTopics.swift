@@ -22,7 +22,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         deltas.add(event)
         deltas.add(event)
         for (key, values) in deltas.windows {
-            precondition(values.requests == 2 && values.inputTokens >= 0 && values.costMicros >= 0, "event arithmetic wrapped")
+            precondition(values.requests == 2 && values.inputTokens >= 0 && values.costNanos >= 0, "event arithmetic wrapped")
             precondition(key.windowStart <= event.timestamp.microsecondsSinceEpoch, "window after its event")
         }
     }
@@ -30,7 +30,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         var merged = record.values
         merged.merge(record.values)
         merged.merge(record.values)
-        for v in [merged.requests, merged.errors, merged.inputTokens, merged.outputTokens, merged.costMicros, merged.latency.count] {
+        for v in [merged.requests, merged.errors, merged.inputTokens, merged.outputTokens, merged.costNanos, merged.latency.count] {
             precondition(v >= 0, "merged counter wrapped")
         }
         for q in [0.0, 0.5, 0.99, 1.0] { _ = merged.latency.quantile(q); _ = merged.timeToFirstToken.quantile(q) }

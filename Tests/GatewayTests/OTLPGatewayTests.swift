@@ -115,6 +115,51 @@ struct OTLPGatewayTests {
         }
     }
 
+    @Test("one call reported by the Anthropic SDK and by OpenLLMetry is one event; a tenant can choose which scope counts")
+    func overlappingInstrumentations() async throws {
+        // The golden export, moved to now (the gateway refuses events older than the allowed lateness).
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../Fixtures/otlp/anthropic-sdk+openllmetry.pb")
+        var request = try Array(try Data(contentsOf: url)).withUnsafeBytes { try OTLPTraceRequest(protobuf: $0, keep: GenAISpanMapping.keep) }
+        let latest = request.resourceSpans.flatMap(\.spans).map(\.endTimeUnixNano).max()!
+        let shift = UInt64(EventTimestamp.now().microsecondsSinceEpoch) * 1000 - latest - 1_000_000_000
+        for r in request.resourceSpans.indices {
+            for s in request.resourceSpans[r].spans.indices {
+                request.resourceSpans[r].spans[s].startTimeUnixNano += shift
+                request.resourceSpans[r].spans[s].endTimeUnixNano += shift
+                request.resourceSpans[r].spans[s].firstChunkUnixNano? += shift
+            }
+        }
+        let body = request.protobuf()
+        try await self.withGateway { gateway, client, key, tenant in
+            func export() async throws {
+                try await client.execute(uri: "/v1/traces", method: .post, headers: [.authorization: "Bearer \(key)", .contentType: "application/x-protobuf"], body: ByteBuffer(bytes: body)) { response in
+                    #expect(response.status == .ok && response.body.readableBytes == 0)
+                }
+            }
+            try await export()
+            let first = try await readTopic(gateway.topics.raw, count: 3).map { try JSONDecoder().decode(LLMEvent.self, from: Data($0.value)) }
+            #expect(first.filter { $0.eventID.hasPrefix("otlp-r-anthropic:msg_") }.count == 2 && first.filter { $0.status == .error }.count == 1)
+            #expect(first.first { $0.model == "claude-sonnet-4" }?.outputTokens == 64, "the SDK's count of the stream")
+
+            let admin: HTTPFields = [.authorization: "Bearer \(adminToken)", .contentType: "application/json"]
+            try await client.execute(uri: "/v1/admin/tenants/\(tenant)", method: .patch, headers: admin, body: ByteBuffer(string: #"{"otlp_ignored_scopes":["com.anthropic.sdk.python"]}"#)) { response in
+                #expect(response.status == .ok)
+                #expect(json(response.body)["otlp_ignored_scopes"] as? [String] == ["com.anthropic.sdk.python"])
+            }
+            try await client.execute(uri: "/v1/admin/tenants/\(tenant)", method: .patch, headers: admin, body: ByteBuffer(string: #"{"otlp_ignored_scopes":["not a scope"]}"#)) { response in
+                #expect(response.status == .badRequest && String(buffer: response.body).contains("otlp_ignored_scopes"))
+            }
+            try await client.execute(uri: "/v1/tenant", method: .get, headers: [.authorization: "Bearer \(key)"]) { response in
+                #expect((json(response.body)["tenant"] as? [String: Any])?["otlp_ignored_scopes"] as? [String] == ["com.anthropic.sdk.python"])
+            }
+            try await export()
+            let all = try await readTopic(gateway.topics.raw, count: 6).map { try JSONDecoder().decode(LLMEvent.self, from: Data($0.value)) }
+            let second = Array(all.suffix(3))
+            #expect(second.count == 3 && second.first { $0.model == "claude-sonnet-4" }?.outputTokens == 65, "OpenLLMetry's own count, now the one that counts")
+            #expect(all.count == 6)
+        }
+    }
+
     @Test("unusable GenAI spans: partial success with the count and the reason, in the request's encoding")
     func partialSuccess() async throws {
         try await self.withGateway { gateway, client, key, _ in

@@ -24,10 +24,10 @@ struct QueryTests {
         for i in 0..<90 {
             let model = i % 3 == 0 ? "gpt-4o-mini" : "gpt-4o"
             events.append(LLMEvent(eventID: "e\(i)", tenantID: a, timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 2_000_000), provider: "openai", model: model,
-                                   inputTokens: 100, outputTokens: 10, latencyMs: Double(i + 1) * 10, status: i % 10 == 0 ? .error : .ok, costMicros: model == "gpt-4o" ? 300 : 100))
+                                   inputTokens: 100, outputTokens: 10, latencyMs: Double(i + 1) * 10, status: i % 10 == 0 ? .error : .ok, costNanos: model == "gpt-4o" ? 300_001 : 100_000))
         }
         events.append(LLMEvent(eventID: "b0", tenantID: b, timestamp: EventTimestamp(microsecondsSinceEpoch: origin), provider: "openai", model: "gpt-4o",
-                               inputTokens: 1, outputTokens: 1, latencyMs: 1, status: .ok, costMicros: 999_999))
+                               inputTokens: 1, outputTokens: 1, latencyMs: 1, status: .ok, costNanos: 999_999))
         for e in events { minutes.add(e); hours.add(e) }
         try await gateway.postgres.query(RollupStore.upsert(minutes))
         try await gateway.postgres.query(RollupStore.upsert(hours))
@@ -69,7 +69,13 @@ struct QueryTests {
             let items = breakdown["items"] as? [[String: Any]] ?? []
             #expect(items.count == 1 && items.first?["model"] as? String == "gpt-4o")
             #expect((items.first?["values"] as? [String: Any])?["requests"] as? Int == 60)
-            #expect(((breakdown["totals"] as? [String: Any])?["cost_usd"] as? Double) == 0.021)
+            // Money is exact in every answer: 60 x 300,001 + 30 x 100,000 nano-dollars, the same text in a series
+            // and in a breakdown (a 4-decimal series value would say 0.0210).
+            let expectedCost = "0.02100006"
+            let rawBreakdown = try await client.execute(uri: "/v1/breakdown?from=\(from)&to=\(to)", method: .get, headers: [.authorization: "Bearer \(keyA)"]) { String(buffer: $0.body) }
+            #expect(rawBreakdown.contains("\"cost_usd\":\(expectedCost),"), "\(rawBreakdown)")
+            let rawSeries = try await client.execute(uri: "/v1/series?metric=cost_usd&step=1h&from=\(from)&to=\(to)", method: .get, headers: [.authorization: "Bearer \(keyA)"]) { String(buffer: $0.body) }
+            #expect(rawSeries.contains("\"value\":\(expectedCost)}"), "\(rawSeries)")
 
             // B sees only B; naming another tenant is refused, naming its own is allowed.
             let (crafted, craftedBody) = try await get("/v1/series?metric=requests&step=1h&from=\(from)&to=\(to)&tenant_id=\(a)", key: keyB)

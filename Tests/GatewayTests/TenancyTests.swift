@@ -44,7 +44,7 @@ struct TenancyTests {
         for (tenant, count, cost) in [(a, 7, Int64(100)), (b, 5, Int64(10_000))] {
             for i in 0..<count {
                 let e = LLMEvent(eventID: "\(tenant)-\(i)", tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 1_000_000),
-                                 provider: "openai", model: i % 2 == 0 ? "gpt-4o" : "gpt-4o-mini", inputTokens: 10, outputTokens: 1, latencyMs: 50, status: .ok, costMicros: cost)
+                                 provider: "openai", model: i % 2 == 0 ? "gpt-4o" : "gpt-4o-mini", inputTokens: 10, outputTokens: 1, latencyMs: 50, status: .ok, costNanos: cost)
                 minutes.add(e)
                 hours.add(e)
             }

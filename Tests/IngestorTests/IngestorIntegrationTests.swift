@@ -76,16 +76,16 @@ struct IngestorIntegrationTests {
         let decoded = try events.map { try EventDecoder().decode($0.value) }
         let byID = Dictionary(uniqueKeysWithValues: zip(decoded.map(\.eventID), events))
         let eventsByID = Dictionary(uniqueKeysWithValues: decoded.map { ($0.eventID, $0) })
-        // 1000 input + 100 output tokens of gpt-4o at 2.50 / 10.00 USD per Mtok = 2500 + 1000 micro-dollars.
-        #expect(eventsByID["\(run)-1"]?.costMicros == 3500)
+        // 1000 input + 100 output tokens of gpt-4o at 2.50 / 10.00 USD per Mtok = 2500 + 1000 micro-dollars ($0.0035).
+        #expect(eventsByID["\(run)-1"]?.costNanos == 3_500_000)
         #expect(eventsByID["\(run)-1"]?.provider == "openai", "normalized")
         #expect(byID["\(run)-1"]?.header(EventHeaders.costSource) == Array("price_table".utf8))
         #expect(byID["\(run)-1"]?.header(EventHeaders.sourceOffset) == Array("10".utf8))
         #expect(byID["\(run)-1"]?.header(EventHeaders.sourcePartition) == Array("0".utf8))
         #expect(byID["\(run)-1"]?.key == Array("acme".utf8))
-        #expect(eventsByID["\(run)-2"]?.costMicros == 500_000)
+        #expect(eventsByID["\(run)-2"]?.costNanos == 500_000_000)
         #expect(byID["\(run)-2"]?.header(EventHeaders.costSource) == Array("client".utf8))
-        #expect(eventsByID["\(run)-3"]?.costMicros == 0)
+        #expect(eventsByID["\(run)-3"]?.costNanos == 0)
         #expect(byID["\(run)-3"]?.header(EventHeaders.unpriced) == Array("1".utf8))
 
         let dead = try await readTopic(topics.deadLetters, count: 5)
@@ -185,7 +185,7 @@ struct IngestorIntegrationTests {
             configuration: .init(topics: topics), producer: producer, deduplicator: Deduplicator(redis: redis, ttlSeconds: 600),
             prices: try await PriceTable.load(from: postgres), tenants: TenantRegistry(postgres: postgres), logger: logger)
         // Per tenant: openlit's 0 for gpt-4o with tokens; a client cost of $0.5; a 0 with no tokens; a 0 for a model
-        // the table does not know. gpt-4o, 1000 in + 100 out = 3500 micro-dollars by the table.
+        // the table does not know. gpt-4o, 1000 in + 100 out = $0.0035 = 3,500,000 nano-dollars by the table.
         var batch: [KafkaMessage] = []
         for (n, tenant) in tenants.keys.sorted().enumerated() {
             let base = Int64(n * 10)
@@ -199,17 +199,17 @@ struct IngestorIntegrationTests {
         var got: [String: (Int64?, String)] = [:]
         for message in events {
             let e = try EventDecoder().decode(message.value)
-            got[e.eventID] = (e.costMicros, String(decoding: message.header(EventHeaders.costSource) ?? [], as: UTF8.self))
+            got[e.eventID] = (e.costNanos, String(decoding: message.header(EventHeaders.costSource) ?? [], as: UTF8.self))
         }
         let expected: [String: [String: (Int64, String)]] = [
-            "default": ["zero": (3500, "price_table_over_client_zero"), "half": (500_000, "client"), "none": (0, "client"), "new": (0, "client")],
-            "client": ["zero": (0, "client"), "half": (500_000, "client"), "none": (0, "client"), "new": (0, "client")],
-            "table": ["zero": (3500, "price_table_over_client"), "half": (3500, "price_table_over_client"), "none": (0, "price_table_over_client"), "new": (0, "client")],
+            "default": ["zero": (3_500_000, "price_table_over_client_zero"), "half": (500_000_000, "client"), "none": (0, "client"), "new": (0, "client")],
+            "client": ["zero": (0, "client"), "half": (500_000_000, "client"), "none": (0, "client"), "new": (0, "client")],
+            "table": ["zero": (3_500_000, "price_table_over_client"), "half": (3_500_000, "price_table_over_client"), "none": (0, "price_table_over_client"), "new": (0, "client")],
         ]
         for (policy, cases) in expected {
-            for (name, (micros, source)) in cases {
+            for (name, (nanos, source)) in cases {
                 let id = "\(run)-\(policy)-\(name)"
-                #expect(got[id]?.0 == micros && got[id]?.1 == source, "\(id): \(String(describing: got[id]))")
+                #expect(got[id]?.0 == nanos && got[id]?.1 == source, "\(id): \(String(describing: got[id]))")
             }
         }
         await producer.shutdown()

@@ -24,16 +24,22 @@ struct IngestorUnitTests {
         #expect(e.model == expectedModel)
     }
 
-    @Test("cost is exact in micro-dollars, cached input at its own rate, rounded once")
+    @Test("cost is exact in nano-dollars, cached input at its own rate, rounded once")
     func cost() {
         let price = ModelPrice(input: 2_500_000, cachedInput: 1_250_000, output: 10_000_000) // gpt-4o
         // 1000 input (200 cached) + 500 output: 800 * 2.5 + 200 * 1.25 + 500 * 10 = 2000 + 250 + 5000 = 7250 micro-dollars
-        #expect(price.costMicros(of: event(input: 1000, cached: 200, output: 500)) == 7250)
-        // 1 input token of gpt-4o-mini = 0.15 micro-dollars: rounds to 0; 4 tokens = 0.6: rounds to 1.
+        #expect(price.costNanos(of: event(input: 1000, cached: 200, output: 500)) == 7_250_000)
+        // 1 input token of gpt-4o-mini = 150 nano-dollars (micro-dollars rounded it to 0).
         let mini = ModelPrice(input: 150_000, cachedInput: 75_000, output: 600_000)
-        #expect(mini.costMicros(of: event(input: 1, output: 0)) == 0)
-        #expect(mini.costMicros(of: event(input: 4, output: 0)) == 1)
-        #expect(mini.costMicros(of: event(input: 1_000_000_000, output: 1_000_000_000)) == 750_000_000)
+        #expect(mini.costNanos(of: event(input: 1, output: 0)) == 150)
+        #expect(mini.costNanos(of: event(input: 1_000_000_000, output: 1_000_000_000)) == 750_000_000_000)
+        // A 12-token embedding at $0.02/Mtok is $0.00000024, and a million of them $0.24, not $0.
+        let embedding = ModelPrice(input: 20_000, cachedInput: 20_000, output: 0)
+        let one = embedding.costNanos(of: event(input: 12, output: 0))
+        #expect(one == 240)
+        #expect(LLMEvent.decimalUSD(nanos: one * 1_000_000) == "0.24")
+        // Rounded half up once, below a nano-dollar: $0.0375/Mtok x 1 token = 37.5 nano-dollars.
+        #expect(ModelPrice(input: 37_500, cachedInput: 0, output: 0).costNanos(of: event(input: 1, output: 0)) == 38)
     }
 
     @Test("a tenant's own price wins over the default; unknown models have none")

@@ -18,6 +18,9 @@ struct Fixture {
         let status: Int?
         let stream: Bool?
         let embedding: Bool?
+        let delay: Double?
+        /// The id the stub answered with (`gen_ai.response.id` in the spans).
+        let response_id: String?
     }
 
     struct Span: Decodable {
@@ -28,6 +31,7 @@ struct Fixture {
         let end_unix_nano: UInt64
         let status: String
         let llm: Bool
+        let scope: String?
     }
 
     struct Expected: Decodable {
@@ -42,6 +46,9 @@ struct Fixture {
 
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../Fixtures/otlp").standardized
     static let names = ["openllmetry.pb", "openllmetry.json", "otel.pb", "otel.json", "openllmetry-legacy.pb"]
+
+    /// When the fixture was made: its timestamps are judged from then.
+    var madeAt: EventTimestamp { EventTimestamp(microsecondsSinceEpoch: Int64(self.expected.spans.map(\.end_unix_nano).max()! / 1000)) }
 
     let name: String
     let body: [UInt8]
@@ -105,8 +112,22 @@ struct OTLPFixtureTests {
         let reportsUser = label != "otel"
         let byID = Dictionary(uniqueKeysWithValues: events.map { ($0.eventID, $0) })
         for (span, call) in zip(llmSpans, expected.calls) {
-            let id = "otlp-\(span.trace_id)-\(span.span_id)"
-            let event = try #require(byID[id], "\(label): no event for span \(span.name) (\(call.name))")
+            // A call the provider answered is identified by its response id, so a second instrumentation of it
+            // makes the same event; others (failures, embeddings: no response id) by their span.
+            let byResponse = call.response_id.map { "otlp-r-openai:" + $0 }
+            let event = try #require(byID["otlp-\(span.trace_id)-\(span.span_id)"] ?? byResponse.flatMap { byID[$0] },
+                                     "\(label): no event for span \(span.name) (\(call.name))")
+            if call.status == nil && call.embedding != true && label != "openllmetry-legacy" {
+                #expect(event.eventID == byResponse, "\(label) \(call.name)")
+            }
+            // Time to first token of a stream: OpenLLMetry records an event per chunk (its TTFT is only a metric);
+            // the first is ahead of the stub's pause after its first chunk. The OTel instrumentation records none.
+            if call.stream == true && label.hasPrefix("openllmetry") {
+                let ttft = try #require(event.timeToFirstTokenMs, "\(label): no TTFT for the stream")
+                #expect(ttft > 0 && ttft + (call.delay ?? 0) * 1000 * 0.5 <= event.latencyMs, "\(label): TTFT \(ttft) of \(event.latencyMs)")
+            } else {
+                #expect(event.timeToFirstTokenMs == nil, "\(label) \(call.name)")
+            }
             #expect(event.timestamp.microsecondsSinceEpoch == Int64(span.start_unix_nano / 1000))
             #expect(event.latencyMs == Double(span.end_unix_nano - span.start_unix_nano) / 1e6)
             #expect(event.provider == "openai")
@@ -141,7 +162,7 @@ struct OTLPFixtureTests {
             } else {
                 #expect(event.cachedInputTokens == nil && event.reasoningTokens == nil)
             }
-            #expect(event.costMicros == nil)
+            #expect(event.costNanos == nil)
         }
     }
 
@@ -181,9 +202,15 @@ struct OTLPDecodingTests {
             span(1, attributes: [("gen_ai.provider.name", .string("anthropic")), ("gen_ai.request.model", .string("claude-sonnet-4")),
                                  ("gen_ai.usage.input_tokens", .int(1000)), ("gen_ai.usage.output_tokens", .int(200)),
                                  ("gen_ai.usage.cost", .double(0.0123)), ("gen_ai.response.time_to_first_chunk", .double(0.125)),
-                                 ("gen_ai.conversation.id", .string("conv-7")), ("gen_ai.is_streaming", .bool(true))]),
+                                 ("gen_ai.conversation.id", .string("conv-7")), ("gen_ai.openai.api_base", .string("http://llm"))]),
             span(2, attributes: [("http.method", .string("GET"))]),
-        ]),
+        ].enumerated().map { n, span in
+            // Scopes and a streamed-chunk event round-trip too (two scopes: two ScopeSpans).
+            var span = span
+            span.scope = n == 0 ? "opentelemetry.instrumentation.anthropic" : ""
+            if n == 0 { span.firstChunkUnixNano = span.startTimeUnixNano + 5_000_000 }
+            return span
+        }),
     ])
 
     static func decodeBoth(_ request: OTLPTraceRequest, limits: OTLPLimits = OTLPLimits()) throws -> (OTLPTraceRequest, OTLPTraceRequest) {
@@ -196,7 +223,7 @@ struct OTLPDecodingTests {
     func roundTrip() throws {
         let (pb, json) = try Self.decodeBoth(Self.sample)
         var expected = Self.sample
-        expected.resourceSpans[0].spans[0].attributes = OTLPAttributes(Self.sample.resourceSpans[0].spans[0].attributes.entries.filter { $0.key != "gen_ai.is_streaming" }.map { ($0.key, $0.value) })
+        expected.resourceSpans[0].spans[0].attributes = OTLPAttributes(Self.sample.resourceSpans[0].spans[0].attributes.entries.filter { $0.key != "gen_ai.openai.api_base" }.map { ($0.key, $0.value) })
         expected.resourceSpans[0].spans[1].attributes = OTLPAttributes()
         #expect(pb == expected)
         #expect(json == expected)
@@ -303,7 +330,7 @@ struct GenAIMappingTests {
         #expect(e.eventID == "otlp-" + String(repeating: "01", count: 16) + "-" + String(repeating: "02", count: 8))
         #expect(e.provider == "anthropic" && e.model == "claude-sonnet-4" && e.operation == "chat")
         #expect(e.inputTokens == 1000 && e.outputTokens == 200)
-        #expect(e.costMicros == 12_300)
+        #expect(e.costNanos == 12_300_000)
         #expect(e.timeToFirstTokenMs == 125)
         #expect(e.latencyMs == 250)
         #expect(e.timestamp.microsecondsSinceEpoch == 1_795_000_000_000_000)
@@ -390,5 +417,85 @@ struct GenAIMappingTests {
         var noID = OTLPDecodingTests.span(4, attributes: base)
         noID.traceID = []
         #expect(GenAISpanMapping.map(noID, resource: OTLPAttributes(), now: self.now) == .rejected("traceId: must be 16 bytes, not all zero"))
+    }
+}
+
+@Suite("Golden fixtures of instrumentations that report one call twice, or price it themselves")
+struct OverlappingInstrumentationFixtureTests {
+    @Test("the Anthropic SDK's own span and OpenLLMetry's for one call: each call counted once, with the SDK's numbers")
+    func anthropicSDKAndOpenLLMetry() throws {
+        let fixture = try Fixture("anthropic-sdk+openllmetry.pb")
+        let request = try fixture.decode()
+        let sdkScope = "com.anthropic.sdk.python", openllmetryScope = "opentelemetry.instrumentation.anthropic"
+        #expect(Set(fixture.expected.spans.compactMap(\.scope)) == [sdkScope, openllmetryScope])
+        // Each span is a root span of a trace of its own, as in the report: nothing but the call links them.
+        #expect(Set(fixture.expected.spans.map(\.trace_id)).count == fixture.expected.spans.count)
+        // Counted span by span, as before: every call twice.
+        #expect(mapAll(request, now: fixture.madeAt).events.count == 2 * fixture.expected.calls.count)
+
+        let export = GenAIExport(request, now: fixture.madeAt)
+        #expect(export.rejected.isEmpty)
+        #expect(export.events.count == fixture.expected.calls.count)
+        #expect(export.duplicates == fixture.expected.calls.count)
+        for call in fixture.expected.calls {
+            if call.status != nil {
+                let failed = export.events.filter { $0.status == .error }
+                try #require(failed.count == 1)
+                #expect(failed[0].errorType == "rate_limit" && failed[0].model == call.model)
+                let sdkSpan = try #require(fixture.expected.spans.first { $0.scope == sdkScope && $0.status == "ERROR" })
+                #expect(failed[0].latencyMs == Double(sdkSpan.end_unix_nano - sdkSpan.start_unix_nano) / 1e6, "the SDK's report is kept")
+                continue
+            }
+            let event = try #require(export.events.first { $0.eventID == "otlp-r-anthropic:" + call.response_id! }, "\(call.name)")
+            #expect(event.provider == "anthropic" && event.model == call.model && event.status == .ok)
+            // The SDK counts a stream's output as the API does (cumulative); OpenLLMetry adds message_start's 1 to it.
+            #expect(event.inputTokens == call.input && event.outputTokens == call.output && (event.cachedInputTokens ?? 0) == call.cached, "\(call.name)")
+            #expect(event.tags["response_model"] == call.served_model)
+            if call.stream == true {
+                let ttft = try #require(event.timeToFirstTokenMs, "gen_ai.response.time_to_first_chunk of the SDK")
+                #expect(ttft > 0 && ttft + call.delay! * 1000 * 0.5 <= event.latencyMs, "TTFT \(ttft) of \(event.latencyMs)")
+            } else {
+                #expect(event.timeToFirstTokenMs == nil)
+            }
+        }
+
+        // A tenant that counts only OpenLLMetry: its three spans, nothing merged, the SDK's left out.
+        let chosen = GenAIExport(request, ignoredScopes: [sdkScope], now: fixture.madeAt)
+        #expect(chosen.events.count == fixture.expected.calls.count && chosen.ignored == fixture.expected.calls.count && chosen.duplicates == 0)
+        let stream = fixture.expected.calls.first { $0.stream == true }!
+        #expect(chosen.events.first { $0.eventID == "otlp-r-anthropic:" + stream.response_id! }?.outputTokens == stream.output! + 1,
+                "OpenLLMetry's own count, when the tenant chooses it")
+    }
+
+    @Test("openlit: a cost of 0 for a model missing from its price file does not win, a real cost is kept exactly, TTFT of streams only")
+    func openlit() throws {
+        let fixture = try Fixture("openlit.pb")
+        let export = GenAIExport(try fixture.decode(), now: fixture.madeAt)
+        #expect(export.rejected.isEmpty && export.duplicates == 0)
+        try #require(export.events.count == fixture.expected.calls.count)
+        for call in fixture.expected.calls {
+            let event = try #require(export.events.first { $0.eventID == "otlp-r-openai:" + call.response_id! }, "\(call.name)")
+            #expect(event.inputTokens == call.input && event.outputTokens == call.output)
+            #expect(event.app == "support-bot" && event.environment == "staging")
+            #expect(event.userID == "\(call.name)-fixture", "gen_ai.request.user")
+            switch call.name {
+            case "unpriced":
+                // openlit says 0; the default policy prices the call from the table instead, and says so.
+                #expect(event.costNanos == 0)
+                let table = event.inputTokens * 2_500 + event.outputTokens * 10_000 // gpt-4o at $2.50/$10.00 per Mtok
+                let (cost, source) = CostPolicy.default.resolve(clientCost: event.costNanos, tablePrice: table, usedTokens: true)
+                #expect(cost == table && cost > 0 && source == .priceTableOverClientZero)
+            default:
+                // 1000 x $0.15/Mtok + 200 x $0.60/Mtok = $0.00027 (openlit's float: 0.00026999999999999995).
+                let expected = (call.input! * 150 + call.output! * 600)
+                #expect(event.costNanos == expected, "\(call.name): \(event.costNanos ?? -1)")
+            }
+            if call.stream == true {
+                let ttft = try #require(event.timeToFirstTokenMs, "gen_ai.server.time_to_first_token")
+                #expect(ttft > 0 && ttft + call.delay! * 1000 * 0.5 <= event.latencyMs)
+            } else {
+                #expect(event.timeToFirstTokenMs == nil, "openlit's TTFT of a call that did not stream is its whole latency: not kept")
+            }
+        }
     }
 }

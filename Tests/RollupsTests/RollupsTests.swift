@@ -44,14 +44,18 @@ struct RollupsTests {
             var fields: [String: String] = [
                 "tenant_id": "\"acme\"", "provider": "\"openai\"", "model": "\"gpt-4o\"", "granularity": "\"1m\"", "window_start": "\"2026-11-19T08:00:00Z\"",
                 "version": "1", "requests": "2", "errors": "0", "input_tokens": "1", "output_tokens": "1", "cached_input_tokens": "0", "reasoning_tokens": "0",
-                "cost_micros": "5", "latency_ms": #"{"sketch":{"233":2}}"#, "time_to_first_token_ms": #"{"sketch":{}}"#,
+                "cost_nanos": "5", "latency_ms": #"{"sketch":{"233":2}}"#, "time_to_first_token_ms": #"{"sketch":{}}"#,
             ]
             fields.merge(replace) { _, new in new }
             return Array(("{" + fields.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}").utf8)
         }
         let good = try RollupRecord(json: record([:]))
-        #expect(good.values.requests == 2 && good.values.latency.count == 2)
-        for (field, value, fragment) in [("requests", "-1", "requests"), ("requests", "1e30", "requests"), ("cost_micros", "1.5", "cost_micros"),
+        #expect(good.values.requests == 2 && good.values.latency.count == 2 && good.values.costNanos == 5)
+        // A record from before nano-dollars (a rolling upgrade, an older read model) holds micro-dollars.
+        var old = String(decoding: record([:]), as: UTF8.self)
+        old = old.replacingOccurrences(of: "\"cost_nanos\":5", with: "\"cost_micros\":5")
+        #expect(try RollupRecord(json: Array(old.utf8)).values.costNanos == 5_000)
+        for (field, value, fragment) in [("requests", "-1", "requests"), ("requests", "1e30", "requests"), ("cost_nanos", "1.5", "cost_nanos"),
                                          ("version", "\"7\"", "version"), ("window_start", "\"2026-11-19T08:00:30Z\"", "window_start"),
                                          ("tenant_id", "\"bad tenant!\"", "tenant_id"), ("latency_ms", #"{"sketch":{"99999999":1}}"#, "sketch bucket"), ("latency_ms", #"{"sketch":{"35500":1}}"#, "sketch bucket"),
                                          ("latency_ms", #"{"sketch":{"z":-3}}"#, "sketch bucket z"), ("errors_by_type", "[1]", "errors_by_type")] {
@@ -98,14 +102,14 @@ struct RollupsTests {
         func event(_ model: String, status: LLMEvent.Status, minute: Int, cost: Int64) -> LLMEvent {
             LLMEvent(eventID: "e", tenantID: "acme", timestamp: EventTimestamp(microsecondsSinceEpoch: Int64(minute) * 60_000_000 + 1),
                      provider: "openai", model: model, inputTokens: 10, outputTokens: 5, cachedInputTokens: 2, latencyMs: 100,
-                     status: status, errorType: status == .error ? "timeout" : nil, costMicros: cost)
+                     status: status, errorType: status == .error ? "timeout" : nil, costNanos: cost)
         }
         var d = RollupDeltas(granularity: .minute)
         d.add(event("a", status: .ok, minute: 0, cost: 7))
         d.add(event("a", status: .error, minute: 0, cost: 3))
         d.add(event("b", status: .ok, minute: 1, cost: 1))
         let total0 = d.windows[RollupKey(series: .total("acme"), windowStart: 0)]!
-        #expect(total0.requests == 2 && total0.errors == 1 && total0.errorsByType == ["timeout": 1] && total0.costMicros == 10)
+        #expect(total0.requests == 2 && total0.errors == 1 && total0.errorsByType == ["timeout": 1] && total0.costNanos == 10)
         #expect(total0.inputTokens == 20 && total0.cachedInputTokens == 4 && total0.latency.count == 2)
         #expect(d.windows[RollupKey(series: SeriesKey(tenant: "acme", provider: "openai", model: "b"), windowStart: 60_000_000)]?.requests == 1)
         #expect(d.windows.count == 4)

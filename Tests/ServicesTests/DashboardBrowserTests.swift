@@ -37,7 +37,7 @@ struct DashboardBrowserTests {
                 eventID: "\(run)-\(i)", timestamp: EventTimestamp(microsecondsSinceEpoch: now - 50 * 60_000_000 + Int64(i) * 5_000_000),
                 provider: provider, model: model, inputTokens: Int64(100 + rng.next() % 3000), outputTokens: Int64(10 + rng.next() % 700),
                 latencyMs: Double(latency) + Double(rng.next() % 900), status: failed ? .error : .ok, errorType: failed ? "rate_limit" : nil,
-                costMicros: Int64(500 + rng.next() % 20_000))
+                costNanos: Int64(500 + rng.next() % 20_000))
         }
         let batch = "[" + events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: ",") + "]"
         let posted = try await http.call("POST", "/v1/events", token: ingestKey, body: batch)
@@ -46,6 +46,22 @@ struct DashboardBrowserTests {
         try await eventually(.seconds(60), "the workload in the rollups") {
             let reply = try await http.call("GET", "/v1/breakdown?from=\(from)", token: adminKey)
             return (reply.json["totals"] as? [String: Any])?["requests"] as? Int == events.count
+        }
+
+        // Input that never became an event: three produced to Kafka directly with a negative token count, which the
+        // ingestor dead-letters; the page's "Rejected input" panel must show what the API says.
+        var dlqLogger = Logger(label: "dashboard-test")
+        dlqLogger.logLevel = .warning
+        let direct = try KafkaProducer(configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try TestEnvironment.kafkaBrokers())), logger: dlqLogger)
+        try await direct.sendAll((0..<3).map { i in
+            KafkaProducerMessage(topic: "\(run)-raw", key: Array(tenant.utf8), value: Array("""
+                {"event_id":"\(run)-bad-\(i)","tenant_id":"\(tenant)","timestamp":"\(EventTimestamp(microsecondsSinceEpoch: now - 60_000_000).rfc3339)","provider":"openai","model":"gpt-4o",\
+                "input_tokens":-5,"output_tokens":1,"latency_ms":10,"status":"ok"}
+                """.utf8))
+        })
+        try await eventually(.seconds(60), "the dead letters in the API") {
+            let reply = try await http.call("GET", "/v1/dead-letters?from=\(from)", token: adminKey)
+            return (reply.json["totals"] as? [String: Any])?.values.compactMap { $0 as? Int }.reduce(0, +) == 3
         }
 
         // The browser session; it asks for the live anomaly once the anomalies view is connected.

@@ -105,7 +105,7 @@ struct DependencyRestartTests {
                     return LLMEvent(eventID: "\(run)-\(n)", timestamp: EventTimestamp(microsecondsSinceEpoch: now - 2_000_000 - Int64(i) * 1000),
                                     provider: provider, model: model, inputTokens: Int64(10 + n % 300), outputTokens: Int64(n % 50),
                                     latencyMs: Double(30 + (n * 37) % 2000), status: n % 7 == 0 ? .error : .ok, errorType: n % 7 == 0 ? "timeout" : nil,
-                                    costMicros: Int64(1 + n % 900))
+                                    costNanos: Int64(1 + n % 900))
                 }
                 let body = "[" + events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: ",") + "]"
                 while !shared.stop.load(ordering: .relaxed) {

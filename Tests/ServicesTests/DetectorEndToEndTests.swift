@@ -32,7 +32,7 @@ struct DetectorEndToEndTests {
         var rng = SeededRandom(seed: 11)
         func event(_ id: String, at t: Int64, latency: Double) -> LLMEvent {
             LLMEvent(eventID: id, tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: t), provider: "openai", model: "gpt-4o",
-                     inputTokens: 500, outputTokens: 200, latencyMs: latency, status: .ok, costMicros: 3000)
+                     inputTokens: 500, outputTokens: 200, latencyMs: latency, status: .ok, costNanos: 3000)
         }
         for m in 0..<120 {
             let start = live - Int64(120 - m) * 60_000_000

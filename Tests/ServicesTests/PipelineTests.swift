@@ -52,7 +52,7 @@ struct PipelineTests {
                 timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 240_000_000 / 2400),
                 provider: provider, model: model, inputTokens: Int64.random(in: 0...4000, using: &rng), outputTokens: Int64.random(in: 0...900, using: &rng),
                 latencyMs: Double(Int.random(in: 20...8000, using: &rng)), status: error ? .error : .ok, errorType: error ? "timeout" : nil,
-                costMicros: Int64.random(in: 1...50_000, using: &rng))
+                costNanos: Int64.random(in: 1...50_000, using: &rng))
         }
         func raw(_ e: LLMEvent) -> KafkaProducerMessage { KafkaProducerMessage(topic: topics.raw, key: Array(e.tenantID!.utf8), value: e.jsonBytes()) }
         let invalid = (0..<7).map { KafkaProducerMessage(topic: topics.raw, key: nil, value: Array("{\"event_id\":\"\(run)-bad-\($0)\"}".utf8)) }
@@ -110,12 +110,12 @@ struct PipelineTests {
         var actual: [RollupKey: (Int64, Int64, Int64, Int64, Int64)] = [:]
         for row in result {
             let key = RollupKey(series: SeriesKey(tenant: try row.decode("tenant_id"), provider: try row.decode("provider"), model: try row.decode("model")), windowStart: try row.decode("window_us"))
-            actual[key] = (try row.decode("requests"), try row.decode("errors"), try row.decode("input_tokens"), try row.decode("output_tokens"), try row.decode("cost_micros"))
+            actual[key] = (try row.decode("requests"), try row.decode("errors"), try row.decode("input_tokens"), try row.decode("output_tokens"), try row.decode("cost_nanos"))
         }
         #expect(Set(actual.keys) == Set(truth.windows.keys))
         for (key, v) in truth.windows {
             let got = actual[key]
-            #expect(got?.0 == v.requests && got?.1 == v.errors && got?.2 == v.inputTokens && got?.3 == v.outputTokens && got?.4 == v.costMicros, "\(key)")
+            #expect(got?.0 == v.requests && got?.1 == v.errors && got?.2 == v.inputTokens && got?.3 == v.outputTokens && got?.4 == v.costNanos, "\(key)")
         }
         let dead = try await readTopic(topics.deadLetters, count: 7)
         #expect(dead.allSatisfy { $0.header(EventHeaders.reason) == Array("invalid_event".utf8) })
@@ -153,7 +153,7 @@ struct PipelineTests {
         let origin = (EventTimestamp.now().microsecondsSinceEpoch - 180_000_000) / 60_000_000 * 60_000_000
         let events = (0..<200).map { i in
             LLMEvent(eventID: "\(run)-\(i)", tenantID: "not-\(tenant)", timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 600_000),
-                     provider: "openai", model: "gpt-4o", inputTokens: Int64(i), outputTokens: 1, latencyMs: Double(i), status: .ok, costMicros: Int64(i + 1))
+                     provider: "openai", model: "gpt-4o", inputTokens: Int64(i), outputTokens: 1, latencyMs: Double(i), status: .ok, costNanos: Int64(i + 1))
         }
         let batch = events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: "\n")
         let (first, firstBody) = try await post("/v1/events", batch, token: key, contentType: "application/x-ndjson")
@@ -164,7 +164,7 @@ struct PipelineTests {
 
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
         @Sendable func totals() async throws -> (Int64, Int64) {
-            let row = try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n, COALESCE(sum(cost_micros), 0)::bigint AS c FROM rollups_1m WHERE tenant_id = \(tenant) AND provider = ''")[0]
+            let row = try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n, COALESCE(sum(cost_nanos), 0)::bigint AS c FROM rollups_1m WHERE tenant_id = \(tenant) AND provider = ''")[0]
             return (try row.decode("n"), try row.decode("c"))
         }
         try await within(.seconds(120), "200 events in the rollups") {
@@ -229,7 +229,7 @@ struct PipelineTests {
             let (provider, model) = models[i % 3]
             return LLMEvent(eventID: id, tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: t), provider: provider, model: model,
                             inputTokens: Int64(10 + i % 700), outputTokens: Int64(i % 90), latencyMs: Double(20 + (i * 37) % 4000),
-                            status: i % 9 == 0 ? .error : .ok, errorType: i % 9 == 0 ? "rate_limit" : nil, costMicros: Int64(1 + i % 5000))
+                            status: i % 9 == 0 ? .error : .ok, errorType: i % 9 == 0 ? "rate_limit" : nil, costNanos: Int64(1 + i % 5000))
         }
         let recent = (0..<600).map { i in make("\(run)-r\(i)", tenant: i % 4 == 0 ? b : a, at: now - 360_000_000 + Int64(i) * 400_000, i) }
         let late = (0..<30).map { i in make("\(run)-l\(i)", tenant: a, at: now - 420_000_000 - Int64(i) * 1_000_000, i) }

@@ -52,7 +52,7 @@ struct ScalingTests {
                     let (provider, model) = models[i % 3]
                     batch.append(LLMEvent(eventID: "\(run)-\(i)", tenantID: tenants[i % tenants.count], timestamp: EventTimestamp(microsecondsSinceEpoch: now - Int64(i % 20) * 1_000_000),
                                           provider: provider, model: model, inputTokens: Int64(i % 997), outputTokens: Int64(i % 101), latencyMs: Double(100 + i % 900),
-                                          status: i % 13 == 0 ? .error : .ok, errorType: i % 13 == 0 ? "timeout" : nil, costMicros: Int64(1 + i % 5000)))
+                                          status: i % 13 == 0 ? .error : .ok, errorType: i % 13 == 0 ? "timeout" : nil, costNanos: Int64(1 + i % 5000)))
                     i += 1
                 }
                 let again = retries
@@ -116,20 +116,35 @@ struct ScalingTests {
         running.store(false, ordering: .relaxed)
         try await workload.value
         let events = sent.withLock { $0 }
-        try await waitForApplied(atLeast: Int64(events.count), "every event applied")
         var truth = RollupDeltas(granularity: .minute)
         for e in events { truth.add(e) }
+        do {
+            try await waitForApplied(atLeast: Int64(events.count), "every event applied")
+        } catch {
+            // Say what is missing and where, so a failure can be placed against the scaling steps above.
+            let rows = try await postgres.query("SELECT tenant_id, (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, requests FROM rollups_1m WHERE tenant_id LIKE \(run + "-%") AND provider = ''")
+            var have: [String: Int64] = [:]
+            for row in rows { have["\(try row.decode("tenant_id", as: String.self)) \(EventTimestamp(microsecondsSinceEpoch: try row.decode("window_us")).rfc3339)"] = try row.decode("requests") }
+            var want: [String: Int64] = [:]
+            for (key, v) in truth.windows where key.series.provider.isEmpty {
+                want["\(key.series.tenant) \(EventTimestamp(microsecondsSinceEpoch: key.windowStart).rfc3339)"] = v.requests
+            }
+            let short = want.filter { have[$0.key, default: 0] != $0.value }.map { "\($0.key): \(have[$0.key, default: 0]) of \($0.value)" }.sorted()
+            Issue.record("applied \(try await applied()) of \(events.count); windows short: \(short.prefix(20).joined(separator: "; "))")
+            for (service, list) in replicas { for p in list { print("--- \(service) pid \(p.pid) log tail:\n\(p.log.suffix(2000))") } }
+            throw error
+        }
         let result = try await postgres.query("SELECT \(unescaped: RollupStore.selectColumns) FROM rollups_1m WHERE tenant_id LIKE \(run + "-%")")
         var actual: [RollupKey: (Int64, Int64, Int64, Int64, Int64)] = [:]
         for row in result {
             let key = RollupKey(series: SeriesKey(tenant: try row.decode("tenant_id"), provider: try row.decode("provider"), model: try row.decode("model")), windowStart: try row.decode("window_us"))
-            actual[key] = (try row.decode("requests"), try row.decode("errors"), try row.decode("input_tokens"), try row.decode("output_tokens"), try row.decode("cost_micros"))
+            actual[key] = (try row.decode("requests"), try row.decode("errors"), try row.decode("input_tokens"), try row.decode("output_tokens"), try row.decode("cost_nanos"))
         }
         #expect(Set(actual.keys) == Set(truth.windows.keys))
         var mismatches = 0
         for (key, v) in truth.windows {
             let got = actual[key]
-            if !(got?.0 == v.requests && got?.1 == v.errors && got?.2 == v.inputTokens && got?.3 == v.outputTokens && got?.4 == v.costMicros) { mismatches += 1 }
+            if !(got?.0 == v.requests && got?.1 == v.errors && got?.2 == v.inputTokens && got?.3 == v.outputTokens && got?.4 == v.costNanos) { mismatches += 1 }
         }
         #expect(mismatches == 0, "\(mismatches) of \(truth.windows.count) series-windows differ from the ground truth (\(events.count) events)")
 

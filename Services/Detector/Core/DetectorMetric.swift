@@ -1,3 +1,4 @@
+import Events
 import Rollups
 
 /// The metrics the detector watches on every series.
@@ -93,7 +94,7 @@ public struct WindowObservation: Sendable, Equatable {
         self.init(
             windowStart: record.key.windowStart, interval: record.granularity.microseconds, requests: n, errors: Double(v.errors),
             latencyP95: v.latency.quantile(0.95) ?? .nan,
-            costPerRequest: n > 0 ? Double(v.costMicros) / 1_000_000 / n : .nan,
+            costPerRequest: n > 0 ? Double(v.costNanos) / Double(LLMEvent.nanosPerUSD) / n : .nan,
             outputTokensPerRequest: n > 0 ? Double(v.outputTokens) / n : .nan,
             ttftP95: v.timeToFirstToken.quantile(0.95) ?? .nan)
     }

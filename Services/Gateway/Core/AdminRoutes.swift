@@ -131,7 +131,7 @@ public struct AdminRoutes: Sendable {
     }
 
     func updateTenant(_ id: String, _ request: Request) async throws -> Response {
-        let input = try await JSONInput.read(request, allowed: ["name", "disabled", "limits", "cost_policy"])
+        let input = try await JSONInput.read(request, allowed: ["name", "disabled", "limits", "cost_policy", "otlp_ignored_scopes"])
         var update = ApiKeyStore.TenantUpdate()
         update.name = try input.string("name")
         update.disabled = try input.bool("disabled")
@@ -141,6 +141,7 @@ public struct AdminRoutes: Sendable {
             }
             update.costPolicy = value
         }
+        update.otlpIgnoredScopes = try input.scopeNames("otlp_ignored_scopes", max: 20)
         if let l = try input.object("limits", allowed: Self.limitMembers) {
             let limits = try Self.limitsUpdate(l)
             update.eventsPerSecond = limits.eventsPerSecond

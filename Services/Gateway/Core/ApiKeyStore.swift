@@ -59,6 +59,8 @@ public struct Caller: Sendable, Equatable {
     public var keyID: String
     public var scopes: Set<Scope>
     public var limits: TenantLimits
+    /// Instrumentation scopes whose GenAI spans this tenant does not count (`otlp_ignored_scopes`).
+    public var ignoredOTLPScopes: Set<String> = []
 }
 
 /// Tenants and API keys. A key is `tw_<key id>_<secret>`: the key id (64 random bits, hex) finds the row, the
@@ -119,7 +121,8 @@ public final class ApiKeyStore: Sendable {
         guard Digest.constantTimeEquals(Digest.sha256(token), Self.unhex(record.hash)) else { return nil }
         if let expires = record.expiresAt, expires <= Date().timeIntervalSince1970 { return nil }
         guard record.active else { return nil }
-        return Caller(tenantID: record.tenant, keyID: keyID, scopes: Set(record.scopes), limits: record.limits)
+        return Caller(tenantID: record.tenant, keyID: keyID, scopes: Set(record.scopes), limits: record.limits,
+                      ignoredOTLPScopes: Set(record.ignoredOTLPScopes ?? []))
     }
 
     /// The key id of a well-formed key, or nil: the shape is checked before any lookup.
@@ -139,6 +142,8 @@ public final class ApiKeyStore: Sendable {
         var active: Bool
         var expiresAt: Double?
         var limits: TenantLimits
+        /// Optional so entries cached before the setting existed still decode.
+        var ignoredOTLPScopes: [String]?
     }
 
     static func cacheKey(_ keyID: String) -> String { "tw:apikey:v2:\(keyID)" }
@@ -160,7 +165,8 @@ public final class ApiKeyStore: Sendable {
             SELECT k.tenant_id, encode(k.key_hash, 'hex') AS hash, array_to_string(k.scopes, ',') AS scopes,
                    (k.revoked_at IS NULL AND NOT t.disabled) AS active,
                    extract(epoch FROM k.expires_at)::float8 AS expires_at,
-                   t.events_per_second, t.requests_per_second, t.monthly_event_quota
+                   t.events_per_second, t.requests_per_second, t.monthly_event_quota,
+                   array_to_string(t.otlp_ignored_scopes, ',') AS ignored_scopes
             FROM api_keys k JOIN tenants t ON t.tenant_id = k.tenant_id WHERE k.key_id = \(keyID)
             """)
         let record: Record? = try rows.first.map { row in
@@ -168,7 +174,8 @@ public final class ApiKeyStore: Sendable {
                 tenant: try row.decode("tenant_id"), hash: try row.decode("hash"),
                 scopes: (try row.decode("scopes", as: String.self)).split(separator: ",").compactMap { Scope(rawValue: String($0)) },
                 active: try row.decode("active"), expiresAt: try row.decodeIfPresent("expires_at", as: Double.self),
-                limits: try TenantLimits(row))
+                limits: try TenantLimits(row),
+                ignoredOTLPScopes: (try row.decode("ignored_scopes", as: String.self)).split(separator: ",").map(String.init))
         }
         guard let record else {
             self.unknown.withLock { $0.insert(keyID, until: now + .seconds(self.cacheTTLSeconds), now: now) }
@@ -200,15 +207,18 @@ public final class ApiKeyStore: Sendable {
         public var limits: TenantLimits
         /// Which cost an event keeps when its client sent one (`CostPolicy`).
         public var costPolicy: String
+        /// Instrumentation scopes whose GenAI spans are not counted (README, "One call, two instrumentations").
+        public var otlpIgnoredScopes: [String]
         public var createdAt: String
 
         enum CodingKeys: String, CodingKey {
-            case tenantID = "tenant_id", name, disabled, limits, costPolicy = "cost_policy", createdAt = "created_at"
+            case tenantID = "tenant_id", name, disabled, limits, costPolicy = "cost_policy", otlpIgnoredScopes = "otlp_ignored_scopes", createdAt = "created_at"
         }
     }
 
     static let tenantColumns = """
         tenant_id, name, disabled, events_per_second, requests_per_second, monthly_event_quota, cost_policy,
+        array_to_string(otlp_ignored_scopes, ',') AS otlp_ignored_scopes,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at
         """
 
@@ -216,6 +226,7 @@ public final class ApiKeyStore: Sendable {
         Tenant(
             tenantID: try row.decode("tenant_id"), name: try row.decode("name"), disabled: try row.decode("disabled"),
             limits: try TenantLimits(row), costPolicy: try row.decode("cost_policy"),
+            otlpIgnoredScopes: (try row.decode("otlp_ignored_scopes", as: String.self)).split(separator: ",").map(String.init),
             createdAt: try row.decode("created_at"))
     }
 
@@ -252,6 +263,8 @@ public final class ApiKeyStore: Sendable {
         public var requestsPerSecond: Int??
         public var monthlyEventQuota: Int64??
         public var costPolicy: CostPolicy?
+        /// Scope names, already checked by `JSONInput.isScopeName` (so they need no quoting in an array literal).
+        public var otlpIgnoredScopes: [String]?
 
         public init() {}
     }
@@ -270,6 +283,10 @@ public final class ApiKeyStore: Sendable {
         if let rps = update.requestsPerSecond { set("requests_per_second", rps.map { String($0) }) }
         if let quota = update.monthlyEventQuota { set("monthly_event_quota", quota.map { String($0) }) }
         if let policy = update.costPolicy { set("cost_policy", policy.rawValue) }
+        if let scopes = update.otlpIgnoredScopes {
+            precondition(scopes.allSatisfy(JSONInput.isScopeName))
+            set("otlp_ignored_scopes", "{" + scopes.joined(separator: ",") + "}")
+        }
         query.parameters.append(id)
         query.sql += " WHERE tenant_id = $\(query.parameters.count) RETURNING \(Self.tenantColumns)"
         guard let tenant = try await self.postgres.query(query).first.map(Self.tenant) else { return nil }

@@ -109,6 +109,31 @@ struct JSONInput {
         }
     }
 
+    /// Instrumentation scope names (`InstrumentationScope.name`): at most `max`, each 1...256 bytes of letters,
+    /// digits and `._-/:@` (no commas or spaces, so a list is unambiguous wherever it is written); an empty list clears.
+    func scopeNames(_ name: String, max: Int) throws -> [String]? {
+        switch self.members[name] {
+        case nil: return nil
+        case .array(let items)?:
+            guard items.count <= max else { throw Self.invalid(name, "must list at most \(max) scope names") }
+            var names: [String] = []
+            for item in items {
+                guard case .string(let s) = item, Self.isScopeName(s) else {
+                    throw Self.invalid(name, "each must be an instrumentation scope name: 1 to 256 letters, digits and ._-/:@")
+                }
+                if !names.contains(s) { names.append(s) }
+            }
+            return names
+        default: throw Self.invalid(name, "must be an array of instrumentation scope names")
+        }
+    }
+
+    static func isScopeName(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 256 && s.utf8.allSatisfy { b in
+            (48...57).contains(b) || (65...90).contains(b) || (97...122).contains(b) || Array("._-/:@".utf8).contains(b)
+        }
+    }
+
     func scopes(_ name: String) throws -> [Scope]? {
         switch self.members[name] {
         case nil: return nil

@@ -21,6 +21,8 @@ public struct OTLPRoutes: Sendable {
     private let accepted = Counter(label: "tw_gateway_otlp_spans_total", dimensions: [("outcome", "accepted")])
     private let rejected = Counter(label: "tw_gateway_otlp_spans_total", dimensions: [("outcome", "rejected")])
     private let skipped = Counter(label: "tw_gateway_otlp_spans_total", dimensions: [("outcome", "skipped")])
+    private let duplicates = Counter(label: "tw_gateway_otlp_spans_total", dimensions: [("outcome", "duplicate")])
+    private let ignoredScope = Counter(label: "tw_gateway_otlp_spans_total", dimensions: [("outcome", "ignored_scope")])
     private let otherSignals = Counter(label: "tw_gateway_otlp_other_signal_requests_total")
     /// Rejection reasons quoted in `partialSuccess.errorMessage`; the count stays exact.
     static let maxReportedReasons = 5
@@ -98,30 +100,22 @@ public struct OTLPRoutes: Sendable {
             let now = EventTimestamp.now()
             let limits = self.settings.eventLimits
             let tenantKey = Array(tenant.tenantID.utf8)
-            var messages: [KafkaProducerMessage] = []
-            var reasons: [String] = []
-            var rejectedCount = 0
-            var skippedCount = 0
-            for resourceSpans in traces.resourceSpans {
-                for span in resourceSpans.spans {
-                    switch GenAISpanMapping.map(span, resource: resourceSpans.resource, limits: limits, now: now) {
-                    case .event(var event):
-                        event.tenantID = tenant.tenantID
-                        messages.append(KafkaProducerMessage(topic: self.topics.raw, key: tenantKey, value: event.jsonBytes()))
-                    case .skipped:
-                        skippedCount += 1
-                    case .rejected(let reason):
-                        rejectedCount += 1
-                        if reasons.count < Self.maxReportedReasons {
-                            reasons.append("span \(GenAISpanMapping.hex(span.spanID).prefix(16)) (\(span.name.prefix(64))): \(reason)")
-                        }
-                    }
-                }
+            let export = GenAIExport(traces, ignoredScopes: tenant.caller.ignoredOTLPScopes, limits: limits, now: now)
+            let messages = export.events.map { event in
+                var event = event
+                event.tenantID = tenant.tenantID
+                return KafkaProducerMessage(topic: self.topics.raw, key: tenantKey, value: event.jsonBytes())
             }
-            self.skipped.increment(by: skippedCount)
+            let rejectedCount = export.rejected.count
+            let reasons = export.rejected.prefix(Self.maxReportedReasons).map { r in
+                "span \(GenAISpanMapping.hex(r.spanID).prefix(16)) (\(r.spanName.prefix(64))): \(r.reason)"
+            }
+            self.skipped.increment(by: export.skipped)
             self.rejected.increment(by: rejectedCount)
+            self.duplicates.increment(by: export.duplicates)
+            self.ignoredScope.increment(by: export.ignored)
             // GenAI spans, used or not, are what the gateway worked on for this tenant; other spans are skipped unread.
-            let budget = try await self.publisher.chargeWork(messages.count + rejectedCount, caller: tenant.caller)
+            let budget = try await self.publisher.chargeWork(messages.count + rejectedCount + export.duplicates + export.ignored, caller: tenant.caller)
             if !messages.isEmpty {
                 try await self.publisher.publish(messages, caller: tenant.caller)
                 self.accepted.increment(by: messages.count)

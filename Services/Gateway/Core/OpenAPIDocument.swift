@@ -135,6 +135,7 @@ public enum OpenAPIDocument {
                 "monthly_event_quota": {"type": ["integer", "null"], "minimum": 0, "maximum": 1000000000000}}},
               "Tenant": {"type": "object", "properties": {"tenant_id": {"type": "string"}, "name": {"type": "string"}, "disabled": {"type": "boolean"},
                 "cost_policy": {"type": "string", "enum": ["client_unless_zero", "client", "price_table"], "description": "which cost an event keeps when its client sent one"},
+                "otlp_ignored_scopes": {"type": "array", "items": {"type": "string"}, "description": "instrumentation scopes whose GenAI spans are not counted"},
                 "limits": {"$ref": "#/components/schemas/Limits"}, "created_at": {"type": "string", "format": "date-time"}}},
               "Key": {"type": "object", "description": "A key as listed: never its secret", "properties": {"key_id": {"type": "string"}, "prefix": {"type": "string"},
                 "name": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string", "enum": ["ingest", "query", "admin"]}},
@@ -291,7 +292,9 @@ public enum OpenAPIDocument {
               "patch": {"summary": "Rename, disable or enable a tenant, or change its limits; applies at once", "security": [{"adminToken": []}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
                   "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "disabled": {"type": "boolean"}, "limits": {"$ref": "#/components/schemas/Limits"},
-                  "cost_policy": {"type": "string", "enum": ["client_unless_zero", "client", "price_table"]}}}}}},
+                  "cost_policy": {"type": "string", "enum": ["client_unless_zero", "client", "price_table"]},
+                  "otlp_ignored_scopes": {"type": "array", "maxItems": 20, "description": "instrumentation scopes (InstrumentationScope.name) whose GenAI spans this tenant does not count; [] counts all",
+                    "items": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[A-Za-z0-9._/:@-]+$"}}}}}}},
                 "responses": {"200": {"description": "The tenant as it now is", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Tenant"}}}},
                   "400": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
             "/v1/admin/tenants/{tenant_id}/keys": {"parameters": [{"$ref": "#/components/parameters/tenant"}],

@@ -83,8 +83,8 @@ public struct QueryRoutes: Sendable {
         while t < to {
             if !first { out.append(UInt8(ascii: ",")) }
             first = false
-            let value = metric.value(byWindow[t] ?? RollupValues())
-            out.append(contentsOf: Array("{\"t\":\"\(EventTimestamp(microsecondsSinceEpoch: t).rfc3339)\",\"value\":\(value.map(Self.number) ?? "null")}".utf8))
+            let value = metric.json(byWindow[t] ?? RollupValues())
+            out.append(contentsOf: Array("{\"t\":\"\(EventTimestamp(microsecondsSinceEpoch: t).rfc3339)\",\"value\":\(value)}".utf8))
             t += step.microseconds
         }
         out.append(contentsOf: Array("]}".utf8))
@@ -141,7 +141,7 @@ public struct QueryRoutes: Sendable {
             case "requests": return $0.requests
             case "tokens": return $0.inputTokens + $0.outputTokens
             case "errors": return $0.errors
-            default: return $0.costMicros
+            default: return $0.costNanos
             }
         }
         let items = groups.values.sorted { (sortKey($0.values), $1.provider, $1.model) > (sortKey($1.values), $0.provider, $0.model) }.prefix(limit)
@@ -244,10 +244,15 @@ public struct QueryRoutes: Sendable {
     static func summary(_ v: RollupValues) -> String {
         let rate = v.requests > 0 ? number(Double(v.errors) / Double(v.requests)) : "null"
         func q(_ s: QuantileSketch, _ p: Double) -> String { s.quantile(p).map(number) ?? "null" }
-        return "{\"requests\":\(v.requests),\"errors\":\(v.errors),\"error_rate\":\(rate),\"input_tokens\":\(v.inputTokens),\"output_tokens\":\(v.outputTokens),\"cost_usd\":\(LLMEvent.decimalUSD(micros: v.costMicros)),\"latency_ms\":{\"p50\":\(q(v.latency, 0.5)),\"p90\":\(q(v.latency, 0.9)),\"p95\":\(q(v.latency, 0.95)),\"p99\":\(q(v.latency, 0.99))}}"
+        return "{\"requests\":\(v.requests),\"errors\":\(v.errors),\"error_rate\":\(rate),\"input_tokens\":\(v.inputTokens),\"output_tokens\":\(v.outputTokens),\"cost_usd\":\(LLMEvent.decimalUSD(nanos: v.costNanos)),\"latency_ms\":{\"p50\":\(q(v.latency, 0.5)),\"p90\":\(q(v.latency, 0.9)),\"p95\":\(q(v.latency, 0.95)),\"p99\":\(q(v.latency, 0.99))}}"
     }
 
-    static func number(_ d: Double) -> String { d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(format: "%.4f", d) }
+    /// A ratio or a latency as JSON: integral values as integers, others in the shortest text that reads back as
+    /// the same double (never rounded to a fixed number of places). Money never comes here: it is exact decimal text.
+    static func number(_ d: Double) -> String {
+        guard d.isFinite else { return "null" }
+        return d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : "\(d)"
+    }
 
     static func json(_ bytes: [UInt8]) -> Response {
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
@@ -311,15 +316,23 @@ enum Metric: String, CaseIterable {
         }
     }
 
-    /// The metric of one window; nil where it is undefined (a rate or percentile of no requests).
-    func value(_ v: RollupValues) -> Double? {
+    /// The metric of one window as JSON: counts and money exact (cost as decimal text of its nano-dollars, so a
+    /// series sums to what `/v1/breakdown` says), `null` where undefined (a rate or percentile of no requests).
+    func json(_ v: RollupValues) -> String {
         switch self {
-        case .requests: return Double(v.requests)
-        case .errors: return Double(v.errors)
+        case .requests: return String(v.requests)
+        case .errors: return String(v.errors)
+        case .inputTokens: return String(v.inputTokens)
+        case .outputTokens: return String(v.outputTokens)
+        case .costUSD: return LLMEvent.decimalUSD(nanos: v.costNanos)
+        default: return self.value(v).map(QueryRoutes.number) ?? "null"
+        }
+    }
+
+    private func value(_ v: RollupValues) -> Double? {
+        switch self {
+        case .requests, .errors, .inputTokens, .outputTokens, .costUSD: return nil
         case .errorRate: return v.requests > 0 ? Double(v.errors) / Double(v.requests) : nil
-        case .inputTokens: return Double(v.inputTokens)
-        case .outputTokens: return Double(v.outputTokens)
-        case .costUSD: return Double(v.costMicros) / 1_000_000
         case .latencyP50: return v.latency.quantile(0.5)
         case .latencyP90: return v.latency.quantile(0.9)
         case .latencyP95: return v.latency.quantile(0.95)

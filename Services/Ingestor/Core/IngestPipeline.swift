@@ -129,10 +129,10 @@ public final class IngestPipeline: Sendable {
             case .first: summary.accepted += 1
             }
             var priced = event
-            let table = prices.price(tenant: event.tenantID!, provider: event.provider, model: event.model).map { $0.costMicros(of: event) }
+            let table = prices.price(tenant: event.tenantID!, provider: event.provider, model: event.model).map { $0.costNanos(of: event) }
             let usedTokens = event.inputTokens > 0 || event.outputTokens > 0
-            let (cost, source) = self.tenants.costPolicy(event.tenantID!).resolve(clientCost: event.costMicros, tablePrice: table, usedTokens: usedTokens)
-            priced.costMicros = cost
+            let (cost, source) = self.tenants.costPolicy(event.tenantID!).resolve(clientCost: event.costNanos, tablePrice: table, usedTokens: usedTokens)
+            priced.costNanos = cost
             // Unknown model: priced 0 and flagged in a header and a metric, never silently.
             if source == .unknownModel { summary.unpriced += 1 }
             self.costSources[source]?.increment()

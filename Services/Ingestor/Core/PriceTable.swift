@@ -13,10 +13,10 @@ public struct ModelPrice: Sendable, Hashable {
         self.outputMicrosPerMTok = output
     }
 
-    /// The cost of a call in micro-dollars, rounded half up once at the end (so no rounding error accumulates
+    /// The cost of a call in nano-dollars, rounded half up once at the end (so no rounding error accumulates
     /// across the three token kinds). Cached input tokens are part of `input_tokens` and priced at the cached rate;
     /// reasoning tokens are part of `output_tokens` (as the providers report them) and not counted again.
-    public func costMicros(of event: LLMEvent) -> Int64 {
+    public func costNanos(of event: LLMEvent) -> Int64 {
         let cached = min(event.cachedInputTokens ?? 0, event.inputTokens)
         let uncached = event.inputTokens - cached
         // Tokens <= 1e9 (event limits) and prices <= `maxMicrosPerMTok` (checked on load) keep every product and the
@@ -26,10 +26,11 @@ public struct ModelPrice: Sendable, Hashable {
         for (tokens, price) in [(uncached, self.inputMicrosPerMTok), (cached, self.cachedInputMicrosPerMTok), (event.outputTokens, self.outputMicrosPerMTok)] {
             let (product, overflow) = max(tokens, 0).multipliedReportingOverflow(by: max(price, 0))
             let (sum, overflow2) = total.addingReportingOverflow(product)
-            guard !overflow, !overflow2 else { return .max / 1_000_000 }
+            guard !overflow, !overflow2 else { return .max / 1_000 }
             total = sum
         }
-        return total / 1_000_000 + (total % 1_000_000 >= 500_000 ? 1 : 0)
+        // micro-dollars per Mtok x tokens = 1e-12 USD; a nano-dollar is 1,000 of them.
+        return total / 1_000 + (total % 1_000 >= 500 ? 1 : 0)
     }
 
     /// Largest price per million tokens a row may hold: 2,000,000,000 micro-dollars ($2,000/Mtok, ten times the

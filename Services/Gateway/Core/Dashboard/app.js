@@ -45,6 +45,8 @@ const compactFormat = new Intl.NumberFormat(undefined, { notation: 'compact', ma
 function fmtCount(v) { return v === null || v === undefined ? '–' : Math.abs(v) >= 100_000 ? compactFormat.format(v) : numberFormat.format(v); }
 function fmtUSD(v) {
   if (v === null || v === undefined) return '–';
+  // Costs are exact to the nano-dollar: a cheap call's cost shows its significant digits, not $0.0000.
+  if (v !== 0 && Math.abs(v) < 0.01) return new Intl.NumberFormat(undefined, { style: 'currency', currency: 'USD', maximumSignificantDigits: 3 }).format(v);
   const digits = v !== 0 && Math.abs(v) < 1 ? 4 : 2;
   return new Intl.NumberFormat(undefined, { style: 'currency', currency: 'USD', minimumFractionDigits: digits, maximumFractionDigits: digits }).format(v);
 }
@@ -525,6 +527,7 @@ async function renderOverview(filter) {
       panel('Providers by cost', async () => breakdownTable((await api('/v1/breakdown?' + q({ by: 'provider', order: 'cost', limit: '5' }))).items, 'provider'), { testid: 'top-providers' }),
       panel('Providers by volume', async () => breakdownTable((await api('/v1/breakdown?' + q({ by: 'provider', order: 'requests', limit: '5' }))).items, 'provider'), { testid: 'top-providers-volume' })));
   }
+  if (!filter) body.append(panel('Rejected input', () => deadLetters(range), { testid: 'dead-letters' }));
   body.append(panel('Recent anomalies', async () => {
     const aq = new URLSearchParams({ from: iso(range.from - 7 * DAY), to: iso(range.to), limit: '5' });
     if (filter && filter.provider) aq.set('provider', filter.provider);
@@ -533,6 +536,23 @@ async function renderOverview(filter) {
     items.forEach((a) => receiveAnomaly(a, false));
     return items.length ? h('ul', { class: 'anomalies' }, items.map((a) => anomalyItem(a, false))) : h('p', { class: 'muted', text: 'No anomalies in the last week. The detector needs about an hour of traffic per series before it alerts.' });
   }, { testid: 'recent-anomalies' }));
+}
+
+/// What of the tenant's input was dead-lettered in the range (events produced to Kafka directly that failed
+/// validation, or arrived later than the allowed lateness): totals by reason and the latest samples.
+async function deadLetters(range) {
+  const answer = await api('/v1/dead-letters?' + new URLSearchParams({ from: iso(range.from), to: iso(range.to) }));
+  const reasons = Object.entries(answer.totals).sort((a, b) => b[1] - a[1]);
+  if (!reasons.length) return h('p', { class: 'muted', text: 'Nothing was rejected in this range.' });
+  return [
+    h('ul', { class: 'inline-list', dataset: { testid: 'dead-letter-totals' } }, reasons.map(([reason, count]) =>
+      h('li', { dataset: { reason } }, h('strong', { text: fmtCount(count) }), ' ' + reason.replaceAll('_', ' ')))),
+    h('div', { class: 'scroll' }, h('table', {},
+      h('caption', { class: 'muted', text: 'Latest samples' }),
+      h('thead', {}, h('tr', {}, ['When', 'Reason', 'Field', 'Detail', 'Event id'].map((t) => h('th', { scope: 'col', text: t })))),
+      h('tbody', {}, answer.samples.map((d) => h('tr', { dataset: { eventId: d.event_id || '' } },
+        h('td', { text: new Date(d.at).toLocaleString() }), h('td', { text: d.reason }), h('td', {}, h('code', { text: d.field || '–' })),
+        h('td', { text: d.detail }), h('td', {}, h('code', { text: d.event_id || '–' })))))))];
 }
 
 async function renderModels() {
