@@ -149,9 +149,12 @@ bench: install
 # from EVAL_SEED, against a static threshold and a plain z-score; --check fails unless the targets are met.
 EVAL_SEED   ?= 42
 EVAL_SERIES ?= 300
+# Labelled real series in NAB's layout for the real-data report (skipped when the directory is missing).
+NAB_DIR     ?= $(ROOT)/../shared/datasets/nab-dev
 eval: install
 	swift build -c release --product detector
-	$$(swift build -c release --show-bin-path)/detector eval --seed $(EVAL_SEED) --series $(EVAL_SERIES) --days 7 --check
+	$$(swift build -c release --show-bin-path)/detector eval --seed $(EVAL_SEED) --series $(EVAL_SERIES) --days 7 \
+	    $$([ -f "$(NAB_DIR)/labels/windows.json" ] && echo --nab "$(NAB_DIR)") --check
 
 # MARK: - fuzz
 

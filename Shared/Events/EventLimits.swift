@@ -26,6 +26,10 @@ public struct EventLimits: Sendable {
     /// Largest latency or time to first token. Default: 86,400,000 ms (one day).
     public var maxLatencyMs: Double = 86_400_000
     /// Largest cost of one call. Default: 100,000 USD.
+    /// Largest integer a JSON number carries exactly in every reader (IEEE double): the bound on counters read from
+    /// topics written by other producers.
+    public static let maxExactJSONInteger: Int64 = 1 << 53
+
     public var maxCostNanos: Int64 = 100_000 * LLMEvent.nanosPerUSD
     /// How far in the future a timestamp may be (clock skew). Default: 300 s.
     public var maxFutureSkewSeconds: Int64 = 300

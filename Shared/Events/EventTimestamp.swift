@@ -1,5 +1,9 @@
 /// An instant with microsecond precision, written as RFC 3339 in UTC.
 public struct EventTimestamp: Sendable, Hashable, Comparable, CustomStringConvertible {
+    /// The instants read from outside (query ranges, topic messages) may name: 1970-01-01T00:00:00Z to
+    /// 9999-12-31T23:59:59Z. Postgres has no year 0, and nothing Tokenwatch stores lies before 1970.
+    public static let acceptedRange: ClosedRange<Int64> = 0...253_402_300_799_000_000
+
     public var microsecondsSinceEpoch: Int64
 
     public init(microsecondsSinceEpoch: Int64) {

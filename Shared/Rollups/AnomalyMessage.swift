@@ -85,7 +85,7 @@ public struct AnomalyMessage: Codable, Sendable, Equatable {
                               ("expected_low", self.expectedLow), ("expected_high", self.expectedHigh)] {
             if let value, !value.isFinite { throw Invalid(field: name, reason: "must be a finite number or null") }
         }
-        guard (0...(1 << 53)).contains(self.revision) else { throw Invalid(field: "revision", reason: "must be an integer in 0...2^53") }
+        guard (0...EventLimits.maxExactJSONInteger).contains(self.revision) else { throw Invalid(field: "revision", reason: "must be an integer in 0...2^53") }
     }
 
     /// Compact JSON with sorted members: no newline can reach an SSE frame, and SQL casts of its members succeed.
@@ -99,8 +99,8 @@ public struct AnomalyMessage: Codable, Sendable, Equatable {
     public var windowStartMicros: Int64 { EventTimestamp(rfc3339: self.windowStart)?.microsecondsSinceEpoch ?? 0 }
 
     static func time(_ field: String, _ text: String) throws -> Int64 {
-        guard text.utf8.count <= 40, let t = EventTimestamp(rfc3339: text), t.microsecondsSinceEpoch >= 0 else {
-            throw Invalid(field: field, reason: "must be an RFC 3339 date-time from 1970 on")
+        guard text.utf8.count <= 40, let t = EventTimestamp(rfc3339: text), EventTimestamp.acceptedRange.contains(t.microsecondsSinceEpoch) else {
+            throw Invalid(field: field, reason: "must be an RFC 3339 date-time from 1970 to 9999")
         }
         return t.microsecondsSinceEpoch
     }

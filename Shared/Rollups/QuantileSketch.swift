@@ -1,3 +1,4 @@
+import Events
 import Foundation
 
 /// A mergeable quantile sketch with relative accuracy 1% (DDSketch: logarithmic buckets).
@@ -100,7 +101,7 @@ public struct QuantileSketch: Sendable, Hashable {
 public func exactCount(_ value: Any?) -> Int64? {
     guard let number = value as? NSNumber else { return nil }
     let d = number.doubleValue
-    guard d.isFinite, d >= 0, d <= 9_007_199_254_740_992, d.rounded() == d else { return nil }
+    guard d.isFinite, d >= 0, d <= Double(EventLimits.maxExactJSONInteger), d.rounded() == d else { return nil }
     return number.int64Value
 }
 

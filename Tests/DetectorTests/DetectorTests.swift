@@ -134,7 +134,7 @@ struct DetectorTests {
     func csv() throws {
         var text = "timestamp,value\n"
         for i in 0..<300 { text += "\(1_767_225_600 + i * 300),\(i == 250 ? 4000 : 800 + (i % 7) * 10)\n" }
-        let (interval, rows) = try Backtest.parseCSV(text)
+        let (interval, rows, _) = try Backtest.parseCSV(text)
         #expect(interval == 300_000_000 && rows.count == 300)
         let found = Backtest.run(series: series, observations: try Backtest.observations(rows, metric: .latencyP95, interval: interval), parameters: .default,
                                  muted: MetricMask([.requestRate, .errorRate, .costPerRequest, .outputTokensPerRequest, .timeToFirstTokenP95])).anomalies

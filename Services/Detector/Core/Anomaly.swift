@@ -27,6 +27,8 @@ public struct Anomaly: Sendable, Equatable {
     public var expectedHigh: Double
     /// Bumped on every publication of this anomaly; consumers keep the highest.
     public var revision: Int
+    /// The series' window length (microseconds): what a request rate is counted per.
+    public var interval: Int64 = 60_000_000
 
     /// sha256(tenant, provider, model, metric, start), hex, 32 characters: the same anomaly gets the same id on every
     /// replica, after every restart and replay.
@@ -39,8 +41,8 @@ public struct Anomaly: Sendable, Equatable {
     public var explanation: String {
         let subject = self.series.isTotal ? "all traffic" : "\(self.series.provider)/\(self.series.model)"
         let m = self.metric
-        let seen = Self.format(self.observed, m), usual = Self.format(self.expected, m)
-        let range = "\(Self.format(self.expectedLow, m))–\(Self.format(self.expectedHigh, m))"
+        let seen = Self.format(self.observed, m, interval: self.interval), usual = Self.format(self.expected, m, interval: self.interval)
+        let range = "\(Self.format(self.expectedLow, m, interval: self.interval))–\(Self.format(self.expectedHigh, m, interval: self.interval))"
         switch self.detector {
         case .errorBurst:
             return "Error burst on \(subject): \(seen) of requests failed against a usual \(usual)."
@@ -55,13 +57,26 @@ public struct Anomaly: Sendable, Equatable {
         }
     }
 
-    static func format(_ value: Double, _ metric: DetectorMetric) -> String {
+    static func format(_ value: Double, _ metric: DetectorMetric, interval: Int64 = 60_000_000) -> String {
         switch metric {
         case .errorRate: return String(format: "%.1f%%", value * 100)
         case .costPerRequest: return value < 0.01 ? String(format: "$%.5f", value) : String(format: "$%.3f", value)
-        case .requestRate: return String(format: "%.0f requests/min", value)
+        case .requestRate: return String(format: "%.0f requests", value) + Self.per(interval)
         case .outputTokensPerRequest: return String(format: "%.0f tokens", value)
         case .latencyP95, .timeToFirstTokenP95: return value >= 10_000 ? String(format: "%.1f s", value / 1000) : String(format: "%.0f ms", value)
+        }
+    }
+
+    /// "/min", "/hour", "/day", or " per 5 min" for a window of another length.
+    static func per(_ interval: Int64) -> String {
+        let seconds = interval / 1_000_000
+        switch seconds {
+        case 60: return "/min"
+        case 3600: return "/hour"
+        case 86_400: return "/day"
+        case let s where s % 3600 == 0: return " per \(s / 3600) h"
+        case let s where s % 60 == 0: return " per \(s / 60) min"
+        default: return " per \(seconds) s"
         }
     }
 

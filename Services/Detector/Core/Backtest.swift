@@ -9,6 +9,12 @@ public enum Backtest {
         public var time: Int64
         public var value: Double
         public var requests: Double?
+
+        public init(time: Int64, value: Double, requests: Double? = nil) {
+            self.time = time
+            self.value = value
+            self.requests = requests
+        }
     }
 
     public struct CSVError: Error, CustomStringConvertible {
@@ -20,23 +26,32 @@ public enum Backtest {
     /// Most rows a CSV may hold (a year of minutes).
     public static let maxRows = 600_000
 
-    /// Reads `timestamp,value[,requests]` lines (a header line is skipped; timestamps RFC 3339 or Unix seconds),
-    /// in time order, at one regular interval (the most common gap; longer gaps are windows without data).
-    public static func parseCSV(_ text: String) throws -> (interval: Int64, rows: [Row]) {
+    /// A timestamp as exports write them: RFC 3339, RFC 3339 without a zone or `YYYY-MM-DD HH:MM:SS[.fff]` (both
+    /// read as UTC), or Unix seconds.
+    public static func parseTime(_ text: String) -> Int64? {
+        if let t = EventTimestamp(rfc3339: text) { return t.microsecondsSinceEpoch }
+        var zoned = text.replacingOccurrences(of: " ", with: "T")
+        if zoned.count >= 19, zoned.count <= 29, !zoned.hasSuffix("Z"), !zoned.dropFirst(19).contains(where: { $0 == "+" || $0 == "-" }) { zoned += "Z" }
+        if let t = EventTimestamp(rfc3339: zoned) { return t.microsecondsSinceEpoch }
+        if let seconds = Double(text), seconds.isFinite, abs(seconds) < 1e11 { return Int64(seconds * 1_000_000) }
+        return nil
+    }
+
+    /// Reads `timestamp,value[,requests]` lines (a header line is skipped; timestamps as `parseTime` reads them),
+    /// in time order, at one regular interval (the most common gap; longer gaps are windows without data). A row
+    /// whose time repeats the previous one (an hour written twice at a clock change, a duplicated export line) is
+    /// skipped, and said in the warnings; a time going backwards is an error.
+    public static func parseCSV(_ text: String) throws -> (interval: Int64, rows: [Row], warnings: [String]) {
         var rows: [Row] = []
+        var warnings: [String] = []
         for (index, raw) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
             let fields = line.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
             guard fields.count == 2 || fields.count == 3 else { throw CSVError(line: index + 1, reason: "expected timestamp,value[,requests]") }
-            let time: Int64
-            if let t = EventTimestamp(rfc3339: fields[0]) {
-                time = t.microsecondsSinceEpoch
-            } else if let seconds = Double(fields[0]), seconds.isFinite, abs(seconds) < 1e11 {
-                time = Int64(seconds * 1_000_000)
-            } else {
+            guard let time = Self.parseTime(fields[0]) else {
                 if rows.isEmpty && index == 0 { continue }  // a header
-                throw CSVError(line: index + 1, reason: "timestamp: expected RFC 3339 or Unix seconds")
+                throw CSVError(line: index + 1, reason: "timestamp: expected RFC 3339, YYYY-MM-DD HH:MM:SS (UTC) or Unix seconds")
             }
             guard let value = Double(fields[1]), value.isFinite else { throw CSVError(line: index + 1, reason: "value: expected a finite number") }
             var requests: Double?
@@ -44,7 +59,11 @@ public enum Backtest {
                 guard let n = Double(fields[2]), n.isFinite, n >= 0 else { throw CSVError(line: index + 1, reason: "requests: expected a number >= 0") }
                 requests = n
             }
-            if let last = rows.last, time <= last.time { throw CSVError(line: index + 1, reason: "timestamps must increase") }
+            if let last = rows.last, time == last.time {
+                if warnings.count < 20 { warnings.append("line \(index + 1): timestamp \(fields[0]) repeats the previous row; skipped") }
+                continue
+            }
+            if let last = rows.last, time < last.time { throw CSVError(line: index + 1, reason: "timestamps must increase") }
             rows.append(Row(time: time, value: value, requests: requests))
             guard rows.count <= Self.maxRows else { throw CSVError(line: index + 1, reason: "more than \(Self.maxRows) rows") }
         }
@@ -52,7 +71,7 @@ public enum Backtest {
         var gaps: [Int64: Int] = [:]
         for (a, b) in zip(rows, rows.dropFirst()) { gaps[b.time - a.time, default: 0] += 1 }
         let interval = gaps.max { ($0.value, -$0.key) < ($1.value, -$1.key) }!.key
-        return (interval, rows)
+        return (interval, rows, warnings)
     }
 
     /// Observations of one metric. Only that metric can alert (the others are muted); per-request metrics use the
@@ -110,5 +129,46 @@ public enum Backtest {
         func object(_ d: [String: Int]) -> String { "{" + d.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}" }
         let days = Double(windows) * Double(interval) / 86_400_000_000
         return "{\"summary\":{\"windows\":\(windows),\"interval_seconds\":\(interval / 1_000_000),\"days\":\(String(format: "%.2f", days)),\"anomalies\":\(anomalies.count),\"by_severity\":\(object(bySeverity)),\"by_metric\":\(object(byMetric)),\"by_detector\":\(object(byDetector))}}"
+    }
+}
+
+extension Backtest {
+    /// An excursion the generic detector found: from its first to its last anomalous row.
+    public struct GenericAnomaly: Sendable, Equatable, Encodable {
+        public var start: String
+        public var end: String
+        public var direction: String
+        /// The most extreme value of the excursion, and the normal range when it opened.
+        public var peak: Double
+        public var expectedLow: Double
+        public var expectedHigh: Double
+        public var rows: Int
+
+        enum CodingKeys: String, CodingKey {
+            case start = "window_start", end = "window_end", direction, peak = "observed", expectedLow = "expected_low", expectedHigh = "expected_high", rows
+        }
+    }
+
+    /// `--metric generic`: the generic detector over the values, both directions.
+    public static func generic(_ rows: [Row], interval: Int64, parameters: GenericDetector.Parameters) -> [GenericAnomaly] {
+        var detector = GenericDetector(parameters: parameters)
+        var out: [GenericAnomaly] = []
+        for row in rows {
+            switch detector.observe(row.value) {
+            case .opened(let low, let high):
+                out.append(GenericAnomaly(
+                    start: EventTimestamp(microsecondsSinceEpoch: row.time).rfc3339, end: EventTimestamp(microsecondsSinceEpoch: row.time + interval).rfc3339,
+                    direction: row.value > high ? "up" : "down", peak: row.value, expectedLow: low, expectedHigh: high, rows: 1))
+            case .continuing:
+                guard var last = out.popLast() else { break }
+                last.end = EventTimestamp(microsecondsSinceEpoch: row.time + interval).rfc3339
+                last.rows += 1
+                if (last.direction == "up" && row.value > last.peak) || (last.direction == "down" && row.value < last.peak) { last.peak = row.value }
+                out.append(last)
+            case .normal:
+                break
+            }
+        }
+        return out
     }
 }

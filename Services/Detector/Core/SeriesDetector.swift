@@ -163,7 +163,7 @@ public struct SeriesDetector: Sendable, Equatable {
         let w = 0.1 + 1 / max(o.requests, 1).squareRoot()
         let x = log(value + offset)
         let z = baseline.z(x, floor: floor, noise: w)
-        var verdict = self.levelVerdict(z: z, baseline: baseline, floor: floor * w, x: x, log: true, bothWays: false, p: p, noise: w)
+        var verdict = self.levelVerdict(z: z, baseline: baseline, floor: floor * w, x: x, log: true, bothWays: false, p: p, noise: w, offset: offset)
         verdict.observed = value
         let ready = warm && Int(baseline.count) >= p.warmupWindows / 2 && !muted.contains(metric)
         self.track(metric, verdict, window: o, warm: ready, series: series, p: p, out: &out)
@@ -171,8 +171,10 @@ public struct SeriesDetector: Sendable, Equatable {
         if verdict.detector == .levelShift && verdict.score >= 1 { baseline.resetShift() }
     }
 
-    /// Spike (|z|) and level shift (CUSUM including this window), whichever is stronger.
-    private func levelVerdict(z: Double, baseline b: RobustBaseline, floor: Double, x: Double, log: Bool, bothWays: Bool, p: DetectorParameters, noise: Double = 1) -> Verdict {
+    /// Spike (|z|) and level shift (CUSUM including this window), whichever is stronger. In log space the baseline
+    /// is of log(value + offset): the offset is taken off again, so "expected" and the range are in the metric's
+    /// own units even near zero.
+    private func levelVerdict(z: Double, baseline b: RobustBaseline, floor: Double, x: Double, log: Bool, bothWays: Bool, p: DetectorParameters, noise: Double = 1, offset: Double = 0) -> Verdict {
         let spikeThreshold = p.spikeThreshold / p.sensitivity
         let shiftThreshold = p.shiftThreshold / p.sensitivity
         let clipped = min(max(z, -p.shiftClip), p.shiftClip)
@@ -183,7 +185,7 @@ public struct SeriesDetector: Sendable, Equatable {
         let s = max(Double(b.scale) * noise, floor)
         let level = Double(b.level)
         let (expected, low, high) = log
-            ? (exp(level), exp(level - spikeThreshold * s), exp(level + spikeThreshold * s))
+            ? (max(0, exp(level) - offset), max(0, exp(level - spikeThreshold * s) - offset), max(0, exp(level + spikeThreshold * s) - offset))
             : (level, max(0, level - spikeThreshold * s), level + spikeThreshold * s)
         return Verdict(score: max(spike, shift), detector: shift > spike ? .levelShift : .spike, observed: x, expected: expected, low: low, high: high)
     }
@@ -199,7 +201,7 @@ public struct SeriesDetector: Sendable, Equatable {
             self.open[i].normalStreak += 1
             if self.open[i].normalStreak >= p.resolveWindows {
                 self.open[i].revision += 1
-                out.append(self.anomaly(self.open[i], series: series, status: .resolved))
+                out.append(self.anomaly(self.open[i], series: series, status: .resolved, interval: o.interval))
                 self.open.remove(at: i)
             }
             return
@@ -221,22 +223,22 @@ public struct SeriesDetector: Sendable, Equatable {
             if severity > self.open[i].severity {
                 self.open[i].severity = severity
                 self.open[i].revision += 1
-                out.append(self.anomaly(self.open[i], series: series, status: .ongoing))
+                out.append(self.anomaly(self.open[i], series: series, status: .ongoing, interval: o.interval))
             }
         } else {
             let new = OpenAnomaly(
                 metric: metric, start: o.windowStart, end: end, severity: severity, detector: v.detector, score: Float(v.score),
                 peakWindow: o.windowStart, observed: Float(v.observed), expected: Float(v.expected), low: Float(v.low), high: Float(v.high))
             self.open.append(new)
-            out.append(self.anomaly(new, series: series, status: .ongoing))
+            out.append(self.anomaly(new, series: series, status: .ongoing, interval: o.interval))
         }
     }
 
-    private func anomaly(_ a: OpenAnomaly, series: SeriesKey, status: Anomaly.Status) -> Anomaly {
+    private func anomaly(_ a: OpenAnomaly, series: SeriesKey, status: Anomaly.Status, interval: Int64) -> Anomaly {
         Anomaly(
             series: series, metric: a.metric, start: a.start, end: a.end, status: status, severity: a.severity, detector: a.detector,
             score: Double(a.score), peakWindow: a.peakWindow, observed: Double(a.observed), expected: Double(a.expected),
-            expectedLow: Double(a.low), expectedHigh: Double(a.high), revision: Int(a.revision))
+            expectedLow: Double(a.low), expectedHigh: Double(a.high), revision: Int(a.revision), interval: interval)
     }
 
     /// Adds an hour from the hourly rollups to the hour-of-day profile (rebuilding the days before the replayed

@@ -262,17 +262,13 @@ public struct QueryRoutes: Sendable {
         Problem(.badRequest, code: "invalid_parameter", title: "Invalid query parameter", detail: "\(parameter): \(reason)")
     }
 
-    /// The instants a query may name: 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z. Postgres has no year 0, and
-    /// nothing Tokenwatch stores lies before 1970.
-    static let earliest: Int64 = 0
-    static let latest: Int64 = 253_402_300_799_000_000
 
     /// `from` and `to` (RFC 3339); `to` defaults to now, `from` to an hour before `to`.
     static func range(_ q: Hummingbird.Parameters) throws -> (Int64, Int64) {
         func parse(_ name: String) throws -> Int64? {
             guard let text = q[Substring(name)] else { return nil }
             guard let t = EventTimestamp(rfc3339: text) else { throw bad(name, "must be an RFC 3339 date-time") }
-            guard (Self.earliest...Self.latest).contains(t.microsecondsSinceEpoch) else {
+            guard EventTimestamp.acceptedRange.contains(t.microsecondsSinceEpoch) else {
                 throw bad(name, "must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
             }
             return t.microsecondsSinceEpoch

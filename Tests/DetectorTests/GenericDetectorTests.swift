@@ -1,0 +1,149 @@
+@testable import DetectorCore
+import Foundation
+import Testing
+
+@Suite("The generic detector and the NAB scorer")
+struct GenericDetectorTests {
+    /// Alerts (row indexes) of the generic detector over `values`.
+    func alerts(_ values: [Double], _ parameters: GenericDetector.Parameters = .default) -> [Int] {
+        NABBenchmark.generic(parameters)(values, values.indices.map { Int64($0) * 60_000_000 })
+    }
+
+    /// A noisy series around `level` (deterministic).
+    func noisy(_ count: Int, level: Double, spread: Double, seed: UInt64 = 7) -> [Double] {
+        var state = seed
+        return (0..<count).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return level + spread * (Double(state >> 11) / Double(1 << 53) - 0.5)
+        }
+    }
+
+    @Test("a spike up and a dip down are found in either direction, once each, with no alert on the noise around them")
+    func bothDirections() {
+        var values = self.noisy(3000, level: 50, spread: 10)
+        for i in 1500..<1504 { values[i] = 95 }  // a burst of four outliers: one excursion
+        values[2500] = 2
+        #expect(self.alerts(values) == [1500, 2500])
+    }
+
+    @Test("series of unknown kind: near zero, integer steps, percentages, negative values, a flat line and a daily square wave raise nothing")
+    func noFalseAlarms() {
+        let counts = (0..<3000).map { Double([0, 0, 1, 0, 2, 0, 1][$0 % 7]) }
+        let percent = self.noisy(3000, level: 0.4, spread: 0.2)
+        let negative = self.noisy(3000, level: -1200, spread: 300)
+        let flat = [Double](repeating: 17.25, count: 3000)
+        let square = (0..<3000).map { ($0 / 144) % 2 == 0 ? 10.0 : 80.0 }
+        for (name, series) in [("counts", counts), ("percent", percent), ("negative", negative), ("flat", flat), ("square", square)] {
+            #expect(self.alerts(series).isEmpty, "\(name)")
+        }
+        // A flat line that moves is an anomaly, however small its range was.
+        var moved = flat
+        moved[2000] = 19
+        #expect(self.alerts(moved) == [2000])
+    }
+
+    @Test("a level that is new for good is learned: alerts stop, and a later incident at the new level is found")
+    func newLevel() {
+        var values = self.noisy(12000, level: 100, spread: 10)
+        for i in 3000..<12000 { values[i] += 300 }  // a deploy that quadruples the level for good
+        values[11000] = 900
+        let found = self.alerts(values)
+        #expect(found.first == 3000)
+        #expect(found.contains(11000), "the incident after the new level: \(found)")
+        #expect(found.filter { $0 > 3000 && $0 < 11000 }.count <= 1, "the new level is not alerted on for long: \(found)")
+    }
+
+    @Test("sensitivity narrows or widens the margin beyond the learned range")
+    func sensitivity() {
+        var values = self.noisy(3000, level: 50, spread: 10)
+        values[2000] = 58.5  // 35% of the range beyond it
+        var low = GenericDetector.Parameters.default
+        low.sensitivity = 0.5
+        var high = GenericDetector.Parameters.default
+        high.sensitivity = 2
+        #expect(self.alerts(values, low).isEmpty)
+        #expect(self.alerts(values, high) == [2000])
+    }
+
+    // MARK: - NAB scoring
+
+    func file(rows: Int, windows: [ClosedRange<Int>]) -> NABBenchmark.File {
+        NABBenchmark.File(name: "f", times: (0..<rows).map { Int64($0) * 300_000_000 }, values: [Double](repeating: 0, count: rows),
+                          windows: windows.map { Int64($0.lowerBound) * 300_000_000...Int64($0.upperBound) * 300_000_000 })
+    }
+
+    @Test("NAB scoring: null is 0 and a detection at every window's start ~100; early beats late; false positives cost their weight, less just after a window")
+    func nabScoring() {
+        let f = self.file(rows: 1000, windows: [300...400, 700...800])
+        let standard = NABBenchmark.profiles[0]
+        func normalized(_ detections: [Int], profile: NABBenchmark.Profile = NABBenchmark.profiles[0]) -> Double {
+            let raw = NABBenchmark.score(f, detections: detections, profile: profile).raw
+            let null = -profile.fnWeight * 2, perfect = profile.tpWeight * 2
+            return 100 * (raw - null) / (perfect - null)
+        }
+        #expect(normalized([]) == 0)
+        // At the window's first row: 2 sigma(-1) - 1 = 0.9866 each.
+        #expect(abs(normalized([300, 700]) - 100 * (2 * 0.98661 + 2) / 4) < 0.01)
+        // Half way in: sigma(-0.5) = 0.8483; at the last row 0.
+        #expect(abs(NABBenchmark.score(f, detections: [350], profile: standard).raw - (0.84828 - 1)) < 0.001)
+        #expect(abs(NABBenchmark.score(f, detections: [400], profile: standard).raw - (0 - 1)) < 1e-9)
+        // Later detections in a window are free; in probation (first 15%) ignored.
+        #expect(NABBenchmark.score(f, detections: [300, 310, 320, 700], profile: standard).raw == NABBenchmark.score(f, detections: [300, 700], profile: standard).raw)
+        #expect(NABBenchmark.score(f, detections: [10, 100], profile: standard).falsePositives == 0)
+        // A false positive before any window costs its full weight; far after a window, the full weight; just after, little.
+        let none = NABBenchmark.score(f, detections: [], profile: standard).raw
+        #expect(abs(NABBenchmark.score(f, detections: [200], profile: standard).raw - (none - 0.11)) < 1e-9)
+        #expect(abs(NABBenchmark.score(f, detections: [650], profile: standard).raw - (none - 0.11)) < 0.01)
+        let justAfter = NABBenchmark.score(f, detections: [402], profile: standard).raw - none
+        #expect(justAfter < 0 && justAfter > -0.01)
+        // The profiles weigh the same detections differently.
+        #expect(normalized([200, 300], profile: NABBenchmark.profiles[1]) < normalized([200, 300], profile: NABBenchmark.profiles[0]))
+    }
+
+    @Test("exports as written: YYYY-MM-DD HH:MM:SS and RFC 3339 without a zone read as UTC; an hour written twice at a clock change is skipped with a warning")
+    func csvFormats() throws {
+        let text = """
+            timestamp,value
+            2026-03-29 00:00:00,1
+            2026-03-29T01:00:00,2
+            2026-03-29 02:00:00.000,3
+            2026-03-29 02:00:00,3
+            2026-03-29T03:00:00Z,4
+            2026-03-29T04:00:00+00:00,5
+            """
+        let (interval, rows, warnings) = try Backtest.parseCSV(text)
+        #expect(interval == 3_600_000_000)
+        #expect(rows.map(\.value) == [1, 2, 3, 4, 5])
+        #expect(rows.first?.time == 1_774_742_400_000_000)
+        #expect(warnings.count == 1 && warnings[0].contains("line 5") && warnings[0].contains("repeats"))
+    }
+}
+
+@Suite("Explanations")
+struct ExplanationTests {
+    @Test("near zero the expected value and range are in the metric's own units (no log-space offset), and the alert reads upward")
+    func nearZero() {
+        // A fast cache: p95 latency around 0.4 ms, then 30 ms for three windows.
+        var windows = steady(600)
+        for t in windows.indices { windows[t].latencyP95 = 0.3 + Double(t % 3) * 0.1 }
+        for t in 400..<403 { windows[t].latencyP95 = 30 }
+        let found = run(windows).filter { $0.metric == .latencyP95 }
+        #expect(found.count == 1)
+        let a = found[0]
+        #expect(a.expected < 0.6 && a.expectedLow >= 0 && a.expectedHigh < a.observed, "\(a.expected) \(a.expectedLow) \(a.expectedHigh)")
+        #expect(a.explanation.contains("30 ms"), "\(a.explanation)")
+    }
+
+    @Test("a request rate is per the series' interval: /min live, /hour for an hourly CSV")
+    func units() {
+        var rows: [Backtest.Row] = []
+        for i in 0..<600 { rows.append(Backtest.Row(time: day0 + Int64(i) * 3_600_000_000, value: i == 500 ? 900 : Double(100 + i % 5))) }
+        let observations = try! Backtest.observations(rows, metric: .requestRate, interval: 3_600_000_000)
+        var muted = MetricMask.all
+        muted.bits &= ~MetricMask([.requestRate]).bits
+        let found = Backtest.run(series: series, observations: observations, parameters: .default, muted: muted).anomalies
+        #expect(found.first?.explanation.contains("requests/hour") == true, "\(found.first?.explanation ?? "none")")
+        #expect(found.first?.explanation.contains("/min") == false)
+        #expect(Anomaly.per(300_000_000) == " per 5 min" && Anomaly.per(60_000_000) == "/min" && Anomaly.per(86_400_000_000) == "/day")
+    }
+}
