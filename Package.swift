@@ -135,6 +135,7 @@ let package = Package(
         .executableTarget(
             name: "Detector", dependencies: ["DetectorCore", "ServiceKit", "Events", "Rollups", "Kafka", "Postgres",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Services/Detector/Main", swiftSettings: swiftSettings),

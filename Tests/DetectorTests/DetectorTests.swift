@@ -45,7 +45,8 @@ struct DetectorTests {
         #expect(found.count == 1)
         let a = found[0]
         #expect(a.metric == .latencyP95 && a.start == windows[400].windowStart && a.end == windows[402].windowStart + 60_000_000)
-        #expect(a.status == .resolved && a.severity == .critical)
+        // p95 four times its usual in minutes of 40 calls: a few calls much slower (impact 6 a minute): a warning.
+        #expect(a.status == .resolved && a.severity == .warning)
         #expect(a.expected > 700 && a.expected < 900 && a.expectedHigh < a.observed && a.observed > 2500)
         #expect(a.explanation.contains("p95 latency of openai/gpt-4o"))
         #expect(a.id == run(windows)[0].id, "the id is deterministic")

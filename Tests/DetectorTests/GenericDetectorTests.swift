@@ -1,4 +1,6 @@
 @testable import DetectorCore
+import Logging
+import Rollups
 import Foundation
 import Testing
 
@@ -145,5 +147,130 @@ struct ExplanationTests {
         #expect(found.first?.explanation.contains("requests/hour") == true, "\(found.first?.explanation ?? "none")")
         #expect(found.first?.explanation.contains("/min") == false)
         #expect(Anomaly.per(300_000_000) == " per 5 min" && Anomaly.per(60_000_000) == "/min" && Anomaly.per(86_400_000_000) == "/day")
+    }
+}
+
+@Suite("Severity follows impact")
+struct SeverityTests {
+    @Test("the cases of issue 14: 36.8% of a busy model's calls failing is critical; a 1-3 s slowdown in a 25-call minute is info")
+    func issueCases() {
+        #expect(Severity.assess(metric: .errorRate, observed: 0.368, expected: 0.007, requests: 200, interval: 60_000_000) == .critical)
+        #expect(Severity.assess(metric: .latencyP95, observed: 3000, expected: 1000, requests: 25, interval: 60_000_000) == .info)
+    }
+
+    @Test("reach and size both count: a busy series' outage is critical, a quiet one's a warning; a small deviation of a huge series is not critical")
+    func reachAndSize() {
+        #expect(Severity.assess(metric: .requestRate, observed: 0, expected: 120, requests: 0, interval: 60_000_000) == .critical)
+        #expect(Severity.assess(metric: .requestRate, observed: 0, expected: 5, requests: 0, interval: 60_000_000) == .warning)
+        #expect(Severity.assess(metric: .latencyP95, observed: 1100, expected: 1000, requests: 100_000, interval: 60_000_000) == .info, "10% slower: magnitude 0.1")
+        #expect(Severity.assess(metric: .latencyP95, observed: 4000, expected: 1000, requests: 1000, interval: 60_000_000) == .critical)
+        #expect(Severity.assess(metric: .costPerRequest, observed: 0.02, expected: 0.01, requests: 40, interval: 60_000_000) == .critical)
+        #expect(Severity.assess(metric: .errorRate, observed: 1, expected: 0.01, requests: 4, interval: 60_000_000) == .warning, "every call of a quiet series failing")
+        // Per minute: the same counts over an hour are 60 times less.
+        #expect(Severity.assess(metric: .errorRate, observed: 0.368, expected: 0.007, requests: 200, interval: 3_600_000_000) == .info)
+    }
+
+    @Test("the detector publishes the severity of the impact: an error storm on a busy series is critical from its first window")
+    func published() {
+        var windows = steady(600, rate: 300)
+        for t in 400..<405 { windows[t].errors = (windows[t].requests * 0.37).rounded() }
+        let found = run(windows).filter { $0.metric == .errorRate }
+        #expect(found.count == 1 && found.first?.severity == .critical)
+    }
+}
+
+extension SeverityTests {
+    @Test("when the median is beyond the usual p95, every call got slower: a 4x slowdown of 20 calls a minute is critical, of its p95 alone a warning")
+    func wholeDistribution() {
+        #expect(Severity.assess(metric: .latencyP95, observed: 3600, expected: 900, requests: 20, interval: 60_000_000, slowShare: 0.5) == .critical)
+        #expect(Severity.assess(metric: .latencyP95, observed: 3600, expected: 900, requests: 20, interval: 60_000_000) == .warning)
+        var windows = steady(600)
+        for t in windows.indices { windows[t].latencyP50 = windows[t].latencyP95 / 2 }
+        for t in 400..<403 { windows[t].latencyP95 *= 4; windows[t].latencyP50 = windows[t].latencyP95 * 0.9 }
+        #expect(run(windows).first { $0.metric == .latencyP95 }?.severity == .critical)
+    }
+}
+
+@Suite("Ongoing anomalies")
+struct OngoingAnomalyTests {
+    @Test("an open anomaly is published again as it grows (2, 4, 8, 16 windows), its end and peak moving forward, a bounded number of times")
+    func extent() {
+        var windows = steady(700)
+        for t in 400..<440 { windows[t].latencyP95 *= t < 420 ? 3 : 5 }
+        let published = Backtest.run(series: series, observations: windows, parameters: .default).events.filter { $0.metric == .latencyP95 }
+        let ongoing = published.filter { $0.status == .ongoing }
+        #expect(Set(published.map(\.id)).count == 1, "one anomaly")
+        let lengths = ongoing.map { ($0.end - $0.start) / 60_000_000 }
+        #expect(lengths.starts(with: [1, 2, 4, 8, 16, 32]), "\(lengths)")
+        #expect(published.count <= 2 + 6 + 3, "bounded: \(published.count)")
+        #expect(zip(ongoing, ongoing.dropFirst()).allSatisfy { $0.end < $1.end && $0.revision < $1.revision })
+        #expect(ongoing.last!.peakWindow >= windows[420].windowStart, "the peak follows the worse second half")
+        #expect(published.last?.status == .resolved && published.last?.end == windows[439].windowStart + 60_000_000)
+    }
+}
+
+@Suite("Silence is an anomaly")
+struct SilenceTests {
+    let minute: Int64 = 60_000_000
+
+    func record(_ series: SeriesKey, minute m: Int, requests: Int64) -> (record: RollupRecord, partition: Int32) {
+        var values = RollupValues()
+        values.requests = requests
+        return (RollupRecord(key: RollupKey(series: series, windowStart: day0 + Int64(m) * self.minute), granularity: .minute, version: 1, values: values), 0)
+    }
+
+    @Test("a busy series that stops is raised by the wall clock within a few minutes, and resolved when traffic returns; a stalled partition raises nothing")
+    func outage() async throws {
+        let engine = DetectorEngine(history: nil, logger: Logger(label: "silence-test"))
+        let quiet = SeriesKey(tenant: "acme", provider: "openai", model: "gpt-4o")
+        let other = SeriesKey(tenant: "acme", provider: "anthropic", model: "claude-sonnet-4")
+        var found: [Anomaly] = []
+        for m in 0..<120 {
+            found += try await engine.process([self.record(quiet, minute: m, requests: 100 + Int64(m % 7)), self.record(other, minute: m, requests: 50)])
+        }
+        #expect(found.isEmpty)
+        // `quiet` stops at minute 120; `other` goes on, so the pipeline is delivering.
+        for m in 120..<126 { found += try await engine.process([self.record(other, minute: m, requests: 50)]) }
+        #expect(found.isEmpty, "no rollup of the silent series: nothing scored it yet")
+        // Two minutes after minute 121 closed, by the wall clock.
+        let now = day0 + 122 * self.minute + 120_000_000 + 1
+        let raised = engine.scoreSilence(now: now, silence: .seconds(120))
+        let outage = try #require(raised.first { $0.series == quiet })
+        #expect(outage.metric == .requestRate && outage.status == .ongoing && outage.severity == .critical)
+        #expect(outage.start == day0 + 120 * self.minute && outage.observed == 0)
+        #expect(raised.allSatisfy { $0.series == quiet }, "the series that goes on is not silent")
+        #expect(engine.scoreSilence(now: now, silence: .seconds(120)).isEmpty, "each window is scored once")
+
+        // Traffic returns: the anomaly resolves after the usual run of normal windows.
+        var after: [Anomaly] = []
+        for m in 126..<140 { after += try await engine.process([self.record(quiet, minute: m, requests: 100), self.record(other, minute: m, requests: 50)]) }
+        #expect(after.contains { $0.id == outage.id && $0.status == .resolved })
+
+        // Everything on the partition stops (a stalled pipeline looks the same): nothing is raised.
+        let stalled = engine.scoreSilence(now: day0 + 200 * self.minute, silence: .seconds(120))
+        #expect(stalled.isEmpty, "\(stalled.map(\.explanation))")
+    }
+}
+
+@Suite("Fewer, better alerts")
+struct LongAnomalyTests {
+    @Test("a level that is new for good (traffic doubled by a deploy) is learned: its anomaly resolves within an hour")
+    func newLevel() {
+        var windows = steady(1000, rate: 40)
+        for t in 300..<1000 { windows[t].requests *= 2 }
+        let found = run(windows).filter { $0.metric == .requestRate }
+        #expect(found.count == 1, "\(found.map { ($0.start - windows[0].windowStart) / 60_000_000 }) \(found.map { ($0.end - $0.start) / 60_000_000 }) \(found.map(\.explanation))")
+        let a = found[0]
+        #expect(a.status == .resolved && (a.end - a.start) / 60_000_000 <= 60, "open for \((a.end - a.start) / 60_000_000) minutes")
+    }
+
+    @Test("a long latency incident re-baselines, so a later, different incident is a second anomaly")
+    func twoIncidents() {
+        var windows = steady(1200)
+        for t in 300..<480 { windows[t].latencyP95 *= 3 }   // three hours slow
+        for t in 900..<910 { windows[t].latencyP95 *= 6 }   // later: a sharp, different incident
+        let found = run(windows).filter { $0.metric == .latencyP95 }
+        #expect(found.count == 2, "\(found.map { ($0.start - windows[0].windowStart) / 60_000_000 })")
+        #expect(found.last.map { $0.start >= windows[900].windowStart } == true)
     }
 }

@@ -10,17 +10,22 @@ import TestSupport
 
 @Suite("Detector end to end", .serialized, .timeLimit(.minutes(4)))
 struct DetectorEndToEndTests {
-    @Test("an injected latency degradation becomes exactly one anomaly on llm.anomalies.v1, visible through the gateway and its live stream")
-    func latencyDegradation() async throws {
-        let run = TestEnvironment.unique("det")
-        let token = "detector-e2e-admin-token-01"
-        let env = try TestEnvironment.pipelineEnvironment(run: run, extra: ["TW_ADMIN_TOKEN": token])
-        let processes = try ["gateway", "ingestor", "aggregator", "detector", "query"].map { try ServiceProcess($0, environment: env) }
+    /// The services started and ready, a tenant and its key.
+    static func pipeline(_ prefix: String, services: [String], extra: [String: String] = [:]) async throws -> (run: String, processes: [ServiceProcess], http: HTTPClient, tenant: String, key: String) {
+        let run = TestEnvironment.unique(prefix)
+        let token = "detector-e2e-admin-token-\(prefix)"
+        let env = try TestEnvironment.pipelineEnvironment(run: run, extra: extra.merging(["TW_ADMIN_TOKEN": token]) { a, _ in a })
+        let processes = try services.map { try ServiceProcess($0, environment: env) }
         for process in processes { try await process.waitUntilReady() }
         let http = HTTPClient(port: processes[0].port)
         let tenant = "\(run)-t"
         let created = try await http.call("POST", "/v1/admin/tenants", token: token, body: #"{"tenant_id":"\#(tenant)"}"#)
-        let key = try #require(created.json["api_key"] as? String)
+        return (run, processes, http, tenant, try #require(created.json["api_key"] as? String))
+    }
+
+    @Test("an injected latency degradation becomes exactly one anomaly on llm.anomalies.v1, visible through the gateway and its live stream")
+    func latencyDegradation() async throws {
+        let (run, processes, http, tenant, key) = try await Self.pipeline("det", services: ["gateway", "ingestor", "aggregator", "detector", "query"])
 
         // Two hours of normal history in the rollups (what the detector rebuilds the series from): 20 requests a
         // minute, p95 latency about 900 ms.
@@ -98,4 +103,64 @@ struct DetectorEndToEndTests {
         for process in processes { #expect(try process.stop() == 0, "\(process.name) exits cleanly") }
         await postgres.close()
     }
+
+    @Test("a busy series that stops sending through the gateway becomes an outage anomaly on llm.anomalies.v1 within the silence delay")
+    func outage() async throws {
+        // Silence judged 30 s after a minute closes (the default is 2 minutes).
+        let (run, processes, http, tenant, key) = try await Self.pipeline("sil", services: ["gateway", "ingestor", "aggregator", "detector"], extra: ["TW_DETECTOR_SILENCE_AFTER": "30s"])
+
+        // Two hours of history for two models, 60 and 30 requests a minute.
+        let logger = Logger(label: "silence-e2e")
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
+        let now = EventTimestamp.now().microsecondsSinceEpoch / 60_000_000 * 60_000_000
+        let live = now - 8 * 60_000_000
+        func event(_ id: String, model: String, at t: Int64) -> LLMEvent {
+            LLMEvent(eventID: id, tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: t), provider: "openai", model: model,
+                     inputTokens: 300, outputTokens: 100, latencyMs: 700, status: .ok, costNanos: 2000)
+        }
+        let models = [("gpt-4o", 60), ("gpt-4o-mini", 30)]
+        var minutes = RollupDeltas(granularity: .minute), hours = RollupDeltas(granularity: .hour)
+        for m in 0..<120 {
+            let start = live - Int64(120 - m) * 60_000_000
+            for (model, rate) in models {
+                for i in 0..<rate {
+                    let e = event("\(run)-h\(model)-\(m)-\(i)", model: model, at: start + Int64(i) * 60_000_000 / Int64(rate))
+                    minutes.add(e)
+                    hours.add(e)
+                }
+            }
+        }
+        try await postgres.query(RollupStore.upsert(minutes))
+        try await postgres.query(RollupStore.upsert(hours))
+
+        // Live: both models for three minutes, then gpt-4o stops while gpt-4o-mini goes on for five more.
+        var events: [LLMEvent] = []
+        for m in 0..<8 {
+            for (model, rate) in models where model == "gpt-4o-mini" || m < 3 {
+                for i in 0..<rate {
+                    events.append(event("\(run)-l\(model)-\(m)-\(i)", model: model, at: live + Int64(m) * 60_000_000 + Int64(i) * 60_000_000 / Int64(rate)))
+                }
+            }
+        }
+        let batch = "[" + events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: ",") + "]"
+        let posted = try await http.call("POST", "/v1/events", token: key, body: batch)
+        #expect(posted.status == 202 && posted.json["accepted"] as? Int == events.count)
+        let sent = ContinuousClock.now
+
+        // On the topic: a request-rate anomaly of gpt-4o starting where it stopped, observed 0, critical.
+        @Sendable func parse(_ message: KafkaMessage) -> [String: Any] { ((try? JSONSerialization.jsonObject(with: Data(message.value))) as? [String: Any]) ?? [:] }
+        let message = try await firstMessage(on: "\(run)-anomalies", limit: .seconds(120)) { message in
+            let a = parse(message)
+            return a["model"] as? String == "gpt-4o" && a["metric"] as? String == "request_rate"
+        }
+        let anomaly = parse(message)
+        print("outage raised \(ContinuousClock.now - sent) after the events were posted")
+        #expect(anomaly["window_start"] as? String == EventTimestamp(microsecondsSinceEpoch: live + 3 * 60_000_000).rfc3339)
+        #expect(anomaly["observed"] as? Double == 0 && anomaly["severity"] as? String == "critical")
+        #expect((anomaly["explanation"] as? String)?.contains("openai/gpt-4o") == true)
+
+        for process in processes { #expect(try process.stop() == 0, "\(process.name) exits cleanly") }
+        await postgres.close()
+    }
+
 }

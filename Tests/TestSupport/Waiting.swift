@@ -31,6 +31,13 @@ public func collect(_ consumer: KafkaConsumer, count: Int) async throws -> [Kafk
 
 /// Reads a whole topic from the beginning with a fresh group until `count` messages arrived (or `limit` passed).
 public func readTopic(_ topic: String, count: Int, limit: Duration = .seconds(60)) async throws -> [KafkaMessage] {
+    try await withFreshReader(topic) { consumer in
+        try await within(limit, "\(count) messages on \(topic)") { try await collect(consumer, count: count) }
+    }
+}
+
+/// Runs `body` with a consumer of `topic` in a group of its own (so it reads from the beginning), closed after.
+func withFreshReader<T: Sendable>(_ topic: String, _ body: (KafkaConsumer) async throws -> T) async throws -> T {
     var logger = Logger(label: "test-reader")
     logger.logLevel = .warning
     let consumer = try KafkaConsumer(
@@ -38,9 +45,9 @@ public func readTopic(_ topic: String, count: Int, limit: Duration = .seconds(60
         logger: logger)
     try consumer.subscribe(topics: [topic])
     do {
-        let messages = try await within(limit, "\(count) messages on \(topic)") { try await collect(consumer, count: count) }
+        let result = try await body(consumer)
         await consumer.close()
-        return messages
+        return result
     } catch {
         await consumer.close()
         throw error
@@ -52,5 +59,17 @@ public func readTopic(_ topic: String, count: Int, limit: Duration = .seconds(60
 public func eventually(_ limit: Duration, _ what: String, interval: Duration = .milliseconds(100), _ condition: @escaping @Sendable () async throws -> Bool) async throws {
     try await within(limit, what) {
         while try await !condition() { try await Task.sleep(for: interval) }
+    }
+}
+
+/// Reads `topic` from the beginning with a fresh group until a message satisfies `matches` (or `limit` passed).
+public func firstMessage(on topic: String, limit: Duration = .seconds(60), matching matches: @escaping @Sendable (KafkaMessage) -> Bool) async throws -> KafkaMessage {
+    try await withFreshReader(topic) { consumer in
+        try await within(limit, "a matching message on \(topic)") { () async throws -> KafkaMessage in
+            for try await batch in consumer.batches() {
+                if let message = batch.first(where: matches) { return message }
+            }
+            throw TimedOut(description: "the consumer of \(topic) ended")
+        }
     }
 }

@@ -77,6 +77,8 @@ public final class DetectorEngine: Sendable {
     struct State {
         var series: [SeriesKey: SeriesDetector] = [:]
         var settings: [String: TenantDetectorSettings] = [:]
+        /// Per owned input partition, the latest window start seen: how far the pipeline has delivered.
+        var watermarks: [Int32: Int64] = [:]
     }
 
     public let parameters: DetectorParameters
@@ -89,6 +91,7 @@ public final class DetectorEngine: Sendable {
     private let ignored = Counter(label: "tw_detector_ignored_windows_total")
     private let rebuilt = Counter(label: "tw_detector_rebuilt_series_total")
     private let seriesGauge = Gauge(label: "tw_detector_series")
+    private let silentWindows = Counter(label: "tw_detector_silent_series_scored_total")
 
     public init(parameters: DetectorParameters = .default, history: (any DetectorHistory)?, replayHours: Int = 6, logger: Logger) {
         self.parameters = parameters
@@ -126,6 +129,7 @@ public final class DetectorEngine: Sendable {
                 out += detector.observe(WindowObservation(record), series: series, parameters: p, muted: mask)
                 detector.partition = partition
                 state.series[series] = detector
+                state.watermarks[partition] = max(state.watermarks[partition] ?? .min, record.key.windowStart)
             }
             self.seriesGauge.record(state.series.count)
         }
@@ -166,10 +170,40 @@ public final class DetectorEngine: Sendable {
         self.rebuilt.increment(by: requests.count)
     }
 
+    /// Silence is an anomaly: a series that stops sending gets no rollups, so its minutes are scored here, as
+    /// windows without traffic, once they closed `silence` ago by the wall clock, and never beyond the newest window
+    /// the pipeline delivered on the series' partition (a stalled pipeline is not an outage of every series; the
+    /// price: when every series of a partition stops at once, nothing is raised until one sends again). A busy
+    /// series' outage is then a request-rate anomaly within about `silence` plus a minute, resolved when traffic
+    /// returns. Windows scored here that later get a rollup after all (events later than `silence`) are corrections
+    /// the detector ignores, like any window scored once.
+    public func scoreSilence(now: Int64, silence: Duration) -> [Anomaly] {
+        let minute: Int64 = 60_000_000
+        let silenceMicros = silence.components.seconds * 1_000_000
+        let closed = (now - silenceMicros - minute) / minute * minute
+        var out: [Anomaly] = []
+        var scored = 0
+        self.state.withLock { state in
+            for (series, detector) in state.series {
+                guard let mark = state.watermarks[detector.partition] else { continue }
+                let target = min(closed, mark)
+                guard target > detector.lastWindow else { continue }
+                let (p, settings) = self.parameters(for: series.tenant, in: state)
+                var d = detector
+                out += d.observe(.empty(at: target, interval: minute), series: series, parameters: p, muted: settings?.mask(for: series) ?? .none)
+                state.series[series] = d
+                scored += 1
+            }
+        }
+        self.silentWindows.increment(by: scored)
+        return out
+    }
+
     /// Forgets the series of partitions this replica no longer owns (their new owner rebuilds them).
     public func revoke(partitions: Set<Int32>) {
         self.state.withLock { state in
             state.series = state.series.filter { !partitions.contains($0.value.partition) }
+            for partition in partitions { state.watermarks[partition] = nil }
             self.seriesGauge.record(state.series.count)
         }
     }

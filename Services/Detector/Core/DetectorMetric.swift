@@ -74,6 +74,8 @@ public struct WindowObservation: Sendable, Equatable {
     public var costPerRequest: Double
     public var outputTokensPerRequest: Double
     public var ttftP95: Double
+    /// Median latency, for how many calls a latency anomaly touches (`Severity.assess`); NaN when unknown.
+    public var latencyP50: Double = .nan
 
     public init(windowStart: Int64, interval: Int64 = 60_000_000, requests: Double, errors: Double = 0, latencyP95: Double = .nan,
                 costPerRequest: Double = .nan, outputTokensPerRequest: Double = .nan, ttftP95: Double = .nan) {
@@ -97,6 +99,7 @@ public struct WindowObservation: Sendable, Equatable {
             costPerRequest: n > 0 ? Double(v.costNanos) / Double(LLMEvent.nanosPerUSD) / n : .nan,
             outputTokensPerRequest: n > 0 ? Double(v.outputTokens) / n : .nan,
             ttftP95: v.timeToFirstToken.quantile(0.95) ?? .nan)
+        self.latencyP50 = v.latency.quantile(0.5) ?? .nan
     }
 
     /// An empty window (no traffic): what a series shows where the pipeline emitted nothing.

@@ -44,9 +44,7 @@ public struct DetectorParameters: Sendable, Equatable {
     // MARK: Anomaly lifecycle
     /// Normal windows in a row that end an anomaly; a new deviation before then extends it. Default: 10.
     public var resolveWindows = 10
-    /// Score (multiples of the alert threshold) at which an anomaly becomes a warning, and critical. Default: 1.6, 2.5.
-    public var warningScore = 1.6
-    public var criticalScore = 2.5
+    // (Severity follows impact, not the score: `Severity.assess`.)
 
     public init() {}
 

@@ -38,12 +38,25 @@ public struct DetectorPipeline: Sendable {
         // The engine's only failure (loading history) comes before it changes any state, so the batch can be
         // retried whole; once it has scored the windows, publishing is retried here so no window is scored twice.
         let anomalies = try await self.engine.process(windows)
+        try await self.publish(anomalies)
+        return anomalies
+    }
+
+    /// Publishes anomalies keyed by tenant, retrying transient broker faults.
+    public func publish(_ anomalies: [Anomaly]) async throws {
+        guard !anomalies.isEmpty else { return }
         let messages = anomalies.map {
             KafkaProducerMessage(topic: self.topics.anomalies, key: Array($0.series.tenant.utf8), value: $0.jsonBytes())
         }
         try await TransientFaults.retrying("publish anomalies", logger: self.logger) { try await self.producer.sendAll(messages) }
         self.published.increment(by: anomalies.count)
-        return anomalies
+    }
+}
+
+/// Scores silent series every 10 seconds (`DetectorEngine.scoreSilence`) and publishes what that raises.
+public func silenceWatch(pipeline: DetectorPipeline, engine: DetectorEngine, after silence: Duration, logger: Logger) -> PeriodicReload {
+    PeriodicReload(every: .seconds(10), what: "Silence scoring", logger: logger) {
+        try await pipeline.publish(engine.scoreSilence(now: EventTimestamp.now().microsecondsSinceEpoch, silence: silence))
     }
 }
 

@@ -11,11 +11,15 @@ public struct DetectorSettings: Sendable {
     public var replayHours = 6
     /// `TW_DETECTOR_SETTINGS_REFRESH`: how often tenants' sensitivity and muted series are reloaded. Default: 30s.
     public var settingsRefresh: Duration = .seconds(30)
+    /// `TW_DETECTOR_SILENCE_AFTER`: how long after a minute closed, by the wall clock, a series that sent nothing
+    /// for it is scored as silent (`DetectorEngine.scoreSilence`); 0 turns silence detection off. Default: 2m.
+    public var silenceAfter: Duration = .seconds(120)
 
     public init(environment: Environment = Environment()) throws(ConfigurationError) {
         self.batchSize = try environment.int("TW_DETECTOR_BATCH", default: self.batchSize, in: 1...100_000)
         self.warmupWindows = try environment.int("TW_DETECTOR_WARMUP_WINDOWS", default: self.warmupWindows, in: 0...100_000)
         self.replayHours = try environment.int("TW_DETECTOR_REPLAY_HOURS", default: self.replayHours, in: 1...168)
         self.settingsRefresh = try environment.duration("TW_DETECTOR_SETTINGS_REFRESH", default: self.settingsRefresh, in: .seconds(1) ... .seconds(3600))
+        self.silenceAfter = try environment.duration("TW_DETECTOR_SILENCE_AFTER", default: self.silenceAfter, in: .seconds(0) ... .seconds(3600))
     }
 }

@@ -28,6 +28,13 @@ struct OpenAnomaly: Sendable, Equatable {
     var high: Float
 }
 
+/// A recently resolved anomaly's metric and direction (`SeriesDetector.settling`).
+struct Settling: Sendable, Equatable {
+    var metric: DetectorMetric
+    var up: Bool
+    var end: Int64
+}
+
 /// One scored metric of one window.
 struct Verdict {
     var score: Double
@@ -49,6 +56,9 @@ public struct SeriesDetector: Sendable, Equatable {
     var errors = ErrorBaseline()
     var seasonal: SeasonalProfile
     var open: [OpenAnomaly] = []
+    /// Anomalies resolved in the last `settleWindows`: metric, direction, end. While a baseline is still settling on
+    /// a level the last anomaly announced, the same deviation again is that anomaly's tail, not a new one.
+    var settling: [Settling] = []
     /// Start of the last window seen (microseconds), or Int64.min before the first.
     public internal(set) var lastWindow = Int64.min
     /// Windows seen, empty ones included (warm-up).
@@ -59,6 +69,10 @@ public struct SeriesDetector: Sendable, Equatable {
     public init(parameters: DetectorParameters = .default) {
         self.seasonal = SeasonalProfile(days: parameters.seasonalDays)
     }
+
+    /// Windows after an anomaly resolves during which the same deviation does not open a new one (unless twice
+    /// as strong).
+    static let settleWindows = 60
 
     /// Gaps longer than this are filled only with their last part (the state after hours of silence is the same).
     static let maxGapWindows: Int64 = 180
@@ -202,15 +216,24 @@ public struct SeriesDetector: Sendable, Equatable {
             if self.open[i].normalStreak >= p.resolveWindows {
                 self.open[i].revision += 1
                 out.append(self.anomaly(self.open[i], series: series, status: .resolved, interval: o.interval))
-                self.open.remove(at: i)
+                let a = self.open.remove(at: i)
+                self.settling.removeAll { $0.metric == metric }
+                self.settling.append(Settling(metric: metric, up: a.observed > a.expected, end: a.end))
             }
             return
         }
-        let severity: Severity = v.score >= p.criticalScore ? .critical : v.score >= p.warningScore ? .warning : .info
+        // For the request rate the window's own count is the observation; other metrics touch the window's calls.
+        let slowShare = metric == .latencyP95 && o.latencyP50 >= v.expected ? 0.5 : 0.05
+        let severity = Severity.assess(metric: metric, observed: v.observed, expected: v.expected, requests: o.requests, interval: o.interval, slowShare: slowShare)
         let end = o.windowStart + o.interval
         if let i = index {
             self.open[i].end = end
             self.open[i].normalStreak = 0
+            // The peak is the worst window: the most surprising one, or one further from what was expected when
+            // the anomaly opened (the baseline learns during a long anomaly, so a worsening can score lower).
+            let a = self.open[i]
+            let further = abs(v.observed - Double(a.expected)) > abs(Double(a.observed) - Double(a.expected))
+                && (v.observed - Double(a.expected)) * (Double(a.observed) - Double(a.expected)) > 0
             if v.score > Double(self.open[i].score) {
                 self.open[i].score = Float(v.score)
                 self.open[i].peakWindow = o.windowStart
@@ -219,13 +242,26 @@ public struct SeriesDetector: Sendable, Equatable {
                 self.open[i].low = Float(v.low)
                 self.open[i].high = Float(v.high)
                 self.open[i].detector = v.detector
+            } else if further {
+                // Against the same expectation, so the sentence compares the worst with what was usual before.
+                self.open[i].peakWindow = o.windowStart
+                self.open[i].observed = Float(v.observed)
             }
-            if severity > self.open[i].severity {
-                self.open[i].severity = severity
+            // Published again when its severity rises, and as it grows (at 2, 4, 8, ... windows long), so lists,
+            // pages and notifications show its current extent and peak with a bounded number of updates.
+            let length = (end - self.open[i].start) / max(o.interval, 1)
+            let grown = length >= 2 && length & (length - 1) == 0
+            if severity > self.open[i].severity || grown {
+                self.open[i].severity = max(severity, self.open[i].severity)
                 self.open[i].revision += 1
                 out.append(self.anomaly(self.open[i], series: series, status: .ongoing, interval: o.interval))
             }
         } else {
+            // Just after an anomaly in the same direction resolved, the baseline is still learning the level it
+            // announced: only a deviation twice as strong is a new incident.
+            let up = v.observed > v.expected
+            self.settling.removeAll { o.windowStart - $0.end > Int64(Self.settleWindows) * o.interval }
+            if self.settling.contains(where: { $0.metric == metric && $0.up == up }) && v.score < 2 { return }
             let new = OpenAnomaly(
                 metric: metric, start: o.windowStart, end: end, severity: severity, detector: v.detector, score: Float(v.score),
                 peakWindow: o.windowStart, observed: Float(v.observed), expected: Float(v.expected), low: Float(v.low), high: Float(v.high))

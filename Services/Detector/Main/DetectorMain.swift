@@ -7,6 +7,7 @@ import Logging
 import Postgres
 import Rollups
 import ServiceKit
+import ServiceLifecycle
 
 /// The detector: scores every closed window of every series on llm.rollups.v1 and publishes anomalies on
 /// llm.anomalies.v1. `detector backtest` and `detector eval` run the same detectors offline.
@@ -43,8 +44,12 @@ struct Serve: AsyncParsableCommand {
                     logger.warning("Offset commit failed; the batch will be replayed", metadata: ["error": "\(error)"])
                 }
             }
+            var services: [any Service] = [producer, detectorSettingsRefresher(postgres: postgres, engine: engine, interval: settings.settingsRefresh, logger: logger), loop]
+            if settings.silenceAfter > .zero {
+                services.append(silenceWatch(pipeline: pipeline, engine: engine, after: settings.silenceAfter, logger: logger))
+            }
             return ServiceParts(
-                services: [producer, detectorSettingsRefresher(postgres: postgres, engine: engine, interval: settings.settingsRefresh, logger: logger), loop],
+                services: services,
                 readinessChecks: .dependencies(kafka: { await producer.brokersReachable() }, postgres: postgres))
         }
     }
