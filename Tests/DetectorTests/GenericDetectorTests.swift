@@ -55,6 +55,48 @@ struct GenericDetectorTests {
         #expect(found.filter { $0 > 3000 && $0 < 11000 }.count <= 1, "the new level is not alerted on for long: \(found)")
     }
 
+    @Test("the daily rhythm: a day whose peak does not come is found, though every value is within the usual range; ordinary days raise nothing")
+    func dailyRhythm() {
+        // Five-minute rows (288 a day): 20 most of the day, a peak of 80 from 12:00 to 14:00, light noise.
+        let perDay = 288
+        var state: UInt64 = 3
+        func noise() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(state >> 11) / Double(1 << 53) - 0.5
+        }
+        var values = (0..<(10 * perDay)).map { i -> Double in
+            let slot = i % perDay
+            return (slot >= 144 && slot < 168 ? 80 : 20) + 2 * noise()
+        }
+        let times = values.indices.map { Int64($0) * 300_000_000 }
+        #expect(NABBenchmark.generic()(values, times).isEmpty, "ten ordinary days")
+        // Day 8: no peak.
+        for i in (7 * perDay + 144)..<(7 * perDay + 168) { values[i] = 20 + 2 * noise() }
+        let found = NABBenchmark.generic()(values, times)
+        #expect(found.count == 1 && (found.first ?? 0) >= 7 * perDay + 144 && (found.first ?? 0) < 7 * perDay + 150, "\(found)")
+        // Without the rows' interval there is no daily test, and the missing peak goes unseen.
+        var plain = GenericDetector()
+        #expect(values.allSatisfy { if case .opened = plain.observe($0) { false } else { true } })
+    }
+
+    @Test("alert fatigue: a series that keeps alerting is held to larger deviations; the extra margin wears off in days")
+    func fatigue() {
+        // One-minute rows; every 60 minutes a spike 60% of the range beyond it, from row 1000 on.
+        var values = self.noisy(4000, level: 50, spread: 10)
+        for i in stride(from: 1000, to: 2000, by: 60) { values[i] = 61 }
+        var tireless = GenericDetector.Parameters.default
+        tireless.fatigue = 1
+        let all = self.alerts(values, tireless)
+        let held = self.alerts(values)
+        #expect(all.count >= 8, "without fatigue, until the spikes are common enough to be learned: \(all)")
+        #expect(held.first == 1000 && held.count < all.count / 2, "\(held)")
+        // Two half-lives later (four days of minutes would be 5,760 rows; two days' quiet halves it twice over
+        // two days): the same spike alerts again.
+        var later = values + self.noisy(6000, level: 50, spread: 10, seed: 9)
+        later[9500] = 61
+        #expect(self.alerts(later).contains(9500))
+    }
+
     @Test("sensitivity narrows or widens the margin beyond the learned range")
     func sensitivity() {
         var values = self.noisy(3000, level: 50, spread: 10)

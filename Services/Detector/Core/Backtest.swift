@@ -149,9 +149,16 @@ extension Backtest {
         }
     }
 
+    /// The most common gap between rows (the interval a series was written at).
+    public static func regularInterval(_ times: [Int64]) -> Int64? {
+        var gaps: [Int64: Int] = [:]
+        for (a, b) in zip(times, times.dropFirst()) { gaps[b - a, default: 0] += 1 }
+        return gaps.max { ($0.value, -$0.key) < ($1.value, -$1.key) }?.key
+    }
+
     /// `--metric generic`: the generic detector over the values, both directions.
     public static func generic(_ rows: [Row], interval: Int64, parameters: GenericDetector.Parameters) -> [GenericAnomaly] {
-        var detector = GenericDetector(parameters: parameters)
+        var detector = GenericDetector(parameters: parameters, interval: interval)
         var out: [GenericAnomaly] = []
         for row in rows {
             switch detector.observe(row.value) {

@@ -168,8 +168,8 @@ public enum NABBenchmark {
 
     /// Tokenwatch's generic detector: an alert where an excursion opens.
     public static func generic(_ parameters: GenericDetector.Parameters = .default) -> ([Double], [Int64]) -> [Int] {
-        { values, _ in
-            var detector = GenericDetector(parameters: parameters)
+        { values, times in
+            var detector = GenericDetector(parameters: parameters, interval: Backtest.regularInterval(times))
             var out: [Int] = []
             for (i, x) in values.enumerated() { if case .opened = detector.observe(x) { out.append(i) } }
             return out
