@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Checks the custom resources of a rendered kustomization against the operators' own CRDs (k8s/crds) and the
+rules a real cluster enforces that no schema states. Part of deploy/k8s/check.sh.
+
+    crcheck.py RENDERED.yaml CRD_DIR CORE_OUT.yaml   validate; write the built-in resources to CORE_OUT
+    crcheck.py --self-test BAD_DIR CRD_DIR           every BAD_DIR/*.yaml must fail with its `# expect:` text
+
+Schema: the CRD must serve the resource's apiVersion (Strimzi 1.x serves KafkaTopic kafka.strimzi.io/v1 only);
+the resource must validate against that version's openAPIV3Schema; fields the schema does not declare are refused
+unless it preserves unknown fields (the API server would prune them silently).
+Cluster rules:
+- KafkaTopics live in the Kafka cluster's namespace (the Topic Operator watches only its own): the namespace of
+  TW_KAFKA_BROKERS' host (`<service>.<namespace>.svc`) when the config names one.
+- KEDA kafka triggers name the brokers with their namespace (KEDA resolves names in its own namespace), carry an
+  authenticationRef to a TriggerAuthentication of the render when the services use SASL or TLS, and every
+  ScaledObject paces scale-down with advanced.horizontalPodAutoscalerConfig.behavior (cooldownPeriod only
+  applies to scaling to zero), and scales to no more replicas than its topic has partitions (when the render has
+  the KafkaTopic).
+- A ServiceMonitor carries a `release` label (what kube-prometheus-stack's default serviceMonitorSelector matches).
+"""
+import glob, json, os, sys
+import jsonschema
+import yaml
+
+
+def load_crds(directory):
+    crds = {}
+    for path in glob.glob(os.path.join(directory, "*.yaml")):
+        for doc in yaml.safe_load_all(open(path)):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            group, kind = doc["spec"]["group"], doc["spec"]["names"]["kind"]
+            crds[(group, kind)] = {v["name"]: v["schema"]["openAPIV3Schema"] for v in doc["spec"]["versions"] if v.get("served")}
+    return crds
+
+
+def unknown_fields(value, schema, path):
+    """Fields the structural schema does not declare (the API server prunes them without a word)."""
+    out = []
+    if not isinstance(schema, dict) or schema.get("x-kubernetes-preserve-unknown-fields"):
+        return out
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        for key, item in value.items():
+            if props is not None and key in props:
+                out += unknown_fields(item, props[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                out += unknown_fields(item, extra, f"{path}.{key}")
+            elif props is not None and extra is not True:
+                out.append(f"{path}.{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, item in enumerate(value):
+            out += unknown_fields(item, schema["items"], f"{path}[{i}]")
+    return out
+
+
+def check(docs, crds):
+    failures, core = [], []
+    config = next((d.get("data", {}) for d in docs if d.get("kind") == "ConfigMap" and d["metadata"]["name"].endswith("tokenwatch-config")), {})
+    brokers_host = config.get("TW_KAFKA_BROKERS", "").split(",")[0].rsplit(":", 1)[0]
+    parts = brokers_host.split(".")
+    kafka_namespace = parts[1] if len(parts) >= 3 and parts[2] == "svc" else None
+    secured = config.get("TW_KAFKA_SECURITY_PROTOCOL", "plaintext").lower() != "plaintext"
+    auths = {d["metadata"]["name"] for d in docs if d.get("kind") == "TriggerAuthentication"}
+    partitions = {d["spec"].get("topicName", d["metadata"]["name"]): d["spec"].get("partitions") for d in docs if d.get("kind") == "KafkaTopic"}
+    for doc in docs:
+        api, kind, name = doc.get("apiVersion", ""), doc.get("kind"), doc.get("metadata", {}).get("name")
+        group, _, version = api.rpartition("/")
+        if (group, kind) not in crds:
+            if "." in group and not group.endswith("k8s.io"):
+                failures.append(f"{kind}/{name}: custom resource {api} has no CRD in k8s/crds")
+            else:
+                core.append(doc)
+            continue
+        served = crds[(group, kind)]
+        if version not in served:
+            failures.append(f"{kind}/{name}: {api} is not served by the operator's CRD (it serves {', '.join(group + '/' + v for v in served)})")
+            continue
+        schema = served[version]
+        for error in jsonschema.Draft7Validator(schema).iter_errors(doc):
+            failures.append(f"{kind}/{name}: {'/'.join(map(str, error.path))}: {error.message}")
+        for field in unknown_fields(doc.get("spec", {}), schema.get("properties", {}).get("spec", {}), "spec"):
+            failures.append(f"{kind}/{name}: unknown field {field} (the API server would drop it)")
+        if kind == "KafkaTopic" and kafka_namespace and doc["metadata"].get("namespace") != kafka_namespace:
+            failures.append(f"KafkaTopic/{name}: in namespace {doc['metadata'].get('namespace')!r}, but the Kafka cluster ({brokers_host}) is in {kafka_namespace!r}; the Topic Operator watches only its own namespace")
+        if kind == "ScaledObject":
+            behavior = doc["spec"].get("advanced", {}).get("horizontalPodAutoscalerConfig", {}).get("behavior")
+            if not behavior or "scaleDown" not in behavior:
+                failures.append(f"ScaledObject/{name}: no advanced.horizontalPodAutoscalerConfig.behavior.scaleDown (cooldownPeriod only paces scaling to zero)")
+            for trigger in doc["spec"].get("triggers", []):
+                if trigger.get("type") != "kafka":
+                    continue
+                servers = trigger.get("metadata", {}).get("bootstrapServers", "")
+                if any(len(s.rsplit(":", 1)[0].split(".")) < 2 for s in servers.split(",")):
+                    failures.append(f"ScaledObject/{name}: bootstrapServers {servers!r} has no namespace; KEDA resolves it in its own")
+                topic = trigger.get("metadata", {}).get("topic")
+                if partitions.get(topic) and doc["spec"].get("maxReplicaCount", 100) > partitions[topic]:
+                    failures.append(f"ScaledObject/{name}: maxReplicaCount {doc['spec'].get('maxReplicaCount', 100)} exceeds the {partitions[topic]} partitions of {topic} (a replica beyond them owns none)")
+                ref = trigger.get("authenticationRef", {}).get("name")
+                if secured and not ref:
+                    failures.append(f"ScaledObject/{name}: the services use {config.get('TW_KAFKA_SECURITY_PROTOCOL')}, the kafka trigger has no authenticationRef")
+                if ref and ref not in auths:
+                    failures.append(f"ScaledObject/{name}: authenticationRef {ref!r} names no TriggerAuthentication in the render")
+        if kind == "ServiceMonitor" and "release" not in doc["metadata"].get("labels", {}):
+            failures.append(f"ServiceMonitor/{name}: no `release` label (kube-prometheus-stack selects ServiceMonitors by it)")
+    return failures, core
+
+
+def main():
+    if sys.argv[1] == "--self-test":
+        bad_dir, crd_dir = sys.argv[2:4]
+        crds, rc = load_crds(crd_dir), 0
+        for path in sorted(glob.glob(os.path.join(bad_dir, "*.yaml"))):
+            expected = [l.split("# expect:", 1)[1].strip() for l in open(path) if "# expect:" in l]
+            failures, _ = check([d for d in yaml.safe_load_all(open(path)) if d], crds)
+            missing = [e for e in expected if not any(e in f for f in failures)]
+            if missing or not expected:
+                print(f"FAIL self-test {os.path.basename(path)}: not caught: {missing or 'no # expect: line'}; got {failures}")
+                rc = 1
+        if rc == 0:
+            print(f"ok   custom-resource checks catch every known defect ({len(glob.glob(os.path.join(bad_dir, '*.yaml')))} cases)")
+        sys.exit(rc)
+    rendered, crd_dir, core_out = sys.argv[1:4]
+    docs = [d for d in yaml.safe_load_all(open(rendered)) if d]
+    failures, core = check(docs, load_crds(crd_dir))
+    for f in failures:
+        print("FAIL crd " + f)
+    yaml.safe_dump_all(core, open(core_out, "w"))
+    print(f"{os.path.basename(rendered)}: {len(docs)} resources, {len(docs) - len(core)} custom resources checked against the operators' CRDs")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
