@@ -17,7 +17,12 @@ Cluster rules:
   applies to scaling to zero), and scales to no more replicas than its topic has partitions (when the render has
   the KafkaTopic).
 - A ServiceMonitor carries a `release` label (what kube-prometheus-stack's default serviceMonitorSelector matches).
+- The ConfigMap the Deployments read is generated with a content hash in its name, so a change rolls the pods.
+- In a production render (a Namespace labelled tokenwatch.io/environment=production): every Deployment keeps at
+  least 2 replicas (its HPA's minReplicas, or its ScaledObject's minReplicaCount), its PodDisruptionBudget lets at
+  most one go at a time, and its replicas spread over nodes hard (DoNotSchedule).
 """
+import re
 import glob, json, os, sys
 import jsonschema
 import yaml
@@ -57,7 +62,7 @@ def unknown_fields(value, schema, path):
 
 def check(docs, crds):
     failures, core = [], []
-    config = next((d.get("data", {}) for d in docs if d.get("kind") == "ConfigMap" and d["metadata"]["name"].endswith("tokenwatch-config")), {})
+    config = next((d.get("data", {}) for d in docs if d.get("kind") == "ConfigMap" and d["metadata"]["name"].startswith("tokenwatch-config")), {})
     brokers_host = config.get("TW_KAFKA_BROKERS", "").split(",")[0].rsplit(":", 1)[0]
     parts = brokers_host.split(".")
     kafka_namespace = parts[1] if len(parts) >= 3 and parts[2] == "svc" else None
@@ -104,7 +109,43 @@ def check(docs, crds):
                     failures.append(f"ScaledObject/{name}: authenticationRef {ref!r} names no TriggerAuthentication in the render")
         if kind == "ServiceMonitor" and "release" not in doc["metadata"].get("labels", {}):
             failures.append(f"ServiceMonitor/{name}: no `release` label (kube-prometheus-stack selects ServiceMonitors by it)")
+    failures += cluster_rules(docs)
     return failures, core
+
+
+def cluster_rules(docs):
+    failures = []
+    deployments = [d for d in docs if d.get("kind") == "Deployment"]
+    for d in deployments:
+        for c in d["spec"]["template"]["spec"].get("containers", []):
+            for source in c.get("envFrom", []):
+                ref = source.get("configMapRef", {}).get("name")
+                if ref and not re.search(r"-[a-z0-9]{10}$", ref):
+                    failures.append(f"Deployment/{d['metadata']['name']}: reads ConfigMap {ref!r}, whose name has no content hash (configMapGenerator): a change would not roll the pods")
+    production = any(d.get("kind") == "Namespace" and d["metadata"].get("labels", {}).get("tokenwatch.io/environment") == "production" for d in docs)
+    if not production:
+        return failures
+    hpas = {d["spec"]["scaleTargetRef"]["name"]: d["spec"].get("minReplicas", 1) for d in docs if d.get("kind") == "HorizontalPodAutoscaler"}
+    keda = {d["spec"]["scaleTargetRef"]["name"]: d["spec"].get("minReplicaCount", 0) for d in docs if d.get("kind") == "ScaledObject"}
+    pdbs = [d for d in docs if d.get("kind") == "PodDisruptionBudget"]
+    for d in deployments:
+        name = d["metadata"]["name"]
+        labels = d["spec"]["template"]["metadata"].get("labels", {})
+        minimum = keda.get(name, hpas.get(name, d["spec"].get("replicas", 1)))
+        if minimum < 2:
+            failures.append(f"Deployment/{name}: production runs at least 2 replicas (minimum here {minimum})")
+        pdb = next((p for p in pdbs if all(labels.get(k) == v for k, v in p["spec"]["selector"].get("matchLabels", {}).items())), None)
+        if pdb is None:
+            failures.append(f"Deployment/{name}: no PodDisruptionBudget")
+        else:
+            spec = pdb["spec"]
+            allowed = spec["maxUnavailable"] if "maxUnavailable" in spec else minimum - spec.get("minAvailable", 0)
+            if not isinstance(allowed, int) or allowed > 1:
+                failures.append(f"PodDisruptionBudget/{pdb['metadata']['name']}: lets {allowed} of {minimum} replicas go at once; at most 1")
+        spread = d["spec"]["template"]["spec"].get("topologySpreadConstraints", [])
+        if not any(c.get("topologyKey") == "kubernetes.io/hostname" and c.get("whenUnsatisfiable") == "DoNotSchedule" for c in spread):
+            failures.append(f"Deployment/{name}: replicas not spread over nodes hard (kubernetes.io/hostname, DoNotSchedule)")
+    return failures
 
 
 def main():
