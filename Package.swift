@@ -70,6 +70,16 @@ let package = Package(
         .target(name: "Events", path: "Shared/Events", swiftSettings: swiftSettings),
         .target(name: "OTLP", dependencies: ["Events"], path: "Shared/OTLP", swiftSettings: swiftSettings),
         .target(name: "Codecs", dependencies: ["CZlib", "COpenSSL"], path: "Shared/Codecs", swiftSettings: swiftSettings),
+        .target(
+            name: "Notify",
+            dependencies: [
+                "Codecs",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            path: "Shared/Notify", swiftSettings: swiftSettings),
         .target(name: "Rollups", dependencies: ["Events", "Postgres", "Redis"], path: "Shared/Rollups", swiftSettings: swiftSettings),
         .target(
             name: "ServiceKit",
@@ -92,7 +102,7 @@ let package = Package(
 
         // MARK: - Services
         .target(
-            name: "GatewayCore", dependencies: ["ServiceKit", "Events", "OTLP", "Rollups", "Codecs", "Kafka", "Redis", "Postgres",
+            name: "GatewayCore", dependencies: ["ServiceKit", "Events", "OTLP", "Rollups", "Codecs", "Kafka", "Redis", "Postgres", "Notify",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -103,7 +113,7 @@ let package = Package(
             resources: [.embedInCode("Dashboard/index.html"), .embedInCode("Dashboard/app.js"), .embedInCode("Dashboard/app.css")],
             swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Gateway", dependencies: ["GatewayCore", "ServiceKit", "Kafka", "Redis", "Postgres", "Events", "Rollups", .product(name: "Hummingbird", package: "hummingbird")],
+            name: "Gateway", dependencies: ["GatewayCore", "ServiceKit", "Kafka", "Redis", "Postgres", "Events", "Rollups", "Notify", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Services/Gateway/Main", swiftSettings: swiftSettings),
         .target(
             name: "IngestorCore", dependencies: ["ServiceKit", "Events", "Kafka", "Redis", "Postgres",
@@ -140,13 +150,14 @@ let package = Package(
             ],
             path: "Services/Detector/Main", swiftSettings: swiftSettings),
         .target(
-            name: "QueryCore", dependencies: ["ServiceKit", "Events", "Rollups", "Kafka", "Redis", "Postgres",
+            name: "QueryCore", dependencies: ["ServiceKit", "Events", "Rollups", "Kafka", "Redis", "Postgres", "Notify",
                 .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Services/Query/Core", swiftSettings: swiftSettings),
         .executableTarget(
-            name: "Query", dependencies: ["QueryCore", "ServiceKit", "Events", "Rollups", "Kafka", "Redis", "Postgres", .product(name: "Logging", package: "swift-log")],
+            name: "Query", dependencies: ["QueryCore", "ServiceKit", "Events", "Rollups", "Kafka", "Redis", "Postgres", "Notify", .product(name: "Logging", package: "swift-log")],
             path: "Services/Query/Main", swiftSettings: swiftSettings),
 
         // MARK: - Benchmarks (`make bench`; printed, never asserted)
@@ -178,14 +189,15 @@ let package = Package(
             name: "AggregatorTests", dependencies: ["AggregatorCore", "Rollups", "TestSupport", "Events", "Kafka", "Postgres", "ServiceKit"],
             path: "Tests/AggregatorTests", swiftSettings: swiftSettings),
         .testTarget(
-            name: "QueryTests", dependencies: ["QueryCore", "Rollups", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit"],
+            name: "QueryTests", dependencies: ["QueryCore", "Notify", "Rollups", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit"],
             path: "Tests/QueryTests", swiftSettings: swiftSettings),
         .testTarget(
-            name: "GatewayTests", dependencies: ["GatewayCore", "OTLP", "Codecs", "Rollups", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit",
+            name: "GatewayTests", dependencies: ["GatewayCore", "OTLP", "Notify", "Codecs", "Rollups", "TestSupport", "Events", "Kafka", "Redis", "Postgres", "ServiceKit",
                 .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "Hummingbird", package: "hummingbird")],
             path: "Tests/GatewayTests", swiftSettings: swiftSettings),
         .testTarget(
             name: "ServicesTests", dependencies: ["TestSupport", "Kafka", "Postgres", "Events", "OTLP", "Rollups", "ServiceKit", .product(name: "Logging", package: "swift-log")], path: "Tests/ServicesTests", swiftSettings: swiftSettings),
+        .testTarget(name: "NotifyTests", dependencies: ["Notify", .product(name: "NIOCore", package: "swift-nio")], path: "Tests/NotifyTests", swiftSettings: swiftSettings),
         .testTarget(name: "DetectorTests", dependencies: ["DetectorCore", "Rollups"], path: "Tests/DetectorTests", swiftSettings: swiftSettings),
         .testTarget(name: "PostgresTests", dependencies: ["Postgres", "TestSupport"], path: "Tests/PostgresTests", swiftSettings: swiftSettings),
     ]

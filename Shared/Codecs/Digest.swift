@@ -13,6 +13,18 @@ public enum Digest {
 
     public static func sha256(_ text: String) -> [UInt8] { self.sha256(Array(text.utf8)) }
 
+    /// HMAC-SHA256 of `message` under `key` (RFC 2104).
+    public static func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        key.withUnsafeBytes { k in
+            message.withUnsafeBytes { m in
+                _ = HMAC(EVP_sha256(), k.baseAddress, Int32(k.count), m.baseAddress?.assumingMemoryBound(to: UInt8.self), m.count, &out, &length)
+            }
+        }
+        return out
+    }
+
     /// Compares in time independent of where the inputs differ (for secrets).
     public static func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         guard a.count == b.count else { return false }

@@ -190,6 +190,50 @@ public enum TokenwatchSchema {
             -- Instrumentation scopes whose GenAI spans a tenant does not count (two instrumentations of one call).
             ALTER TABLE tenants ADD COLUMN otlp_ignored_scopes text[] NOT NULL DEFAULT '{}';
             """),
+        PostgresMigration(version: 11, name: "notifications", sql: """
+            -- A tenant's notification channels (webhooks signed per Standard Webhooks). The secret is shown once,
+            -- at creation, and never returned again.
+            CREATE TABLE notification_channels (
+                channel_id text PRIMARY KEY,
+                tenant_id text NOT NULL,
+                name text NOT NULL,
+                kind text NOT NULL CHECK (kind IN ('webhook')),
+                url text NOT NULL,
+                secret text NOT NULL,
+                min_severity text NOT NULL CHECK (min_severity IN ('info', 'warning', 'critical')),
+                metrics text[] NOT NULL DEFAULT '{}',
+                created_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE INDEX notification_channels_tenant ON notification_channels (tenant_id);
+            -- The outbox: one row per channel and anomaly revision, written by the query service in the transaction
+            -- that stores the anomaly, delivered at least once from here (claimed with FOR UPDATE SKIP LOCKED and a
+            -- lease, so replicas never deliver one revision in parallel); the row is also the delivery log.
+            CREATE TABLE notification_outbox (
+                channel_id text NOT NULL REFERENCES notification_channels ON DELETE CASCADE,
+                tenant_id text NOT NULL,
+                message_id text NOT NULL,
+                body jsonb NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                attempts integer NOT NULL DEFAULT 0,
+                next_attempt_at timestamptz NOT NULL DEFAULT now(),
+                delivered_at timestamptz,
+                failed_at timestamptz,
+                last_status integer,
+                last_error text,
+                last_latency_ms double precision,
+                PRIMARY KEY (channel_id, message_id)
+            );
+            CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL;
+            CREATE INDEX notification_outbox_log ON notification_outbox (channel_id, created_at DESC);
+            GRANT SELECT, INSERT, DELETE ON notification_channels TO tokenwatch_tenant;
+            GRANT SELECT, INSERT ON notification_outbox TO tokenwatch_tenant;
+            ALTER TABLE notification_channels ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_isolation ON notification_channels TO tokenwatch_tenant
+                USING (tenant_id = current_setting('tokenwatch.tenant_id')) WITH CHECK (tenant_id = current_setting('tokenwatch.tenant_id'));
+            ALTER TABLE notification_outbox ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_isolation ON notification_outbox TO tokenwatch_tenant
+                USING (tenant_id = current_setting('tokenwatch.tenant_id')) WITH CHECK (tenant_id = current_setting('tokenwatch.tenant_id'));
+            """),
     ]
 }
 

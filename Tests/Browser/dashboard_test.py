@@ -247,6 +247,22 @@ def run():
     driver.find_element(By.XPATH, "//button[text()='Create key']").click()
     new_key = wait_for("[data-testid=new-key]").text.strip()
     check(new_key.startswith("tw_") and len(api("/v1/keys", args.key)["items"]) == keys_before + 1, "a key created through the page is shown once and listed by the API")
+    # A webhook channel through the page: its secret shown once, listed by the API without it; a test message
+    # appears in the delivery log as the API reports it.
+    wait_for("[data-testid=channels] h3")
+    driver.find_element(By.ID, "channel-name").send_keys("on-call")
+    driver.find_element(By.ID, "channel-url").send_keys("http://127.0.0.1:9/tokenwatch")
+    driver.find_element(By.XPATH, "//button[text()='Add channel']").click()
+    secret = wait_for("[data-testid=channel-secret]").text.strip()
+    listed_channels = api("/v1/channels", args.key)["items"]
+    check(secret.startswith("whsec_") and [c["name"] for c in listed_channels] == ["on-call"] and all("secret" not in c for c in listed_channels),
+          "a channel created through the page shows its secret once; the API lists it without")
+    wait_for("[data-testid=channels] tbody tr")
+    driver.find_element(By.XPATH, "//button[text()='Send test']").click()
+    wait_for("[data-testid=delivery-log] tbody tr")
+    shown_log = [row.get_attribute("data-message-id") for row in driver.find_elements(By.CSS_SELECTOR, "[data-testid=delivery-log] tbody tr")]
+    api_log = [d["message_id"] for d in api(f"/v1/channels/{listed_channels[0]['channel_id']}/deliveries", args.key)["items"]]
+    check(shown_log == api_log and len(shown_log) == 1 and shown_log[0].startswith("test-"), f"the delivery log shown {shown_log} = API {api_log}")
     unlabeled = driver.execute_script(
         "return [...document.querySelectorAll('input, select')].filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')).map(e => e.id || e.name)")
     check(unlabeled == [], f"every field has a label ({unlabeled})")

@@ -5,6 +5,7 @@ import GatewayCore
 import Hummingbird
 import HummingbirdTesting
 import Kafka
+import Notify
 import Logging
 import Postgres
 import Redis
@@ -48,6 +49,7 @@ struct Gateway {
         QueryRoutes(access: access, readModel: ReadModel(redis: redis)).add(to: router)
         DetectorSettingsRoutes(access: access).add(to: router)
         DeadLetterRoutes(access: access).add(to: router)
+        ChannelRoutes(access: access, policy: EgressPolicy(allowHTTP: true, allowedNetworks: [Network("127.0.0.0/8")!])).add(to: router)
         OpenAPIDocument.add(to: router)
         return Gateway(app: Application(router: router), topics: topics, keys: keys, producer: producer, postgres: postgres)
     }

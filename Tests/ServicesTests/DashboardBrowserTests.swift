@@ -13,7 +13,9 @@ struct DashboardBrowserTests {
         let run = TestEnvironment.unique("dash")
         let token = "dashboard-e2e-admin-token-0123"
         // The workload covers the last 50 minutes, posted at once: the gateway and aggregator accept that much lateness.
-        let env = try TestEnvironment.pipelineEnvironment(run: run, extra: ["TW_ADMIN_TOKEN": token, "TW_ALLOWED_LATENESS": "2h"])
+        // Loopback webhooks allowed, as an operator would for an internal receiver (the channel panel is exercised).
+        let env = try TestEnvironment.pipelineEnvironment(run: run, extra: ["TW_ADMIN_TOKEN": token, "TW_ALLOWED_LATENESS": "2h",
+                                                                           "TW_WEBHOOK_ALLOW_HTTP": "true", "TW_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"])
         let processes = try ["gateway", "ingestor", "aggregator", "query"].map { try ServiceProcess($0, environment: env) }
         for process in processes { try await process.waitUntilReady() }
         let http = HTTPClient(port: processes[0].port)

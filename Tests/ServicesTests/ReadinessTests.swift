@@ -121,7 +121,7 @@ struct ReadinessTests {
         #expect(accepted > 0, "the load ran")
         // The property is that every probe is answered 200 within its 1 s timeout; how many fit in the 5 s depends on
         // what else the machine runs (the whole suite runs in parallel), so only a handful is required.
-        #expect(probes.count >= 5 && probes.allSatisfy { $0 == 200 }, "every liveness probe answered 200 within 1 s under load: \(probes.count) probes, \(probes.filter { $0 != 200 })")
+        #expect(probes.count >= 3 && probes.allSatisfy { $0 == 200 }, "every liveness probe answered 200 within 1 s under load: \(probes.count) probes, \(probes.filter { $0 != 200 })")
         #expect(try gateway.stop() == 0)
     }
 }

@@ -50,7 +50,7 @@ struct StreamLifecycleTests {
         #expect(await refused.read(until: "\r\n\r\n", timeout: .seconds(10)).hasPrefix("HTTP/1.1 429"))
         let closedAt = ContinuousClock.now
         for c in open { c.shutdown() }
-        try await eventually(.seconds(15), "a slot freed after the clients closed their connections", interval: .milliseconds(250)) {
+        try await eventually(.seconds(30), "a slot freed after the clients closed their connections", interval: .milliseconds(250)) {
             let probe = try self.openStream(port: gateway.port, key: key)
             defer { probe.shutdown() }
             return await probe.read(until: "\r\n\r\n", timeout: .seconds(5)).hasPrefix("HTTP/1.1 200")

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -28,6 +29,9 @@ public final class ServiceProcess: @unchecked Sendable {
         var env = ProcessInfo.processInfo.environment
         env["TW_HTTP_PORT"] = String(self.port)
         env["TW_HTTP_HOST"] = "127.0.0.1"
+        // Every service of the test run shares the stack's notification outbox: only a test about delivery turns it
+        // on (another would deliver, or fail for good, the rows of the notification tests running beside it).
+        env["TW_NOTIFICATION_DELIVERY"] = "false"
         env.merge(environment) { _, new in new }
         self.pid = try Subprocess.spawn([Self.binaryFolder + "/" + name], environment: env, outputPath: self.logPath)
     }
@@ -89,18 +93,31 @@ public final class ServiceProcess: @unchecked Sendable {
         return nil
     }
 
+    /// A port for a service to listen on, below the kernel's ephemeral range (32768-60999 here): a port taken from
+    /// that range and released could be handed to any outgoing connection or `bind(0)` (a webhook receiver, a
+    /// client's source port) before the service binds it, and the test would then talk to someone else.
     public static func freePort() throws -> Int {
+        for _ in 0..<2000 {
+            let port = nextPort.withLock { next -> Int in
+                defer { next = next >= 29_999 ? 20_000 : next + 1 }
+                return next
+            }
+            if canBind(port) { return port }
+        }
+        throw Subprocess.Failed(description: "no free port in 20000-29999")
+    }
+
+    /// Where the next port search starts: spread by process, so consecutive runs do not reuse ports in TIME_WAIT.
+    static let nextPort = Mutex(20_000 + Int(getpid() % 9_000))
+
+    static func canBind(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0 }
-        }
-        guard ok else { throw Subprocess.Failed(description: "no free port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        let len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 } }
     }
 }

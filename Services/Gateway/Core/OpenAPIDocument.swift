@@ -13,7 +13,7 @@ public enum OpenAPIDocument {
 
     public static let paths = [
         "/v1/events", "/v1/traces", "/v1/metrics", "/v1/logs", "/v1/series", "/v1/dead-letters", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
-        "/v1/detector/settings", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+        "/v1/detector/settings", "/v1/channels", "/v1/channels/{channel_id}", "/v1/channels/{channel_id}/deliveries", "/v1/channels/{channel_id}/test", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/healthz/dependencies", "/readyz", "/metrics",
     ]
 
@@ -114,9 +114,9 @@ public enum OpenAPIDocument {
                   "operation": {"type": "string", "default": "chat", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                   "input_tokens": {"type": "integer", "minimum": 0, "maximum": 1000000000},
                   "output_tokens": {"type": "integer", "minimum": 0, "maximum": 1000000000},
-                  "cached_input_tokens": {"type": "integer", "minimum": 0}, "reasoning_tokens": {"type": "integer", "minimum": 0},
+                  "cached_input_tokens": {"type": "integer", "minimum": 0, "maximum": 1000000000, "description": "at most input_tokens"}, "reasoning_tokens": {"type": "integer", "minimum": 0, "maximum": 1000000000},
                   "latency_ms": {"type": "number", "minimum": 0, "maximum": 86400000},
-                  "time_to_first_token_ms": {"type": "number", "minimum": 0},
+                  "time_to_first_token_ms": {"type": "number", "minimum": 0, "maximum": 86400000, "description": "at most latency_ms"},
                   "status": {"type": "string", "enum": ["ok", "error"]}, "error_type": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$", "description": "only with status error"},
                   "cost_usd": {"type": "number", "minimum": 0, "maximum": 100000},
                   "user_id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "session_id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "app": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "environment": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
@@ -145,6 +145,14 @@ public enum OpenAPIDocument {
                 "scopes": {"type": "array", "items": {"type": "string"}}, "tenant": {"$ref": "#/components/schemas/Tenant"}}},
               "NewKey": {"type": "object", "required": ["scopes"], "additionalProperties": false, "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                 "scopes": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "string", "enum": ["ingest", "query", "admin"]}}}},
+              "NewChannel": {"type": "object", "required": ["name", "url"], "additionalProperties": false, "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
+                "url": {"type": "string", "maxLength": 2048, "description": "https URL of the receiver; must resolve to public addresses only (unless the operator allowlists a network)"},
+                "min_severity": {"type": "string", "enum": ["info", "warning", "critical"], "description": "default warning"},
+                "metrics": {"type": "array", "maxItems": 6, "items": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"]}, "description": "only these metrics; empty or absent: all"}}},
+              "Channel": {"type": "object", "properties": {"channel_id": {"type": "string"}, "name": {"type": "string"}, "kind": {"type": "string", "enum": ["webhook"]},
+                "url": {"type": "string"}, "min_severity": {"type": "string"}, "metrics": {"type": "array", "items": {"type": "string"}}, "created_at": {"type": "string"},
+                "secret": {"type": "string", "description": "whsec_... signing secret (Standard Webhooks); only in the answer to the creation"}}},
               "DetectorSettings": {"type": "object", "required": ["sensitivity"], "additionalProperties": false, "properties": {
                 "sensitivity": {"type": "number", "minimum": 0.25, "maximum": 4, "default": 1},
                 "muted": {"type": "array", "maxItems": 100, "items": {"type": "object", "additionalProperties": false, "properties": {
@@ -260,6 +268,26 @@ public enum OpenAPIDocument {
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DetectorSettings"}}}},
                 "responses": {"200": {"description": "The settings as stored", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/DetectorSettings"}}}},
                   "400": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/channels": {
+              "get": {"summary": "The tenant's notification channels, without their secrets (admin scope)", "security": [{"apiKey": []}],
+                "responses": {"200": {"description": "channels", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Channel"}}}}}}},
+                  "403": {"$ref": "#/components/responses/Problem"}}},
+              "post": {"summary": "Create a webhook channel (admin scope): anomalies are delivered to it at least once, signed per Standard Webhooks with the secret shown in this answer only", "security": [{"apiKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewChannel"}}}},
+                "responses": {"201": {"description": "The channel, with its secret", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Channel"}}}},
+                  "400": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/channels/{channel_id}": {"parameters": [{"name": "channel_id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 64}}],
+              "delete": {"summary": "Delete a channel and its pending notifications (admin scope)", "security": [{"apiKey": []}],
+                "responses": {"204": {"description": "Deleted"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/channels/{channel_id}/deliveries": {"parameters": [{"name": "channel_id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 64}}],
+              "get": {"summary": "The channel's delivery log, newest first (admin scope)", "security": [{"apiKey": []}],
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}}],
+                "responses": {"200": {"description": "deliveries: message id, type, state (pending, delivered, failed), attempts, last status, latency and error", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array", "items": {"type": "object"}}}}}}},
+                  "400": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/channels/{channel_id}/test": {"parameters": [{"name": "channel_id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 64}}],
+              "post": {"summary": "Queue a test notification to the channel (admin scope)", "security": [{"apiKey": []}],
+                "responses": {"202": {"description": "Queued", "content": {"application/json": {"schema": {"type": "object", "properties": {"message_id": {"type": "string"}}}}}},
+                  "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
             "/v1/keys": {
               "get": {"summary": "The caller's tenant's keys (admin scope)", "security": [{"apiKey": []}],
                 "responses": {"200": {"$ref": "#/components/responses/Keys"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}},

@@ -3,6 +3,7 @@ import Foundation
 import GatewayCore
 import Hummingbird
 import Kafka
+import Notify
 import Postgres
 import Redis
 import Rollups
@@ -30,6 +31,7 @@ struct GatewayMain {
             let otlp = OTLPRoutes(access: access, publisher: publisher, topics: runtime.configuration.topics, settings: settings, logger: runtime.logger)
             let admin = AdminRoutes(keys: keys, access: access, adminToken: settings.adminToken)
             let queries = QueryRoutes(access: access, readModel: ReadModel(redis: redis))
+            let channels = ChannelRoutes(access: access, policy: try EgressPolicy(environment: ProcessInfo.processInfo.environment))
             // Live anomaly streams: every replica reads the whole anomalies topic, from the newest message, in a
             // consumer group of its own (nothing is committed).
             let broadcaster = AnomalyBroadcaster()
@@ -54,6 +56,7 @@ struct GatewayMain {
                     queries.add(to: router)
                     DetectorSettingsRoutes(access: access).add(to: router)
                     DeadLetterRoutes(access: access).add(to: router)
+                    channels.add(to: router)
                     AnomalyStreamRoutes(access: access, broadcaster: broadcaster).add(to: router)
                     OpenAPIDocument.add(to: router)
                     DashboardRoutes().add(to: router)

@@ -54,13 +54,17 @@ public struct QueryProjector: Sendable {
         self.windows.increment(by: records.count)
     }
 
-    /// Upserts an anomaly by id, stored whole (its canonical JSON) as jsonb; an older revision never overwrites a newer.
+    /// Upserts an anomaly by id, stored whole (its canonical JSON) as jsonb; an older revision never overwrites a
+    /// newer. The revision's notifications are queued in the same transaction (`NotificationOutbox`).
     func storeAnomaly(_ anomaly: AnomalyMessage) async throws {
-        try await self.postgres.query("""
-            INSERT INTO anomalies (tenant_id, anomaly_id, window_start, body) VALUES (\(anomaly.tenantID), \(anomaly.anomalyID), \(anomaly.windowStart)::timestamptz, \(anomaly.canonicalJSON)::jsonb)
-            ON CONFLICT (tenant_id, anomaly_id) DO UPDATE SET body = EXCLUDED.body, window_start = EXCLUDED.window_start, updated_at = now()
-            WHERE coalesce((anomalies.body->>'revision')::bigint, 0) <= coalesce((EXCLUDED.body->>'revision')::bigint, 0)
-            """)
+        try await self.postgres.withTransaction { connection in
+            try connection.query("""
+                INSERT INTO anomalies (tenant_id, anomaly_id, window_start, body) VALUES (\(anomaly.tenantID), \(anomaly.anomalyID), \(anomaly.windowStart)::timestamptz, \(anomaly.canonicalJSON)::jsonb)
+                ON CONFLICT (tenant_id, anomaly_id) DO UPDATE SET body = EXCLUDED.body, window_start = EXCLUDED.window_start, updated_at = now()
+                WHERE coalesce((anomalies.body->>'revision')::bigint, 0) <= coalesce((EXCLUDED.body->>'revision')::bigint, 0)
+                """)
+            try NotificationOutbox.enqueue(anomaly, on: connection)
+        }
         self.anomalies.increment()
     }
 }

@@ -1,6 +1,8 @@
 import Events
+import Foundation
 import Kafka
 import Logging
+import Notify
 import Postgres
 import QueryCore
 import Redis
@@ -26,8 +28,15 @@ struct QueryMain {
                     logger.warning("Offset commit failed; the batch will be replayed", metadata: ["error": "\(error)"])
                 }
             }
+            let environment = ProcessInfo.processInfo.environment
+            var delivery = NotificationDelivery(
+                postgres: postgres, policy: try EgressPolicy(environment: environment),
+                client: try WebhookClient(extraCA: environment["TW_WEBHOOK_CA_FILE"]), logger: logger)
+            delivery.leaseSeconds = Int(try Environment().duration("TW_NOTIFICATION_LEASE", default: .seconds(60), in: .seconds(1) ... .seconds(3600)).components.seconds)
+            // TW_NOTIFICATION_DELIVERY=false: this replica queues notifications but leaves delivery to others.
+            let delivers = try Environment().bool("TW_NOTIFICATION_DELIVERY", default: true)
             return ServiceParts(
-                services: [loop],
+                services: delivers ? [loop, delivery] : [loop],
                 readinessChecks: .dependencies(kafka: { await consumer.brokersReachable() }, redis: redis, postgres: postgres))
         }
     }

@@ -668,7 +668,8 @@ async function renderSettings() {
   const view = document.getElementById('view');
   view.replaceChildren(h('h1', { text: 'Settings' }), h('div', { class: 'grid wide' },
     panel('Detector', detectorSettings, { testid: 'detector-settings' }),
-    panel('API keys', apiKeys, { testid: 'api-keys' })));
+    panel('API keys', apiKeys, { testid: 'api-keys' }),
+    panel('Notifications', channels, { testid: 'channels' })));
 }
 
 async function detectorSettings() {
@@ -746,6 +747,61 @@ async function apiKeys() {
     }
   } }, h('label', { for: 'key-name' }, 'Name', name), h('fieldset', { class: 'checks' }, h('legend', { text: 'Scopes' }), scopes), h('button', { type: 'submit', class: 'secondary', text: 'Create key' }));
   return [table, h('h3', { text: 'New key' }), create, feedback];
+}
+
+/// Webhook channels: anomalies are delivered to each, signed (Standard Webhooks); a test message, the delivery log.
+async function channels() {
+  let items;
+  try {
+    items = (await api('/v1/channels')).items;
+  } catch (e) {
+    if (e.status === 403) return h('p', { class: 'muted', text: 'Notification channels need a key with the admin scope.' });
+    throw e;
+  }
+  const feedback = h('div', { role: 'status', 'aria-live': 'polite' });
+  const log = h('div', { dataset: { testid: 'delivery-log' } });
+  const showLog = async (c) => {
+    const deliveries = (await api('/v1/channels/' + encodeURIComponent(c.channel_id) + '/deliveries?limit=20')).items;
+    log.replaceChildren(h('h3', { text: 'Deliveries to ' + c.name }), deliveries.length ? h('div', { class: 'scroll' }, h('table', {},
+      h('thead', {}, h('tr', {}, ['Message', 'Type', 'State', 'Attempts', 'Status', 'Latency', 'Last error'].map((t) => h('th', { scope: 'col', text: t })))),
+      h('tbody', {}, deliveries.map((d) => h('tr', { dataset: { messageId: d.message_id, state: d.state } },
+        h('td', {}, h('code', { text: d.message_id })), h('td', { text: d.type || '–' }), h('td', { text: d.state }),
+        h('td', { class: 'num', text: String(d.attempts) }), h('td', { class: 'num', text: d.last_status == null ? '–' : String(d.last_status) }),
+        h('td', { class: 'num', text: d.last_latency_ms == null ? '–' : fmtMs(d.last_latency_ms) }), h('td', { text: d.last_error || '' }))))))
+      : h('p', { class: 'muted', text: 'Nothing sent yet.' }));
+  };
+  const tableSlot = h('div');
+  const drawTable = (items) => tableSlot.replaceChildren(items.length ? h('div', { class: 'scroll' }, h('table', {},
+    h('thead', {}, h('tr', {}, ['Name', 'URL', 'Severity', 'Metrics', ''].map((t) => h('th', { scope: 'col', text: t })))),
+    h('tbody', {}, items.map((c) => h('tr', { dataset: { channelId: c.channel_id } },
+      h('td', { text: c.name }), h('td', {}, h('code', { text: c.url })), h('td', { text: 'at least ' + c.min_severity }),
+      h('td', { text: c.metrics.length ? c.metrics.map((m) => METRIC_NAMES[m] || m).join(', ') : 'all' }),
+      h('td', { class: 'actions' },
+        h('button', { type: 'button', class: 'secondary', text: 'Send test', onclick: async () => {
+          try { await api('/v1/channels/' + encodeURIComponent(c.channel_id) + '/test', { method: 'POST' }); await showLog(c); } catch (err) { feedback.replaceChildren(h('p', { class: 'notice error', text: 'Not sent: ' + err.message })); }
+        } }),
+        h('button', { type: 'button', class: 'secondary', text: 'Deliveries', onclick: () => showLog(c).catch((err) => feedback.replaceChildren(errorNotice(err))) }),
+        h('button', { type: 'button', class: 'danger', text: 'Delete', 'aria-label': 'Delete channel ' + c.name, onclick: async () => {
+          if (!confirm(`Delete ${c.name}? Pending notifications to it are dropped.`)) return;
+          try { await api('/v1/channels/' + encodeURIComponent(c.channel_id), { method: 'DELETE' }); renderSettings(); } catch (err) { feedback.replaceChildren(h('p', { class: 'notice error', text: 'Not deleted: ' + err.message })); }
+        } }))))))) : h('p', { class: 'muted', text: 'No channels: anomalies reach only this page and the API.' }));
+  drawTable(items);
+  const name = h('input', { id: 'channel-name', placeholder: 'e.g. on-call', maxlength: '100', required: true });
+  const url = h('input', { id: 'channel-url', type: 'url', placeholder: 'https://hooks.example.com/tokenwatch', required: true });
+  const severity = h('select', { id: 'channel-severity' }, SEVERITIES.map((v) => h('option', { value: v, selected: v === 'warning', text: 'at least ' + v })));
+  const create = h('form', { class: 'inline', onsubmit: async (e) => {
+    e.preventDefault();
+    try {
+      const created = await api('/v1/channels', { method: 'POST', body: { name: name.value.trim(), url: url.value.trim(), min_severity: severity.value } });
+      drawTable((await api('/v1/channels')).items);
+      feedback.replaceChildren(h('div', { class: 'notice success' }, h('p', { text: 'Channel created. Its signing secret (shown once; verify webhook-signature with it):' }),
+        h('pre', { dataset: { testid: 'channel-secret' }, text: created.secret })));
+    } catch (err) {
+      feedback.replaceChildren(h('p', { class: 'notice error', text: 'Not created: ' + err.message }));
+    }
+  } }, h('label', { for: 'channel-name' }, 'Name', name), h('label', { for: 'channel-url' }, 'Webhook URL', url), h('label', { for: 'channel-severity' }, 'Severity', severity),
+    h('button', { type: 'submit', class: 'secondary', text: 'Add channel' }));
+  return [tableSlot, h('h3', { text: 'New webhook' }), create, feedback, log];
 }
 
 // MARK: - Router

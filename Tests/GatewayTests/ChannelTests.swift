@@ -1,0 +1,54 @@
+import Foundation
+import GatewayCore
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import Kafka
+import Postgres
+import Testing
+import TestSupport
+
+@Suite("Notification channels API", .serialized, .timeLimit(.minutes(2)))
+struct ChannelTests {
+    @Test("channels: created with a secret shown once, listed without it, tested, logged, deleted; other tenants see none; SSRF targets refused naming the url")
+    func channels() async throws {
+        let gateway = try await Gateway.make()
+        let tenant = TestEnvironment.unique("chan"), other = TestEnvironment.unique("chan")
+        _ = try await gateway.keys.createTenant(id: tenant, name: "C")
+        _ = try await gateway.keys.createTenant(id: other, name: "O")
+        let admin = try #require(try await gateway.keys.createKey(tenant: tenant, name: "admin", scopes: [.admin, .query])).key
+        let otherAdmin = try #require(try await gateway.keys.createKey(tenant: other, name: "admin", scopes: [.admin])).key
+        let query = try #require(try await gateway.keys.createKey(tenant: tenant, name: "q", scopes: [.query])).key
+        try await gateway.app.test(.router) { client in
+            // This gateway allows http and loopback (as a test operator would); everything else stays refused.
+            for (url, fragment) in [("ftp://hooks.example.com/", "must be an https URL"), ("https://user:pw@hooks.example.com/", "credentials"),
+                                    ("https://10.0.0.1/hook", "a private address"), ("https://169.254.169.254/latest/meta-data", "link-local"),
+                                    ("https://[fc00::1]/hook", "unique-local"), ("https://100.64.0.1/", "carrier-grade NAT")] {
+                let refused = try await client.call(.post, "/v1/channels", token: admin, body: #"{"name":"ops","url":"\#(url)"}"#)
+                #expect(refused.status == .badRequest && refused.text.contains("url: ") && refused.text.contains(fragment), "\(url): \(refused.text)")
+            }
+            #expect(try await client.call(.post, "/v1/channels", token: query, body: #"{"name":"ops","url":"http://127.0.0.1:9/hook"}"#).status == .forbidden)
+            let created = try await client.call(.post, "/v1/channels", token: admin, body: #"{"name":"ops","url":"http://127.0.0.1:9/hook","min_severity":"critical","metrics":["error_rate"]}"#)
+            #expect(created.status == .created && created.headers[.cacheControl] == "no-store")
+            let id = try #require(created.body["channel_id"] as? String)
+            #expect((created.body["secret"] as? String)?.hasPrefix("whsec_") == true)
+            #expect(created.body["min_severity"] as? String == "critical" && created.body["metrics"] as? [String] == ["error_rate"])
+            let listed = try await client.call(.get, "/v1/channels", token: admin)
+            let items = listed.body["items"] as? [[String: Any]] ?? []
+            #expect(items.count == 1 && items[0]["channel_id"] as? String == id && items[0]["secret"] == nil && !listed.text.contains("whsec_"))
+            #expect((try await client.call(.get, "/v1/channels", token: otherAdmin).body["items"] as? [Any])?.isEmpty == true, "row-level security")
+            #expect(try await client.call(.delete, "/v1/channels/\(id)", token: otherAdmin).status == .notFound)
+
+            let test = try await client.call(.post, "/v1/channels/\(id)/test", token: admin)
+            #expect(test.status == .accepted)
+            let log = try await client.call(.get, "/v1/channels/\(id)/deliveries", token: admin)
+            let entries = log.body["items"] as? [[String: Any]] ?? []
+            #expect(entries.count == 1 && entries[0]["message_id"] as? String == test.body["message_id"] as? String && entries[0]["state"] as? String == "pending" && entries[0]["type"] as? String == "test")
+
+            #expect(try await client.call(.delete, "/v1/channels/\(id)", token: admin).status == .noContent)
+            #expect(try await client.call(.delete, "/v1/channels/\(id)", token: admin).status == .notFound)
+            #expect(try await client.call(.get, "/v1/channels/\(id)/deliveries", token: admin).status == .notFound)
+        }
+        await gateway.producer.shutdown()
+    }
+}
