@@ -18,6 +18,7 @@ Cluster rules:
   the KafkaTopic).
 - A ServiceMonitor carries a `release` label (what kube-prometheus-stack's default serviceMonitorSelector matches).
 - The ConfigMap the Deployments read is generated with a content hash in its name, so a change rolls the pods.
+- Each Deployment reads its own Secret (tokenwatch-<service>), and only the gateway's holds the admin token.
 - In a production render (a Namespace labelled tokenwatch.io/environment=production): every Deployment keeps at
   least 2 replicas (its HPA's minReplicas, or its ScaledObject's minReplicaCount), its PodDisruptionBudget lets at
   most one go at a time, and its replicas spread over nodes hard (DoNotSchedule).
@@ -122,6 +123,18 @@ def cluster_rules(docs):
                 ref = source.get("configMapRef", {}).get("name")
                 if ref and not re.search(r"-[a-z0-9]{10}$", ref):
                     failures.append(f"Deployment/{d['metadata']['name']}: reads ConfigMap {ref!r}, whose name has no content hash (configMapGenerator): a change would not roll the pods")
+    # Secrets: only the gateway may read the admin token (known from the render's Secrets, or from the templates'
+    # convention: a Secret named for another service).
+    secrets = {d["metadata"]["name"]: set((d.get("data") or {}) | (d.get("stringData") or {})) for d in docs if d.get("kind") == "Secret"}
+    for d in deployments:
+        name = d["metadata"]["name"]
+        for c in d["spec"]["template"]["spec"].get("containers", []):
+            for source in c.get("envFrom", []):
+                ref = source.get("secretRef", {}).get("name")
+                if ref and name != "tokenwatch-gateway" and "TW_ADMIN_TOKEN" in secrets.get(ref, set()):
+                    failures.append(f"Deployment/{name}: reads Secret {ref!r}, which holds TW_ADMIN_TOKEN; only the gateway may")
+                if ref and (ref == "tokenwatch-secrets" or (ref.startswith("tokenwatch-") and not ref.startswith(name))):
+                    failures.append(f"Deployment/{name}: reads Secret {ref!r}, not its own (tokenwatch-<service>): every service would get every credential")
     production = any(d.get("kind") == "Namespace" and d["metadata"].get("labels", {}).get("tokenwatch.io/environment") == "production" for d in docs)
     if not production:
         return failures
