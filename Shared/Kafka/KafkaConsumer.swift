@@ -135,6 +135,19 @@ public final class KafkaConsumer: Sendable {
         try result.get()
     }
 
+    /// The oldest offset the broker still holds for `partition` (its low watermark; retention moves it forward).
+    public func lowWatermark(_ partition: KafkaTopicPartition, timeout: Duration = .seconds(10)) async throws(KafkaError) -> Int64 {
+        let handle = self.handle
+        let timeoutMs = Int32(timeout.components.seconds * 1000)
+        let result: Result<Int64, KafkaError> = await self.control {
+            var low: Int64 = 0, high: Int64 = 0
+            let err = rd_kafka_query_watermark_offsets(handle.pointer, partition.topic, Int32(partition.partition), &low, &high, timeoutMs)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR { return .failure(KafkaError(.consume, "watermarks of \(partition)", err: err)) }
+            return .success(low)
+        }
+        return try result.get()
+    }
+
     /// Stops fetching these partitions until `resume`; messages already fetched may still arrive.
     public func pause(_ partitions: [KafkaTopicPartition]) throws(KafkaError) {
         let list = PartitionList(partitions.map { ($0, nil) })

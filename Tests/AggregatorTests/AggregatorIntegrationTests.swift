@@ -149,6 +149,31 @@ struct AggregatorIntegrationTests {
         await world.postgres.close()
     }
 
+    @Test("a batch that starts past the stored offset (fetched before a revocation or a seek) is not applied: the member seeks back, and nothing is lost")
+    func staleFetch() async throws {
+        let world = try await World.make()
+        let core = world.core()
+        try await world.assign(core)
+        let events = (0..<20).map { i in
+            LLMEvent(eventID: "\(world.run)-g\(i)", tenantID: world.tenant(0), timestamp: EventTimestamp(microsecondsSinceEpoch: world.base + Int64(i) * 1_000_000),
+                     provider: "openai", model: "gpt-4o", inputTokens: 1, outputTokens: 1, latencyMs: 10, status: .ok, costNanos: 5)
+        }
+        let messages = events.enumerated().map { message($0.element, offset: Int64($0.offset), sourceOffset: Int64($0.offset), topic: world.topics.events) }
+        _ = try await core.process(Array(messages[0..<5]))
+        #expect(core.states[world.partition]?.nextOffset == 5)
+        // Offsets 5...9 were fetched by another member, or before a seek took effect: this batch starts at 10.
+        let stale = try await core.process(Array(messages[10..<20]))
+        #expect(stale.applied == 0 && stale.fenced == [world.partition], "not applied; the caller seeks back")
+        #expect(core.states[world.partition]?.nextOffset == 5)
+        // After the seek, from the stored offset: every event counted once.
+        let resumed = try await core.process(Array(messages[5..<20]))
+        #expect(resumed.applied == 15)
+        let total = try await rows(world, .minute).filter { $0.key.series == .total(world.tenant(0)) }.map(\.value.values.requests).reduce(0, +)
+        #expect(total == 20)
+        await world.producer.shutdown()
+        await world.postgres.close()
+    }
+
     @Test("late events within the allowed lateness update their window; later ones go to the DLQ as too_late")
     func lateness() async throws {
         let world = try await World.make()

@@ -66,7 +66,10 @@ struct ScalingTests {
         let services = ["ingestor", "aggregator", "detector", "query"]
         // 1 replica each.
         var replicas: [String: [ServiceProcess]] = [:]
+        // Every process of the test, stopped ones included (their logs go with them), for the diagnosis of a failure.
+        var everyone: [ServiceProcess] = []
         for service in services { replicas[service] = [try ServiceProcess(service, environment: env)] }
+        everyone += services.flatMap { replicas[$0]! }
         for service in services { try await replicas[service]![0].waitUntilReady() }
         try await waitForApplied(atLeast: 1500, "the first replicas apply events")
 
@@ -77,6 +80,7 @@ struct ScalingTests {
                 let p = try ServiceProcess(service, environment: env)
                 replicas[service]!.append(p)
                 joined.append(p)
+                everyone.append(p)
             }
         }
         for p in joined { try await p.waitUntilReady() }
@@ -131,7 +135,10 @@ struct ScalingTests {
             }
             let short = want.filter { have[$0.key, default: 0] != $0.value }.map { "\($0.key): \(have[$0.key, default: 0]) of \($0.value)" }.sorted()
             Issue.record("applied \(try await applied()) of \(events.count); windows short: \(short.prefix(20).joined(separator: "; "))")
-            for (service, list) in replicas { for p in list { print("--- \(service) pid \(p.pid) log tail:\n\(p.log.suffix(2000))") } }
+            for p in everyone {
+                let lines = p.log.split(separator: "\n").filter { $0.contains("warning") || $0.contains("error") || $0.contains("partitions") || $0.contains("Fenced") }
+                print("--- \(p.name) pid \(p.pid):\n" + lines.suffix(25).joined(separator: "\n"))
+            }
             throw error
         }
         let result = try await postgres.query("SELECT \(unescaped: RollupStore.selectColumns) FROM rollups_1m WHERE tenant_id LIKE \(run + "-%")")

@@ -26,6 +26,8 @@ public final class AggregatorCore: Sendable {
     private let late = Counter(label: "tw_aggregator_events_total", dimensions: [("outcome", "too_late")])
     private let rejected = Counter(label: "tw_aggregator_events_total", dimensions: [("outcome", "rejected")])
     private let fenced = Counter(label: "tw_aggregator_fenced_batches_total")
+    private let gaps = Counter(label: "tw_aggregator_rewound_batches_total")
+    private let retentionGaps = Counter(label: "tw_aggregator_retention_gaps_total")
 
     /// Events on llm.events.v1 were validated by the ingestor; re-reading them must not reject them for their age.
     let decoder: EventDecoder = {
@@ -35,7 +37,13 @@ public final class AggregatorCore: Sendable {
         return EventDecoder(limits: limits)
     }()
 
-    public init(postgres: PostgresClient, producer: KafkaProducer, states: PartitionStates, settings: AggregatorSettings, topics: Topics, logger: Logger) {
+    /// The broker's low watermark of a partition (`KafkaConsumer.lowWatermark`), to tell a gap retention made from
+    /// one a stale fetch made; without it every gap is a stale fetch.
+    let lowWatermark: (@Sendable (KafkaTopicPartition) async throws -> Int64)?
+
+    public init(postgres: PostgresClient, producer: KafkaProducer, states: PartitionStates, settings: AggregatorSettings, topics: Topics, logger: Logger,
+                lowWatermark: (@Sendable (KafkaTopicPartition) async throws -> Int64)? = nil) {
+        self.lowWatermark = lowWatermark
         self.postgres = postgres
         self.producer = producer
         self.states = states
@@ -52,6 +60,16 @@ public final class AggregatorCore: Sendable {
         /// Partitions whose batch was refused because another member had moved their offset.
         public var fenced: [KafkaTopicPartition] = []
         public init() {}
+    }
+
+    /// A batch whose first new message is past the stored offset: messages in between were never delivered to this
+    /// member (fetched before a revocation, or before a seek took effect). Applying it would move the stored offset
+    /// over them; instead nothing of it is applied, the state is reloaded and the caller seeks to the stored offset.
+    public struct Gap: Error, CustomStringConvertible {
+        public let partition: KafkaTopicPartition
+        public let expected: Int64
+        public let got: Int64
+        public var description: String { "\(self.partition): next message at offset \(self.got), stored offset \(self.expected)" }
     }
 
     public struct Fenced: Error, CustomStringConvertible {
@@ -77,6 +95,13 @@ public final class AggregatorCore: Sendable {
                 self.fenced.increment()
                 self.states[tp] = try await PartitionState.load(tp, postgres: self.postgres)
                 summary.fenced.append(tp)
+            } catch let gap as Gap {
+                summary = before
+                self.logger.warning("Batch does not start at the stored offset: seeking back", metadata: ["kafka.partition": "\(tp)", "error": "\(gap)"])
+                self.gaps.increment()
+                // Another member may have moved it meanwhile (the stale fetch of a zombie): seek to what is stored.
+                self.states[tp] = try await PartitionState.load(tp, postgres: self.postgres)
+                summary.fenced.append(tp)
             }
         }
         self.applied.increment(by: summary.applied)
@@ -93,6 +118,18 @@ public final class AggregatorCore: Sendable {
         var days = RollupDeltas(granularity: .day)
         var deadLetters: [KafkaProducerMessage] = []
         let lateness = self.settings.allowedLateness.microseconds
+        // Offsets of one partition are contiguous (an idempotent producer writes no transaction markers), so the first
+        // message not applied yet must be the stored offset itself; otherwise the messages in between never reached
+        // this member, and moving the offset over them would lose them. Only retention may have removed them.
+        if let first = messages.first(where: { $0.offset >= next.nextOffset }), first.offset > next.nextOffset {
+            let low = (try? await self.lowWatermark?(tp)) ?? 0
+            guard low > next.nextOffset else { throw Gap(partition: tp, expected: next.nextOffset, got: first.offset) }
+            self.logger.error("Events deleted by retention before they were applied", metadata: [
+                "kafka.partition": "\(tp)", "from": "\(next.nextOffset)", "to": "\(low)"])
+            self.retentionGaps.increment()
+            next.nextOffset = max(low, next.nextOffset)
+            if first.offset > next.nextOffset { throw Gap(partition: tp, expected: next.nextOffset, got: first.offset) }
+        }
         for message in messages {
             // Messages before the stored offset were applied already (a seek can deliver a few twice).
             guard message.offset >= next.nextOffset else { continue }

@@ -17,7 +17,8 @@ struct AggregatorMain {
             let producer = try runtime.makeProducer()
             let states = PartitionStates()
             let consumer = try runtime.makeConsumer(group: runtime.configuration.consumerGroup, rebalanceHandler: AggregatorRebalanceHandler(postgres: postgres, states: states, logger: runtime.logger))
-            let core = AggregatorCore(postgres: postgres, producer: producer, states: states, settings: settings, topics: runtime.configuration.topics, logger: runtime.logger)
+            let core = AggregatorCore(postgres: postgres, producer: producer, states: states, settings: settings, topics: runtime.configuration.topics, logger: runtime.logger,
+                                      lowWatermark: { try await consumer.lowWatermark($0) })
             let emitter = RollupEmitter(core: core)
             let logger = runtime.logger
             let lastEmit = Mutex(ContinuousClock.now)
