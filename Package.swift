@@ -150,7 +150,7 @@ let package = Package(
             ],
             path: "Services/Detector/Main", swiftSettings: swiftSettings),
         .target(
-            name: "QueryCore", dependencies: ["ServiceKit", "Events", "Rollups", "Kafka", "Redis", "Postgres", "Notify",
+            name: "QueryCore", dependencies: ["ServiceKit", "Events", "Rollups", "Kafka", "Redis", "Postgres", "Notify", "ClientSupport",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

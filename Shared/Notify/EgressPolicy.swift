@@ -125,8 +125,10 @@ public struct EgressPolicy: Sendable {
             return Self.forbiddenV4(ip)
         case .v6(let a):
             let bytes = withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
+            // The IPv4 address carried in the last four bytes (IPv4-mapped and NAT64 forms).
+            let embedded = bytes[12...].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
             if bytes[0..<10].allSatisfy({ $0 == 0 }) && bytes[10] == 0xFF && bytes[11] == 0xFF {
-                return Self.forbiddenV4(UInt32(bytes[12]) << 24 | UInt32(bytes[13]) << 16 | UInt32(bytes[14]) << 8 | UInt32(bytes[15])).map { "an IPv4-mapped " + $0 }
+                return Self.forbiddenV4(embedded).map { "an IPv4-mapped " + $0 }
             }
             if bytes.allSatisfy({ $0 == 0 }) { return "the unspecified address" }
             if bytes[0..<15].allSatisfy({ $0 == 0 }) && bytes[15] == 1 { return "loopback" }
@@ -134,7 +136,7 @@ public struct EgressPolicy: Sendable {
             if bytes[0] == 0xFE && bytes[1] & 0xC0 == 0x80 { return "link-local" }
             if bytes[0] == 0xFF { return "multicast" }
             if bytes[0..<12] == [0x00, 0x64, 0xFF, 0x9B, 0, 0, 0, 0, 0, 0, 0, 0] {
-                return Self.forbiddenV4(UInt32(bytes[12]) << 24 | UInt32(bytes[13]) << 16 | UInt32(bytes[14]) << 8 | UInt32(bytes[15])).map { "a NAT64 " + $0 }
+                return Self.forbiddenV4(embedded).map { "a NAT64 " + $0 }
             }
             return nil
         case .unixDomainSocket:

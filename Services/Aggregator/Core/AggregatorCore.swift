@@ -89,17 +89,12 @@ public final class AggregatorCore: Sendable {
             let before = summary
             do {
                 try await self.apply(messages, partition: tp, state: state, summary: &summary)
-            } catch let fenced as Fenced {
-                summary = before  // nothing of this partition's batch was applied
-                self.logger.warning("Fenced: reloading partition state", metadata: ["kafka.partition": "\(fenced.partition)"])
-                self.fenced.increment()
-                self.states[tp] = try await PartitionState.load(tp, postgres: self.postgres)
-                summary.fenced.append(tp)
-            } catch let gap as Gap {
+            } catch where error is Fenced || error is Gap {
+                // Nothing of this partition's batch was applied. Another member may have moved the offset (fenced, or
+                // the stale fetch of a zombie): reload what is stored, which the caller seeks to.
                 summary = before
-                self.logger.warning("Batch does not start at the stored offset: seeking back", metadata: ["kafka.partition": "\(tp)", "error": "\(gap)"])
-                self.gaps.increment()
-                // Another member may have moved it meanwhile (the stale fetch of a zombie): seek to what is stored.
+                self.logger.warning("Batch not applied: reloading partition state", metadata: ["kafka.partition": "\(tp)", "error": "\(error)"])
+                (error is Fenced ? self.fenced : self.gaps).increment()
                 self.states[tp] = try await PartitionState.load(tp, postgres: self.postgres)
                 summary.fenced.append(tp)
             }

@@ -68,10 +68,7 @@ public enum Backtest {
             guard rows.count <= Self.maxRows else { throw CSVError(line: index + 1, reason: "more than \(Self.maxRows) rows") }
         }
         guard rows.count >= 2 else { throw CSVError(line: 0, reason: "need at least two rows") }
-        var gaps: [Int64: Int] = [:]
-        for (a, b) in zip(rows, rows.dropFirst()) { gaps[b.time - a.time, default: 0] += 1 }
-        let interval = gaps.max { ($0.value, -$0.key) < ($1.value, -$1.key) }!.key
-        return (interval, rows, warnings)
+        return (Self.regularInterval(rows.map(\.time))!, rows, warnings)
     }
 
     /// Observations of one metric. Only that metric can alert (the others are muted); per-request metrics use the

@@ -190,7 +190,7 @@ struct EvalCommand: AsyncParsableCommand {
             let files = try NABBenchmark.load(directory: nab)
             // The request-rate detector is what `detector backtest` ran on such series before the generic mode.
             let requestRate: ([Double], [Int64]) -> [Int] = { values, times in
-                let interval = zip(times, times.dropFirst()).map { $1 - $0 }.min() ?? 60_000_000
+                let interval = Backtest.regularInterval(times) ?? 60_000_000
                 let rows = zip(times, values).map { Backtest.Row(time: $0, value: $1, requests: nil) }
                 guard let observations = try? Backtest.observations(rows, metric: .requestRate, interval: interval) else { return [] }
                 var muted = MetricMask.all

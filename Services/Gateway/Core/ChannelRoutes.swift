@@ -87,11 +87,11 @@ public struct ChannelRoutes: Sendable {
                 """)
             var channel = try Self.channel(rows[0])
             channel.secret = secret
-            return try Self.json(.created, channel)
+            return try AdminRoutes.json(.created, channel)
         }
         self.access.route(router, .get, "/v1/channels", scope: .admin) { _, tenant, _ in
             let rows = try await tenant.database.query("SELECT \(unescaped: Self.columns) FROM notification_channels WHERE tenant_id = \(tenant.tenantID) ORDER BY created_at, channel_id")
-            return try Self.json(.ok, Channels(items: try rows.map(Self.channel)))
+            return try AdminRoutes.json(.ok, Channels(items: try rows.map(Self.channel)))
         }
         self.access.route(router, .delete, "/v1/channels/{channel_id}", scope: .admin) { _, tenant, context in
             let id = try Self.channelID(context)
@@ -119,7 +119,7 @@ public struct ChannelRoutes: Sendable {
                                 last_latency_ms: try row.decodeIfPresent("last_latency_ms"), created_at: try row.decode("created_at"),
                                 finished_at: try row.decodeIfPresent("finished_at"), next_attempt_at: state == "pending" ? try row.decodeIfPresent("next_attempt_at") : nil)
             }
-            return try Self.json(.ok, Deliveries(items: items))
+            return try AdminRoutes.json(.ok, Deliveries(items: items))
         }
         self.access.route(router, .post, "/v1/channels/{channel_id}/test", scope: .admin) { _, tenant, context in
             let id = try Self.channelID(context)
@@ -131,7 +131,7 @@ public struct ChannelRoutes: Sendable {
                 RETURNING message_id
                 """)
             guard !rows.isEmpty else { throw Self.notFound(id) }
-            return try Self.json(.accepted, ["message_id": messageID])
+            return try AdminRoutes.json(.accepted, ["message_id": messageID])
         }
     }
 
@@ -144,11 +144,5 @@ public struct ChannelRoutes: Sendable {
 
     static func notFound(_ id: String) -> Problem {
         Problem(.notFound, code: "not_found", title: "No such channel", detail: "channel_id: no channel \(id) for this tenant")
-    }
-
-    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 }

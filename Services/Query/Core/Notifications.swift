@@ -1,3 +1,4 @@
+import ClientSupport
 import Events
 import Foundation
 import Logging
@@ -49,6 +50,7 @@ public struct NotificationDelivery: Service {
     public var leaseSeconds = 60
     public var retryFor: Duration = .seconds(24 * 3600)
     public var batchSize = 20
+    static let backoff = Backoff(initial: .seconds(5), maximum: .seconds(3600))
     private let delivered = Counter(label: "tw_notifications_total", dimensions: [("outcome", "delivered")])
     private let retried = Counter(label: "tw_notifications_total", dimensions: [("outcome", "retry")])
     private let failed = Counter(label: "tw_notifications_total", dimensions: [("outcome", "failed")])
@@ -131,8 +133,8 @@ public struct NotificationDelivery: Service {
             case .retry(let status, let error, let after) where item.ageSeconds < Double(self.retryFor.components.seconds):
                 self.retried.increment()
                 // Exponential backoff with full jitter, 5 s doubling to an hour; a 429's Retry-After when longer.
-                let ceiling = min(3600, 5 * pow(2, Double(max(item.attempts - 1, 0))))
-                let delay = max(Double.random(in: ceiling / 2...ceiling), after ?? 0)
+                let backoff = Self.backoff.delay(afterFailures: item.attempts - 1)
+                let delay = max(Double(backoff.components.seconds) + Double(backoff.components.attoseconds) / 1e18, after ?? 0)
                 try await self.postgres.query("""
                     UPDATE notification_outbox SET next_attempt_at = now() + make_interval(secs => \(delay)), last_status = \(status.map(Int64.init)),
                         last_error = \(String(error.prefix(500))), last_latency_ms = \(ms)
