@@ -11,6 +11,8 @@ final class RebalanceBridge: Sendable {
     let handler: (any KafkaRebalanceHandler)?
     let logger: Logger
     private let failure = Mutex<KafkaError?>(nil)
+    /// Whether an assignment (possibly empty) has reached this member: the sticky assignor's state exists from then on.
+    let everAssigned = Atomic<Bool>(false)
 
     init(handler: (any KafkaRebalanceHandler)?, logger: Logger) {
         self.handler = handler
@@ -37,6 +39,7 @@ final class RebalanceBridge: Sendable {
         let partitions = PartitionList.elements(list).map(\.0)
         switch err {
         case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            self.everAssigned.store(true, ordering: .releasing)
             self.logger.info("Kafka partitions assigned", metadata: ["kafka.partitions": "\(partitions)"])
             var starts: [KafkaTopicPartition: KafkaOffset] = [:]
             if let handler = self.handler {

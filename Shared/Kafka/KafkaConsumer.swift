@@ -30,6 +30,7 @@ public final class KafkaConsumer: Sendable {
     private let rebalance: RebalanceBridge
     private let logger: Logger
     private let state = Mutex(LifecycleState.open)
+    private let subscribed = Atomic<Bool>(false)
 
     private enum LifecycleState { case open, closing, closed }
 
@@ -55,6 +56,18 @@ public final class KafkaConsumer: Sendable {
         self.queue.release()
         self.pollThread.shutdown()
         self.controlThread.shutdown()
+        if self.subscribed.load(ordering: .acquiring) && !self.rebalance.everAssigned.load(ordering: .acquiring) {
+            self.logger.debug("Kafka consumer never assigned: its handle is left to the process's end (librdkafka #4312)")
+            self.handle.abandonAtDeinit()
+        }
+    }
+
+    /// The member id the group coordinator gave this consumer; nil until its first JoinGroup is answered.
+    public var memberID: String? {
+        guard let id = rd_kafka_memberid(self.handle.pointer) else { return nil }
+        defer { rd_kafka_mem_free(self.handle.pointer, id) }
+        let value = String(cString: id)
+        return value.isEmpty ? nil : value
     }
 
     /// Joins the group for `topics`.
@@ -62,6 +75,7 @@ public final class KafkaConsumer: Sendable {
         let list = PartitionList(topics.map { (KafkaTopicPartition(topic: $0, partition: Int32(RD_KAFKA_PARTITION_UA)), nil) })
         let err = rd_kafka_subscribe(self.handle.pointer, list.pointer)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(.client, "subscribe \(topics)", err: err) }
+        self.subscribed.store(true, ordering: .releasing)
     }
 
     /// Batches of messages, each of at most `maxMessages`, as they arrive. Ends after `close()`.

@@ -8,6 +8,7 @@ import Synchronization
 final class KafkaHandle: @unchecked Sendable {
     let pointer: OpaquePointer
     private let topics = Mutex<[String: TopicHandle]>([:])
+    private let abandoned = Atomic<Bool>(false)
 
     /// Builds a conf from `properties`, lets `configure` install callbacks, and creates the client.
     init(
@@ -33,7 +34,17 @@ final class KafkaHandle: @unchecked Sendable {
 
     deinit {
         self.topics.withLock { $0.removeAll() }
+        if self.abandoned.load(ordering: .acquiring) { return }
         rd_kafka_destroy(self.pointer)
+    }
+
+    /// Leaves the handle to the process's end instead of destroying it in `deinit`: librdkafka before 2.3.0
+    /// (Debian 12 ships 2.0.2) aborts the process in `rd_kafka_destroy` when a cooperative-sticky member is destroyed
+    /// after joining its group but before its first assignment (librdkafka #4312, fixed by #4381). A pod stopped
+    /// while its group rebalances (a scale-down, a rollout) hits exactly that; the leak is one client's memory and
+    /// threads, once, and only after `rd_kafka_consumer_close` has left the group.
+    func abandonAtDeinit() {
+        self.abandoned.store(true, ordering: .releasing)
     }
 
     /// A cached `rd_kafka_topic_t` for `name`; creating one per message would take librdkafka's topic lock each time.

@@ -1,3 +1,4 @@
+import Foundation
 import Kafka
 import Synchronization
 import Testing
@@ -74,6 +75,38 @@ struct KafkaIntegrationTests {
         try await within(.seconds(60), "A takes all back") { await handlerA.waitUntil { $0 == all } }
         await a.close()
         _ = try? await pollA.value
+    }
+
+    @Test("a member stopped after joining its group but before its first assignment closes and is freed without aborting the process (librdkafka #4312 in Debian's 2.0.2)")
+    func closedBeforeFirstAssignment() async throws {
+        // A broker of the test's own: every SyncGroup it answers fails, which no other suite may see.
+        let dir = NSTemporaryDirectory() + "tw-\(TestEnvironment.unique("joining"))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let broker = try ChildProcess([Subprocess.projectRoot + "/.state/bin/tokenwatch-mockbroker", "--bootstrap-file", dir + "/bootstrap",
+                                       "--control-file", dir + "/control", "--brokers", "1"], outputPath: dir + "/broker.log")
+        try await eventually(.seconds(10), "the private broker") { ((try? String(contentsOfFile: dir + "/control", encoding: .utf8)) ?? "").contains(":") }
+        let bootstrap = try String(contentsOfFile: dir + "/bootstrap", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let control = try String(contentsOfFile: dir + "/control", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let topic = TestEnvironment.unique("joining")
+        try MockBrokerControl.createTopic(topic, partitions: 2, control: control)
+        // SyncGroup (API key 14) answered REBALANCE_IN_PROGRESS (27): the member joins, and rejoins, but is never assigned,
+        // as a pod is while its group waits for a dead member's session to expire.
+        try MockBrokerControl.send("ERRORS 14 100000 27", control: control)
+
+        let handler = RecordingRebalanceHandler()
+        var consumer: KafkaConsumer? = try makeConsumer(group: TestEnvironment.unique("g"), handler: handler, brokers: bootstrap)
+        try consumer!.subscribe(topics: [topic])
+        let member = consumer!
+        let poll = Task { for try await _ in member.batches() {} }
+        try await eventually(.seconds(30), "the member has joined") { member.memberID != nil }
+        await member.close()
+        _ = try? await poll.value
+        #expect(handler.assigned.isEmpty && handler.everAssigned == false, "the scenario: joined, never assigned")
+        // Dropping the last reference frees the client; with 2.0.2's rd_kafka_destroy that aborted the test process here.
+        consumer = nil
+        _ = consumer
+        broker.stop()
     }
 
     @Test("committed offsets resume a new member with no loss and no duplicate")

@@ -15,8 +15,8 @@ func makeProducer(lingerMs: Int = 5) throws -> KafkaProducer {
     return try KafkaProducer(configuration: config, logger: testLogger)
 }
 
-func makeConsumer(group: String, handler: (any KafkaRebalanceHandler)? = nil) throws -> KafkaConsumer {
-    let config = KafkaConsumerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try TestEnvironment.kafkaBrokers(), clientID: "kafka-tests"), groupID: group)
+func makeConsumer(group: String, handler: (any KafkaRebalanceHandler)? = nil, brokers: String? = nil) throws -> KafkaConsumer {
+    let config = KafkaConsumerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try brokers ?? TestEnvironment.kafkaBrokers(), clientID: "kafka-tests"), groupID: group)
     return try KafkaConsumer(configuration: config, rebalanceHandler: handler, logger: testLogger)
 }
 
@@ -27,9 +27,14 @@ final class RecordingRebalanceHandler: KafkaRebalanceHandler {
 
     init(starts: [KafkaTopicPartition: KafkaOffset] = [:]) { self.starts = starts }
 
+    private let assignments = Atomic<Int>(0)
+
     var assigned: Set<KafkaTopicPartition> { self.state.withLock { $0.assigned } }
+    /// Whether any assignment, even an empty one, has been handed to the member.
+    var everAssigned: Bool { self.assignments.load(ordering: .relaxed) > 0 }
 
     func partitionsAssigned(_ partitions: [KafkaTopicPartition]) async throws -> [KafkaTopicPartition: KafkaOffset] {
+        self.assignments.add(1, ordering: .relaxed)
         self.update { $0.formUnion(partitions) }
         return self.starts
     }

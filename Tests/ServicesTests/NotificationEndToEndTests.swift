@@ -64,7 +64,7 @@ struct NotificationEndToEndTests {
             return try row.first?.decode("ok", as: Bool.self) == true
         }
         let status = try query.stop()
-        #expect(status == 0, "the query service exits cleanly on SIGTERM:\n\(query.log.suffix(3000))")
+        #expect(status == 0, "the query service exits cleanly on SIGTERM:\n\(query.crashReport)")
         receiver.process.stop()
         await producer.shutdown()
         await postgres.close()

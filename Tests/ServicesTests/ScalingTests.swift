@@ -108,7 +108,7 @@ struct ScalingTests {
                 let start = ContinuousClock.now
                 let status = try p.stop(timeout: .seconds(shutdownBudget + 5))
                 exits.append((service, status, ContinuousClock.now - start))
-                #expect(status == 0, "\(service) exits 0 on SIGTERM:\n\(p.log.suffix(3000))")
+                #expect(status == 0, "\(service) exits 0 on SIGTERM:\n\(p.crashReport)")
                 #expect(ContinuousClock.now - start < .seconds(shutdownBudget), "\(service) stopped within its \(shutdownBudget) s budget")
             }
         }

@@ -43,6 +43,15 @@ public final class ServiceProcess: @unchecked Sendable {
 
     public var log: String { (try? String(contentsOfFile: self.logPath, encoding: .utf8)) ?? "" }
 
+    /// The log's last lines before a crash report and the report's head (the reason and the crashing thread),
+    /// which a plain suffix cuts off when the report lists every thread; the log's tail when there is no report.
+    public var crashReport: String {
+        let log = self.log
+        guard let start = log.range(of: "Program crashed") ?? log.range(of: "Fatal error") else { return String(log.suffix(3000)) }
+        let before = log[..<start.lowerBound].suffix(1500)
+        return String(before + log[start.lowerBound...].prefix(5000))
+    }
+
     /// GETs `path` on the service; nil when it does not answer.
     public func get(_ path: String) async -> (status: Int, body: String)? {
         var request = URLRequest(url: URL(string: "http://127.0.0.1:\(self.port)\(path)")!)

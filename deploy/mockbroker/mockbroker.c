@@ -76,6 +76,7 @@ static void handle_line(rd_kafka_mock_cluster_t *mc, char *line, char *out, size
     char *cmd = strtok(line, " \t\r");
     char *a1 = strtok(NULL, " \t\r");
     char *a2 = strtok(NULL, " \t\r");
+    char *a3 = strtok(NULL, " \t\r");
     if (!cmd) { snprintf(out, out_len, "ERR empty command"); return; }
     if (strcmp(cmd, "PING") == 0) { snprintf(out, out_len, "OK"); return; }
     if (strcmp(cmd, "CREATE") == 0 && a1 && a2) {
@@ -97,6 +98,18 @@ static void handle_line(rd_kafka_mock_cluster_t *mc, char *line, char *out, size
         rd_kafka_resp_err_t err = rd_kafka_mock_broker_set_rtt(mc, atoi(a1), atoi(a2));
         if (err) snprintf(out, out_len, "ERR %s", rd_kafka_err2str(err));
         else snprintf(out, out_len, "OK");
+        return;
+    }
+    /* ERRORS <api key> <count> <error code>: the next <count> requests of that kind are answered with the error. */
+    if (strcmp(cmd, "ERRORS") == 0 && a1 && a2 && a3) {
+        int key = atoi(a1), count = atoi(a2), code = atoi(a3);
+        if (key < 0 || key > 100 || count < 1 || count > 100000) { snprintf(out, out_len, "ERR api key 0...100, count 1...100000"); return; }
+        rd_kafka_resp_err_t *errors = calloc((size_t)count, sizeof *errors);
+        if (!errors) { snprintf(out, out_len, "ERR out of memory"); return; }
+        for (int i = 0; i < count; i++) errors[i] = (rd_kafka_resp_err_t)code;
+        rd_kafka_mock_push_request_errors_array(mc, (int16_t)key, (size_t)count, errors);
+        free(errors);
+        snprintf(out, out_len, "OK");
         return;
     }
     snprintf(out, out_len, "ERR unknown command or missing arguments");
