@@ -44,6 +44,22 @@ struct GenericDetectorTests {
         #expect(self.alerts(moved) == [2000])
     }
 
+    @Test("a shift of level smaller than the noise is found by the short-window mean, though no single value leaves the usual range")
+    func smallLevelShift() {
+        // Bell-shaped noise (a sum of four uniform draws, sd 11.5 around 100): single values span about 70...130. From
+        // row 2000 the level is 20 higher for 100 rows: inside the range learned for single values, while the mean
+        // of ten (normally 100 +- 9) sits near 120.
+        let parts = (0..<4).map { self.noisy(4000, level: 0, spread: 20, seed: 7 + UInt64($0) * 101) }
+        var values = (0..<4000).map { i in 100 + parts.reduce(0) { $0 + $1[i] } }
+        for i in 2000..<2100 { values[i] += 20 }
+        let found = self.alerts(values)
+        #expect(found.count == 1 && (2000..<2030).contains(found[0]), "one alert within three short windows of the shift: \(found)")
+        var valuesOnly = GenericDetector.Parameters.default
+        valuesOnly.shortWindow = 0
+        let late = self.alerts(values, valuesOnly)
+        #expect((late.first ?? .max) > (found.first ?? 0) + 10, "single values find it later, if at all: \(late)")
+    }
+
     @Test("a level that is new for good is learned: alerts stop, and a later incident at the new level is found")
     func newLevel() {
         var values = self.noisy(12000, level: 100, spread: 10)
@@ -101,9 +117,11 @@ struct GenericDetectorTests {
     func sensitivity() {
         var values = self.noisy(3000, level: 50, spread: 10)
         values[2000] = 58.5  // 35% of the range beyond it
+        // The range of single values alone (the short-window mean, twice as sensitive, also finds noise in noise).
         var low = GenericDetector.Parameters.default
         low.sensitivity = 0.5
-        var high = GenericDetector.Parameters.default
+        low.shortWindow = 0
+        var high = low
         high.sensitivity = 2
         #expect(self.alerts(values, low).isEmpty)
         #expect(self.alerts(values, high) == [2000])
@@ -126,12 +144,25 @@ struct GenericDetectorTests {
             return 100 * (raw - null) / (perfect - null)
         }
         #expect(normalized([]) == 0)
-        // At the window's first row: 2 sigma(-1) - 1 = 0.9866 each.
-        #expect(abs(normalized([300, 700]) - 100 * (2 * 0.98661 + 2) / 4) < 0.01)
-        // Half way in: sigma(-0.5) = 0.8483; at the last row 0.
-        #expect(abs(NABBenchmark.score(f, detections: [350], profile: standard).raw - (0.84828 - 1)) < 0.001)
-        #expect(abs(NABBenchmark.score(f, detections: [400], profile: standard).raw - (0 - 1)) < 1e-9)
-        // Later detections in a window are free; in probation (first 15%) ignored.
+        // NAB's scaled sigmoid of the position -(last - row + 1) / width, divided by its value at the window's start.
+        func tp(_ row: Int, in window: ClosedRange<Int>) -> Double {
+            let p = -Double(window.upperBound - row + 1) / Double(window.count)
+            return (2 / (1 + exp(5 * p)) - 1) / (2 / (1 + exp(-5.0)) - 1)
+        }
+        // At each window's first row: a perfect detector.
+        #expect(abs(normalized([300, 700]) - 100) < 1e-9)
+        // Half way in: 0.848 / 0.987; at the last row almost nothing.
+        #expect(abs(NABBenchmark.score(f, detections: [350], profile: standard).raw - (tp(350, in: 300...400) - 1)) < 1e-9)
+        #expect(abs(tp(350, in: 300...400) - 0.8633) < 0.001)
+        #expect(abs(NABBenchmark.score(f, detections: [400], profile: standard).raw - (tp(400, in: 300...400) - 1)) < 1e-9)
+        #expect(tp(400, in: 300...400) < 0.06)
+        // Probation is 15% of the rows, at most 750: a 10,000-row file's window at rows 900...1000 is scored, one
+        // wholly in the first 750 rows is not (neither found nor missed).
+        let long = self.file(rows: 10000, windows: [100...200, 900...1000])
+        #expect(NABBenchmark.score(long, detections: [900], profile: standard).truePositives == 1)
+        #expect(NABBenchmark.score(long, detections: [], profile: standard).raw == -1)
+        #expect(NABBenchmark.scoredWindows(long) == 1)
+        // Later detections in a window are free; in probation (the first 15% here) ignored.
         #expect(NABBenchmark.score(f, detections: [300, 310, 320, 700], profile: standard).raw == NABBenchmark.score(f, detections: [300, 700], profile: standard).raw)
         #expect(NABBenchmark.score(f, detections: [10, 100], profile: standard).falsePositives == 0)
         // A false positive before any window costs its full weight; far after a window, the full weight; just after, little.

@@ -3,7 +3,7 @@ import Foundation
 /// The detector for a series of unknown kind (an imported CSV, a custom metric, a counter in bytes or percent):
 /// no Poisson or millisecond assumption, both directions, its scale learned from the data.
 ///
-/// Two tests, either of which makes a value anomalous:
+/// Three tests, any of which makes a value anomalous:
 /// - **Range**: the value lies beyond the range the last `window` values span, by a share of that range: above
 ///   `q(0.995) + k (q(0.995) - q(0.005))` or below `q(0.005) - k (...)`, the quantiles exact. Quantiles rather than
 ///   a mean and a deviation, because real series are heavy-tailed, multimodal (a daily square wave) and often near
@@ -15,9 +15,13 @@ import Foundation
 ///   residual, tested the same way against the range of past residuals (0.1% to 99.9%), once all those days are
 ///   known. It finds what is normal for the series but not at that hour: a daily peak that does not come, a flat
 ///   afternoon.
+/// - **Short-window level**: the mean of the last `shortWindow` values, tested against the range of past such means
+///   (the same quantiles and margin). A shift of level smaller than the noise of single values (a few more errors a
+///   minute, denser spikes, a latency step inside the usual spread) moves the mean of ten values well outside the
+///   range that means of ten ever span, though no single value is extreme.
 ///
 /// One excursion is one anomaly: it opens on the first anomalous value and closes after `quiet` normal values in
-/// a row, so a burst of outliers is one alert, not a string of them. A series that alerts often is held to more:
+/// a row (ten: a short gap inside one incident does not make it two), so a burst of outliers is one alert, not a string of them. A series that alerts often is held to more:
 /// each alert multiplies the margin by `fatigue` (1.5), and the extra margin halves every `fatigueHalfLifeDays`
 /// (2 days), so a noisy series settles at fewer, larger alerts while a quiet one keeps its full sensitivity. Values during an excursion are learned like
 /// any other, so a level that is new for good widens the range and stops alerting within `window` values.
@@ -37,8 +41,10 @@ public struct GenericDetector: Sendable {
         /// Previous days whose value at the same time gives the daily expectation (their median); 0 turns the daily
         /// test off.
         public var seasonalDays = 3
+        /// Values in the short window whose mean is tested (0 turns that test off).
+        public var shortWindow = 10
         /// Normal values in a row that close an excursion.
-        public var quiet = 30
+        public var quiet = 10
         /// Margin multiplier each alert adds, and the half-life of that extra margin in days (rows of 1 minute
         /// when the interval is unknown).
         public var fatigue = 1.5
@@ -63,6 +69,10 @@ public struct GenericDetector: Sendable {
     let period: Int
     private var values: SlidingQuantiles
     private var residuals: SlidingQuantiles
+    private var shortMeans: SlidingQuantiles
+    /// The last `shortWindow` values (a ring) and their sum.
+    private var recent: [Double] = []
+    private var recentHead = 0
     /// The last `period x seasonalDays` values, for the same time on previous days.
     private var history: [Double] = []
     private var historyHead = 0
@@ -78,6 +88,7 @@ public struct GenericDetector: Sendable {
         self.parameters = parameters
         self.values = SlidingQuantiles(capacity: parameters.window)
         self.residuals = SlidingQuantiles(capacity: parameters.window)
+        self.shortMeans = SlidingQuantiles(capacity: parameters.shortWindow > 0 ? parameters.window : 1)
         let day: Int64 = 86_400_000_000
         if let interval, interval > 0, interval < day, day % interval == 0, parameters.seasonalDays > 0,
            Int(day / interval) * parameters.seasonalDays <= 200_000 {
@@ -114,6 +125,13 @@ public struct GenericDetector: Sendable {
                 if r < low || r > high { anomalous = true }
             }
         }
+        let shortMean = self.shortWindowMean(adding: x)
+        // Three warm-ups of means: overlapping windows are far from independent, and a range learned from a few
+        // hundred of them is too narrow.
+        if let shortMean, self.shortMeans.count >= max(self.parameters.warmup * 3, 1), bounds != nil {
+            let (low, high) = self.shortMeans.range(self.parameters.lowQuantile, self.parameters.highQuantile, margin: margin)
+            if shortMean < low || shortMean > high { anomalous = true }
+        }
         var verdict = Verdict.normal
         if anomalous {
             verdict = self.inExcursion ? .continuing : .opened(low: bounds?.low ?? x, high: bounds?.high ?? x)
@@ -126,8 +144,22 @@ public struct GenericDetector: Sendable {
         }
         self.values.add(x)
         if let residual { self.residuals.add(residual) }
+        if let shortMean { self.shortMeans.add(shortMean) }
         self.remember(x)
         return verdict
+    }
+
+    /// Adds `x` to the short window; its mean once the window is full (summed afresh: ten additions, no drift).
+    private mutating func shortWindowMean(adding x: Double) -> Double? {
+        let k = self.parameters.shortWindow
+        guard k > 0 else { return nil }
+        if self.recent.count < k {
+            self.recent.append(x)
+        } else {
+            self.recent[self.recentHead] = x
+            self.recentHead = (self.recentHead + 1) % k
+        }
+        return self.recent.count == k ? self.recent.reduce(0, +) / Double(k) : nil
     }
 
     /// Median of the values `period`, `2 period`, ... rows ago, once every one of the `seasonalDays` is known (so

@@ -3,10 +3,11 @@ import Foundation
 /// Scoring by the rules of the Numenta Anomaly Benchmark (https://github.com/numenta/NAB, `nab/scorer.py`), over
 /// labelled real series: `make eval`'s real-data report.
 ///
-/// Per file, the first 15% of rows are probation (detections there are ignored). A detection is an alert (an
-/// anomaly opening), at a row. In each labelled window the first detection is a true positive worth
-/// `tpWeight x sigma(position)`, where the position runs from -1 at the window's first row to 0 at its last and
-/// sigma(p) = 2 / (1 + e^(5p)) - 1 rewards early detection; later detections in the window are free. A window
+/// Per file, the first 15% of rows, at most 750, are probation: detections there are ignored, and a window that
+/// lies wholly in it is not scored. A detection is an alert (an anomaly opening), at a row. In each labelled window
+/// the first detection is a true positive worth `tpWeight x sigma(position) / sigma(-1)`, where the position runs
+/// from -1 at the window's first row to 0 past its last and sigma(p) = 2 / (1 + e^(5p)) - 1 rewards early
+/// detection; later detections in the window are free. A window
 /// without one costs `fnWeight`. Each detection outside every window costs `fpWeight`, scaled by sigma of its
 /// distance after the closest preceding window (relative to that window's length), so a late detection just
 /// after a window costs little; with no window before it, the full weight. Scores are summed over the corpus and
@@ -80,38 +81,51 @@ public enum NABBenchmark {
         public var delayShares: [Double]
     }
 
-    /// Scores the detections (row indexes) of one file under one profile.
+    /// Rows of probation, as NAB's sweeper counts them: 15% of the file, at most 750 rows (15% of 5,000).
+    static func probation(_ rows: Int) -> Int {
+        min(Int((0.15 * Double(rows)).rounded(.down)), 750)
+    }
+
+    /// Scores the detections (row indexes) of one file under one profile, as `nab/sweeper.py` does for a detector
+    /// whose detections are exactly these rows.
     public static func score(_ file: File, detections: [Int], profile: Profile) -> FileScore {
-        let probation = Int((0.15 * Double(file.times.count)).rounded(.down))
-        // Each window's rows: [first, last].
-        let windowRows: [ClosedRange<Int>] = file.windows.compactMap { w in
+        let probation = self.probation(file.times.count)
+        // Each window's rows: [first, last]. A window that lies wholly in probation is not scored at all.
+        let allWindows: [ClosedRange<Int>] = file.windows.compactMap { w in
             guard let first = file.times.firstIndex(where: { w.contains($0) }), let last = file.times.lastIndex(where: { w.contains($0) }) else { return nil }
             return first...last
         }
+        let windowRows = allWindows.filter { $0.upperBound >= probation }
         let scored = detections.filter { $0 >= probation }.sorted()
+        let maxTP = sigma(-1)
         var result = FileScore(raw: 0, truePositives: 0, falsePositives: 0, delayShares: [])
         for rows in windowRows {
             if let first = scored.first(where: { rows.contains($0) }) {
-                let length = rows.count
-                let position = length <= 1 ? -2.0 : -Double(rows.upperBound - first) / Double(length - 1)
-                result.raw += sigma(position) * profile.tpWeight
+                let width = Double(rows.count)
+                let position = -Double(rows.upperBound - first + 1) / width
+                result.raw += sigma(position) / maxTP * profile.tpWeight
                 result.truePositives += 1
-                result.delayShares.append(Double(first - rows.lowerBound) / Double(length))
+                result.delayShares.append(Double(first - rows.lowerBound) / width)
             } else {
                 result.raw -= profile.fnWeight
             }
         }
-        for d in scored where !windowRows.contains(where: { $0.contains(d) }) {
+        for d in scored where !allWindows.contains(where: { $0.contains(d) }) {
             result.falsePositives += 1
-            if let before = windowRows.filter({ $0.upperBound < d }).max(by: { $0.upperBound < $1.upperBound }) {
-                let length = before.count
-                let distance = length <= 1 ? 2.0 : Double(d - before.upperBound) / Double(length - 1)
+            if let before = allWindows.filter({ $0.upperBound < d }).max(by: { $0.upperBound < $1.upperBound }) {
+                let distance = before.count <= 1 ? 3.0 : Double(d - before.upperBound) / Double(before.count - 1)
                 result.raw += sigma(distance) * profile.fpWeight
             } else {
                 result.raw -= profile.fpWeight
             }
         }
         return result
+    }
+
+    /// The windows of a file that are scored (not wholly in probation).
+    static func scoredWindows(_ file: File) -> Int {
+        let probation = self.probation(file.times.count)
+        return file.windows.filter { w in file.times.lastIndex(where: { w.contains($0) }).map { $0 >= probation } ?? false }.count
     }
 
     public struct Report: Sendable {
@@ -148,10 +162,10 @@ public enum NABBenchmark {
                     delayShares += s.delayShares
                 }
             }
-            let probation = Int(0.15 * Double(file.times.count))
+            let probation = self.probation(file.times.count)
             if let first = file.times.dropFirst(probation).first, let last = file.times.last { days += Double(last - first) / 86_400_000_000 }
         }
-        let windows = files.reduce(0) { $0 + $1.windows.count }
+        let windows = files.reduce(0) { $0 + scoredWindows($1) }
         let scores = profiles.enumerated().map { i, p in
             let null = -p.fnWeight * Double(windows)
             let perfect = p.tpWeight * Double(windows)
@@ -168,7 +182,7 @@ public enum NABBenchmark {
 
     /// Tokenwatch's generic detector: an alert where an excursion opens.
     public static func generic(_ parameters: GenericDetector.Parameters = .default) -> ([Double], [Int64]) -> [Int] {
-        { values, times in
+        return { values, times in
             var detector = GenericDetector(parameters: parameters, interval: Backtest.regularInterval(times))
             var out: [Int] = []
             for (i, x) in values.enumerated() { if case .opened = detector.observe(x) { out.append(i) } }
@@ -240,6 +254,17 @@ public enum NABBenchmark {
             }
         }
         return excursions(values.count) { flags[$0] }
+    }
+
+    /// One row per file: windows found, false alerts and the standard profile's raw score (0 is what the null
+    /// detector scores on a file minus its windows).
+    public static func perFile(_ files: [File], _ detect: ([Double], [Int64]) -> [Int]) -> String {
+        var out = "| file | rows | windows found | false alerts | standard raw |\n| --- | ---: | ---: | ---: | ---: |\n"
+        for file in files {
+            let s = score(file, detections: detect(file.values, file.times), profile: profiles[0])
+            out += "| \(file.name) | \(file.values.count) | \(s.truePositives)/\(scoredWindows(file)) | \(s.falsePositives) | \(String(format: "%.2f", s.raw)) |\n"
+        }
+        return out
     }
 
     /// The markdown table of reports.
