@@ -234,6 +234,30 @@ public enum TokenwatchSchema {
             CREATE POLICY tenant_isolation ON notification_outbox TO tokenwatch_tenant
                 USING (tenant_id = current_setting('tokenwatch.tenant_id')) WITH CHECK (tenant_id = current_setting('tokenwatch.tenant_id'));
             """),
+        PostgresMigration(version: 12, name: "notification_routing", sql: """
+            -- Slack and Alertmanager channels; filters by provider and model; a cap per channel per cap window (0:
+            -- none); a rotated secret kept, and signed with, until the overlap ends.
+            ALTER TABLE notification_channels DROP CONSTRAINT notification_channels_kind_check;
+            ALTER TABLE notification_channels ADD CONSTRAINT notification_channels_kind_check CHECK (kind IN ('webhook', 'slack', 'alertmanager'));
+            ALTER TABLE notification_channels ADD COLUMN providers text[] NOT NULL DEFAULT '{}';
+            ALTER TABLE notification_channels ADD COLUMN models text[] NOT NULL DEFAULT '{}';
+            ALTER TABLE notification_channels ADD COLUMN max_per_hour integer NOT NULL DEFAULT 20 CHECK (max_per_hour BETWEEN 0 AND 10000);
+            ALTER TABLE notification_channels ADD COLUMN previous_secret text;
+            ALTER TABLE notification_channels ADD COLUMN previous_secret_until timestamptz;
+            -- What each row tells the channel about which anomaly: the per-channel lifecycle (opened, escalated,
+            -- resolved; extent-only revisions are not sent) is read back from here. A row beyond the channel's cap
+            -- is kept, suppressed, and counted in the cap window's summary row.
+            ALTER TABLE notification_outbox ADD COLUMN anomaly_id text;
+            ALTER TABLE notification_outbox ADD COLUMN revision bigint;
+            ALTER TABLE notification_outbox ADD COLUMN severity text;
+            ALTER TABLE notification_outbox ADD COLUMN previous_severity text;
+            ALTER TABLE notification_outbox ADD COLUMN event text;
+            ALTER TABLE notification_outbox ADD COLUMN suppressed_at timestamptz;
+            CREATE INDEX notification_outbox_anomaly ON notification_outbox (channel_id, anomaly_id, revision DESC) WHERE anomaly_id IS NOT NULL;
+            DROP INDEX notification_outbox_due;
+            CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL AND suppressed_at IS NULL;
+            GRANT UPDATE (previous_secret, previous_secret_until, secret) ON notification_channels TO tokenwatch_tenant;
+            """),
     ]
 }
 

@@ -51,4 +51,42 @@ struct ChannelTests {
         }
         await gateway.producer.shutdown()
     }
+
+    @Test("channel kinds and routing: Slack and Alertmanager with provider and model filters and caps (Alertmanager uncapped by default); bad values named; a secret rotated with an overlap")
+    func kindsAndRotation() async throws {
+        let gateway = try await Gateway.make()
+        let tenant = TestEnvironment.unique("chk"), other = TestEnvironment.unique("chk")
+        _ = try await gateway.keys.createTenant(id: tenant, name: "C")
+        _ = try await gateway.keys.createTenant(id: other, name: "O")
+        let admin = try #require(try await gateway.keys.createKey(tenant: tenant, name: "admin", scopes: [.admin])).key
+        let otherAdmin = try #require(try await gateway.keys.createKey(tenant: other, name: "admin", scopes: [.admin])).key
+        try await gateway.app.test(.router) { client in
+            let slack = try await client.call(.post, "/v1/channels", token: admin, body: #"{"name":"s","url":"http://127.0.0.1:9/services/T0/B0/x","kind":"slack","providers":["anthropic"],"models":["claude-3-5-sonnet@20240620","gpt-4o"],"max_per_hour":5}"#)
+            #expect(slack.status == .created && slack.body["kind"] as? String == "slack" && slack.body["providers"] as? [String] == ["anthropic"]
+                    && slack.body["models"] as? [String] == ["claude-3-5-sonnet@20240620", "gpt-4o"] && slack.body["max_per_hour"] as? Int == 5, "\(slack.text)")
+            let am = try await client.call(.post, "/v1/channels", token: admin, body: #"{"name":"am","url":"http://127.0.0.1:9093","kind":"alertmanager"}"#)
+            #expect(am.status == .created && am.body["max_per_hour"] as? Int == 0, "Alertmanager groups and throttles itself: \(am.text)")
+            let hook = try await client.call(.post, "/v1/channels", token: admin, body: #"{"name":"h","url":"http://127.0.0.1:9/h"}"#)
+            #expect(hook.body["kind"] as? String == "webhook" && hook.body["max_per_hour"] as? Int == 20)
+            for (body, field) in [(#"{"name":"x","url":"http://127.0.0.1:9/","kind":"email"}"#, "kind: "), (#"{"name":"x","url":"http://127.0.0.1:9/","providers":["a b"]}"#, "providers: "),
+                                  (#"{"name":"x","url":"http://127.0.0.1:9/","models":"gpt-4o"}"#, "models: "), (#"{"name":"x","url":"http://127.0.0.1:9/","max_per_hour":20000}"#, "max_per_hour: ")] {
+                let refused = try await client.call(.post, "/v1/channels", token: admin, body: body)
+                #expect(refused.status == .badRequest && refused.text.contains(field), "\(body): \(refused.text)")
+            }
+
+            let id = try #require(hook.body["channel_id"] as? String)
+            let oldSecret = try #require(hook.body["secret"] as? String)
+            let rotated = try await client.call(.post, "/v1/channels/\(id)/rotate-secret", token: admin, body: #"{"overlap_seconds":3600}"#)
+            let newSecret = try #require(rotated.body["secret"] as? String)
+            #expect(rotated.status == .ok && newSecret.hasPrefix("whsec_") && newSecret != oldSecret && rotated.body["previous_secret_until"] is String)
+            let listed = try await client.call(.get, "/v1/channels", token: admin)
+            #expect(!listed.text.contains(newSecret) && !listed.text.contains(oldSecret), "secrets never listed")
+            #expect((listed.body["items"] as? [[String: Any]])?.first { $0["channel_id"] as? String == id }?["previous_secret_until"] is String)
+            let immediate = try await client.call(.post, "/v1/channels/\(id)/rotate-secret", token: admin, body: #"{"overlap_seconds":0}"#)
+            #expect(immediate.status == .ok && immediate.body["previous_secret_until"] == nil, "no overlap: the old secret stops signing at once")
+            #expect(try await client.call(.post, "/v1/channels/\(id)/rotate-secret", token: otherAdmin).status == .notFound)
+            #expect(try await client.call(.post, "/v1/channels/\(id)/rotate-secret", token: admin, body: #"{"overlap_seconds":-1}"#).status == .badRequest)
+        }
+        await gateway.producer.shutdown()
+    }
 }

@@ -27,10 +27,12 @@ struct NotificationTests {
         return (postgres, projector, delivery)
     }
 
-    func anomaly(tenant: String, id: String, revision: Int, status: String = "ongoing", severity: String = "warning") -> KafkaMessage {
+    func anomaly(tenant: String, id: String, revision: Int, status: String = "ongoing", severity: String = "warning",
+                 provider: String = "openai", model: String = "gpt-4o") -> KafkaMessage {
         let json = """
-            {"tenant_id":"\(tenant)","anomaly_id":"\(id)","provider":"openai","model":"gpt-4o","metric":"error_rate","window_start":"2026-11-29T10:00:00Z",\
-            "window_end":"2026-11-29T10:05:00Z","status":"\(status)","severity":"\(severity)","score":2.5,"revision":\(revision),"explanation":"Error burst."}
+            {"tenant_id":"\(tenant)","anomaly_id":"\(id)","provider":"\(provider)","model":"\(model)","metric":"error_rate","window_start":"2026-11-29T10:00:00Z",\
+            "window_end":"2026-11-29T10:05:00Z","status":"\(status)","severity":"\(severity)","score":2.5,"observed":0.368,"expected":0.007,\
+            "expected_low":0.001,"expected_high":0.02,"unit":"share","revision":\(revision),"explanation":"36.8% of calls failed (usually 0.7%)."}
             """
         return KafkaMessage(topic: "a", partition: 0, offset: Int64(revision), key: Array(tenant.utf8), value: Array(json.utf8))
     }
@@ -45,8 +47,21 @@ struct NotificationTests {
         return id
     }
 
+    /// A channel of any kind with routing columns; `path` tells channels on one receiver apart.
+    func addChannel(_ postgres: PostgresClient, tenant: String, port: Int, secret: String, kind: String = "webhook", path: String,
+                    minSeverity: String = "warning", providers: String = "{}", models: String = "{}", cap: Int32 = 20) async throws -> String {
+        let id = "ch_" + TestEnvironment.unique("c").replacingOccurrences(of: "-", with: "_")
+        try await postgres.query("INSERT INTO tenants (tenant_id, name) VALUES (\(tenant), 'T') ON CONFLICT DO NOTHING")
+        try await postgres.query("""
+            INSERT INTO notification_channels (channel_id, tenant_id, name, kind, url, secret, min_severity, providers, models, max_per_hour)
+            VALUES (\(id), \(tenant), 'ops', \(kind), \("http://127.0.0.1:\(port)\(path)"), \(secret), \(minSeverity), \(providers)::text[], \(models)::text[], \(cap))
+            """)
+        return id
+    }
+
     struct World {
-        let postgres: PostgresClient, projector: QueryProjector, delivery: NotificationDelivery
+        let postgres: PostgresClient, projector: QueryProjector
+        var delivery: NotificationDelivery
         let secret: String, receiver: WebhookReceiver, tenant: String, channelID: String
     }
 
@@ -87,6 +102,109 @@ struct NotificationTests {
         #expect(got.allSatisfy { $0["path"] as? String == "/hooks/tokenwatch" && ($0["host"] as? String)?.hasPrefix("127.0.0.1:") == true })
         let rows = try await postgres.query("SELECT count(*)::bigint AS n, count(delivered_at)::bigint AS d FROM notification_outbox WHERE channel_id = \(channelID)")
         #expect(try rows[0].decode("n", as: Int64.self) == 2 && rows[0].decode("d", as: Int64.self) == 2)
+        receiver.process.stop()
+        await postgres.close()
+    }
+
+    @Test("a channel hears an anomaly open, escalate and resolve: extent-only revisions, replays and older revisions send nothing; a stricter channel first hears it when it escalates")
+    func lifecycle() async throws {
+        let w = try await self.world()
+        let (postgres, projector, delivery, receiver, tenant) = (w.postgres, w.projector, w.delivery, w.receiver, w.tenant)
+        _ = try await self.addChannel(postgres, tenant: tenant, port: receiver.port, secret: w.secret, path: "/critical", minSeverity: "critical")
+        let revisions = [self.anomaly(tenant: tenant, id: "lc", revision: 1), self.anomaly(tenant: tenant, id: "lc", revision: 2),
+                         self.anomaly(tenant: tenant, id: "lc", revision: 3, severity: "critical"), self.anomaly(tenant: tenant, id: "lc", revision: 4, severity: "critical"),
+                         self.anomaly(tenant: tenant, id: "lc", revision: 5, status: "resolved", severity: "critical")]
+        for r in revisions { try await projector.process([r]) }
+        try await projector.process([revisions[1], revisions[3]])  // replayed, and older than what was sent
+        try await self.deliver(delivery, until: "five messages") { receiver.deliveries.count >= 5 }
+        for _ in 0..<5 { _ = try await delivery.deliverDue() }
+        let got = receiver.deliveries
+        func heard(_ path: String) -> [String] { got.filter { $0["path"] as? String == path }.compactMap { $0["id"] as? String }.sorted() }
+        #expect(heard("/hooks/tokenwatch") == ["lc-r1", "lc-r3", "lc-r5"], "opened, escalated, resolved: \(got)")
+        #expect(heard("/critical") == ["lc-r3", "lc-r5"], "opened when it became critical, then resolved")
+        let events = try await postgres.query("SELECT event FROM notification_outbox WHERE tenant_id = \(tenant) ORDER BY channel_id = \(w.channelID) DESC, revision")
+        #expect(try events.map { try $0.decode("event", as: String.self) } == ["opened", "escalated", "resolved", "opened", "resolved"])
+        receiver.process.stop()
+        await postgres.close()
+    }
+
+    @Test("channels filter by provider and model; a Slack channel gets a Block Kit message Slack accepts, with the expected range and a link")
+    func routingAndSlack() async throws {
+        var w = try await self.world(["--slack"])
+        w.delivery.publicURL = "https://tokenwatch.example.com/"
+        let (postgres, projector, delivery, receiver, tenant) = (w.postgres, w.projector, w.delivery, w.receiver, w.tenant)
+        try await postgres.query("DELETE FROM notification_channels WHERE channel_id = \(w.channelID)")
+        _ = try await self.addChannel(postgres, tenant: tenant, port: receiver.port, secret: w.secret, kind: "slack", path: "/anthropic", providers: "{anthropic}")
+        _ = try await self.addChannel(postgres, tenant: tenant, port: receiver.port, secret: w.secret, kind: "slack", path: "/mini", models: "{gpt-4o-mini}")
+        _ = try await self.addChannel(postgres, tenant: tenant, port: receiver.port, secret: w.secret, kind: "slack", path: "/openai", providers: "{openai}")
+        try await projector.process([self.anomaly(tenant: tenant, id: "s1", revision: 1), self.anomaly(tenant: tenant, id: "s2", revision: 1, model: "gpt-4o-mini")])
+        try await self.deliver(delivery, until: "three messages") { receiver.deliveries.count >= 3 }
+        for _ in 0..<5 { _ = try await delivery.deliverDue() }
+        let got = receiver.deliveries
+        func heard(_ path: String) -> [String] { got.filter { $0["path"] as? String == path }.compactMap { $0["id"] as? String }.sorted() }
+        #expect(heard("/anthropic").isEmpty && heard("/mini") == ["s2-r1"] && heard("/openai") == ["s1-r1", "s2-r1"], "\(got)")
+        #expect(got.allSatisfy { $0["slack_error"] is NSNull && $0["status"] as? Int == 204 }, "Slack's rules hold: \(got.map { $0["slack_error"] ?? "" })")
+        let message = try #require(got.first { $0["id"] as? String == "s1-r1" }?["body"] as? [String: Any])
+        let text = String(decoding: try JSONSerialization.data(withJSONObject: message, options: [.withoutEscapingSlashes]), as: UTF8.self)
+        #expect(message["text"] as? String == "Warning: error_rate of openai/gpt-4o")
+        #expect(text.contains("*Expected range*\\n0.001–0.02 share"), "the expected range: \(text)")
+        #expect(text.contains("2026-11-29T10:00:00Z") && text.contains("https://tokenwatch.example.com/#anomaly/s1"), "since when and the link: \(text)")
+        receiver.process.stop()
+        await postgres.close()
+    }
+
+    @Test("beyond a channel's cap the messages of the cap window are held back and counted in one summary sent when the window ends; a resolution always goes through")
+    func cap() async throws {
+        let w = try await self.world()
+        let (postgres, projector, delivery, receiver, tenant, channelID) = (w.postgres, w.projector, w.delivery, w.receiver, w.tenant, w.channelID)
+        try await postgres.query("UPDATE notification_channels SET max_per_hour = 2 WHERE channel_id = \(channelID)")
+        // The count is per cap window (an hour): start well inside one.
+        let window = NotificationOutbox.capWindowSeconds
+        let intoWindow = Int64(Date().timeIntervalSince1970) % window
+        if window - intoWindow < 20 { try await Task.sleep(for: .seconds(window - intoWindow + 1)) }
+        try await projector.process((1...4).map { self.anomaly(tenant: tenant, id: "cap\($0)", revision: 1) })
+        try await projector.process([self.anomaly(tenant: tenant, id: "cap1", revision: 2, status: "resolved")])
+        try await self.deliver(delivery, until: "the messages within the cap") { receiver.deliveries.count >= 3 }
+        for _ in 0..<5 { _ = try await delivery.deliverDue() }
+        #expect(receiver.deliveries.compactMap { $0["id"] as? String }.sorted() == ["cap1-r1", "cap1-r2", "cap2-r1"], "\(receiver.deliveries)")
+        let held = try await postgres.query("SELECT count(*)::bigint AS n FROM notification_outbox WHERE channel_id = \(channelID) AND suppressed_at IS NOT NULL")
+        #expect(try held[0].decode("n", as: Int64.self) == 2)
+        let summary = try #require(try await postgres.query("""
+            SELECT (body #>> '{data,suppressed}')::bigint AS n, extract(epoch FROM next_attempt_at)::bigint AS due FROM notification_outbox
+            WHERE channel_id = \(channelID) AND event = 'summary'
+            """).first)
+        #expect(try summary.decode("n", as: Int64.self) == 2)
+        #expect(try summary.decode("due", as: Int64.self) % window == 0, "due when the cap window ends")
+        // The window's end, brought forward rather than waited for.
+        try await postgres.query("UPDATE notification_outbox SET next_attempt_at = now() WHERE channel_id = \(channelID) AND event = 'summary'")
+        try await self.deliver(delivery, until: "the summary") { receiver.deliveries.count >= 4 }
+        let last = try #require(receiver.deliveries.last?["body"] as? [String: Any])
+        #expect(last["type"] as? String == "summary" && (last["data"] as? [String: Any])?["suppressed"] as? Int == 2)
+        receiver.process.stop()
+        await postgres.close()
+    }
+
+    @Test("during a secret rotation's overlap each delivery carries a signature for each secret; a receiver with either verifies it")
+    func rotation() async throws {
+        let newSecret = StandardWebhooks.newSecret()
+        let w = try await self.world(["--also-secret", newSecret])
+        let (postgres, projector, delivery, receiver, tenant, channelID) = (w.postgres, w.projector, w.delivery, w.receiver, w.tenant, w.channelID)
+        try await postgres.query("""
+            UPDATE notification_channels SET previous_secret = secret, previous_secret_until = now() + interval '1 hour', secret = \(newSecret) WHERE channel_id = \(channelID)
+            """)
+        try await projector.process([self.anomaly(tenant: tenant, id: "rot", revision: 1)])
+        try await self.deliver(delivery, until: "delivered") { receiver.deliveries.count >= 1 }
+        let got = try #require(receiver.deliveries.first)
+        #expect(got["valid"] as? Bool == true && got["valid_also"] as? Bool == true, "a receiver holding the old secret, or the new one, verifies it")
+        let signatures = (got["signature"] as? String ?? "").split(separator: " ")
+        #expect(signatures.count == 2 && signatures.allSatisfy { $0.hasPrefix("v1,") })
+        // After the overlap only the new secret signs.
+        try await postgres.query("UPDATE notification_channels SET previous_secret_until = now() - interval '1 second' WHERE channel_id = \(channelID)")
+        try await projector.process([self.anomaly(tenant: tenant, id: "rot2", revision: 1)])
+        try await self.deliver(delivery, until: "delivered again") { receiver.deliveries.count >= 2 }
+        let after = try #require(receiver.deliveries.last)
+        #expect((after["signature"] as? String ?? "").split(separator: " ").count == 1)
+        #expect(after["valid"] as? Bool == false && after["valid_also"] as? Bool == true, "the old secret no longer verifies; the new one does")
         receiver.process.stop()
         await postgres.close()
     }

@@ -13,7 +13,7 @@ public enum OpenAPIDocument {
 
     public static let paths = [
         "/v1/events", "/v1/traces", "/v1/metrics", "/v1/logs", "/v1/series", "/v1/dead-letters", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
-        "/v1/detector/settings", "/v1/channels", "/v1/channels/{channel_id}", "/v1/channels/{channel_id}/deliveries", "/v1/channels/{channel_id}/test", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+        "/v1/detector/settings", "/v1/channels", "/v1/channels/{channel_id}", "/v1/channels/{channel_id}/deliveries", "/v1/channels/{channel_id}/test", "/v1/channels/{channel_id}/rotate-secret", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/healthz/dependencies", "/readyz", "/metrics",
     ]
 
@@ -147,11 +147,17 @@ public enum OpenAPIDocument {
                 "scopes": {"type": "array", "minItems": 1, "maxItems": 3, "items": {"type": "string", "enum": ["ingest", "query", "admin"]}}}},
               "NewChannel": {"type": "object", "required": ["name", "url"], "additionalProperties": false, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
-                "url": {"type": "string", "maxLength": 2048, "description": "https URL of the receiver; must resolve to public addresses only (unless the operator allowlists a network)"},
+                "url": {"type": "string", "maxLength": 2048, "description": "https URL of the receiver (for alertmanager, its base URL; /api/v2/alerts is appended); must resolve to public addresses only (unless the operator allowlists a network)"},
+                "kind": {"type": "string", "enum": ["webhook", "slack", "alertmanager"], "description": "default webhook"},
                 "min_severity": {"type": "string", "enum": ["info", "warning", "critical"], "description": "default warning"},
+                "providers": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:/@-]+$"}, "description": "only these providers; empty or absent: all"},
+                "models": {"type": "array", "maxItems": 200, "items": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:/@-]+$"}, "description": "only these models; empty or absent: all"},
+                "max_per_hour": {"type": "integer", "minimum": 0, "maximum": 10000, "description": "messages per cap window (an hour) before the rest are summarized; 0: no cap. Default 20, 0 for alertmanager"},
                 "metrics": {"type": "array", "maxItems": 6, "items": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"]}, "description": "only these metrics; empty or absent: all"}}},
-              "Channel": {"type": "object", "properties": {"channel_id": {"type": "string"}, "name": {"type": "string"}, "kind": {"type": "string", "enum": ["webhook"]},
-                "url": {"type": "string"}, "min_severity": {"type": "string"}, "metrics": {"type": "array", "items": {"type": "string"}}, "created_at": {"type": "string"},
+              "Channel": {"type": "object", "properties": {"channel_id": {"type": "string"}, "name": {"type": "string"}, "kind": {"type": "string", "enum": ["webhook", "slack", "alertmanager"]},
+                "url": {"type": "string"}, "min_severity": {"type": "string"}, "metrics": {"type": "array", "items": {"type": "string"}}, "providers": {"type": "array", "items": {"type": "string"}},
+                "models": {"type": "array", "items": {"type": "string"}}, "max_per_hour": {"type": "integer"}, "created_at": {"type": "string"},
+                "previous_secret_until": {"type": "string", "description": "while a rotated secret still signs: until when"},
                 "secret": {"type": "string", "description": "whsec_... signing secret (Standard Webhooks); only in the answer to the creation"}}},
               "DetectorSettings": {"type": "object", "required": ["sensitivity"], "additionalProperties": false, "properties": {
                 "sensitivity": {"type": "number", "minimum": 0.25, "maximum": 4, "default": 1},
@@ -288,6 +294,11 @@ public enum OpenAPIDocument {
               "post": {"summary": "Queue a test notification to the channel (admin scope)", "security": [{"apiKey": []}],
                 "responses": {"202": {"description": "Queued", "content": {"application/json": {"schema": {"type": "object", "properties": {"message_id": {"type": "string"}}}}}},
                   "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/channels/{channel_id}/rotate-secret": {"parameters": [{"name": "channel_id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 64}}],
+              "post": {"summary": "Replace the channel's signing secret; the old one signs too until the overlap ends (admin scope)", "security": [{"apiKey": []}],
+                "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {"overlap_seconds": {"type": "integer", "minimum": 0, "maximum": 604800, "description": "default 86400"}}}}}},
+                "responses": {"200": {"description": "The channel, with its new secret (shown only here)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Channel"}}}},
+                  "400": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
             "/v1/keys": {
               "get": {"summary": "The caller's tenant's keys (admin scope)", "security": [{"apiKey": []}],
                 "responses": {"200": {"$ref": "#/components/responses/Keys"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}},

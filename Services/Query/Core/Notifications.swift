@@ -22,17 +22,89 @@ public enum NotificationOutbox {
         "{\"type\":\(jsonStringLiteral("anomaly." + anomaly.status)),\"data\":\(anomaly.canonicalJSON)}"
     }
 
-    /// Queues the revision for each channel of its tenant that wants it (severity at least the channel's minimum,
-    /// metric among the channel's when it lists any). Idempotent by (channel, message id).
+    static let severities = ["info", "warning", "critical"]
+
+    static func rank(_ severity: String?) -> Int { severity.flatMap { Self.severities.firstIndex(of: $0) } ?? -1 }
+
+    /// The cap window: a channel is sent at most its `max_per_hour` messages per window, the rest summarized at the
+    /// window's end (`TW_NOTIFICATION_CAP_WINDOW`, an hour; the query service checks the value at start).
+    public static let capWindowSeconds: Int64 = (try? capWindow())?.components.seconds ?? 3600
+
+    public static func capWindow() throws -> Duration {
+        try Environment().duration("TW_NOTIFICATION_CAP_WINDOW", default: .seconds(3600), in: .seconds(1) ... .seconds(86400))
+    }
+
+    /// Queues the revision for each channel of its tenant that wants it, as that channel's lifecycle of the anomaly:
+    /// - **opened**: the first revision the channel hears of (severity at least its minimum; metric, provider and
+    ///   model among its filters when it lists any);
+    /// - **escalated**: a revision more severe than the last one sent;
+    /// - **resolved**: the resolution of an anomaly the channel was told of (whatever its severity then).
+    /// Other revisions (the extent growing, a severity falling) are not sent to webhook and Slack channels; an
+    /// Alertmanager channel gets every revision of an anomaly it was told of, which keeps the alert's `endsAt` ahead.
+    /// Beyond the channel's cap in the current cap window a row is kept as suppressed and counted in that window's
+    /// summary, delivered when the window ends. Idempotent by (channel, message id): replays queue nothing twice, and
+    /// an older revision arriving after a newer one is ignored.
     static func enqueue(_ anomaly: AnomalyMessage, on connection: isolated PostgresConnection) throws {
-        try connection.query("""
-            INSERT INTO notification_outbox (channel_id, tenant_id, message_id, body)
-            SELECT channel_id, tenant_id, \(self.messageID(anomaly)), \(self.body(anomaly))::jsonb FROM notification_channels
-            WHERE tenant_id = \(anomaly.tenantID)
-              AND array_position(ARRAY['info', 'warning', 'critical'], min_severity) <= array_position(ARRAY['info', 'warning', 'critical'], \(anomaly.severity))
-              AND (cardinality(metrics) = 0 OR \(anomaly.metric) = ANY (metrics))
-            ON CONFLICT DO NOTHING
+        let channels = try connection.query("""
+            SELECT c.channel_id, c.kind, c.min_severity, c.max_per_hour, last.revision AS last_revision, last.severity AS last_severity, last.event AS last_event,
+                   (SELECT count(*) FROM notification_outbox w WHERE w.channel_id = c.channel_id AND w.event IN ('opened', 'escalated', 'resolved', 'updated')
+                      AND w.created_at >= to_timestamp(floor(extract(epoch FROM now()) / \(self.capWindowSeconds)) * \(self.capWindowSeconds))
+                      AND w.suppressed_at IS NULL)::bigint AS sent_in_window,
+                   floor(extract(epoch FROM now()) / \(self.capWindowSeconds))::bigint AS window_index
+            FROM notification_channels c
+            LEFT JOIN LATERAL (SELECT revision, severity, event FROM notification_outbox o
+                               WHERE o.channel_id = c.channel_id AND o.anomaly_id = \(anomaly.anomalyID) AND o.suppressed_at IS NULL
+                               ORDER BY revision DESC LIMIT 1) last ON true
+            WHERE c.tenant_id = \(anomaly.tenantID)
+              AND (cardinality(c.metrics) = 0 OR \(anomaly.metric) = ANY (c.metrics))
+              AND (cardinality(c.providers) = 0 OR \(anomaly.provider) = ANY (c.providers))
+              AND (cardinality(c.models) = 0 OR \(anomaly.model) = ANY (c.models))
             """)
+        for channel in channels {
+            let channelID: String = try channel.decode("channel_id")
+            let kind: String = try channel.decode("kind")
+            let lastRevision: Int64? = try channel.decodeIfPresent("last_revision")
+            let lastSeverity: String? = try channel.decodeIfPresent("last_severity")
+            let lastEvent: String? = try channel.decodeIfPresent("last_event")
+            if let lastRevision, lastRevision >= anomaly.revision { continue }
+            if lastEvent == "resolved" { continue }
+            let event: String
+            if lastRevision == nil {
+                guard self.rank(anomaly.severity) >= self.rank(try channel.decode("min_severity", as: String.self)) else { continue }
+                event = anomaly.status == "resolved" ? "resolved" : "opened"
+            } else if anomaly.status == "resolved" {
+                event = "resolved"
+            } else if self.rank(anomaly.severity) > self.rank(lastSeverity) {
+                event = "escalated"
+            } else if kind == "alertmanager" {
+                event = "updated"
+            } else {
+                continue
+            }
+            let cap: Int32 = try channel.decode("max_per_hour")
+            let sent: Int64 = try channel.decode("sent_in_window")
+            // A resolution is never held back: the channel was told the anomaly opened and must hear that it ended.
+            let suppressed = cap > 0 && sent >= Int64(cap) && event != "resolved"
+            try connection.query("""
+                INSERT INTO notification_outbox (channel_id, tenant_id, message_id, body, anomaly_id, revision, severity, previous_severity, event, suppressed_at)
+                VALUES (\(channelID), \(anomaly.tenantID), \(self.messageID(anomaly)), \(self.body(anomaly))::jsonb, \(anomaly.anomalyID), \(anomaly.revision),
+                        \(anomaly.severity), \(lastSeverity), \(event), CASE WHEN \(suppressed) THEN now() END)
+                ON CONFLICT DO NOTHING
+                """)
+            if suppressed {
+                let windowIndex: Int64 = try channel.decode("window_index")
+                let summaryID = "summary-\(channelID)-\(windowIndex)"
+                let body = "{\"type\":\"summary\",\"data\":{\"tenant_id\":\(jsonStringLiteral(anomaly.tenantID)),\"channel_id\":\(jsonStringLiteral(channelID)),\"suppressed\":1,\"cap\":\(cap),\"window_seconds\":\(self.capWindowSeconds)}}"
+                try connection.query("""
+                    INSERT INTO notification_outbox (channel_id, tenant_id, message_id, body, event, next_attempt_at)
+                    SELECT \(channelID), \(anomaly.tenantID), \(summaryID), \(body)::jsonb, 'summary',
+                           to_timestamp((\(windowIndex) + 1) * \(self.capWindowSeconds))
+                    ON CONFLICT (channel_id, message_id) DO UPDATE
+                    SET body = jsonb_set(notification_outbox.body, '{data,suppressed}', to_jsonb((notification_outbox.body #>> '{data,suppressed}')::bigint + 1))
+                    WHERE notification_outbox.delivered_at IS NULL AND notification_outbox.attempts = 0
+                    """)
+            }
+        }
     }
 }
 
@@ -63,12 +135,18 @@ public struct NotificationDelivery: Service {
         self.logger = logger
     }
 
+    /// The dashboard's external address, for links in messages (`TW_PUBLIC_URL`).
+    public var publicURL: String?
+
     struct Claimed: Sendable {
         var channelID: String
         var messageID: String
         var body: String
         var url: String
-        var secret: String
+        var kind: ChannelFormats.Kind
+        /// The channel's secret, and the one it replaced while the rotation's overlap lasts.
+        var secrets: [String]
+        var previousSeverity: String?
         var attempts: Int
         var ageSeconds: Double
     }
@@ -93,16 +171,19 @@ public struct NotificationDelivery: Service {
         let rows = try await self.postgres.query("""
             UPDATE notification_outbox o SET attempts = o.attempts + 1, next_attempt_at = now() + make_interval(secs => \(Int64(self.leaseSeconds)))
             FROM (SELECT channel_id, message_id FROM notification_outbox
-                  WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
+                  WHERE delivered_at IS NULL AND failed_at IS NULL AND suppressed_at IS NULL AND next_attempt_at <= now()
                   ORDER BY next_attempt_at LIMIT \(Int64(self.batchSize)) FOR UPDATE SKIP LOCKED) due,
                  notification_channels c
             WHERE o.channel_id = due.channel_id AND o.message_id = due.message_id AND c.channel_id = o.channel_id
-            RETURNING o.channel_id, o.message_id, o.body::text AS body, c.url, c.secret, o.attempts,
+            RETURNING o.channel_id, o.message_id, o.body::text AS body, c.url, c.kind, c.secret, o.attempts, o.previous_severity,
+                      CASE WHEN c.previous_secret_until > now() THEN c.previous_secret END AS previous_secret,
                       extract(epoch FROM now() - o.created_at)::float8 AS age
             """)
         let claimed = try rows.map { row in
             Claimed(channelID: try row.decode("channel_id"), messageID: try row.decode("message_id"), body: try row.decode("body"),
-                    url: try row.decode("url"), secret: try row.decode("secret"), attempts: try row.decode("attempts"), ageSeconds: try row.decode("age"))
+                    url: try row.decode("url"), kind: ChannelFormats.Kind(rawValue: try row.decode("kind")) ?? .webhook,
+                    secrets: [try row.decode("secret", as: String.self)] + [try row.decodeIfPresent("previous_secret", as: String.self)].compactMap { $0 },
+                    previousSeverity: try row.decodeIfPresent("previous_severity"), attempts: try row.decode("attempts"), ageSeconds: try row.decode("age"))
         }
         await withTaskGroup(of: Void.self) { group in
             for item in claimed { group.addTask { await self.deliver(item) } }
@@ -155,7 +236,7 @@ public struct NotificationDelivery: Service {
     }
 
     func attempt(_ item: Claimed) async -> Outcome {
-        let target: EgressPolicy.Target
+        var target: EgressPolicy.Target
         let addresses: [EgressPolicy.Address]
         do {
             target = try self.policy.parse(item.url)
@@ -163,10 +244,22 @@ public struct NotificationDelivery: Service {
         } catch {
             return .failed(status: nil, error: "url: \(error)")
         }
-        let body = Array(item.body.utf8)
-        let headers: [(String, String)]
+        let body: [UInt8]
+        var headers: [(String, String)] = []
         do {
-            headers = try StandardWebhooks.headers(id: item.messageID, timestamp: Int64(Date().timeIntervalSince1970), body: body, secret: item.secret)
+            let rendered = try ChannelFormats.render(item.kind, message: item.body, publicURL: self.publicURL, previousSeverity: item.previousSeverity)
+            body = rendered.body
+            if let path = rendered.path, !target.path.hasSuffix(path) {
+                target.path = (target.path == "/" ? "" : target.path.hasSuffix("/") ? String(target.path.dropLast()) : target.path) + path
+            }
+            // Every kind carries the Standard Webhooks headers (webhook-id deduplicates anywhere); during a rotation's
+            // overlap the signature header holds one signature per secret, as the specification allows.
+            let timestamp = Int64(Date().timeIntervalSince1970)
+            headers = try StandardWebhooks.headers(id: item.messageID, timestamp: timestamp, body: body, secret: item.secrets[0])
+            for secret in item.secrets.dropFirst() {
+                let extra = try StandardWebhooks.signature(id: item.messageID, timestamp: timestamp, body: body, secret: secret)
+                headers = headers.map { $0.0 == "webhook-signature" ? ($0.0, $0.1 + " " + extra) : $0 }
+            }
         } catch {
             return .failed(status: nil, error: "\(error)")
         }

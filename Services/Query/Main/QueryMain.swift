@@ -32,6 +32,8 @@ struct QueryMain {
             var delivery = NotificationDelivery(
                 postgres: postgres, policy: try EgressPolicy(environment: environment),
                 client: try WebhookClient(extraCA: environment["TW_WEBHOOK_CA_FILE"]), logger: logger)
+            delivery.publicURL = environment["TW_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 }
+            _ = try NotificationOutbox.capWindow()
             delivery.leaseSeconds = Int(try Environment().duration("TW_NOTIFICATION_LEASE", default: .seconds(60), in: .seconds(1) ... .seconds(3600)).components.seconds)
             // TW_NOTIFICATION_DELIVERY=false: this replica queues notifications but leaves delivery to others.
             let delivers = try Environment().bool("TW_NOTIFICATION_DELIVERY", default: true)

@@ -1,0 +1,101 @@
+import Events
+import Foundation
+import Logging
+import Postgres
+import Rollups
+import ServiceKit
+import Testing
+import TestSupport
+
+@Suite("Alertmanager end to end", .serialized, .timeLimit(.minutes(4)))
+struct AlertmanagerEndToEndTests {
+    @Test("an outage raised by the detector from traffic sent through the gateway appears in a real Alertmanager with its labels, and is resolved there when traffic returns")
+    func outageReachesAlertmanager() async throws {
+        let alertmanager = try await Alertmanager()
+        // A database of its own: this query service delivers, and the in-process notification tests' rows are theirs.
+        let url = try TestEnvironment.postgresURL()
+        let logger = Logger(label: "alertmanager-e2e")
+        let database = TestEnvironment.unique("am").replacingOccurrences(of: "-", with: "_")
+        let admin = PostgresClient(configuration: PostgresConfiguration(url: url), logger: logger)
+        try await admin.query("CREATE DATABASE \(identifier: database)")
+        let ownURL = "\(url[..<url.lastIndex(of: "/")!])/\(database)"
+        let (_, processes, http, tenant, key) = try await DetectorEndToEndTests.pipeline("am", services: ["gateway", "ingestor", "aggregator", "detector", "query"], extra: [
+            // Events from half an hour ago are accepted and counted (the default lateness is 10 minutes).
+            "TW_POSTGRES_URL": ownURL, "TW_DETECTOR_SILENCE_AFTER": "30s", "TW_ALLOWED_LATENESS": "1h",
+            "TW_WEBHOOK_ALLOW_HTTP": "true", "TW_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "TW_NOTIFICATION_DELIVERY": "true",
+            "TW_PUBLIC_URL": "https://tokenwatch.example.com",
+        ])
+        let adminKey = try #require(try await http.call("POST", "/v1/admin/tenants/\(tenant)/keys", token: "detector-e2e-admin-token-am", body: #"{"scopes":["admin"]}"#).json["api_key"] as? String)
+        let channel = try await http.call("POST", "/v1/channels", token: adminKey,
+                                          body: #"{"name":"alertmanager","kind":"alertmanager","url":"http://127.0.0.1:\#(alertmanager.port)","min_severity":"warning"}"#)
+        #expect(channel.status == 201, "\(channel.json)")
+
+        // Two hours of history for two models (60 and 30 requests a minute), half an hour ago.
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: ownURL), logger: logger)
+        let now = EventTimestamp.now().microsecondsSinceEpoch / 60_000_000 * 60_000_000
+        let live = now - 30 * 60_000_000
+        func event(_ id: String, model: String, at t: Int64) -> LLMEvent {
+            LLMEvent(eventID: id, tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: t), provider: "openai", model: model,
+                     inputTokens: 300, outputTokens: 100, latencyMs: 700, status: .ok, costNanos: 2000)
+        }
+        let models = [("gpt-4o", 60), ("gpt-4o-mini", 30)]
+        var minutes = RollupDeltas(granularity: .minute), hours = RollupDeltas(granularity: .hour)
+        for m in 0..<120 {
+            for (model, rate) in models {
+                for i in 0..<rate {
+                    let e = event("h\(model)-\(m)-\(i)", model: model, at: live - Int64(120 - m) * 60_000_000 + Int64(i) * 60_000_000 / Int64(rate))
+                    minutes.add(e)
+                    hours.add(e)
+                }
+            }
+        }
+        try await postgres.query(RollupStore.upsert(minutes))
+        try await postgres.query(RollupStore.upsert(hours))
+        func post(minutes range: Range<Int>, silent: Set<String>) async throws {
+            var events: [LLMEvent] = []
+            for m in range {
+                for (model, rate) in models where !silent.contains(model) {
+                    for i in 0..<rate { events.append(event("l\(model)-\(m)-\(i)", model: model, at: live + Int64(m) * 60_000_000 + Int64(i) * 60_000_000 / Int64(rate))) }
+                }
+            }
+            for start in stride(from: 0, to: events.count, by: 500) {
+                let chunk = events[start..<min(start + 500, events.count)]
+                let posted = try await http.call("POST", "/v1/events", token: key, body: "[" + chunk.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: ",") + "]")
+                #expect(posted.status == 202 && posted.json["accepted"] as? Int == chunk.count, "\(posted.status) \(posted.json)")
+            }
+        }
+
+        // gpt-4o sends for three minutes and stops while gpt-4o-mini goes on: an outage, raised as silence.
+        try await post(minutes: 0..<3, silent: [])
+        try await post(minutes: 3..<10, silent: ["gpt-4o"])
+        let sent = ContinuousClock.now
+        @Sendable func outageAlert() async -> [String: Any]? {
+            await alertmanager.alerts()?.first { (($0["labels"] as? [String: String])?["model"]) == "gpt-4o" }
+        }
+        try await eventually(.seconds(150), "the outage in Alertmanager", interval: .milliseconds(250)) { await outageAlert() != nil }
+        print("outage in Alertmanager \(ContinuousClock.now - sent) after the events were posted")
+        let alert = try #require(await outageAlert())
+        let labels = alert["labels"] as? [String: String] ?? [:]
+        #expect(labels["alertname"] == "TokenwatchAnomaly" && labels["tenant"] == tenant && labels["provider"] == "openai"
+                && labels["metric"] == "request_rate" && labels["severity"] == "critical" && labels["anomaly_id"]?.isEmpty == false, "\(labels)")
+        let annotations = alert["annotations"] as? [String: String] ?? [:]
+        #expect(annotations["link"]?.hasPrefix("https://tokenwatch.example.com/#anomaly/") == true && annotations["description"]?.contains("gpt-4o") == true)
+        let startsAt = (alert["startsAt"] as? String).flatMap { EventTimestamp(rfc3339: $0) }?.microsecondsSinceEpoch
+        #expect(startsAt == live + 3 * 60_000_000, "starts where gpt-4o stopped: \(alert["startsAt"] ?? "")")
+
+        // Traffic returns: after the detector's run of normal windows the anomaly resolves, and so does the alert.
+        try await post(minutes: 10..<26, silent: [])
+        try await eventually(.seconds(150), "the alert resolved in Alertmanager", interval: .milliseconds(250)) { await outageAlert() == nil }
+        let events = try await postgres.query("""
+            SELECT event, delivered_at IS NOT NULL AS delivered FROM notification_outbox WHERE tenant_id = \(tenant) AND anomaly_id IS NOT NULL ORDER BY revision
+            """)
+        let log = try events.map { "\(try $0.decode("event", as: String.self)):\(try $0.decode("delivered", as: Bool.self))" }
+        #expect(log.first == "opened:true" && log.last == "resolved:true", "\(log)")
+
+        for process in processes { #expect(try process.stop() == 0, "\(process.name) exits cleanly") }
+        alertmanager.stop()
+        await postgres.close()
+        try await admin.query("DROP DATABASE \(identifier: database) WITH (FORCE)")
+        await admin.close()
+    }
+}
