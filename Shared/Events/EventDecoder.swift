@@ -119,10 +119,11 @@ public struct EventDecoder: Sendable {
     private func readString(_ field: String, _ s: inout JSONScanner, max: Int) throws -> String? {
         if try s.consumeNull() { return nil }
         guard s.peek() == UInt8(ascii: "\"") else { throw EventValidationError(field: field, reason: "must be a string, got \(kind(s.peek()))") }
-        let result = Result { () throws(JSONScanner.SyntaxError) -> String in try s.readString(maxLength: max) }
+        // The limit counts characters (checked with the rest of the event); a character is at most 4 bytes.
+        let result = Result { () throws(JSONScanner.SyntaxError) -> String in try s.readString(maxLength: max * 4) }
         switch result {
         case .success(let value): return value
-        case .failure(let error) where error.isTooLong: throw EventValidationError(field: field, reason: "longer than \(max) bytes")
+        case .failure(let error) where error.isTooLong: throw EventValidationError(field: field, reason: "longer than \(max) characters")
         case .failure(let error): throw error
         }
     }
@@ -206,12 +207,12 @@ public struct EventDecoder: Sendable {
         if s.consume(UInt8(ascii: "}")) { return tags }
         repeat {
             guard s.peek() == UInt8(ascii: "\"") else { throw EventValidationError(field: "tags", reason: "expected a tag name") }
-            let read = Result { () throws(JSONScanner.SyntaxError) -> String in try s.readString(maxLength: self.limits.maxTagKeyLength) }
+            let read = Result { () throws(JSONScanner.SyntaxError) -> String in try s.readString(maxLength: self.limits.maxTagKeyLength * 4) }
             let key: String
             switch read {
             case .success(let value): key = value
             case .failure(let error) where error.isTooLong:
-                throw EventValidationError(field: "tags", reason: "tag name longer than \(self.limits.maxTagKeyLength) bytes")
+                throw EventValidationError(field: "tags", reason: "tag name longer than \(self.limits.maxTagKeyLength) characters")
             case .failure(let error): throw error
             }
             let field = "tags.\(key)"

@@ -38,6 +38,9 @@ extension LLMEvent {
         guard self.tags.count <= limits.maxTags else { throw EventValidationError(field: "tags", reason: "more than \(limits.maxTags) tags") }
         for (key, value) in self.tags {
             guard !key.isEmpty else { throw EventValidationError(field: "tags", reason: "tag name must not be empty") }
+            if key.utf8.count > limits.maxTagKeyLength && key.unicodeScalars.count > limits.maxTagKeyLength {
+                throw EventValidationError(field: "tags", reason: "tag name longer than \(limits.maxTagKeyLength) characters")
+            }
             try Self.checkText(key, field: "tags", max: limits.maxTagKeyLength)
             try Self.checkText(value, field: "tags.\(key)", max: limits.maxTagValueLength, allowEmpty: true)
         }
@@ -63,9 +66,11 @@ extension LLMEvent {
     }
 
     /// Free text: non-empty, bounded, no control characters and no bidirectional formatting characters.
+    /// Lengths count characters (Unicode scalars), as the OpenAPI document's `maxLength` does; so the bytes are at
+    /// most four times the limit.
     static func checkText(_ value: String, field: String, max: Int, allowEmpty: Bool = false) throws(EventValidationError) {
         guard allowEmpty || !value.isEmpty else { throw EventValidationError(field: field, reason: "must not be empty") }
-        guard value.utf8.count <= max else { throw EventValidationError(field: field, reason: "longer than \(max) bytes") }
+        guard value.utf8.count <= max || value.unicodeScalars.count <= max else { throw EventValidationError(field: field, reason: "longer than \(max) characters") }
         for scalar in value.unicodeScalars where scalar.value < 0x20 || scalar.value == 0x7F {
             throw EventValidationError(field: field, reason: "must not contain control characters")
         }

@@ -22,6 +22,7 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -252,11 +253,16 @@ def run():
     wait_for("[data-testid=channels] h3")
     driver.find_element(By.ID, "channel-name").send_keys("on-call")
     driver.find_element(By.ID, "channel-url").send_keys("http://127.0.0.1:9/tokenwatch")
+    Select(driver.find_element(By.ID, "channel-kind")).select_by_value("slack")
+    driver.find_element(By.ID, "channel-providers").send_keys("openai, anthropic")
+    driver.find_element(By.ID, "channel-cap").send_keys("5")
     driver.find_element(By.XPATH, "//button[text()='Add channel']").click()
     secret = wait_for("[data-testid=channel-secret]").text.strip()
     listed_channels = api("/v1/channels", args.key)["items"]
     check(secret.startswith("whsec_") and [c["name"] for c in listed_channels] == ["on-call"] and all("secret" not in c for c in listed_channels),
           "a channel created through the page shows its secret once; the API lists it without")
+    check([(c["kind"], c["providers"], c["models"], c["max_per_hour"]) for c in listed_channels] == [("slack", ["openai", "anthropic"], [], 5)],
+          f"the page's kind, filters and cap reach the API: {listed_channels}")
     wait_for("[data-testid=channels] tbody tr")
     driver.find_element(By.XPATH, "//button[text()='Send test']").click()
     wait_for("[data-testid=delivery-log] tbody tr")

@@ -140,19 +140,25 @@ struct EventDecoderTests {
         #expect(rejection(variant("event_id", "\"\"")) == EventValidationError(field: "event_id", reason: "must not be empty"))
         #expect(rejection(variant("event_id", "\"a b\"")) == EventValidationError(field: "event_id", reason: "may contain only letters, digits and -_.:"))
         #expect(rejection(variant("tenant_id", "\"a:b\"")) == EventValidationError(field: "tenant_id", reason: "may contain only letters, digits and -_."))
-        #expect(rejection(variant("model", "\"" + String(repeating: "m", count: 257) + "\"")) == EventValidationError(field: "model", reason: "longer than 256 bytes"))
+        #expect(rejection(variant("model", "\"" + String(repeating: "m", count: 257) + "\"")) == EventValidationError(field: "model", reason: "longer than 256 characters"))
         #expect(rejection(variant("app", "\"a\\u0000b\"")) == EventValidationError(field: "app", reason: "must not contain control characters"))
         #expect(rejection(variant("error_type", "\"x\"").replacingOccurrences(of: "\"status\":\"error\"", with: "\"status\":\"ok\"")) == EventValidationError(field: "error_type", reason: "only allowed when status is \"error\""))
         #expect(try! decode(variant("model", "\"caf\\u00e9 \\ud83d\\ude00\"")).model == "café 😀")
         #expect(rejection(variant("model", "\"\\ud83d\""))?.field == "model")
+        // Lengths count characters, as OpenAPI's maxLength does: 64 four-byte characters are a valid operation (256
+        // bytes), 65 are not, written raw or escaped.
+        let sixtyFour = String(repeating: "😀", count: 64)
+        #expect(try! decode(variant("operation", "\"" + sixtyFour + "\"")).operation == sixtyFour)
+        #expect(try! decode(variant("operation", "\"" + String(repeating: "\\ud83d\\ude00", count: 64) + "\"")).operation == sixtyFour)
+        #expect(rejection(variant("operation", "\"" + sixtyFour + "é\"")) == EventValidationError(field: "operation", reason: "longer than 64 characters"))
     }
 
     @Test("tags are bounded")
     func tagLimits() {
         let many = "{" + (0..<33).map { "\"k\($0)\":\"v\"" }.joined(separator: ",") + "}"
         #expect(rejection(variant("tags", many)) == EventValidationError(field: "tags", reason: "more than 32 tags"))
-        #expect(rejection(variant("tags", "{\"\(String(repeating: "k", count: 65))\":\"v\"}")) == EventValidationError(field: "tags", reason: "tag name longer than 64 bytes"))
-        #expect(rejection(variant("tags", "{\"k\":\"\(String(repeating: "v", count: 257))\"}")) == EventValidationError(field: "tags.k", reason: "longer than 256 bytes"))
+        #expect(rejection(variant("tags", "{\"\(String(repeating: "k", count: 65))\":\"v\"}")) == EventValidationError(field: "tags", reason: "tag name longer than 64 characters"))
+        #expect(rejection(variant("tags", "{\"k\":\"\(String(repeating: "v", count: 257))\"}")) == EventValidationError(field: "tags.k", reason: "longer than 256 characters"))
         #expect(rejection(variant("tags", "{\"k\":\"a\",\"k\":\"b\"}")) == EventValidationError(field: "tags.k", reason: "duplicate tag"))
     }
 

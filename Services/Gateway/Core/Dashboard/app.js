@@ -749,7 +749,8 @@ async function apiKeys() {
   return [table, h('h3', { text: 'New key' }), create, feedback];
 }
 
-/// Webhook channels: anomalies are delivered to each, signed (Standard Webhooks); a test message, the delivery log.
+/// Notification channels (webhook, Slack, Alertmanager): anomalies are delivered to each, signed (Standard
+/// Webhooks); routing filters and a cap; a test message, the delivery log, secret rotation.
 async function channels() {
   let items;
   try {
@@ -763,24 +764,34 @@ async function channels() {
   const showLog = async (c) => {
     const deliveries = (await api('/v1/channels/' + encodeURIComponent(c.channel_id) + '/deliveries?limit=20')).items;
     log.replaceChildren(h('h3', { text: 'Deliveries to ' + c.name }), deliveries.length ? h('div', { class: 'scroll' }, h('table', {},
-      h('thead', {}, h('tr', {}, ['Message', 'Type', 'State', 'Attempts', 'Status', 'Latency', 'Last error'].map((t) => h('th', { scope: 'col', text: t })))),
+      h('thead', {}, h('tr', {}, ['Message', 'Type', 'Event', 'State', 'Attempts', 'Status', 'Latency', 'Last error'].map((t) => h('th', { scope: 'col', text: t })))),
       h('tbody', {}, deliveries.map((d) => h('tr', { dataset: { messageId: d.message_id, state: d.state } },
-        h('td', {}, h('code', { text: d.message_id })), h('td', { text: d.type || '–' }), h('td', { text: d.state }),
+        h('td', {}, h('code', { text: d.message_id })), h('td', { text: d.type || '–' }), h('td', { text: d.event || '–' }), h('td', { text: d.state }),
         h('td', { class: 'num', text: String(d.attempts) }), h('td', { class: 'num', text: d.last_status == null ? '–' : String(d.last_status) }),
         h('td', { class: 'num', text: d.last_latency_ms == null ? '–' : fmtMs(d.last_latency_ms) }), h('td', { text: d.last_error || '' }))))))
       : h('p', { class: 'muted', text: 'Nothing sent yet.' }));
   };
   const tableSlot = h('div');
   const drawTable = (items) => tableSlot.replaceChildren(items.length ? h('div', { class: 'scroll' }, h('table', {},
-    h('thead', {}, h('tr', {}, ['Name', 'URL', 'Severity', 'Metrics', ''].map((t) => h('th', { scope: 'col', text: t })))),
-    h('tbody', {}, items.map((c) => h('tr', { dataset: { channelId: c.channel_id } },
-      h('td', { text: c.name }), h('td', {}, h('code', { text: c.url })), h('td', { text: 'at least ' + c.min_severity }),
-      h('td', { text: c.metrics.length ? c.metrics.map((m) => METRIC_NAMES[m] || m).join(', ') : 'all' }),
+    h('thead', {}, h('tr', {}, ['Name', 'Kind', 'URL', 'Severity', 'Routes', 'Cap', ''].map((t) => h('th', { scope: 'col', text: t })))),
+    h('tbody', {}, items.map((c) => h('tr', { dataset: { channelId: c.channel_id, kind: c.kind } },
+      h('td', { text: c.name }), h('td', { text: CHANNEL_KINDS[c.kind] || c.kind }), h('td', {}, h('code', { text: c.url })), h('td', { text: 'at least ' + c.min_severity }),
+      h('td', { text: [c.metrics.length ? c.metrics.map((m) => METRIC_NAMES[m] || m).join(', ') : 'all metrics',
+        c.providers.length ? c.providers.join(', ') : 'all providers', c.models.length ? c.models.join(', ') : 'all models'].join(' · ') }),
+      h('td', { class: 'num', text: c.max_per_hour ? c.max_per_hour + ' / h' : 'none' }),
       h('td', { class: 'actions' },
         h('button', { type: 'button', class: 'secondary', text: 'Send test', onclick: async () => {
           try { await api('/v1/channels/' + encodeURIComponent(c.channel_id) + '/test', { method: 'POST' }); await showLog(c); } catch (err) { feedback.replaceChildren(h('p', { class: 'notice error', text: 'Not sent: ' + err.message })); }
         } }),
         h('button', { type: 'button', class: 'secondary', text: 'Deliveries', onclick: () => showLog(c).catch((err) => feedback.replaceChildren(errorNotice(err))) }),
+        h('button', { type: 'button', class: 'secondary', text: 'Rotate secret', 'aria-label': 'Rotate the secret of ' + c.name, onclick: async () => {
+          if (!confirm(`New secret for ${c.name}? The old one keeps signing for a day, beside the new one.`)) return;
+          try {
+            const rotated = await api('/v1/channels/' + encodeURIComponent(c.channel_id) + '/rotate-secret', { method: 'POST', body: { overlap_seconds: 86400 } });
+            feedback.replaceChildren(h('div', { class: 'notice success' }, h('p', { text: `New signing secret (shown once; the old one also signs until ${rotated.previous_secret_until}):` }),
+              h('pre', { dataset: { testid: 'channel-secret' }, text: rotated.secret })));
+          } catch (err) { feedback.replaceChildren(h('p', { class: 'notice error', text: 'Not rotated: ' + err.message })); }
+        } }),
         h('button', { type: 'button', class: 'danger', text: 'Delete', 'aria-label': 'Delete channel ' + c.name, onclick: async () => {
           if (!confirm(`Delete ${c.name}? Pending notifications to it are dropped.`)) return;
           try { await api('/v1/channels/' + encodeURIComponent(c.channel_id), { method: 'DELETE' }); renderSettings(); } catch (err) { feedback.replaceChildren(h('p', { class: 'notice error', text: 'Not deleted: ' + err.message })); }
@@ -789,20 +800,31 @@ async function channels() {
   const name = h('input', { id: 'channel-name', placeholder: 'e.g. on-call', maxlength: '100', required: true });
   const url = h('input', { id: 'channel-url', type: 'url', placeholder: 'https://hooks.example.com/tokenwatch', required: true });
   const severity = h('select', { id: 'channel-severity' }, SEVERITIES.map((v) => h('option', { value: v, selected: v === 'warning', text: 'at least ' + v })));
+  const kind = h('select', { id: 'channel-kind' }, Object.entries(CHANNEL_KINDS).map(([v, label]) => h('option', { value: v, text: label })));
+  const providers = h('input', { id: 'channel-providers', placeholder: 'all (or: openai, anthropic)', maxlength: '2000' });
+  const models = h('input', { id: 'channel-models', placeholder: 'all (or: gpt-4o, …)', maxlength: '8000' });
+  const cap = h('input', { id: 'channel-cap', type: 'number', min: '0', max: '10000', placeholder: '20 (Alertmanager: none)' });
+  const list = (input) => input.value.split(',').map((v) => v.trim()).filter(Boolean);
   const create = h('form', { class: 'inline', onsubmit: async (e) => {
     e.preventDefault();
+    const body = { name: name.value.trim(), url: url.value.trim(), kind: kind.value, min_severity: severity.value, providers: list(providers), models: list(models) };
+    if (cap.value !== '') body.max_per_hour = Number(cap.value);
     try {
-      const created = await api('/v1/channels', { method: 'POST', body: { name: name.value.trim(), url: url.value.trim(), min_severity: severity.value } });
+      const created = await api('/v1/channels', { method: 'POST', body });
       drawTable((await api('/v1/channels')).items);
       feedback.replaceChildren(h('div', { class: 'notice success' }, h('p', { text: 'Channel created. Its signing secret (shown once; verify webhook-signature with it):' }),
         h('pre', { dataset: { testid: 'channel-secret' }, text: created.secret })));
     } catch (err) {
       feedback.replaceChildren(h('p', { class: 'notice error', text: 'Not created: ' + err.message }));
     }
-  } }, h('label', { for: 'channel-name' }, 'Name', name), h('label', { for: 'channel-url' }, 'Webhook URL', url), h('label', { for: 'channel-severity' }, 'Severity', severity),
+  } }, h('label', { for: 'channel-name' }, 'Name', name), h('label', { for: 'channel-kind' }, 'Kind', kind), h('label', { for: 'channel-url' }, 'URL', url),
+    h('label', { for: 'channel-severity' }, 'Severity', severity), h('label', { for: 'channel-providers' }, 'Providers', providers),
+    h('label', { for: 'channel-models' }, 'Models', models), h('label', { for: 'channel-cap' }, 'Per hour at most', cap),
     h('button', { type: 'submit', class: 'secondary', text: 'Add channel' }));
-  return [tableSlot, h('h3', { text: 'New webhook' }), create, feedback, log];
+  return [tableSlot, h('h3', { text: 'New channel' }), create, feedback, log];
 }
+
+const CHANNEL_KINDS = { webhook: 'Webhook', slack: 'Slack', alertmanager: 'Alertmanager' };
 
 // MARK: - Router
 
