@@ -258,6 +258,43 @@ public enum TokenwatchSchema {
             CREATE INDEX notification_outbox_due ON notification_outbox (next_attempt_at) WHERE delivered_at IS NULL AND failed_at IS NULL AND suppressed_at IS NULL;
             GRANT UPDATE (previous_secret, previous_secret_until, secret) ON notification_channels TO tokenwatch_tenant;
             """),
+        PostgresMigration(version: 13, name: "threshold_rules", sql: """
+            -- Threshold rules beside the learned detector: a metric of a series (or the tenant's total) above or below
+            -- a value for N closed minutes raises an alert with the anomalies' lifecycle and channels.
+            CREATE TABLE alert_rules (
+                rule_id text PRIMARY KEY,
+                tenant_id text NOT NULL,
+                name text NOT NULL,
+                metric text NOT NULL CHECK (metric IN ('request_rate', 'error_rate', 'latency_p95', 'ttft_p95', 'cost_per_hour')),
+                provider text,
+                model text,
+                comparison text NOT NULL CHECK (comparison IN ('above', 'below')),
+                threshold double precision NOT NULL,
+                for_minutes integer NOT NULL CHECK (for_minutes BETWEEN 1 AND 1440),
+                severity text NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+                created_at timestamptz NOT NULL DEFAULT now(),
+                -- Deleted through the API: the evaluator resolves its open alert, then removes the row.
+                deleted_at timestamptz
+            );
+            CREATE INDEX alert_rules_tenant ON alert_rules (tenant_id);
+            -- Each rule's open alert (at most one), written by the query service's evaluator.
+            CREATE TABLE rule_alerts (
+                rule_id text PRIMARY KEY REFERENCES alert_rules ON DELETE CASCADE,
+                tenant_id text NOT NULL,
+                alert_id text NOT NULL,
+                revision bigint NOT NULL,
+                started_at timestamptz NOT NULL,
+                last_value double precision
+            );
+            GRANT SELECT, INSERT ON alert_rules TO tokenwatch_tenant;
+            GRANT UPDATE (deleted_at) ON alert_rules TO tokenwatch_tenant;
+            GRANT SELECT ON rule_alerts TO tokenwatch_tenant;
+            ALTER TABLE alert_rules ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_isolation ON alert_rules TO tokenwatch_tenant
+                USING (tenant_id = current_setting('tokenwatch.tenant_id')) WITH CHECK (tenant_id = current_setting('tokenwatch.tenant_id'));
+            ALTER TABLE rule_alerts ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_isolation ON rule_alerts TO tokenwatch_tenant USING (tenant_id = current_setting('tokenwatch.tenant_id'));
+            """),
     ]
 }
 

@@ -89,4 +89,36 @@ struct ChannelTests {
         }
         await gateway.producer.shutdown()
     }
+
+    @Test("threshold rules through the API: created with their defaults, listed with their state, deleted; one of above and below; bad values named; other tenants see none")
+    func rules() async throws {
+        let gateway = try await Gateway.make()
+        let tenant = TestEnvironment.unique("rul"), other = TestEnvironment.unique("rul")
+        _ = try await gateway.keys.createTenant(id: tenant, name: "R")
+        _ = try await gateway.keys.createTenant(id: other, name: "O")
+        let admin = try #require(try await gateway.keys.createKey(tenant: tenant, name: "admin", scopes: [.admin])).key
+        let otherAdmin = try #require(try await gateway.keys.createKey(tenant: other, name: "admin", scopes: [.admin])).key
+        try await gateway.app.test(.router) { client in
+            let created = try await client.call(.post, "/v1/rules", token: admin, body: #"{"name":"errors","metric":"error_rate","provider":"openai","model":"gpt-4o","above":0.05}"#)
+            #expect(created.status == .created && created.body["for_minutes"] as? Int == 5 && created.body["severity"] as? String == "warning"
+                    && created.body["above"] as? Double == 0.05 && created.body["below"] == nil && created.body["firing"] as? Bool == false, "\(created.text)")
+            let id = try #require(created.body["rule_id"] as? String)
+            let total = try await client.call(.post, "/v1/rules", token: admin, body: #"{"name":"spend","metric":"cost_per_hour","below":100,"for_minutes":60,"severity":"critical"}"#)
+            #expect(total.status == .created && total.body["provider"] == nil && total.body["model"] == nil)
+            for (body, field) in [(#"{"name":"x","metric":"error_rate"}"#, "above: "), (#"{"name":"x","metric":"error_rate","above":1,"below":2}"#, "below: "),
+                                  (#"{"name":"x","metric":"p99","above":1}"#, "metric: "), (#"{"name":"x","metric":"error_rate","above":"high"}"#, "above: "),
+                                  (#"{"name":"x","metric":"error_rate","above":1,"for_minutes":0}"#, "for_minutes: ")] {
+                let refused = try await client.call(.post, "/v1/rules", token: admin, body: body)
+                #expect(refused.status == .badRequest && refused.text.contains(field), "\(body): \(refused.text)")
+            }
+            let listed = try await client.call(.get, "/v1/rules", token: admin)
+            #expect((listed.body["items"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["errors", "spend"])
+            #expect((try await client.call(.get, "/v1/rules", token: otherAdmin).body["items"] as? [Any])?.isEmpty == true, "row-level security")
+            #expect(try await client.call(.delete, "/v1/rules/\(id)", token: otherAdmin).status == .notFound)
+            #expect(try await client.call(.delete, "/v1/rules/\(id)", token: admin).status == .noContent)
+            #expect(try await client.call(.delete, "/v1/rules/\(id)", token: admin).status == .notFound)
+            #expect((try await client.call(.get, "/v1/rules", token: admin).body["items"] as? [[String: Any]])?.count == 1)
+        }
+        await gateway.producer.shutdown()
+    }
 }

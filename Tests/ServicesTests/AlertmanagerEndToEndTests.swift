@@ -99,3 +99,60 @@ struct AlertmanagerEndToEndTests {
         await admin.close()
     }
 }
+
+@Suite("Threshold rules end to end", .serialized, .timeLimit(.minutes(4)))
+struct RuleEndToEndTests {
+    @Test("a threshold rule on traffic sent through the gateway fires to a webhook when its minute closes, and resolves when the next one does not break it")
+    func ruleFiresAndResolves() async throws {
+        let url = try TestEnvironment.postgresURL()
+        let logger = Logger(label: "rule-e2e")
+        let database = TestEnvironment.unique("rule").replacingOccurrences(of: "-", with: "_")
+        let admin = PostgresClient(configuration: PostgresConfiguration(url: url), logger: logger)
+        try await admin.query("CREATE DATABASE \(identifier: database)")
+        let ownURL = "\(url[..<url.lastIndex(of: "/")!])/\(database)"
+        let receiver = try await WebhookReceiver(secret: StandardWebhooksTestSecret.value)
+        let (_, processes, http, tenant, key) = try await DetectorEndToEndTests.pipeline("rul", services: ["gateway", "ingestor", "aggregator", "query"], extra: [
+            "TW_POSTGRES_URL": ownURL, "TW_RULES_INTERVAL": "1s", "TW_RULES_GRACE": "5s",
+            "TW_WEBHOOK_ALLOW_HTTP": "true", "TW_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "TW_NOTIFICATION_DELIVERY": "true",
+        ])
+        let adminKey = try #require(try await http.call("POST", "/v1/admin/tenants/\(tenant)/keys", token: "detector-e2e-admin-token-rul", body: #"{"scopes":["admin"]}"#).json["api_key"] as? String)
+        #expect(try await http.call("POST", "/v1/channels", token: adminKey, body: #"{"name":"hook","url":"http://127.0.0.1:\#(receiver.port)/rules"}"#).status == 201)
+        let rule = try await http.call("POST", "/v1/rules", token: adminKey, body: #"{"name":"gpt-4o errors","metric":"error_rate","model":"gpt-4o","above":0.3,"for_minutes":1}"#)
+        #expect(rule.status == 201)
+
+        // Half of gpt-4o's calls in the minute before this one fail.
+        let now = EventTimestamp.now().microsecondsSinceEpoch
+        let previous = now / 60_000_000 * 60_000_000 - 60_000_000
+        var events: [LLMEvent] = []
+        for i in 0..<20 {
+            let failed = i % 2 == 0
+            let at = EventTimestamp(microsecondsSinceEpoch: previous + Int64(i) * 2_000_000)
+            events.append(LLMEvent(eventID: "e\(i)", timestamp: at, provider: "openai", model: "gpt-4o", inputTokens: 100, outputTokens: 50, latencyMs: 800,
+                                   status: failed ? .error : .ok, errorType: failed ? "rate_limit" : nil))
+        }
+        let posted = try await http.call("POST", "/v1/events", token: key, body: "[" + events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: ",") + "]")
+        #expect(posted.status == 202)
+        @Sendable func bodies() -> [[String: Any]] { receiver.deliveries.compactMap { $0["body"] as? [String: Any] } }
+        try await eventually(.seconds(100), "the rule's alert delivered") { bodies().contains { $0["type"] as? String == "anomaly.ongoing" } }
+        let opened = try #require(bodies().first { $0["type"] as? String == "anomaly.ongoing" }?["data"] as? [String: Any])
+        #expect(opened["detector"] as? String == "rule" && opened["metric"] as? String == "error_rate" && opened["model"] as? String == "gpt-4o" && opened["observed"] as? Double == 0.5)
+        #expect((opened["explanation"] as? String)?.contains("gpt-4o errors") == true)
+
+        // The next minute has no failures (nor, here, any calls): the alert resolves when it closes.
+        try await eventually(.seconds(100), "the rule's alert resolved") { bodies().contains { $0["type"] as? String == "anomaly.resolved" } }
+        let resolved = try #require(bodies().first { $0["type"] as? String == "anomaly.resolved" }?["data"] as? [String: Any])
+        #expect(resolved["anomaly_id"] as? String == opened["anomaly_id"] as? String)
+        let listed = try await http.call("GET", "/v1/anomalies", token: key)
+        #expect("\(listed.json)".contains(opened["anomaly_id"] as? String ?? "-"), "the rule's alert is listed with the anomalies")
+
+        for process in processes { #expect(try process.stop() == 0, "\(process.name) exits cleanly") }
+        receiver.process.stop()
+        try await admin.query("DROP DATABASE \(identifier: database) WITH (FORCE)")
+        await admin.close()
+    }
+}
+
+enum StandardWebhooksTestSecret {
+    /// Any secret: signatures are checked by the notification tests; this one is about when the rule fires.
+    static let value = "whsec_" + Data(repeating: 7, count: 32).base64EncodedString()
+}

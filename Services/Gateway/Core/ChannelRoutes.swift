@@ -83,7 +83,9 @@ public struct ChannelRoutes: Sendable {
     /// A text[] literal of names already checked to hold no quotes, braces, commas or backslashes.
     static func arrayLiteral(_ items: [String]) -> String { "{" + items.map { "\"\($0)\"" }.joined(separator: ",") + "}" }
 
+    /// The channels' routes and the threshold rules' (`RuleRoutes`), which feed the same channels.
     public func add<Context: RequestContext>(to router: Router<Context>) {
+        RuleRoutes(access: self.access).add(to: router)
         self.access.route(router, .post, "/v1/channels", scope: .admin) { request, tenant, _ in
             let input = try await JSONInput.read(request, allowed: ["name", "url", "kind", "min_severity", "metrics", "providers", "models", "max_per_hour"])
             guard let name = try input.string("name", maxLength: 100) else { throw JSONInput.invalid("name", "required") }

@@ -13,7 +13,7 @@ public enum OpenAPIDocument {
 
     public static let paths = [
         "/v1/events", "/v1/traces", "/v1/metrics", "/v1/logs", "/v1/series", "/v1/dead-letters", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
-        "/v1/detector/settings", "/v1/channels", "/v1/channels/{channel_id}", "/v1/channels/{channel_id}/deliveries", "/v1/channels/{channel_id}/test", "/v1/channels/{channel_id}/rotate-secret", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+        "/v1/detector/settings", "/v1/channels", "/v1/channels/{channel_id}", "/v1/channels/{channel_id}/deliveries", "/v1/channels/{channel_id}/test", "/v1/channels/{channel_id}/rotate-secret", "/v1/rules", "/v1/rules/{rule_id}", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/healthz/dependencies", "/readyz", "/metrics",
     ]
 
@@ -159,6 +159,20 @@ public enum OpenAPIDocument {
                 "models": {"type": "array", "items": {"type": "string"}}, "max_per_hour": {"type": "integer"}, "created_at": {"type": "string"},
                 "previous_secret_until": {"type": "string", "description": "while a rotated secret still signs: until when"},
                 "secret": {"type": "string", "description": "whsec_... signing secret (Standard Webhooks); only in the answer to the creation"}}},
+              "NewRule": {"type": "object", "required": ["name", "metric"], "additionalProperties": false,
+                "oneOf": [{"required": ["above"]}, {"required": ["below"]}],
+                "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
+                "metric": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "ttft_p95", "cost_per_hour"], "description": "request_rate in requests/min, error_rate a share (0.05 = 5%), latencies in ms, cost_per_hour in USD over the trailing 60 minutes"},
+                "provider": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$", "description": "absent: every provider"},
+                "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$", "description": "absent: every model"},
+                "above": {"type": "number", "minimum": -1e15, "maximum": 1e15}, "below": {"type": "number", "minimum": -1e15, "maximum": 1e15},
+                "for_minutes": {"type": "integer", "minimum": 1, "maximum": 1440, "description": "closed minutes in a row, default 5"},
+                "severity": {"type": "string", "enum": ["info", "warning", "critical"], "description": "default warning"}}},
+              "Rule": {"type": "object", "properties": {"rule_id": {"type": "string"}, "name": {"type": "string"}, "metric": {"type": "string"}, "provider": {"type": ["string", "null"]},
+                "model": {"type": ["string", "null"]}, "above": {"type": ["number", "null"]}, "below": {"type": ["number", "null"]}, "for_minutes": {"type": "integer"},
+                "severity": {"type": "string"}, "created_at": {"type": "string"}, "firing": {"type": "boolean"}, "alert_id": {"type": ["string", "null"]},
+                "since": {"type": ["string", "null"]}, "last_value": {"type": ["number", "null"]}}},
               "DetectorSettings": {"type": "object", "required": ["sensitivity"], "additionalProperties": false, "properties": {
                 "sensitivity": {"type": "number", "minimum": 0.25, "maximum": 4, "default": 1},
                 "muted": {"type": "array", "maxItems": 100, "items": {"type": "object", "additionalProperties": false, "properties": {
@@ -294,6 +308,17 @@ public enum OpenAPIDocument {
               "post": {"summary": "Queue a test notification to the channel (admin scope)", "security": [{"apiKey": []}],
                 "responses": {"202": {"description": "Queued", "content": {"application/json": {"schema": {"type": "object", "properties": {"message_id": {"type": "string"}}}}}},
                   "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/rules": {
+              "get": {"summary": "The tenant's threshold rules and their state (admin scope)", "security": [{"apiKey": []}],
+                "responses": {"200": {"description": "rules", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Rule"}}}}}}},
+                  "403": {"$ref": "#/components/responses/Problem"}}},
+              "post": {"summary": "Add a threshold rule: its alerts reach the tenant's channels like anomalies (admin scope)", "security": [{"apiKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewRule"}}}},
+                "responses": {"201": {"description": "The rule", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Rule"}}}},
+                  "400": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/rules/{rule_id}": {"parameters": [{"name": "rule_id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 64}}],
+              "delete": {"summary": "Delete a rule; its open alert is resolved (admin scope)", "security": [{"apiKey": []}],
+                "responses": {"204": {"description": "Deleted"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
             "/v1/channels/{channel_id}/rotate-secret": {"parameters": [{"name": "channel_id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 64}}],
               "post": {"summary": "Replace the channel's signing secret; the old one signs too until the overlap ends (admin scope)", "security": [{"apiKey": []}],
                 "requestBody": {"required": false, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {"overlap_seconds": {"type": "integer", "minimum": 0, "maximum": 604800, "description": "default 86400"}}}}}},

@@ -57,14 +57,17 @@ public struct QueryProjector: Sendable {
     /// Upserts an anomaly by id, stored whole (its canonical JSON) as jsonb; an older revision never overwrites a
     /// newer. The revision's notifications are queued in the same transaction (`NotificationOutbox`).
     func storeAnomaly(_ anomaly: AnomalyMessage) async throws {
-        try await self.postgres.withTransaction { connection in
-            try connection.query("""
-                INSERT INTO anomalies (tenant_id, anomaly_id, window_start, body) VALUES (\(anomaly.tenantID), \(anomaly.anomalyID), \(anomaly.windowStart)::timestamptz, \(anomaly.canonicalJSON)::jsonb)
-                ON CONFLICT (tenant_id, anomaly_id) DO UPDATE SET body = EXCLUDED.body, window_start = EXCLUDED.window_start, updated_at = now()
-                WHERE coalesce((anomalies.body->>'revision')::bigint, 0) <= coalesce((EXCLUDED.body->>'revision')::bigint, 0)
-                """)
-            try NotificationOutbox.enqueue(anomaly, on: connection)
-        }
+        try await self.postgres.withTransaction { connection in try Self.store(anomaly, on: connection) }
         self.anomalies.increment()
+    }
+
+    /// The anomaly upserted (never over a newer revision) and its notifications queued, in the caller's transaction.
+    static func store(_ anomaly: AnomalyMessage, on connection: isolated PostgresConnection) throws {
+        try connection.query("""
+            INSERT INTO anomalies (tenant_id, anomaly_id, window_start, body) VALUES (\(anomaly.tenantID), \(anomaly.anomalyID), \(anomaly.windowStart)::timestamptz, \(anomaly.canonicalJSON)::jsonb)
+            ON CONFLICT (tenant_id, anomaly_id) DO UPDATE SET body = EXCLUDED.body, window_start = EXCLUDED.window_start, updated_at = now()
+            WHERE coalesce((anomalies.body->>'revision')::bigint, 0) <= coalesce((EXCLUDED.body->>'revision')::bigint, 0)
+            """)
+        try NotificationOutbox.enqueue(anomaly, on: connection)
     }
 }

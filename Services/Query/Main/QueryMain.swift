@@ -37,8 +37,11 @@ struct QueryMain {
             delivery.leaseSeconds = Int(try Environment().duration("TW_NOTIFICATION_LEASE", default: .seconds(60), in: .seconds(1) ... .seconds(3600)).components.seconds)
             // TW_NOTIFICATION_DELIVERY=false: this replica queues notifications but leaves delivery to others.
             let delivers = try Environment().bool("TW_NOTIFICATION_DELIVERY", default: true)
+            var rules = RuleEvaluator(postgres: postgres, logger: logger)
+            rules.interval = try Environment().duration("TW_RULES_INTERVAL", default: .seconds(15), in: .seconds(1) ... .seconds(3600))
+            rules.grace = try Environment().duration("TW_RULES_GRACE", default: .seconds(30), in: .zero ... .seconds(3600))
             return ServiceParts(
-                services: delivers ? [loop, delivery] : [loop],
+                services: delivers ? [loop, delivery, rules] : [loop, rules],
                 readinessChecks: .dependencies(kafka: { await consumer.brokersReachable() }, redis: redis, postgres: postgres))
         }
     }

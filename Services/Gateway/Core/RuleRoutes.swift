@@ -1,0 +1,106 @@
+import Codecs
+import Events
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Postgres
+
+/// A tenant's threshold rules (admin scope), evaluated by the query service (README, "Threshold rules"):
+/// - `POST /v1/rules` `{"name", "metric": "request_rate" | "error_rate" | "latency_p95" | "ttft_p95" | "cost_per_hour",
+///   "provider"?, "model"? (absent: the tenant's total), "above" | "below": number, "for_minutes"?: 5,
+///   "severity"?: "warning"}` -> 201 with the rule.
+/// - `GET /v1/rules`: the rules with their state (`firing`, the open alert's id, since when, the last value).
+/// - `DELETE /v1/rules/{id}` -> 204; an open alert of the rule is resolved by the evaluator's next pass.
+struct RuleRoutes: Sendable {
+    let access: TenantAccess
+    static let maxRules = 50
+    static let metrics = ["request_rate", "error_rate", "latency_p95", "ttft_p95", "cost_per_hour"]
+
+    struct Rule: Encodable {
+        var rule_id: String
+        var name: String
+        var metric: String
+        var provider: String?
+        var model: String?
+        var above: Double?
+        var below: Double?
+        var for_minutes: Int32
+        var severity: String
+        var created_at: String
+        var firing: Bool
+        var alert_id: String?
+        var since: String?
+        var last_value: Double?
+    }
+
+    struct Rules: Encodable { var items: [Rule] }
+
+    static let select = """
+        SELECT r.rule_id, r.name, r.metric, r.provider, r.model, r.comparison, r.threshold, r.for_minutes, r.severity,
+               to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at, a.alert_id,
+               to_char(a.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS since, a.last_value
+        FROM alert_rules r LEFT JOIN rule_alerts a ON a.rule_id = r.rule_id
+        """
+
+    static func rule(_ row: PostgresRow) throws -> Rule {
+        let above = try row.decode("comparison", as: String.self) == "above"
+        let threshold: Double = try row.decode("threshold")
+        let alertID: String? = try row.decodeIfPresent("alert_id")
+        return Rule(rule_id: try row.decode("rule_id"), name: try row.decode("name"), metric: try row.decode("metric"), provider: try row.decodeIfPresent("provider"),
+                    model: try row.decodeIfPresent("model"), above: above ? threshold : nil, below: above ? nil : threshold,
+                    for_minutes: try row.decode("for_minutes"), severity: try row.decode("severity"), created_at: try row.decode("created_at"),
+                    firing: alertID != nil, alert_id: alertID, since: try row.decodeIfPresent("since"), last_value: try row.decodeIfPresent("last_value"))
+    }
+
+    func add<Context: RequestContext>(to router: Router<Context>) {
+        self.access.route(router, .post, "/v1/rules", scope: .admin) { request, tenant, _ in
+            let input = try await JSONInput.read(request, allowed: ["name", "metric", "provider", "model", "above", "below", "for_minutes", "severity"])
+            guard let name = try input.string("name", maxLength: 100) else { throw JSONInput.invalid("name", "required") }
+            guard let metric = try input.string("metric", maxLength: 32), Self.metrics.contains(metric) else {
+                throw JSONInput.invalid("metric", "required, one of \(Self.metrics.joined(separator: ", "))")
+            }
+            let provider = try input.string("provider", maxLength: 64)
+            let model = try input.string("model", maxLength: 256)
+            let above = try Self.number(input, "above"), below = try Self.number(input, "below")
+            guard (above == nil) != (below == nil), let threshold = above ?? below else {
+                throw JSONInput.invalid(above == nil ? "above" : "below", "exactly one of above and below is required")
+            }
+            let minutes = (try input.integer("for_minutes", in: 1...1440) ?? nil) ?? 5
+            let severity = try input.string("severity", maxLength: 16) ?? "warning"
+            guard ["info", "warning", "critical"].contains(severity) else { throw JSONInput.invalid("severity", "must be info, warning or critical") }
+            let count: Int64 = try await tenant.database.query("SELECT count(*)::bigint AS n FROM alert_rules WHERE tenant_id = \(tenant.tenantID) AND deleted_at IS NULL")[0].decode("n")
+            guard count < Self.maxRules else { throw Problem(.conflict, code: "too_many_rules", title: "Too many rules", detail: "a tenant has at most \(Self.maxRules) rules") }
+            let id = "rl_" + Digest.hex(Digest.randomBytes(8))
+            try await tenant.database.query("""
+                INSERT INTO alert_rules (rule_id, tenant_id, name, metric, provider, model, comparison, threshold, for_minutes, severity)
+                VALUES (\(id), \(tenant.tenantID), \(name), \(metric), \(provider), \(model), \(above == nil ? "below" : "above"), \(threshold), \(Int32(minutes)), \(severity))
+                """)
+            let rows = try await tenant.database.query("\(unescaped: Self.select) WHERE r.tenant_id = \(tenant.tenantID) AND r.rule_id = \(id)")
+            return try AdminRoutes.json(.created, try Self.rule(rows[0]))
+        }
+        self.access.route(router, .get, "/v1/rules", scope: .admin) { _, tenant, _ in
+            let rows = try await tenant.database.query("\(unescaped: Self.select) WHERE r.tenant_id = \(tenant.tenantID) AND r.deleted_at IS NULL ORDER BY r.created_at, r.rule_id")
+            return try AdminRoutes.json(.ok, Rules(items: try rows.map(Self.rule)))
+        }
+        self.access.route(router, .delete, "/v1/rules/{rule_id}", scope: .admin) { _, tenant, context in
+            guard let id = context.parameters.get("rule_id"), id.utf8.count <= 64, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                throw Problem(.notFound, code: "not_found", title: "No such rule", detail: "rule_id: no such rule")
+            }
+            let rows = try await tenant.database.query("""
+                UPDATE alert_rules SET deleted_at = now() WHERE tenant_id = \(tenant.tenantID) AND rule_id = \(id) AND deleted_at IS NULL RETURNING rule_id
+                """)
+            guard !rows.isEmpty else { throw Problem(.notFound, code: "not_found", title: "No such rule", detail: "rule_id: no rule \(id) for this tenant") }
+            return Response(status: .noContent, headers: [.cacheControl: "no-store"])
+        }
+    }
+
+    /// A finite number member (integer or not), or nil when absent.
+    static func number(_ input: JSONInput, _ name: String) throws -> Double? {
+        switch input.members[name] {
+        case nil: return nil
+        case .integer(let i)?: return Double(i)
+        case .number(let d)? where d.isFinite && abs(d) <= 1e15: return d
+        default: throw JSONInput.invalid(name, "must be a number")
+        }
+    }
+}
