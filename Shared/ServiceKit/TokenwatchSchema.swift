@@ -295,6 +295,41 @@ public enum TokenwatchSchema {
             ALTER TABLE rule_alerts ENABLE ROW LEVEL SECURITY;
             CREATE POLICY tenant_isolation ON rule_alerts TO tokenwatch_tenant USING (tenant_id = current_setting('tokenwatch.tenant_id'));
             """),
+        PostgresMigration(version: 14, name: "budgets", sql: """
+            -- Spend budgets per tenant and day or month (UTC): notified at chosen percentages and when the forecast
+            -- for the period's end exceeds the amount.
+            CREATE TABLE budgets (
+                budget_id text PRIMARY KEY,
+                tenant_id text NOT NULL,
+                name text NOT NULL,
+                period text NOT NULL CHECK (period IN ('day', 'month')),
+                amount_nanos bigint NOT NULL CHECK (amount_nanos > 0),
+                notify_percentages integer[] NOT NULL,
+                forecast boolean NOT NULL DEFAULT true,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                deleted_at timestamptz
+            );
+            CREATE INDEX budgets_tenant ON budgets (tenant_id);
+            -- The alerts a budget raised in a period (a percentage reached, or level -1: the forecast over the amount),
+            -- each once; resolved when the period ends.
+            CREATE TABLE budget_alerts (
+                budget_id text NOT NULL REFERENCES budgets ON DELETE CASCADE,
+                tenant_id text NOT NULL,
+                period_start timestamptz NOT NULL,
+                level integer NOT NULL,
+                alert_id text NOT NULL,
+                resolved boolean NOT NULL DEFAULT false,
+                PRIMARY KEY (budget_id, period_start, level)
+            );
+            GRANT SELECT, INSERT ON budgets TO tokenwatch_tenant;
+            GRANT UPDATE (deleted_at) ON budgets TO tokenwatch_tenant;
+            GRANT SELECT ON budget_alerts TO tokenwatch_tenant;
+            ALTER TABLE budgets ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_isolation ON budgets TO tokenwatch_tenant
+                USING (tenant_id = current_setting('tokenwatch.tenant_id')) WITH CHECK (tenant_id = current_setting('tokenwatch.tenant_id'));
+            ALTER TABLE budget_alerts ENABLE ROW LEVEL SECURITY;
+            CREATE POLICY tenant_isolation ON budget_alerts TO tokenwatch_tenant USING (tenant_id = current_setting('tokenwatch.tenant_id'));
+            """),
     ]
 }
 

@@ -90,7 +90,7 @@ struct ChannelTests {
         await gateway.producer.shutdown()
     }
 
-    @Test("threshold rules through the API: created with their defaults, listed with their state, deleted; one of above and below; bad values named; other tenants see none")
+    @Test("threshold rules and budgets through the API: created with their defaults, listed with their state, deleted; one of above and below; bad values named; other tenants see none")
     func rules() async throws {
         let gateway = try await Gateway.make()
         let tenant = TestEnvironment.unique("rul"), other = TestEnvironment.unique("rul")
@@ -118,6 +118,23 @@ struct ChannelTests {
             #expect(try await client.call(.delete, "/v1/rules/\(id)", token: admin).status == .noContent)
             #expect(try await client.call(.delete, "/v1/rules/\(id)", token: admin).status == .notFound)
             #expect((try await client.call(.get, "/v1/rules", token: admin).body["items"] as? [[String: Any]])?.count == 1)
+
+            let budget = try await client.call(.post, "/v1/budgets", token: admin, body: #"{"name":"monthly","period":"month","amount_usd":250.5}"#)
+            #expect(budget.status == .created && budget.body["notify_at"] as? [Int] == [50, 80, 100] && budget.body["forecast"] as? Bool == true
+                    && budget.body["amount_usd"] as? Double == 250.5 && budget.body["spent_usd"] as? Double == 0, "\(budget.text)")
+            let daily = try await client.call(.post, "/v1/budgets", token: admin, body: #"{"name":"daily","period":"day","amount_usd":10,"notify_at":[100,90,90],"forecast":false}"#)
+            #expect(daily.body["notify_at"] as? [Int] == [90, 100] && daily.body["forecast"] as? Bool == false)
+            for (body, field) in [(#"{"name":"x","period":"week","amount_usd":1}"#, "period: "), (#"{"name":"x","period":"day","amount_usd":0}"#, "amount_usd: "),
+                                  (#"{"name":"x","period":"day","amount_usd":1,"notify_at":[0]}"#, "notify_at: "), (#"{"name":"x","period":"day"}"#, "amount_usd: ")] {
+                let refused = try await client.call(.post, "/v1/budgets", token: admin, body: body)
+                #expect(refused.status == .badRequest && refused.text.contains(field), "\(body): \(refused.text)")
+            }
+            #expect((try await client.call(.get, "/v1/budgets", token: admin).body["items"] as? [[String: Any]])?.compactMap { $0["name"] as? String } == ["monthly", "daily"])
+            #expect((try await client.call(.get, "/v1/budgets", token: otherAdmin).body["items"] as? [Any])?.isEmpty == true, "row-level security")
+            let budgetID = try #require(budget.body["budget_id"] as? String)
+            #expect(try await client.call(.delete, "/v1/budgets/\(budgetID)", token: otherAdmin).status == .notFound)
+            #expect(try await client.call(.delete, "/v1/budgets/\(budgetID)", token: admin).status == .noContent)
+            #expect((try await client.call(.get, "/v1/budgets", token: admin).body["items"] as? [[String: Any]])?.count == 1)
         }
         await gateway.producer.shutdown()
     }

@@ -102,7 +102,7 @@ struct AlertmanagerEndToEndTests {
 
 @Suite("Threshold rules end to end", .serialized, .timeLimit(.minutes(4)))
 struct RuleEndToEndTests {
-    @Test("a threshold rule on traffic sent through the gateway fires to a webhook when its minute closes, and resolves when the next one does not break it")
+    @Test("a threshold rule on traffic sent through the gateway fires to a webhook when its minute closes, and resolves when the next one does not break it; a day's budget used up is notified")
     func ruleFiresAndResolves() async throws {
         let url = try TestEnvironment.postgresURL()
         let logger = Logger(label: "rule-e2e")
@@ -119,6 +119,8 @@ struct RuleEndToEndTests {
         #expect(try await http.call("POST", "/v1/channels", token: adminKey, body: #"{"name":"hook","url":"http://127.0.0.1:\#(receiver.port)/rules"}"#).status == 201)
         let rule = try await http.call("POST", "/v1/rules", token: adminKey, body: #"{"name":"gpt-4o errors","metric":"error_rate","model":"gpt-4o","above":0.3,"for_minutes":1}"#)
         #expect(rule.status == 201)
+        // A day's budget of a tenth of a cent, notified when it is used up.
+        #expect(try await http.call("POST", "/v1/budgets", token: adminKey, body: #"{"name":"tiny","period":"day","amount_usd":0.001,"notify_at":[100],"forecast":false}"#).status == 201)
 
         // Half of gpt-4o's calls in the minute before this one fail.
         let now = EventTimestamp.now().microsecondsSinceEpoch
@@ -128,19 +130,24 @@ struct RuleEndToEndTests {
             let failed = i % 2 == 0
             let at = EventTimestamp(microsecondsSinceEpoch: previous + Int64(i) * 2_000_000)
             events.append(LLMEvent(eventID: "e\(i)", timestamp: at, provider: "openai", model: "gpt-4o", inputTokens: 100, outputTokens: 50, latencyMs: 800,
-                                   status: failed ? .error : .ok, errorType: failed ? "rate_limit" : nil))
+                                   status: failed ? .error : .ok, errorType: failed ? "rate_limit" : nil, costNanos: 100_000))
         }
         let posted = try await http.call("POST", "/v1/events", token: key, body: "[" + events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: ",") + "]")
         #expect(posted.status == 202)
         @Sendable func bodies() -> [[String: Any]] { receiver.deliveries.compactMap { $0["body"] as? [String: Any] } }
-        try await eventually(.seconds(100), "the rule's alert delivered") { bodies().contains { $0["type"] as? String == "anomaly.ongoing" } }
-        let opened = try #require(bodies().first { $0["type"] as? String == "anomaly.ongoing" }?["data"] as? [String: Any])
+        @Sendable func from(_ detector: String) -> [[String: Any]] { bodies().filter { ($0["data"] as? [String: Any])?["detector"] as? String == detector } }
+        try await eventually(.seconds(100), "the rule's alert delivered") { from("rule").contains { $0["type"] as? String == "anomaly.ongoing" } }
+        let opened = try #require(from("rule").first { $0["type"] as? String == "anomaly.ongoing" }?["data"] as? [String: Any])
         #expect(opened["detector"] as? String == "rule" && opened["metric"] as? String == "error_rate" && opened["model"] as? String == "gpt-4o" && opened["observed"] as? Double == 0.5)
         #expect((opened["explanation"] as? String)?.contains("gpt-4o errors") == true)
 
         // The next minute has no failures (nor, here, any calls): the alert resolves when it closes.
-        try await eventually(.seconds(100), "the rule's alert resolved") { bodies().contains { $0["type"] as? String == "anomaly.resolved" } }
-        let resolved = try #require(bodies().first { $0["type"] as? String == "anomaly.resolved" }?["data"] as? [String: Any])
+        try await eventually(.seconds(100), "the rule's alert resolved") { from("rule").contains { $0["type"] as? String == "anomaly.resolved" } }
+        let resolved = try #require(from("rule").first { $0["type"] as? String == "anomaly.resolved" }?["data"] as? [String: Any])
+        // 20 calls of $0.0001: $0.002 spent, twice the day's budget.
+        try await eventually(.seconds(60), "the budget's alert delivered") { !from("budget").isEmpty }
+        let spent = try #require(from("budget").first?["data"] as? [String: Any])
+        #expect(spent["metric"] as? String == "spend" && spent["severity"] as? String == "critical" && spent["observed"] as? Double == 0.002, "\(spent)")
         #expect(resolved["anomaly_id"] as? String == opened["anomaly_id"] as? String)
         let listed = try await http.call("GET", "/v1/anomalies", token: key)
         #expect("\(listed.json)".contains(opened["anomaly_id"] as? String ?? "-"), "the rule's alert is listed with the anomalies")

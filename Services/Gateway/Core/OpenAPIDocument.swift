@@ -13,7 +13,7 @@ public enum OpenAPIDocument {
 
     public static let paths = [
         "/v1/events", "/v1/traces", "/v1/metrics", "/v1/logs", "/v1/series", "/v1/dead-letters", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
-        "/v1/detector/settings", "/v1/channels", "/v1/channels/{channel_id}", "/v1/channels/{channel_id}/deliveries", "/v1/channels/{channel_id}/test", "/v1/channels/{channel_id}/rotate-secret", "/v1/rules", "/v1/rules/{rule_id}", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+        "/v1/detector/settings", "/v1/channels", "/v1/channels/{channel_id}", "/v1/channels/{channel_id}/deliveries", "/v1/channels/{channel_id}/test", "/v1/channels/{channel_id}/rotate-secret", "/v1/rules", "/v1/rules/{rule_id}", "/v1/budgets", "/v1/budgets/{budget_id}", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/healthz/dependencies", "/readyz", "/metrics",
     ]
 
@@ -169,6 +169,15 @@ public enum OpenAPIDocument {
                 "above": {"type": "number", "minimum": -1e15, "maximum": 1e15}, "below": {"type": "number", "minimum": -1e15, "maximum": 1e15},
                 "for_minutes": {"type": "integer", "minimum": 1, "maximum": 1440, "description": "closed minutes in a row, default 5"},
                 "severity": {"type": "string", "enum": ["info", "warning", "critical"], "description": "default warning"}}},
+              "NewBudget": {"type": "object", "required": ["name", "period", "amount_usd"], "additionalProperties": false, "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
+                "period": {"type": "string", "enum": ["day", "month"], "description": "UTC day or calendar month"},
+                "amount_usd": {"type": "number", "minimum": 0.000001, "maximum": 1000000000},
+                "notify_at": {"type": "array", "minItems": 1, "maxItems": 10, "items": {"type": "integer", "minimum": 1, "maximum": 1000}, "description": "percentages of the amount; default [50, 80, 100]"},
+                "forecast": {"type": "boolean", "description": "also notify when the period's forecast exceeds the amount (default true)"}}},
+              "Budget": {"type": "object", "properties": {"budget_id": {"type": "string"}, "name": {"type": "string"}, "period": {"type": "string"}, "amount_usd": {"type": "number"},
+                "notify_at": {"type": "array", "items": {"type": "integer"}}, "forecast": {"type": "boolean"}, "created_at": {"type": "string"},
+                "spent_usd": {"type": "number", "description": "this period's spend so far"}, "percent": {"type": "number"}}},
               "Rule": {"type": "object", "properties": {"rule_id": {"type": "string"}, "name": {"type": "string"}, "metric": {"type": "string"}, "provider": {"type": ["string", "null"]},
                 "model": {"type": ["string", "null"]}, "above": {"type": ["number", "null"]}, "below": {"type": ["number", "null"]}, "for_minutes": {"type": "integer"},
                 "severity": {"type": "string"}, "created_at": {"type": "string"}, "firing": {"type": "boolean"}, "alert_id": {"type": ["string", "null"]},
@@ -308,6 +317,17 @@ public enum OpenAPIDocument {
               "post": {"summary": "Queue a test notification to the channel (admin scope)", "security": [{"apiKey": []}],
                 "responses": {"202": {"description": "Queued", "content": {"application/json": {"schema": {"type": "object", "properties": {"message_id": {"type": "string"}}}}}},
                   "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/budgets": {
+              "get": {"summary": "The tenant's spend budgets with this period's spend (admin scope)", "security": [{"apiKey": []}],
+                "responses": {"200": {"description": "budgets", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Budget"}}}}}}},
+                  "403": {"$ref": "#/components/responses/Problem"}}},
+              "post": {"summary": "Add a spend budget: notified at percentages of it and when the forecast exceeds it (admin scope)", "security": [{"apiKey": []}],
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NewBudget"}}}},
+                "responses": {"201": {"description": "The budget", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Budget"}}}},
+                  "400": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}, "409": {"$ref": "#/components/responses/Problem"}}}},
+            "/v1/budgets/{budget_id}": {"parameters": [{"name": "budget_id", "in": "path", "required": true, "schema": {"type": "string", "maxLength": 64}}],
+              "delete": {"summary": "Delete a budget; its open alerts are resolved (admin scope)", "security": [{"apiKey": []}],
+                "responses": {"204": {"description": "Deleted"}, "403": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"}}}},
             "/v1/rules": {
               "get": {"summary": "The tenant's threshold rules and their state (admin scope)", "security": [{"apiKey": []}],
                 "responses": {"200": {"description": "rules", "content": {"application/json": {"schema": {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Rule"}}}}}}},

@@ -11,6 +11,8 @@ import Postgres
 ///   "severity"?: "warning"}` -> 201 with the rule.
 /// - `GET /v1/rules`: the rules with their state (`firing`, the open alert's id, since when, the last value).
 /// - `DELETE /v1/rules/{id}` -> 204; an open alert of the rule is resolved by the evaluator's next pass.
+/// - `POST /v1/budgets` `{"name", "period": "day" | "month", "amount_usd", "notify_at"?: [50, 80, 100],
+///   "forecast"?: true}`, `GET /v1/budgets` (with this period's spend), `DELETE /v1/budgets/{id}`.
 struct RuleRoutes: Sendable {
     let access: TenantAccess
     static let maxRules = 50
@@ -53,6 +55,7 @@ struct RuleRoutes: Sendable {
     }
 
     func add<Context: RequestContext>(to router: Router<Context>) {
+        self.addBudgets(to: router)
         self.access.route(router, .post, "/v1/rules", scope: .admin) { request, tenant, _ in
             let input = try await JSONInput.read(request, allowed: ["name", "metric", "provider", "model", "above", "below", "for_minutes", "severity"])
             guard let name = try input.string("name", maxLength: 100) else { throw JSONInput.invalid("name", "required") }
@@ -90,6 +93,73 @@ struct RuleRoutes: Sendable {
                 UPDATE alert_rules SET deleted_at = now() WHERE tenant_id = \(tenant.tenantID) AND rule_id = \(id) AND deleted_at IS NULL RETURNING rule_id
                 """)
             guard !rows.isEmpty else { throw Problem(.notFound, code: "not_found", title: "No such rule", detail: "rule_id: no rule \(id) for this tenant") }
+            return Response(status: .noContent, headers: [.cacheControl: "no-store"])
+        }
+    }
+
+    struct BudgetItem: Encodable {
+        var budget_id: String, name: String, period: String, amount_usd: Double, notify_at: [Int], forecast: Bool, created_at: String
+        var spent_usd: Double, percent: Double
+    }
+
+    struct Budgets: Encodable { var items: [BudgetItem] }
+
+    /// Each budget with this UTC period's spend so far (the tenant's total hourly rollups).
+    static let budgetSelect = """
+        SELECT b.budget_id, b.name, b.period, b.amount_nanos, array_to_string(b.notify_percentages, ',') AS notify_at, b.forecast,
+               to_char(b.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at,
+               coalesce((SELECT sum(r.cost_nanos) FROM rollups_1h r WHERE r.tenant_id = b.tenant_id AND r.provider = '' AND r.model = ''
+                         AND r.window_start >= date_trunc(CASE WHEN b.period = 'day' THEN 'day' ELSE 'month' END, now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0)::bigint AS spent
+        FROM budgets b
+        """
+
+    static func budget(_ row: PostgresRow) throws -> BudgetItem {
+        let amount = Double(try row.decode("amount_nanos", as: Int64.self)), spent = Double(try row.decode("spent", as: Int64.self))
+        return BudgetItem(budget_id: try row.decode("budget_id"), name: try row.decode("name"), period: try row.decode("period"), amount_usd: amount / 1e9,
+                          notify_at: (try row.decode("notify_at", as: String.self)).split(separator: ",").compactMap { Int($0) },
+                          forecast: try row.decode("forecast"), created_at: try row.decode("created_at"), spent_usd: spent / 1e9, percent: (spent * 1000 / amount).rounded() / 10)
+    }
+
+    func addBudgets<Context: RequestContext>(to router: Router<Context>) {
+        self.access.route(router, .post, "/v1/budgets", scope: .admin) { request, tenant, _ in
+            let input = try await JSONInput.read(request, allowed: ["name", "period", "amount_usd", "notify_at", "forecast"])
+            guard let name = try input.string("name", maxLength: 100) else { throw JSONInput.invalid("name", "required") }
+            guard let period = try input.string("period", maxLength: 8), ["day", "month"].contains(period) else { throw JSONInput.invalid("period", "required, day or month") }
+            guard let amount = try Self.number(input, "amount_usd"), amount >= 0.000001, amount <= 1_000_000_000 else {
+                throw JSONInput.invalid("amount_usd", "required, a number from 0.000001 to 1000000000")
+            }
+            var percentages = [50, 80, 100]
+            if let value = input.members["notify_at"] {
+                guard case .array(let items) = value, (1...10).contains(items.count) else { throw JSONInput.invalid("notify_at", "must be an array of 1 to 10 percentages") }
+                percentages = try items.map { item in
+                    guard case .integer(let p) = item, (1...1000).contains(p) else { throw JSONInput.invalid("notify_at", "each must be an integer percentage from 1 to 1000") }
+                    return Int(p)
+                }
+                percentages = Array(Set(percentages)).sorted()
+            }
+            let forecast = try input.bool("forecast") ?? true
+            let count: Int64 = try await tenant.database.query("SELECT count(*)::bigint AS n FROM budgets WHERE tenant_id = \(tenant.tenantID) AND deleted_at IS NULL")[0].decode("n")
+            guard count < 20 else { throw Problem(.conflict, code: "too_many_budgets", title: "Too many budgets", detail: "a tenant has at most 20 budgets") }
+            let id = "bg_" + Digest.hex(Digest.randomBytes(8))
+            try await tenant.database.query("""
+                INSERT INTO budgets (budget_id, tenant_id, name, period, amount_nanos, notify_percentages, forecast)
+                VALUES (\(id), \(tenant.tenantID), \(name), \(period), \(Int64((amount * 1e9).rounded())), \("{" + percentages.map(String.init).joined(separator: ",") + "}")::integer[], \(forecast))
+                """)
+            let rows = try await tenant.database.query("\(unescaped: Self.budgetSelect) WHERE b.tenant_id = \(tenant.tenantID) AND b.budget_id = \(id)")
+            return try AdminRoutes.json(.created, try Self.budget(rows[0]))
+        }
+        self.access.route(router, .get, "/v1/budgets", scope: .admin) { _, tenant, _ in
+            let rows = try await tenant.database.query("\(unescaped: Self.budgetSelect) WHERE b.tenant_id = \(tenant.tenantID) AND b.deleted_at IS NULL ORDER BY b.created_at, b.budget_id")
+            return try AdminRoutes.json(.ok, Budgets(items: try rows.map(Self.budget)))
+        }
+        self.access.route(router, .delete, "/v1/budgets/{budget_id}", scope: .admin) { _, tenant, context in
+            guard let id = context.parameters.get("budget_id"), id.utf8.count <= 64, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+                throw Problem(.notFound, code: "not_found", title: "No such budget", detail: "budget_id: no such budget")
+            }
+            let rows = try await tenant.database.query("""
+                UPDATE budgets SET deleted_at = now() WHERE tenant_id = \(tenant.tenantID) AND budget_id = \(id) AND deleted_at IS NULL RETURNING budget_id
+                """)
+            guard !rows.isEmpty else { throw Problem(.notFound, code: "not_found", title: "No such budget", detail: "budget_id: no budget \(id) for this tenant") }
             return Response(status: .noContent, headers: [.cacheControl: "no-store"])
         }
     }

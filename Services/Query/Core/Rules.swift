@@ -93,7 +93,8 @@ public struct ThresholdRule: Sendable, Equatable {
 /// opens an alert; the first minute that breaks it resolves the alert. Alerts are anomalies (`detector: "rule"`,
 /// one id from open to resolve, revisions as it lasts, at 2, 4, 8, ... minutes), stored and queued for the
 /// tenant's channels in the transaction that records the rule's state, so each transition is notified exactly once.
-/// Replicas share the rules: each pass locks the rules it evaluates (`FOR UPDATE SKIP LOCKED`).
+/// Replicas share the rules: each pass locks the rules it evaluates (`FOR UPDATE SKIP LOCKED`). The same pass
+/// evaluates the spend budgets (`Budgets.swift`).
 public struct RuleEvaluator: Service {
     let postgres: PostgresClient
     let logger: Logger
@@ -151,6 +152,23 @@ public struct RuleEvaluator: Service {
                 self.transitions.increment()
                 published.append(out)
             }
+        }
+        let budgets = try await self.postgres.query("SELECT budget_id FROM budgets ORDER BY budget_id").map { try $0.decode("budget_id", as: String.self) }
+        for id in budgets {
+            let out: [AnomalyMessage] = try await self.postgres.withTransaction { connection in
+                guard let row = try connection.query("""
+                    SELECT budget_id, tenant_id, name, period, amount_nanos, array_to_string(notify_percentages, ',') AS percentages, forecast,
+                           deleted_at IS NOT NULL AS deleted
+                    FROM budgets WHERE budget_id = \(id) FOR UPDATE SKIP LOCKED
+                    """).first else { return [] }
+                let deleted: Bool = try row.decode("deleted")
+                let messages = try Self.evaluate(try Budget.from(row), now: now, deleted: deleted, on: connection)
+                if deleted { try connection.query("DELETE FROM budgets WHERE budget_id = \(id)") }
+                return messages
+            }
+            self.evaluated.increment()
+            self.transitions.increment(by: out.count)
+            published += out
         }
         return published
     }
