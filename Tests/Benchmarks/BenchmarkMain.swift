@@ -12,6 +12,7 @@ import Logging
 ///     tokenwatch-bench detect                      detector: series-windows/s on one core, memory per series
 ///     tokenwatch-bench otlp [DIR]                  OTLP decode + map spans/s vs event decode; DIR: bodies for wrk
 ///     tokenwatch-bench produce BROKERS TOPIC N S [C_RATE]   Swift producer throughput (and ratio to the C loop)
+///     tokenwatch-bench anomalies BROKERS TOPIC TENANT N RATE OUT   anomalies for the notification benchmark
 ///     tokenwatch-bench demo GATEWAY_URL KEY_FILE RATE   demo traffic for `make run`, until stopped; the admin token
 ///         comes from TW_ADMIN_TOKEN or the file named by TW_ADMIN_TOKEN_FILE (never the command line, which `ps` shows)
 @main
@@ -26,6 +27,10 @@ struct BenchmarkMain {
             let a = Array(args.dropFirst())
             guard a.count >= 4, let n = Int(a[2]), let size = Int(a[3]) else { usage() }
             try await produceBenchmark(brokers: a[0], topic: a[1], count: n, size: size, cRate: a.count > 4 ? Double(a[4]) : nil)
+        case "anomalies":
+            let a = Array(args.dropFirst())
+            guard a.count == 6, let n = Int(a[3]), let rate = Int(a[4]) else { usage() }
+            try await publishAnomalies(brokers: a[0], topic: a[1], tenant: a[2], count: n, perSecond: rate, out: a[5])
         case "demo":
             let a = Array(args.dropFirst())
             let env = ProcessInfo.processInfo.environment

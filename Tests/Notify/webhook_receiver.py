@@ -92,7 +92,7 @@ class Handler(BaseHTTPRequestHandler):
             n = seen["n"]
             status = a.status or (500 if n <= a.fail_first else 204)
             parsed = json.loads(body or b"null")
-            entry = {"n": n, "id": msg_id, "timestamp": ts, "valid": valid(msg_id, ts, body, sig), "status": status, "signature": sig,
+            entry = {"n": n, "received_at": time.time(), "id": msg_id, "timestamp": ts, "valid": valid(msg_id, ts, body, sig), "status": status, "signature": sig,
                      "host": self.headers.get("Host"), "path": self.path, "body": parsed}
             if a.also_secret:
                 entry["valid_also"] = valid(msg_id, ts, body, sig, a.also_secret)

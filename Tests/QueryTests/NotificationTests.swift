@@ -209,7 +209,7 @@ struct NotificationTests {
         await postgres.close()
     }
 
-    @Test("a receiver failing three times gets the message on the fourth attempt, same webhook-id; a 4xx fails for good; the log says so")
+    @Test("a receiver failing three times gets the message on the fourth attempt, same webhook-id; a 4xx and a redirect fail for good; the log says so")
     func retries() async throws {
         let w = try await self.world(["--fail-first", "3"])
         let (postgres, projector, delivery, secret, flaky, tenant, channelID) = (w.postgres, w.projector, w.delivery, w.secret, w.receiver, w.tenant, w.channelID)
@@ -234,8 +234,19 @@ struct NotificationTests {
         let failed = try await postgres.query("SELECT attempts, last_status, failed_at IS NOT NULL AS failed FROM notification_outbox WHERE channel_id = \(goneChannel)")[0]
         #expect(try failed.decode("attempts", as: Int32.self) == 1 && failed.decode("last_status", as: Int32.self) == 410 && failed.decode("failed", as: Bool.self))
         #expect(gone.deliveries.count == 1)
+        // A redirect is an answer, not a new address to try: failed for good, the log says why.
+        let moved = try await WebhookReceiver(secret: secret, extra: ["--status", "302"])
+        let movedChannel = try await self.channel(postgres, tenant: tenant, port: moved.port, secret: secret)
+        try await projector.process([self.anomaly(tenant: tenant, id: "an5", revision: 1)])
+        try await self.deliver(delivery, until: "the 302 recorded") { moved.deliveries.count >= 1 }
+        for _ in 0..<3 { _ = try await delivery.deliverDue() }
+        let redirected = try await postgres.query("SELECT attempts, last_error, failed_at IS NOT NULL AS failed FROM notification_outbox WHERE channel_id = \(movedChannel) AND message_id = 'an5-r1'")[0]
+        #expect(try redirected.decode("attempts", as: Int32.self) == 1 && redirected.decode("failed", as: Bool.self)
+                && (try redirected.decode("last_error", as: String.self)).contains("redirects are not followed"))
+        #expect(moved.deliveries.count == 1)
         flaky.process.stop()
         gone.process.stop()
+        moved.process.stop()
         await postgres.close()
     }
 

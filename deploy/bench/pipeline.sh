@@ -24,6 +24,8 @@ trap cleanup EXIT
 export TW_ADMIN_TOKEN=bench-admin-token-0123456789 TW_LOG_LEVEL=warning TW_GROUP_PREFIX=bench$$
 # Rate limiting stays on (its Redis round trip is part of every request's cost) with budgets no tenant here reaches.
 export TW_RATE_LIMIT_EVENTS_PER_SECOND=10000000 TW_RATE_LIMIT_REQUESTS_PER_SECOND=1000000
+# Notifications go to a receiver on loopback (the operator's allowance, as for any private address).
+export TW_WEBHOOK_ALLOW_HTTP=true TW_WEBHOOK_ALLOWED_NETWORKS=127.0.0.0/8
 declare -A PORT=([gateway]=18180 [ingestor]=18181 [aggregator]=18182 [query]=18184)
 for s in gateway ingestor aggregator query; do
     TW_HTTP_PORT=${PORT[$s]} "$BIN/$s" >"$STATE/$s.log" 2>&1 &
@@ -185,3 +187,40 @@ for kind in traces events; do
     echo "gateway $path, 512 calls a request ($(stat -c %s "$body") bytes): ${RATE[$kind]} $([ $kind = traces ] && echo spans || echo events)/s accepted ($bad not 2xx), latency p50 $p50 ms, p99 $p99 ms"
 done
 echo "ratio OTLP spans/s / events/s through the gateway: $(python3 -c "print(f'{${RATE[traces]} / max(${RATE[events]}, 1):.2f}')")"
+
+# Notifications: 2,000 new anomalies published on llm.anomalies.v1 at 200 a second; the query service stores each,
+# queues it for the tenant's webhook channel and delivers it to a local receiver (signed, one POST each). Rate:
+# deliveries a second over the run; delay: from publication to the receiver's arrival, p50 and p99.
+python3 "$ROOT/Tests/Notify/webhook_receiver.py" "$STATE/hook.port" "$STATE/hook.log" "whsec_YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0wMTIzNDU2Nzg5" >"$STATE/hook.out" 2>&1 &
+PIDS+=($!)
+: >"$STATE/hook.log"
+for _ in $(seq 1 100); do [ -s "$STATE/hook.port" ] && break; sleep 0.1; done
+NT=bench-$$-notify
+curl -sf -XPOST http://127.0.0.1:18180/v1/admin/tenants -H "Authorization: Bearer $TW_ADMIN_TOKEN" -H "Content-Type: application/json" -d "{\"tenant_id\":\"$NT\"}" >/dev/null
+NKEY=$(curl -sf -XPOST "http://127.0.0.1:18180/v1/admin/tenants/$NT/keys" -H "Authorization: Bearer $TW_ADMIN_TOKEN" -H "Content-Type: application/json" -d '{"scopes":["admin"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
+curl -sf -XPOST http://127.0.0.1:18180/v1/channels -H "Authorization: Bearer $NKEY" -H "Content-Type: application/json" \
+    -d "{\"name\":\"bench\",\"url\":\"http://127.0.0.1:$(cat "$STATE/hook.port")/hook\",\"min_severity\":\"info\",\"max_per_hour\":0}" >/dev/null
+"$BIN/tokenwatch-bench" anomalies "$TW_KAFKA_BROKERS" llm.anomalies.v1 "$NT" 2000 200 "$STATE/published.txt"
+python3 - "$STATE/published.txt" "$STATE/hook.log" <<'PY'
+import json, sys, time
+published = dict(line.split() for line in open(sys.argv[1]) if line.strip())
+deadline = time.time() + 60
+while True:
+    got = {}
+    for line in open(sys.argv[2]):
+        e = json.loads(line)
+        if e["id"].endswith("-r1") and e["id"][:-3] in published:
+            got.setdefault(e["id"][:-3], e["received_at"])
+    if len(got) >= len(published) or time.time() > deadline:
+        break
+    time.sleep(0.5)
+delays = sorted(got[k] - float(published[k]) for k in got)
+first = min(float(v) for v in published.values())
+span = max(got.values()) - first if got else 1
+if not delays:
+    print("notifications: none delivered within 60 s")
+else:
+    p = lambda q: delays[min(len(delays) - 1, int(q * len(delays)))] * 1000
+    print(f"notifications (webhook, signed, one POST each): {len(got)}/{len(published)} delivered, {len(got) / span:.0f} a second over the run "
+          f"(published at 200 a second); delay from publication to the receiver p50 {p(0.5):.0f} ms, p99 {p(0.99):.0f} ms")
+PY
