@@ -110,14 +110,17 @@ public enum TokenwatchSchema {
             -- The second wall (DESIGN.md, "Stores"): the gateway reads tenant data as this role, inside a
             -- transaction that sets tokenwatch.tenant_id, so even a query that forgot its WHERE clause sees only the
             -- caller's rows, and one with the setting missing fails. Roles are cluster-wide: create it once.
+            -- Two databases of one cluster migrated at once race on the role (unique_violation in pg_authid, not
+            -- duplicate_object) and on the grant: either way the other one made it.
             DO $$ BEGIN
                 CREATE ROLE tokenwatch_tenant NOLOGIN NOINHERIT;
-            EXCEPTION WHEN duplicate_object THEN NULL;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
             END $$;
             DO $$ BEGIN
                 IF NOT pg_has_role(current_user, 'tokenwatch_tenant', 'MEMBER') THEN
                     EXECUTE format('GRANT tokenwatch_tenant TO %I', current_user);
                 END IF;
+            EXCEPTION WHEN unique_violation THEN NULL;
             END $$;
             \(tenantTables.map(rowLevelSecurity).joined(separator: "\n"))
             """),
@@ -265,7 +268,7 @@ public enum TokenwatchSchema {
                 rule_id text PRIMARY KEY,
                 tenant_id text NOT NULL,
                 name text NOT NULL,
-                metric text NOT NULL CHECK (metric IN ('request_rate', 'error_rate', 'latency_p95', 'ttft_p95', 'cost_per_hour')),
+                metric text NOT NULL CHECK (metric IN ('request_rate', 'error_rate', 'latency_p95', 'ttft_p95', 'cost_per_request', 'output_tokens_per_request', 'cost_per_hour')),
                 provider text,
                 model text,
                 comparison text NOT NULL CHECK (comparison IN ('above', 'below')),

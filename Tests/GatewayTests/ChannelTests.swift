@@ -61,7 +61,8 @@ struct ChannelTests {
         let admin = try #require(try await gateway.keys.createKey(tenant: tenant, name: "admin", scopes: [.admin])).key
         let otherAdmin = try #require(try await gateway.keys.createKey(tenant: other, name: "admin", scopes: [.admin])).key
         try await gateway.app.test(.router) { client in
-            let slack = try await client.call(.post, "/v1/channels", token: admin, body: #"{"name":"s","url":"http://127.0.0.1:9/services/T0/B0/x","kind":"slack","providers":["anthropic"],"models":["claude-3-5-sonnet@20240620","gpt-4o"],"max_per_hour":5}"#)
+            let slack = try await client.call(.post, "/v1/channels", token: admin, body: #"{"name":"s","url":"http://127.0.0.1:9/services/T0/B0/XsecretX","kind":"slack","providers":["anthropic"],"models":["claude-3-5-sonnet@20240620","gpt-4o"],"max_per_hour":5}"#)
+            #expect(slack.body["url"] as? String == "http://127.0.0.1:9/services/T0/B0/XsecretX", "shown whole once, at creation")
             #expect(slack.status == .created && slack.body["kind"] as? String == "slack" && slack.body["providers"] as? [String] == ["anthropic"]
                     && slack.body["models"] as? [String] == ["claude-3-5-sonnet@20240620", "gpt-4o"] && slack.body["max_per_hour"] as? Int == 5, "\(slack.text)")
             let am = try await client.call(.post, "/v1/channels", token: admin, body: #"{"name":"am","url":"http://127.0.0.1:9093","kind":"alertmanager"}"#)
@@ -81,6 +82,8 @@ struct ChannelTests {
             #expect(rotated.status == .ok && newSecret.hasPrefix("whsec_") && newSecret != oldSecret && rotated.body["previous_secret_until"] is String)
             let listed = try await client.call(.get, "/v1/channels", token: admin)
             #expect(!listed.text.contains(newSecret) && !listed.text.contains(oldSecret), "secrets never listed")
+            #expect(!listed.text.contains("XsecretX") && (listed.body["items"] as? [[String: Any]])?.contains { $0["url"] as? String == "http://127.0.0.1:9/services/…" } == true,
+                    "a Slack URL is a credential: listed without its path: \(listed.text)")
             #expect((listed.body["items"] as? [[String: Any]])?.first { $0["channel_id"] as? String == id }?["previous_secret_until"] is String)
             let immediate = try await client.call(.post, "/v1/channels/\(id)/rotate-secret", token: admin, body: #"{"overlap_seconds":0}"#)
             #expect(immediate.status == .ok && immediate.body["previous_secret_until"] == nil, "no overlap: the old secret stops signing at once")

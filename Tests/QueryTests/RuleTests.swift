@@ -107,8 +107,10 @@ struct RuleTests {
         let fast = try await self.rule(w, metric: "latency_p95", threshold: 1500)  // gpt-4o: never
         let cost = try await self.rule(w, metric: "cost_per_hour", provider: nil, model: nil, threshold: 5.9)  // $6.00 an hour in total
         let floor = try await self.rule(w, metric: "request_rate", comparison: "below", threshold: 10)
+        let perCall = try await self.rule(w, metric: "cost_per_request", threshold: 0.0009)  // $0.001 a call
+        let tokens = try await self.rule(w, metric: "output_tokens_per_request", threshold: 10)  // 10 a call: not above
         let fired = Set(try await self.evaluate(w, after: 69).map(\.anomalyID))
-        for (rule, expected) in [(total, true), (mini, true), (fast, false), (cost, true), (floor, false)] {
+        for (rule, expected) in [(total, true), (mini, true), (fast, false), (cost, true), (floor, false), (perCall, true), (tokens, false)] {
             #expect(fired.contains { $0.hasPrefix("rule-\(rule)-") } == expected, "\(rule)")
         }
         // gpt-4o stops: its floor rule fires after 3 silent minutes; an error rate rule says nothing of no traffic.

@@ -57,12 +57,25 @@ public struct ChannelRoutes: Sendable {
         CASE WHEN previous_secret_until > now() THEN to_char(previous_secret_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') END AS previous_secret_until
         """
 
+    /// The URL as listings show it: scheme, host, port and the first path segment, the rest elided. A Slack
+    /// incoming-webhook URL is itself the credential (as are tokens in many webhook URLs), so like the signing
+    /// secret it is shown whole only in the answer to the creation.
+    static func redacted(_ url: String) -> String {
+        guard let c = URLComponents(string: url), let scheme = c.scheme, let host = c.host else { return "…" }
+        let hostPart = host.contains(":") ? "[\(host)]" : host
+        var out = "\(scheme)://\(hostPart)\(c.port.map { ":\($0)" } ?? "")"
+        let segments = c.path.split(separator: "/", omittingEmptySubsequences: true)
+        if let first = segments.first { out += "/" + first }
+        if segments.count > 1 || c.query != nil || c.fragment != nil { out += "/…" }
+        return out
+    }
+
     static func strings(_ row: PostgresRow, _ column: String) throws -> [String] {
         (try? JSONDecoder().decode([String].self, from: Data(try row.decode(column, as: String.self).utf8))) ?? []
     }
 
     static func channel(_ row: PostgresRow) throws -> Channel {
-        Channel(channel_id: try row.decode("channel_id"), name: try row.decode("name"), kind: try row.decode("kind"), url: try row.decode("url"),
+        Channel(channel_id: try row.decode("channel_id"), name: try row.decode("name"), kind: try row.decode("kind"), url: Self.redacted(try row.decode("url")),
                 min_severity: try row.decode("min_severity"), metrics: try self.strings(row, "metrics"), providers: try self.strings(row, "providers"),
                 models: try self.strings(row, "models"), max_per_hour: try row.decode("max_per_hour"), created_at: try row.decode("created_at"),
                 previous_secret_until: try row.decodeIfPresent("previous_secret_until"))
@@ -118,6 +131,7 @@ public struct ChannelRoutes: Sendable {
                 """)
             var channel = try Self.channel(rows[0])
             channel.secret = secret
+            channel.url = url
             return try AdminRoutes.json(.created, channel)
         }
         self.access.route(router, .get, "/v1/channels", scope: .admin) { _, tenant, _ in

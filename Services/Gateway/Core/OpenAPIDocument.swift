@@ -163,7 +163,7 @@ public enum OpenAPIDocument {
                 "oneOf": [{"required": ["above"]}, {"required": ["below"]}],
                 "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
-                "metric": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "ttft_p95", "cost_per_hour"], "description": "request_rate in requests/min, error_rate a share (0.05 = 5%), latencies in ms, cost_per_hour in USD over the trailing 60 minutes"},
+                "metric": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "ttft_p95", "cost_per_request", "output_tokens_per_request", "cost_per_hour"], "description": "request_rate in requests/min, error_rate a share (0.05 = 5%), latencies in ms, cost_per_request in USD, output_tokens_per_request in tokens, cost_per_hour in USD over the trailing 60 minutes"},
                 "provider": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$", "description": "absent: every provider"},
                 "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$", "description": "absent: every model"},
                 "above": {"type": "number", "minimum": -1e15, "maximum": 1e15}, "below": {"type": "number", "minimum": -1e15, "maximum": 1e15},

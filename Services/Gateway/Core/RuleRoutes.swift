@@ -6,7 +6,8 @@ import Hummingbird
 import Postgres
 
 /// A tenant's threshold rules (admin scope), evaluated by the query service (README, "Threshold rules"):
-/// - `POST /v1/rules` `{"name", "metric": "request_rate" | "error_rate" | "latency_p95" | "ttft_p95" | "cost_per_hour",
+/// - `POST /v1/rules` `{"name", "metric": "request_rate" | "error_rate" | "latency_p95" | "ttft_p95" | "cost_per_request" |
+///   "output_tokens_per_request" | "cost_per_hour",
 ///   "provider"?, "model"? (absent: the tenant's total), "above" | "below": number, "for_minutes"?: 5,
 ///   "severity"?: "warning"}` -> 201 with the rule.
 /// - `GET /v1/rules`: the rules with their state (`firing`, the open alert's id, since when, the last value).
@@ -16,7 +17,7 @@ import Postgres
 struct RuleRoutes: Sendable {
     let access: TenantAccess
     static let maxRules = 50
-    static let metrics = ["request_rate", "error_rate", "latency_p95", "ttft_p95", "cost_per_hour"]
+    static let metrics = ["request_rate", "error_rate", "latency_p95", "ttft_p95", "cost_per_request", "output_tokens_per_request", "cost_per_hour"]
 
     struct Rule: Encodable {
         var rule_id: String

@@ -11,13 +11,16 @@ import ServiceLifecycle
 /// empty); a provider or a model alone sums the series that match.
 public struct ThresholdRule: Sendable, Equatable {
     public enum Metric: String, Sendable, CaseIterable {
-        case requestRate = "request_rate", errorRate = "error_rate", latencyP95 = "latency_p95", ttftP95 = "ttft_p95", costPerHour = "cost_per_hour"
+        case requestRate = "request_rate", errorRate = "error_rate", latencyP95 = "latency_p95", ttftP95 = "ttft_p95"
+        case costPerRequest = "cost_per_request", outputTokensPerRequest = "output_tokens_per_request", costPerHour = "cost_per_hour"
 
         var unit: String {
             switch self {
             case .requestRate: "requests/min"
             case .errorRate: "share"
             case .latencyP95, .ttftP95: "ms"
+            case .costPerRequest: "USD"
+            case .outputTokensPerRequest: "tokens"
             case .costPerHour: "USD/hour"
             }
         }
@@ -28,6 +31,8 @@ public struct ThresholdRule: Sendable, Equatable {
             case .errorRate: "error rate"
             case .latencyP95: "p95 latency"
             case .ttftP95: "p95 time to first token"
+            case .costPerRequest: "cost per call"
+            case .outputTokensPerRequest: "output tokens per call"
             case .costPerHour: "cost over the last hour"
             }
         }
@@ -38,6 +43,8 @@ public struct ThresholdRule: Sendable, Equatable {
             case .costPerHour: String(format: "$%.2f/hour", value)
             case .requestRate: String(format: "%.0f/min", value)
             case .latencyP95, .ttftP95: String(format: "%.0f ms", value)
+            case .costPerRequest: String(format: "$%.4f", value)
+            case .outputTokensPerRequest: String(format: "%.0f tokens", value)
             }
         }
     }
@@ -68,6 +75,8 @@ public struct ThresholdRule: Sendable, Equatable {
         case .errorRate: return v.requests > 0 ? Double(v.errors) / Double(v.requests) : nil
         case .latencyP95: return v.requests > 0 ? v.latency.quantile(0.95) : nil
         case .ttftP95: return v.timeToFirstToken.quantile(0.95)
+        case .costPerRequest: return v.requests > 0 ? Double(v.costNanos) / Double(v.requests) / Double(LLMEvent.nanosPerUSD) : nil
+        case .outputTokensPerRequest: return v.requests > 0 ? Double(v.outputTokens) / Double(v.requests) : nil
         case .costPerHour: return Double(lastHourCost) / Double(LLMEvent.nanosPerUSD)
         }
     }
