@@ -128,6 +128,20 @@ struct NotificationTests {
         await postgres.close()
     }
 
+    @Test("one anomaly's revisions reach a channel in order: a revision queued behind an undelivered one waits for it")
+    func inOrder() async throws {
+        let w = try await self.world()
+        let (postgres, projector, delivery, receiver, tenant) = (w.postgres, w.projector, w.delivery, w.receiver, w.tenant)
+        // Opened and resolved queued together, as a detector that caught up publishes them.
+        try await projector.process([self.anomaly(tenant: tenant, id: "ord", revision: 1), self.anomaly(tenant: tenant, id: "ord", revision: 2, status: "resolved")])
+        #expect(try await delivery.deliverDue() == 1, "the first pass takes only the opening")
+        #expect(receiver.deliveries.compactMap { $0["id"] as? String } == ["ord-r1"])
+        try await self.deliver(delivery, until: "the resolution") { receiver.deliveries.count >= 2 }
+        #expect(receiver.deliveries.compactMap { $0["id"] as? String } == ["ord-r1", "ord-r2"])
+        receiver.process.stop()
+        await postgres.close()
+    }
+
     @Test("channels filter by provider and model; a Slack channel gets a Block Kit message Slack accepts, with the expected range and a link")
     func routingAndSlack() async throws {
         var w = try await self.world(["--slack"])

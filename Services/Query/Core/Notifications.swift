@@ -170,8 +170,12 @@ public struct NotificationDelivery: Service {
     public func deliverDue() async throws -> Int {
         let rows = try await self.postgres.query("""
             UPDATE notification_outbox o SET attempts = o.attempts + 1, next_attempt_at = now() + make_interval(secs => \(Int64(self.leaseSeconds)))
-            FROM (SELECT channel_id, message_id FROM notification_outbox
+            FROM (SELECT channel_id, message_id FROM notification_outbox n
                   WHERE delivered_at IS NULL AND failed_at IS NULL AND suppressed_at IS NULL AND next_attempt_at <= now()
+                    -- One anomaly's revisions reach a channel in order: a later one waits while an earlier one is
+                    -- pending (delivered concurrently, an "ongoing" could land after the "resolved" and reopen it).
+                    AND NOT EXISTS (SELECT 1 FROM notification_outbox p WHERE p.channel_id = n.channel_id AND p.anomaly_id = n.anomaly_id
+                                    AND p.revision < n.revision AND p.delivered_at IS NULL AND p.failed_at IS NULL AND p.suppressed_at IS NULL)
                   ORDER BY next_attempt_at LIMIT \(Int64(self.batchSize)) FOR UPDATE SKIP LOCKED) due,
                  notification_channels c
             WHERE o.channel_id = due.channel_id AND o.message_id = due.message_id AND c.channel_id = o.channel_id
