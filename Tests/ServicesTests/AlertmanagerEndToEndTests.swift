@@ -112,7 +112,7 @@ struct AlertmanagerEndToEndTests {
 
 @Suite("Threshold rules end to end", .serialized, .timeLimit(.minutes(4)))
 struct RuleEndToEndTests {
-    @Test("a threshold rule on traffic sent through the gateway fires to a webhook when its minute closes, and resolves when the next one does not break it; a day's budget used up is notified")
+    @Test("a threshold rule on traffic sent through the gateway fires to a webhook when its minute closes, and resolves when the next one does not break it; a day's budget used up is notified, and resolved when deleted")
     func ruleFiresAndResolves() async throws {
         let url = try TestEnvironment.postgresURL()
         let logger = Logger(label: "rule-e2e")
@@ -158,6 +158,12 @@ struct RuleEndToEndTests {
         try await eventually(.seconds(60), "the budget's alert delivered") { !from("budget").isEmpty }
         let spent = try #require(from("budget").first?["data"] as? [String: Any])
         #expect(spent["metric"] as? String == "spend" && spent["severity"] as? String == "critical" && spent["observed"] as? Double == 0.002, "\(spent)")
+        // A budget's alerts end with its period, or when it is deleted: the channel hears that one.
+        let budgets = try await http.call("GET", "/v1/budgets", token: adminKey)
+        let budgetID = try #require(((budgets.json["items"] as? [[String: Any]])?.first)?["budget_id"] as? String)
+        #expect(budgets.json.description.contains("0.002"), "this period's spend listed: \(budgets.json)")
+        #expect(try await http.call("DELETE", "/v1/budgets/\(budgetID)", token: adminKey).status == 204)
+        try await eventually(.seconds(60), "the budget's alert resolved") { from("budget").contains { $0["type"] as? String == "anomaly.resolved" } }
         #expect(resolved["anomaly_id"] as? String == opened["anomaly_id"] as? String)
         let listed = try await http.call("GET", "/v1/anomalies", token: key)
         #expect("\(listed.json)".contains(opened["anomaly_id"] as? String ?? "-"), "the rule's alert is listed with the anomalies")
