@@ -109,6 +109,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
+# socketserver's listen backlog is 5: twenty concurrent deliveries would wait for SYN retransmits (a second each).
+ThreadingHTTPServer.request_queue_size = 256
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 if a.tls:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -188,9 +188,10 @@ for kind in traces events; do
 done
 echo "ratio OTLP spans/s / events/s through the gateway: $(python3 -c "print(f'{${RATE[traces]} / max(${RATE[events]}, 1):.2f}')")"
 
-# Notifications: 2,000 new anomalies published on llm.anomalies.v1 at 200 a second; the query service stores each,
+# Notifications: 3,000 new anomalies published on llm.anomalies.v1 at 1,000 a second; the query service stores each,
 # queues it for the tenant's webhook channel and delivers it to a local receiver (signed, one POST each). Rate:
 # deliveries a second over the run; delay: from publication to the receiver's arrival, p50 and p99.
+rm -f "$STATE/hook.port"
 python3 "$ROOT/Tests/Notify/webhook_receiver.py" "$STATE/hook.port" "$STATE/hook.log" "whsec_YmVuY2gtc2VjcmV0LWJlbmNoLXNlY3JldC0wMTIzNDU2Nzg5" >"$STATE/hook.out" 2>&1 &
 PIDS+=($!)
 : >"$STATE/hook.log"
@@ -200,7 +201,7 @@ curl -sf -XPOST http://127.0.0.1:18180/v1/admin/tenants -H "Authorization: Beare
 NKEY=$(curl -sf -XPOST "http://127.0.0.1:18180/v1/admin/tenants/$NT/keys" -H "Authorization: Bearer $TW_ADMIN_TOKEN" -H "Content-Type: application/json" -d '{"scopes":["admin"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')
 curl -sf -XPOST http://127.0.0.1:18180/v1/channels -H "Authorization: Bearer $NKEY" -H "Content-Type: application/json" \
     -d "{\"name\":\"bench\",\"url\":\"http://127.0.0.1:$(cat "$STATE/hook.port")/hook\",\"min_severity\":\"info\",\"max_per_hour\":0}" >/dev/null
-"$BIN/tokenwatch-bench" anomalies "$TW_KAFKA_BROKERS" llm.anomalies.v1 "$NT" 2000 200 "$STATE/published.txt"
+"$BIN/tokenwatch-bench" anomalies "$TW_KAFKA_BROKERS" llm.anomalies.v1 "$NT" 3000 1000 "$STATE/published.txt"
 python3 - "$STATE/published.txt" "$STATE/hook.log" <<'PY'
 import json, sys, time
 published = dict(line.split() for line in open(sys.argv[1]) if line.strip())
@@ -222,5 +223,5 @@ if not delays:
 else:
     p = lambda q: delays[min(len(delays) - 1, int(q * len(delays)))] * 1000
     print(f"notifications (webhook, signed, one POST each): {len(got)}/{len(published)} delivered, {len(got) / span:.0f} a second over the run "
-          f"(published at 200 a second); delay from publication to the receiver p50 {p(0.5):.0f} ms, p99 {p(0.99):.0f} ms")
+          f"(published at 1,000 a second); delay from publication to the receiver p50 {p(0.5):.0f} ms, p99 {p(0.99):.0f} ms")
 PY
