@@ -196,14 +196,19 @@ public struct ChannelRoutes: Sendable {
         }
     }
 
-    static func channelID(_ context: some RequestContext) throws -> String {
-        guard let id = context.parameters.get("channel_id"), id.utf8.count <= 64, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
-            throw Problem(.notFound, code: "not_found", title: "No such channel", detail: "channel_id: no such channel")
+    static func channelID(_ context: some RequestContext) throws -> String { try Self.pathID(context, "channel_id", noun: "channel") }
+
+    /// A path id of this API's form (letters, digits and `_`, at most 64 bytes); anything else is 404, as an unknown id.
+    static func pathID(_ context: some RequestContext, _ parameter: String, noun: String) throws -> String {
+        guard let id = context.parameters.get(parameter), id.utf8.count <= 64, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
+            throw Problem(.notFound, code: "not_found", title: "No such \(noun)", detail: "\(parameter): no such \(noun)")
         }
         return id
     }
 
-    static func notFound(_ id: String) -> Problem {
-        Problem(.notFound, code: "not_found", title: "No such channel", detail: "channel_id: no channel \(id) for this tenant")
+    static func notFound(_ id: String) -> Problem { Self.notFound(id, "channel_id", noun: "channel") }
+
+    static func notFound(_ id: String, _ parameter: String, noun: String) -> Problem {
+        Problem(.notFound, code: "not_found", title: "No such \(noun)", detail: "\(parameter): no \(noun) \(id) for this tenant")
     }
 }

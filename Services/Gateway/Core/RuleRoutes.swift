@@ -87,13 +87,11 @@ struct RuleRoutes: Sendable {
             return try AdminRoutes.json(.ok, Rules(items: try rows.map(Self.rule)))
         }
         self.access.route(router, .delete, "/v1/rules/{rule_id}", scope: .admin) { _, tenant, context in
-            guard let id = context.parameters.get("rule_id"), id.utf8.count <= 64, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
-                throw Problem(.notFound, code: "not_found", title: "No such rule", detail: "rule_id: no such rule")
-            }
+            let id = try ChannelRoutes.pathID(context, "rule_id", noun: "rule")
             let rows = try await tenant.database.query("""
                 UPDATE alert_rules SET deleted_at = now() WHERE tenant_id = \(tenant.tenantID) AND rule_id = \(id) AND deleted_at IS NULL RETURNING rule_id
                 """)
-            guard !rows.isEmpty else { throw Problem(.notFound, code: "not_found", title: "No such rule", detail: "rule_id: no rule \(id) for this tenant") }
+            guard !rows.isEmpty else { throw ChannelRoutes.notFound(id, "rule_id", noun: "rule") }
             return Response(status: .noContent, headers: [.cacheControl: "no-store"])
         }
     }
@@ -154,13 +152,11 @@ struct RuleRoutes: Sendable {
             return try AdminRoutes.json(.ok, Budgets(items: try rows.map(Self.budget)))
         }
         self.access.route(router, .delete, "/v1/budgets/{budget_id}", scope: .admin) { _, tenant, context in
-            guard let id = context.parameters.get("budget_id"), id.utf8.count <= 64, id.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "_" }) else {
-                throw Problem(.notFound, code: "not_found", title: "No such budget", detail: "budget_id: no such budget")
-            }
+            let id = try ChannelRoutes.pathID(context, "budget_id", noun: "budget")
             let rows = try await tenant.database.query("""
                 UPDATE budgets SET deleted_at = now() WHERE tenant_id = \(tenant.tenantID) AND budget_id = \(id) AND deleted_at IS NULL RETURNING budget_id
                 """)
-            guard !rows.isEmpty else { throw Problem(.notFound, code: "not_found", title: "No such budget", detail: "budget_id: no budget \(id) for this tenant") }
+            guard !rows.isEmpty else { throw ChannelRoutes.notFound(id, "budget_id", noun: "budget") }
             return Response(status: .noContent, headers: [.cacheControl: "no-store"])
         }
     }
