@@ -167,11 +167,31 @@ restart_postgres() {
 # Two Redis servers: `redis` for everything, and `redis-aux`, which tests may restart (a restart of a Redis without
 # persistence wipes it, which must not pull keys from under tests running at the same time).
 start_redis() {
-    local name=${1:-redis} port
-    port=$(port_file "$name" "$([ "$name" = redis ] && echo "${TW_REDIS_PORT:-}")")
-    if alive "$(pid_of "$STATE/$name.pid")"; then log "$name already running on $port"; return; fi
+    local name=${1:-redis} fixed=""
+    [ "$name" = redis ] && fixed=${TW_REDIS_PORT:-}
     command -v redis-server >/dev/null || die "redis-server not found; run: deploy/stack.sh install"
     mkdir -p "$STATE/$name"
+    # A port picked free can be taken by another process before Redis binds it (tests open many connections): then
+    # pick new ports and try again, rather than fail the whole start.
+    local attempt
+    for attempt in 1 2 3; do
+        try_start_redis "$name" "$fixed" && return
+        if [ -z "$fixed" ] && grep -q "Address already in use" "$STATE/$name.log" 2>/dev/null; then
+            log "$name: port taken; picking another (attempt $attempt)"
+            rm -f "$STATE/$name.port" "$STATE/redis-tls.port"
+            continue
+        fi
+        break
+    done
+    tail -n 20 "$STATE/$name.log" >&2 2>/dev/null || true
+    die "$name did not start; see $STATE/$name.log"
+}
+
+try_start_redis() {
+    local name=$1 port
+    port=$(port_file "$name" "$2")
+    if alive "$(pid_of "$STATE/$name.pid")"; then log "$name already running on $port"; return 0; fi
+    : >"$STATE/$name.log"
     # The main Redis also listens with TLS on a second port (clients may present a certificate, need not).
     local tls=()
     if [ "$name" = redis ]; then
@@ -180,13 +200,16 @@ start_redis() {
              --tls-ca-cert-file "$STATE/tls/ca.pem" --tls-auth-clients optional)
     fi
     redis-server --bind 127.0.0.1 --port "$port" "${tls[@]}" --dir "$STATE/$name" --daemonize yes \
-        --pidfile "$STATE/$name.pid" --logfile "$STATE/$name.log" --save "" --appendonly no >/dev/null
-    for _ in $(seq 1 100); do
-        redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG && break
+        --pidfile "$STATE/$name.pid" --logfile "$STATE/$name.log" --save "" --appendonly no >/dev/null || return 1
+    # Up to 30 s: a loaded CI machine (the quickstart runs while other suites do) can be slow to start anything.
+    for _ in $(seq 1 300); do
+        redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG && {
+            log "$name on 127.0.0.1:$port (pid $(pid_of "$STATE/$name.pid"))"; return 0; }
+        grep -q "Address already in use" "$STATE/$name.log" 2>/dev/null && break
         sleep 0.1
     done
-    redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG || die "$name did not start; see $STATE/$name.log"
-    log "$name on 127.0.0.1:$port (pid $(pid_of "$STATE/$name.pid"))"
+    stop_pid "$(pid_of "$STATE/$name.pid")" "$name"; rm -f "$STATE/$name.pid"
+    return 1
 }
 
 stop_redis() { local name=${1:-redis}; stop_pid "$(pid_of "$STATE/$name.pid")" "$name"; rm -f "$STATE/$name.pid"; }

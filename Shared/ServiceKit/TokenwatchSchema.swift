@@ -333,6 +333,25 @@ public enum TokenwatchSchema {
             ALTER TABLE budget_alerts ENABLE ROW LEVEL SECURITY;
             CREATE POLICY tenant_isolation ON budget_alerts TO tokenwatch_tenant USING (tenant_id = current_setting('tokenwatch.tenant_id'));
             """),
+        PostgresMigration(version: 15, name: "user_totals", sql: """
+            -- Exact per-user totals per UTC day (UserTotalsStore), written by the aggregator in the transaction that
+            -- writes the rollups; user_id '' holds the events without a user, so a day's rows add up to the tenant's
+            -- total.
+            CREATE TABLE user_totals_1d (
+                tenant_id text NOT NULL,
+                day date NOT NULL,
+                user_id text NOT NULL,
+                requests bigint NOT NULL,
+                errors bigint NOT NULL,
+                input_tokens bigint NOT NULL,
+                output_tokens bigint NOT NULL,
+                cached_input_tokens bigint NOT NULL,
+                reasoning_tokens bigint NOT NULL,
+                cost_nanos bigint NOT NULL,
+                PRIMARY KEY (tenant_id, day, user_id)
+            );
+            \(rowLevelSecurity("user_totals_1d"))
+            """),
     ]
 }
 

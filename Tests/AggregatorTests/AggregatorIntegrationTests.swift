@@ -62,12 +62,13 @@ func workload(_ world: World, count: Int, seed: UInt64) -> [LLMEvent] {
     return (0..<count).map { i in
         let (provider, model) = models[Int(rng.next() % 3)]
         let error = rng.next() % 10 == 0
+        let user = rng.next() % 5 == 0 ? nil : "user-\(rng.next() % 20)"
         return LLMEvent(
             eventID: "\(world.run)-\(i)", tenantID: world.tenant(Int(rng.next() % 2)),
             timestamp: EventTimestamp(microsecondsSinceEpoch: world.base + Int64(i) * 180_000_000 / Int64(count) + Int64(rng.next() % 1000)),
             provider: provider, model: model, inputTokens: Int64(rng.next() % 5000), outputTokens: Int64(rng.next() % 800),
             cachedInputTokens: 0, latencyMs: Double(50 + rng.next() % 5000), status: error ? .error : .ok,
-            errorType: error ? (rng.next() % 2 == 0 ? "timeout" : "rate_limit") : nil, costNanos: Int64(rng.next() % 40_000))
+            errorType: error ? (rng.next() % 2 == 0 ? "timeout" : "rate_limit") : nil, costNanos: Int64(rng.next() % 40_000), userID: user)
     }
 }
 
@@ -90,6 +91,31 @@ func groundTruth(_ events: [LLMEvent], _ granularity: Granularity) -> [RollupKey
     var deltas = RollupDeltas(granularity: granularity)
     for e in events { deltas.add(e) }
     return deltas.windows
+}
+
+/// The per-user daily totals stored for the world's tenants, keyed "tenant|day|user" → [requests, errors, input, output, cost].
+func userTotals(_ world: World) async throws -> [String: [Int64]] {
+    let result = try await world.postgres.query("""
+        SELECT tenant_id, to_char(day, 'YYYY-MM-DD') AS day, user_id, requests, errors, input_tokens, output_tokens, cost_nanos
+        FROM user_totals_1d WHERE tenant_id LIKE \(world.run + "-%")
+        """)
+    var out: [String: [Int64]] = [:]
+    for row in result {
+        let key = "\(try row.decode("tenant_id", as: String.self))|\(try row.decode("day", as: String.self))|\(try row.decode("user_id", as: String.self))"
+        out[key] = try ["requests", "errors", "input_tokens", "output_tokens", "cost_nanos"].map { try row.decode($0, as: Int64.self) }
+    }
+    return out
+}
+
+/// What the per-user totals must hold, summed from the events here (not with the aggregator's types).
+func userGroundTruth(_ events: [LLMEvent]) -> [String: [Int64]] {
+    var out: [String: [Int64]] = [:]
+    for e in events {
+        let key = "\(e.tenantID ?? "")|\(e.timestamp.rfc3339.prefix(10))|\(e.userID ?? "")"
+        let add: [Int64] = [1, e.status == .error ? 1 : 0, e.inputTokens, e.outputTokens, e.costNanos ?? 0]
+        out[key] = zip(out[key] ?? [0, 0, 0, 0, 0], add).map { $0 + $1 }
+    }
+    return out
 }
 
 func expectEqual(_ actual: [RollupKey: RollupRecord], _ expected: [RollupKey: RollupValues], sourceLocation: SourceLocation = #_sourceLocation) {
@@ -137,6 +163,9 @@ struct AggregatorIntegrationTests {
         expectEqual(try await rows(world, .minute), groundTruth(events, .minute))
         expectEqual(try await rows(world, .hour), groundTruth(events, .hour))
         expectEqual(try await rows(world, .day), groundTruth(events, .day))
+        let users = try await userTotals(world)
+        #expect(users == userGroundTruth(events), "per-user daily totals equal the ground truth")
+        #expect(users.count > 20, "users on both tenants, and the events without a user under ''")
 
         // Percentiles from the stored sketches are within the stated error of the exact ones.
         let tenant0 = events.filter { $0.tenantID == world.tenant(0) }.map(\.latencyMs).sorted()

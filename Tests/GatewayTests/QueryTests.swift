@@ -100,4 +100,117 @@ struct QueryTests {
         }
         await gateway.producer.shutdown()
     }
+
+    @Test("users: exact per-user totals over whole days, top-N by any order with cursor paging, CSV, one user's days; error types as a breakdown and a series; the key's tenant only")
+    func users() async throws {
+        let gateway = try await Gateway.make()
+        let a = TestEnvironment.unique("ua"), b = TestEnvironment.unique("ub")
+        let keyA = try await gateway.keys.createTenant(id: a, name: "A").key
+        let keyB = try await gateway.keys.createTenant(id: b, name: "B").key
+        let day: Int64 = 86_400_000_000
+        let day0 = (EventTimestamp.now().microsecondsSinceEpoch / day - 3) * day
+        // A: user-k makes k calls on each of two days, each costing k x 1,000 nano-dollars; the 3rd call of each user
+        // fails (rate_limit, or timeout for user-5); 4 calls without a user. B: one call by "user-1".
+        var events: [LLMEvent] = []
+        for d in 0..<2 {
+            for k in 1...5 {
+                for i in 0..<k {
+                    let failed = i == 2
+                    events.append(LLMEvent(eventID: "e\(d)-\(k)-\(i)", tenantID: a, timestamp: EventTimestamp(microsecondsSinceEpoch: day0 + Int64(d) * day + Int64(k * 60 + i) * 1_000_000),
+                                           provider: "openai", model: "gpt-4o", inputTokens: 10, outputTokens: Int64(k), latencyMs: 100, status: failed ? .error : .ok,
+                                           errorType: failed ? (k == 5 ? "timeout" : "rate_limit") : nil, costNanos: Int64(k) * 1_000, userID: "user-\(k)"))
+                }
+            }
+            for i in 0..<2 {
+                events.append(LLMEvent(eventID: "n\(d)-\(i)", tenantID: a, timestamp: EventTimestamp(microsecondsSinceEpoch: day0 + Int64(d) * day + 3_600_000_000),
+                                       provider: "openai", model: "gpt-4o", inputTokens: 1, outputTokens: 1, latencyMs: 100, status: .ok, costNanos: 7))
+            }
+        }
+        events.append(LLMEvent(eventID: "b0", tenantID: b, timestamp: EventTimestamp(microsecondsSinceEpoch: day0), provider: "openai", model: "gpt-4o",
+                               inputTokens: 1, outputTokens: 1, latencyMs: 1, status: .ok, costNanos: 999_999, userID: "user-1"))
+        var users = UserTotalDeltas(), minutes = RollupDeltas(granularity: .minute), days = RollupDeltas(granularity: .day)
+        for e in events { users.add(e); minutes.add(e); days.add(e) }
+        for query in UserTotalsStore.upserts(users) { try await gateway.postgres.query(query) }
+        try await gateway.postgres.query(RollupStore.upsert(minutes))
+        try await gateway.postgres.query(RollupStore.upsert(days))
+        let from = String(EventTimestamp(microsecondsSinceEpoch: day0).rfc3339.prefix(10))
+        let to = String(EventTimestamp(microsecondsSinceEpoch: day0 + 2 * day).rfc3339.prefix(10))
+
+        try await gateway.app.test(.router) { client in
+            func get(_ uri: String, key: String = keyA) async throws -> (HTTPResponse.Status, [String: Any]) {
+                try await client.execute(uri: uri, method: .get, headers: [.authorization: "Bearer \(key)"]) { ($0.status, json($0.body)) }
+            }
+            func values(_ item: [String: Any]?) -> [String: Any] { item?["values"] as? [String: Any] ?? [:] }
+            let (status, top) = try await get("/v1/users?from=\(from)&to=\(to)&limit=2")
+            #expect(status == .ok)
+            #expect(top["users"] as? Int == 5)
+            let items = top["items"] as? [[String: Any]] ?? []
+            #expect(items.map { $0["user_id"] as? String } == ["user-5", "user-4"], "by cost, most first")
+            // user-5: 5 calls a day for 2 days at 5,000 nano-dollars each = 50,000 nano-dollars, 2 failures.
+            #expect(values(items.first)["requests"] as? Int == 10 && values(items.first)["errors"] as? Int == 2)
+            #expect(values(items.first)["output_tokens"] as? Int == 50)
+            let rawTop = try await client.execute(uri: "/v1/users?from=\(from)&to=\(to)&limit=1", method: .get, headers: [.authorization: "Bearer \(keyA)"]) { String(buffer: $0.body) }
+            #expect(rawTop.contains("\"cost_usd\":0.00005}"), "\(rawTop)")
+            // Totals: all 30 user calls + 4 without a user, which are answered apart.
+            #expect((top["totals"] as? [String: Any])?["requests"] as? Int == 34)
+            #expect((top["unattributed"] as? [String: Any])?["requests"] as? Int == 4)
+
+            // Paging: the cursor walks the rest without repeats or gaps.
+            var seen = items.compactMap { $0["user_id"] as? String }
+            var cursor = top["next_cursor"] as? String
+            while let next = cursor {
+                let (_, page) = try await get("/v1/users?from=\(from)&to=\(to)&limit=2&cursor=\(next)")
+                seen += (page["items"] as? [[String: Any]] ?? []).compactMap { $0["user_id"] as? String }
+                cursor = page["next_cursor"] as? String
+            }
+            #expect(seen == ["user-5", "user-4", "user-3", "user-2", "user-1"])
+            let (_, byRequests) = try await get("/v1/users?from=\(from)&to=\(to)&order=errors")
+            #expect((byRequests["items"] as? [[String: Any]] ?? []).map { $0["user_id"] as? String } == ["user-3", "user-4", "user-5", "user-1", "user-2"],
+                    "two failures each for users 3-5, ties by user id")
+
+            // One user's days.
+            let (_, one) = try await get("/v1/users?from=\(from)&to=\(to)&user=user-3")
+            let perDay = one["days"] as? [[String: Any]] ?? []
+            #expect(perDay.map { $0["day"] as? String } == [from, String(EventTimestamp(microsecondsSinceEpoch: day0 + day).rfc3339.prefix(10))])
+            #expect(perDay.allSatisfy { values($0)["requests"] as? Int == 3 })
+            #expect((one["totals"] as? [String: Any])?["requests"] as? Int == 6)
+
+            // CSV: a header and one line per user, exact money.
+            let csv = try await client.execute(uri: "/v1/users?from=\(from)&to=\(to)&format=csv", method: .get, headers: [.authorization: "Bearer \(keyA)"]) {
+                ($0.headers[.contentType] ?? "", String(buffer: $0.body))
+            }
+            #expect(csv.0.hasPrefix("text/csv"))
+            let lines = csv.1.split(separator: "\r\n").map(String.init)
+            #expect(lines.first == "user_id,requests,errors,input_tokens,output_tokens,cached_input_tokens,reasoning_tokens,cost_usd")
+            #expect(lines.count == 6 && lines[1] == "user-5,10,2,100,50,0,0,0.00005")
+
+            // Breakdowns by user and by error type, and one error type's series.
+            let (_, byUser) = try await get("/v1/breakdown?by=user&from=\(from)T00:00:00Z&to=\(to)T00:00:00Z&limit=1")
+            #expect(byUser["by"] as? String == "user" && (byUser["items"] as? [[String: Any]])?.first?["user_id"] as? String == "user-5")
+            let (partial, _) = try await get("/v1/breakdown?by=user&from=\(from)T01:00:00Z&to=\(to)T00:00:00Z")
+            #expect(partial == .badRequest, "per-user totals are per day")
+            let (_, byType) = try await get("/v1/breakdown?by=error_type&from=\(from)T00:00:00Z&to=\(to)T00:00:00Z")
+            let types = byType["items"] as? [[String: Any]] ?? []
+            #expect(types.map { $0["error_type"] as? String } == ["rate_limit", "timeout"])
+            #expect(types.map { values($0)["errors"] as? Int } == [4, 2])
+            #expect(values(types.first)["share_of_errors"] as? Double == 4.0 / 6.0)
+            let (_, timeouts) = try await get("/v1/series?metric=errors&error_type=timeout&step=1d&from=\(from)T00:00:00Z&to=\(to)T00:00:00Z")
+            #expect((timeouts["points"] as? [[String: Any]] ?? []).map { $0["value"] as? Int } == [1, 1])
+            let (wrongMetric, _) = try await get("/v1/series?metric=requests&error_type=timeout")
+            #expect(wrongMetric == .badRequest)
+
+            // B sees its one user only.
+            let (_, topB) = try await get("/v1/users?from=\(from)&to=\(to)", key: keyB)
+            #expect((topB["items"] as? [[String: Any]] ?? []).map { $0["user_id"] as? String } == ["user-1"])
+            #expect(values((topB["items"] as? [[String: Any]])?.first)["requests"] as? Int == 1)
+
+            for uri in ["/v1/users?from=\(from)T01:00:00Z", "/v1/users?order=latency", "/v1/users?cursor=%25%25", "/v1/users?format=xml",
+                        "/v1/users?user=user-1&limit=3", "/v1/users?from=\(to)&to=\(from)"] {
+                let (got, problem) = try await get(uri)
+                #expect(got == .badRequest, "\(uri)")
+                #expect(problem["type"] as? String == Problem.typeBase + "invalid_parameter", "\(uri)")
+            }
+        }
+        await gateway.producer.shutdown()
+    }
 }

@@ -8,7 +8,7 @@ import Rollups
 /// Applies batches of llm.events.v1 to the rollups, exactly once (DESIGN.md, "Delivery").
 ///
 /// Per input partition and batch, one Postgres transaction writes the rollup deltas (1m, 1h and 1d, derived from
-/// the same events), the new consumed offset, the data watermark, the highest source offset applied per source
+/// the same events) and the per-user daily totals, the new consumed offset, the data watermark, the highest source offset applied per source
 /// partition, and the list of windows to (re)emit. The offset moves only if it still holds what this member loaded
 /// (compare-and-set): a member that lost the partition to a rebalance without noticing (a zombie) cannot apply the
 /// same events a second time; it reloads instead. Replays from the ingestor (source offset at or below the mark)
@@ -111,6 +111,7 @@ public final class AggregatorCore: Sendable {
         var minutes = RollupDeltas(granularity: .minute)
         var hours = RollupDeltas(granularity: .hour)
         var days = RollupDeltas(granularity: .day)
+        var users = UserTotalDeltas()
         var deadLetters: [KafkaProducerMessage] = []
         let lateness = self.settings.allowedLateness.microseconds
         // Offsets of one partition are contiguous (an idempotent producer writes no transaction markers), so the first
@@ -159,6 +160,7 @@ public final class AggregatorCore: Sendable {
             minutes.add(event)
             hours.add(event)
             days.add(event)
+            users.add(event)
             summary.applied += 1
         }
         guard next != state else { return }
@@ -169,7 +171,7 @@ public final class AggregatorCore: Sendable {
         let emits = minutes.windows.keys.map { ($0.series, $0.windowStart) }
         let expected = state.nextOffset
         let final = next
-        let upserts = [minutes, hours, days].filter { !$0.isEmpty }.map(RollupStore.upsert)
+        let upserts = [minutes, hours, days].filter { !$0.isEmpty }.map(RollupStore.upsert) + UserTotalsStore.upserts(users)
         try await self.postgres.withTransaction { conn in
             let moved = try conn.query("""
                 UPDATE aggregator_partitions SET next_offset = \(final.nextOffset), watermark_us = \(final.watermark)

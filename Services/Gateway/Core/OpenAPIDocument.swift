@@ -12,7 +12,7 @@ public enum OpenAPIDocument {
     }
 
     public static let paths = [
-        "/v1/events", "/v1/traces", "/v1/metrics", "/v1/logs", "/v1/series", "/v1/dead-letters", "/v1/breakdown", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
+        "/v1/events", "/v1/traces", "/v1/metrics", "/v1/logs", "/v1/series", "/v1/dead-letters", "/v1/breakdown", "/v1/users", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
         "/v1/detector/settings", "/v1/channels", "/v1/channels/{channel_id}", "/v1/channels/{channel_id}/deliveries", "/v1/channels/{channel_id}/test", "/v1/channels/{channel_id}/rotate-secret", "/v1/rules", "/v1/rules/{rule_id}", "/v1/budgets", "/v1/budgets/{budget_id}", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/healthz/dependencies", "/readyz", "/metrics",
     ]
@@ -255,7 +255,8 @@ public enum OpenAPIDocument {
                 {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: an hour before to"},
                 {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: now"},
                 {"name": "step", "in": "query", "schema": {"type": "string", "enum": ["1m", "1h", "1d"], "default": "1m"}},
-                {"name": "provider", "in": "query", "schema": {"type": "string"}}, {"name": "model", "in": "query", "schema": {"type": "string"}}],
+                {"name": "provider", "in": "query", "schema": {"type": "string"}}, {"name": "model", "in": "query", "schema": {"type": "string"}},
+                {"name": "error_type", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 64}, "description": "with metric=errors or error_rate: only the failures of this error type"}],
               "responses": {"200": {"description": "At most 10000 points; null where undefined (a rate or percentile of no requests)",
                 "headers": {"X-Tokenwatch-Source": {"schema": {"type": "string", "enum": ["read_model", "read_model+postgres", "postgres"]}}},
                 "content": {"application/json": {"schema": {"type": "object", "properties": {"metric": {"type": "string"}, "unit": {"type": "string"}, "step": {"type": "string"},
@@ -263,15 +264,31 @@ public enum OpenAPIDocument {
                 "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"},
                 "422": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"}}}},
             "/v1/breakdown": {"get": {
-              "summary": "Totals and the top-N models or providers of the caller's tenant", "security": [{"apiKey": []}],
+              "summary": "Totals and the top-N models, providers, error types or users of the caller's tenant", "security": [{"apiKey": []}],
               "parameters": [
                 {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                {"name": "by", "in": "query", "schema": {"type": "string", "enum": ["model", "provider"], "default": "model"}},
+                {"name": "by", "in": "query", "schema": {"type": "string", "enum": ["model", "provider", "error_type", "user"], "default": "model"},
+                  "description": "error_type: ordered by errors (order=errors only); user: whole UTC days only, answered as /v1/users"},
                 {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["cost", "requests", "tokens", "errors"], "default": "cost"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}}],
               "responses": {"200": {"description": "totals and items", "content": {"application/json": {"schema": {"type": "object"}}}},
                 "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"},
                 "422": {"$ref": "#/components/responses/Problem"}, "429": {"$ref": "#/components/responses/RateLimited"}}}},
+            "/v1/users": {"get": {
+              "summary": "Exact per-user totals over whole UTC days: top users with cursor paging, or one user's days; JSON or CSV", "security": [{"apiKey": []}],
+              "parameters": [
+                {"name": "from", "in": "query", "schema": {"type": "string"}, "description": "a date (YYYY-MM-DD) or a date-time at 00:00:00Z; default: 6 days before today"},
+                {"name": "to", "in": "query", "schema": {"type": "string"}, "description": "exclusive, as from; default: tomorrow; at most 400 days after from"},
+                {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["cost", "requests", "tokens", "errors"], "default": "cost"}},
+                {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100000}, "description": "JSON: 1...1000, default 50; CSV: 1...100000, default 10000"},
+                {"name": "cursor", "in": "query", "schema": {"type": "string", "maxLength": 1024}, "description": "next_cursor of the previous page (X-Next-Cursor for CSV)"},
+                {"name": "user", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}, "description": "one user's totals per day (order, limit and cursor do not apply)"},
+                {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "csv"], "default": "json"}}],
+              "responses": {"200": {"description": "users (distinct users with calls in the range), totals, unattributed (events without user_id), items and next_cursor; or user_id, totals and days",
+                "headers": {"X-Next-Cursor": {"schema": {"type": "string"}}},
+                "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}}},
+                "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"},
+                "429": {"$ref": "#/components/responses/RateLimited"}}}},
             "/v1/anomalies/stream": {"get": {
               "summary": "Live Server-Sent Events: one 'anomaly' event per new or updated anomaly of the caller's tenant; a comment every 15 s", "security": [{"apiKey": []}],
               "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},

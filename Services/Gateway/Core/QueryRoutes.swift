@@ -34,7 +34,7 @@ public struct QueryRoutes: Sendable {
 
     public func add<Context: RequestContext>(to router: Router<Context>) {
         self.access.route(router, .get, "/v1/series", scope: .query) { request, tenant, _ in
-            try Self.allowOnly(["metric", "from", "to", "step", "provider", "model"], in: request)
+            try Self.allowOnly(["metric", "from", "to", "step", "provider", "model", "error_type"], in: request)
             return try await self.series(request, tenant: tenant)
         }
         self.access.route(router, .get, "/v1/breakdown", scope: .query) { request, tenant, _ in
@@ -45,6 +45,7 @@ public struct QueryRoutes: Sendable {
             try Self.allowOnly(["from", "to", "severity", "metric", "status", "provider", "model", "limit"], in: request)
             return try await self.anomalies(request, tenant: tenant)
         }
+        UserRoutes(access: self.access).add(to: router)
     }
 
     /// Refuses unknown query parameters (a typo like `modle=` would otherwise silently widen the answer) and
@@ -73,6 +74,14 @@ public struct QueryRoutes: Sendable {
         guard points <= Self.maxPoints else { throw Self.bad("from", "the range holds \(points) steps of \(step.rawValue); at most \(Self.maxPoints)") }
         let start = step.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
         let (provider, model) = Self.seriesFilter(q)
+        // One error type's share of the errors: `errors` and `error_rate` count only the failures of that type.
+        let errorType = q["error_type"].map(String.init)
+        if let errorType {
+            guard metric == .errors || metric == .errorRate else { throw Self.bad("error_type", "applies to metric=errors and metric=error_rate only") }
+            guard !errorType.isEmpty, errorType.utf8.count <= EventLimits.default.maxErrorTypeLength else {
+                throw Self.bad("error_type", "must be 1 to \(EventLimits.default.maxErrorTypeLength) bytes")
+            }
+        }
         let (rows, source) = try await self.seriesRecords(tenant.database, step: step, from: start, to: to, provider: provider, model: model)
         var byWindow: [Int64: RollupValues] = [:]
         for record in rows { byWindow[record.key.windowStart, default: RollupValues()].merge(record.values) }
@@ -83,7 +92,9 @@ public struct QueryRoutes: Sendable {
         while t < to {
             if !first { out.append(UInt8(ascii: ",")) }
             first = false
-            let value = metric.json(byWindow[t] ?? RollupValues())
+            var values = byWindow[t] ?? RollupValues()
+            if let errorType { values.errors = values.errorsByType[errorType] ?? 0 }
+            let value = metric.json(values)
             out.append(contentsOf: Array("{\"t\":\"\(EventTimestamp(microsecondsSinceEpoch: t).rfc3339)\",\"value\":\(value)}".utf8))
             t += step.microseconds
         }
@@ -120,11 +131,21 @@ public struct QueryRoutes: Sendable {
         let (from, to) = try Self.range(q)
         guard to - from <= Self.maxRangeDays * Granularity.day.microseconds else { throw Self.bad("from", "the range is longer than \(Self.maxRangeDays) days") }
         let by = q["by"].map(String.init) ?? "model"
-        guard by == "model" || by == "provider" else { throw Self.bad("by", "must be model or provider") }
-        let order = q["order"].map(String.init) ?? "cost"
+        guard ["model", "provider", "error_type", "user"].contains(by) else { throw Self.bad("by", "must be model, provider, error_type or user") }
+        let order = q["order"].map(String.init) ?? (by == "error_type" ? "errors" : "cost")
         guard ["cost", "requests", "tokens", "errors"].contains(order) else { throw Self.bad("order", "must be cost, requests, tokens or errors") }
+        if by == "error_type", order != "errors" { throw Self.bad("order", "by=error_type is ordered by errors") }
         let limit = try Self.limit(q, max: 1000, default: 10)
+        if by == "user" {
+            // Per-user totals are kept per UTC day: the range must be whole days.
+            guard from % Granularity.day.microseconds == 0, to % Granularity.day.microseconds == 0 else {
+                throw Self.bad("from", "by=user needs a range of whole UTC days (from and to at 00:00:00Z)")
+            }
+            guard let orderSQL = UserRoutes.orders[order] else { throw Self.bad("order", "must be cost, requests, tokens or errors") }
+            return try await UserRoutes(access: self.access).top(tenant: tenant, from: from, to: to, orderName: order, order: orderSQL, limit: limit, cursor: nil, csv: false, by: "user")
+        }
         let (records, source) = try await self.breakdownRecords(tenant.database, from: from, to: to)
+        if by == "error_type" { return Self.errorTypes(records, from: from, to: to, limit: limit, source: source) }
         var total = RollupValues()
         var groups: [String: (provider: String, model: String, values: RollupValues)] = [:]
         for record in records {
@@ -162,6 +183,24 @@ public struct QueryRoutes: Sendable {
         }
         out.append(contentsOf: Array("]}".utf8))
         var response = Self.json(out)
+        response.headers[Self.sourceHeader] = source
+        return response
+    }
+
+    /// Failures by error type (`unknown` for errors reported without one), from the tenant's total series, most first.
+    static func errorTypes(_ records: [RollupRecord], from: Int64, to: Int64, limit: Int, source: String) -> Response {
+        var total = RollupValues()
+        for record in records where record.key.series.isTotal { total.merge(record.values) }
+        let items = total.errorsByType.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(limit)
+        var out = "{\"from\":\"\(EventTimestamp(microsecondsSinceEpoch: from).rfc3339)\",\"to\":\"\(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)\",\"by\":\"error_type\",\"order\":\"errors\",\"totals\":"
+        out += Self.summary(total) + ",\"items\":["
+        out += items.map { type, count in
+            let share = total.errors > 0 ? Self.number(Double(count) / Double(total.errors)) : "null"
+            let rate = total.requests > 0 ? Self.number(Double(count) / Double(total.requests)) : "null"
+            return "{\"error_type\":\(jsonStringLiteral(type)),\"values\":{\"errors\":\(count),\"share_of_errors\":\(share),\"error_rate\":\(rate)}}"
+        }.joined(separator: ",")
+        out += "]}"
+        var response = Self.json(Array(out.utf8))
         response.headers[Self.sourceHeader] = source
         return response
     }
