@@ -9,6 +9,9 @@ import Foundation
 public struct AnomalyMessage: Codable, Sendable, Equatable {
     public var anomalyID: String
     public var tenantID: String
+    /// The series' app and environment; absent or "" for all (messages from before they existed).
+    public var app: String?
+    public var environment: String?
     public var provider: String
     public var model: String
     public var metric: String
@@ -28,7 +31,7 @@ public struct AnomalyMessage: Codable, Sendable, Equatable {
     public var revision: Int64
 
     enum CodingKeys: String, CodingKey {
-        case anomalyID = "anomaly_id", tenantID = "tenant_id", provider, model, metric
+        case anomalyID = "anomaly_id", tenantID = "tenant_id", app, environment, provider, model, metric
         case windowStart = "window_start", windowEnd = "window_end", peakWindow = "peak_window"
         case status, severity, detector, score, observed, expected
         case expectedLow = "expected_low", expectedHigh = "expected_high", unit, explanation, revision
@@ -69,6 +72,8 @@ public struct AnomalyMessage: Codable, Sendable, Equatable {
         else {
             throw Invalid(field: "anomaly_id", reason: "must be 1 to 128 letters, digits, '-', '_' or '.'")
         }
+        if let app { try Self.text("app", app, max: limits.maxDimensionLength * 4) }
+        if let environment { try Self.text("environment", environment, max: limits.maxDimensionLength * 4) }
         try Self.text("provider", self.provider, max: limits.maxNameLength)
         try Self.text("model", self.model, max: limits.maxModelLength)
         try Self.text("metric", self.metric, max: 64, allowEmpty: false)

@@ -4,9 +4,10 @@ import Redis
 /// The hot read model of closed 1-minute windows in Redis, kept by the query service from llm.rollups.v1 and read
 /// by the gateway, so the common queries (the last hours of a tenant) are answered without Postgres.
 ///
-/// Layout: one hash per tenant and hour, `tw:rm:v1:<tenant>:h:<hour start µs>`, field `<window start µs>|<provider>|<model>`,
+/// Layout: one hash per tenant and hour, `tw:rm:v2:<tenant>:h:<hour start µs>`, field `<window start µs>|<series>` (the
+/// series' dimension values joined by U+001F, `SeriesKey.fieldText`; v1 fields held provider and model only),
 /// value `<version>|<record JSON>`, expiring after `retentionSeconds`; a write keeps the highest version (a Lua
-/// compare-and-set, so replays and out-of-order corrections cannot go back). `tw:rm:v1:<tenant>:horizon` is the
+/// compare-and-set, so replays and out-of-order corrections cannot go back). `tw:rm:v2:<tenant>:horizon` is the
 /// start of the latest window published for the tenant: the aggregator publishes a partition's closed windows in
 /// window order, so every window that starts before the horizon is in the read model if it had any traffic. A
 /// reader trusts the read model below the horizon and asks Postgres for the rest. Losing Redis loses only speed:
@@ -23,10 +24,10 @@ public struct ReadModel: Sendable {
     static let hourMicros: Int64 = 3_600_000_000
 
     static func hourKey(_ tenant: String, _ windowStart: Int64) -> String {
-        "tw:rm:v1:\(tenant):h:\(windowStart / hourMicros * hourMicros)"
+        "tw:rm:v2:\(tenant):h:\(windowStart / hourMicros * hourMicros)"
     }
 
-    static func horizonKey(_ tenant: String) -> String { "tw:rm:v1:\(tenant):horizon" }
+    static func horizonKey(_ tenant: String) -> String { "tw:rm:v2:\(tenant):horizon" }
 
     static let setIfNewer: RedisArgument = """
         local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -50,7 +51,7 @@ public struct ReadModel: Sendable {
         let minute = records.filter { $0.granularity == .minute }
         guard !minute.isEmpty else { return }
         var commands: [[RedisArgument]] = minute.map { record in
-            let field = "\(record.key.windowStart)|\(record.key.series.provider)|\(record.key.series.model)"
+            let field = "\(record.key.windowStart)|\(record.key.series.fieldText)"
             return ["EVAL", Self.setIfNewer, "1", RedisArgument(Self.hourKey(record.key.series.tenant, record.key.windowStart)),
                     RedisArgument(field), RedisArgument(record.version), RedisArgument(record.jsonBytes()), RedisArgument(self.retentionSeconds)]
         }
@@ -69,10 +70,9 @@ public struct ReadModel: Sendable {
         try await self.redis.command(["GET", RedisArgument(Self.horizonKey(tenant))]).int
     }
 
-    /// The tenant's 1-minute windows starting in [from, to) of the series `include` accepts (given provider and
-    /// model; both empty for the tenant's total). Series are chosen from the field names, so only the records
-    /// returned are decoded.
-    public func windows(tenant: String, from: Int64, to: Int64, include: (String, String) -> Bool = { _, _ in true }) async throws -> [RollupRecord] {
+    /// The tenant's 1-minute windows starting in [from, to) of the series `include` accepts. Series are chosen from
+    /// the field names, so only the records returned are decoded.
+    public func windows(tenant: String, from: Int64, to: Int64, include: (SeriesKey) -> Bool = { _ in true }) async throws -> [RollupRecord] {
         var hour = from / Self.hourMicros * Self.hourMicros
         var commands: [[RedisArgument]] = []
         while hour < to {
@@ -86,8 +86,8 @@ public struct ReadModel: Sendable {
             while i + 1 < items.count {
                 defer { i += 2 }
                 guard let field = items[i].string else { continue }
-                let parts = field.split(separator: "|", maxSplits: 2, omittingEmptySubsequences: false)
-                guard parts.count == 3, include(String(parts[1]), String(parts[2])) else { continue }
+                let parts = field.split(separator: "|", maxSplits: 1, omittingEmptySubsequences: false)
+                guard parts.count == 2, let series = SeriesKey(tenant: tenant, fieldText: parts[1]), include(series) else { continue }
                 guard case .bulkString(let value) = items[i + 1], let bar = value.firstIndex(of: UInt8(ascii: "|")) else { continue }
                 let record = try RollupRecord(json: Array(value[(bar + 1)...]))
                 if record.key.windowStart >= from && record.key.windowStart < to { records.append(record) }

@@ -1,22 +1,139 @@
 import Events
 
-/// A series: one (tenant, provider, model), or the tenant's total when provider and model are empty.
+/// A series dimension, declared once: its SQL column and JSON field (`rawValue`), its bound, and where it sits in a
+/// `SeriesKey`. Every codec of a series (SQL columns, values and predicates, the Redis field, the rollup and anomaly
+/// payloads, the query parameters) iterates over `SeriesDimension.allCases`; adding a dimension is a case here, its
+/// property in `SeriesKey` (and subscript), a migration adding the column, and its documentation.
+public enum SeriesDimension: String, CaseIterable, Sendable, Comparable {
+    case app, environment, provider, model
+
+    /// Longest value (as the event schema bounds the field).
+    public var maxLength: Int {
+        switch self {
+        case .app, .environment: return EventLimits.default.maxDimensionLength
+        case .provider: return EventLimits.default.maxNameLength
+        case .model: return EventLimits.default.maxModelLength
+        }
+    }
+
+    public static func < (a: SeriesDimension, b: SeriesDimension) -> Bool { a.index < b.index }
+    var index: Int { Self.allCases.firstIndex(of: self)! }
+
+    /// What an event without `app` or `environment` is counted under (OpenLIT's and Langfuse's convention).
+    public static let defaultValue = "default"
+}
+
+/// A series: the rollup row of one tenant at one *level*. A level is the set of dimensions the row is broken down
+/// by; the other dimensions are `""` ("all"). Each event adds to one row per level (`SeriesKey.levels`):
+///
+/// - `{}`: the tenant's total;
+/// - `{provider, model}`: one model, across apps and environments (the series of DESIGN.md);
+/// - `{app}`, `{environment}`: per-app and per-environment totals;
+/// - `{app, environment, provider, model}`: the full cross product, for any combination of filters.
+///
+/// A query needing dimensions D (filtered or broken down by) reads the smallest level holding D
+/// (`SeriesSelection`), so no event is counted twice and the common questions read few rows.
 public struct SeriesKey: Hashable, Sendable, Comparable {
     public var tenant: String
+    public var app: String
+    public var environment: String
     public var provider: String
     public var model: String
 
-    public init(tenant: String, provider: String, model: String) {
+    public init(tenant: String, app: String = "", environment: String = "", provider: String, model: String) {
         self.tenant = tenant
+        self.app = app
+        self.environment = environment
         self.provider = provider
         self.model = model
     }
 
     public static func total(_ tenant: String) -> SeriesKey { SeriesKey(tenant: tenant, provider: "", model: "") }
-    public var isTotal: Bool { self.provider.isEmpty && self.model.isEmpty }
+    public var isTotal: Bool { self.level.isEmpty }
+
+    public subscript(dimension: SeriesDimension) -> String {
+        get {
+            switch dimension {
+            case .app: return self.app
+            case .environment: return self.environment
+            case .provider: return self.provider
+            case .model: return self.model
+            }
+        }
+        set {
+            switch dimension {
+            case .app: self.app = newValue
+            case .environment: self.environment = newValue
+            case .provider: self.provider = newValue
+            case .model: self.model = newValue
+            }
+        }
+    }
+
+    /// The dimensions this row is broken down by (its non-empty ones).
+    public var level: Set<SeriesDimension> { Set(SeriesDimension.allCases.filter { !self[$0].isEmpty }) }
+
+    /// The levels stored, coarsest first. `provider` and `model` always go together (a model name is only unique
+    /// within its provider).
+    public static let levels: [Set<SeriesDimension>] = [[], [.provider, .model], [.app], [.environment], Set(SeriesDimension.allCases)]
+
+    /// The levels the detector watches: the tenant's total, each model, each app and each environment (the full
+    /// cross product would multiply the series watched, each too sparse to learn from).
+    public static let watchedLevels: [Set<SeriesDimension>] = [[], [.provider, .model], [.app], [.environment]]
+
+    /// Whether the detector watches this series: a watched level, and not the per-app or per-environment total of
+    /// events that named none (`default`), which for most tenants is the tenant's total again and would raise
+    /// every anomaly twice.
+    public var isWatched: Bool {
+        let level = self.level
+        guard Self.watchedLevels.contains(level) else { return false }
+        return !(level == [.app] && self.app == SeriesDimension.defaultValue) && !(level == [.environment] && self.environment == SeriesDimension.defaultValue)
+    }
+
+    /// This key with the dimensions outside `level` emptied.
+    public func projected(onto level: Set<SeriesDimension>) -> SeriesKey {
+        var key = self
+        for d in SeriesDimension.allCases where !level.contains(d) { key[d] = "" }
+        return key
+    }
+
+    /// The full key of an event (missing app or environment counted under `SeriesDimension.defaultValue`).
+    public init(event: LLMEvent) {
+        self.init(tenant: event.tenantID ?? "", app: event.app ?? SeriesDimension.defaultValue, environment: event.environment ?? SeriesDimension.defaultValue,
+                  provider: event.provider, model: event.model)
+    }
+
+    /// How the series is named to people: `openai/gpt-4o`, `app=search env=prod`, or `all traffic`.
+    public var displayName: String {
+        var parts: [String] = []
+        if !self.app.isEmpty { parts.append("app=\(self.app)") }
+        if !self.environment.isEmpty { parts.append("env=\(self.environment)") }
+        if !self.provider.isEmpty || !self.model.isEmpty { parts.append("\(self.provider)/\(self.model)") }
+        return parts.isEmpty ? "all traffic" : parts.joined(separator: " ")
+    }
+
+    // MARK: Codec
+
+    /// `app, environment, provider, model`: the SQL columns (after tenant_id) and JSON fields, in key order.
+    public static let columns = SeriesDimension.allCases.map(\.rawValue).joined(separator: ", ")
+    public var values: [String] { SeriesDimension.allCases.map { self[$0] } }
+
+    /// The Redis field part: values joined by U+001F, which no value can hold (control characters are refused).
+    public var fieldText: String { self.values.joined(separator: "\u{1F}") }
+    public init?(tenant: String, fieldText: Substring) {
+        let parts = fieldText.split(separator: "\u{1F}", omittingEmptySubsequences: false)
+        guard parts.count == SeriesDimension.allCases.count else { return nil }
+        self.init(tenant: tenant, provider: "", model: "")
+        for (d, v) in zip(SeriesDimension.allCases, parts) { self[d] = String(v) }
+    }
+
+    /// `"app":"…","environment":"…","provider":"…","model":"…"` (no braces), for hand-written payloads.
+    public var jsonFields: String {
+        SeriesDimension.allCases.map { "\"\($0.rawValue)\":\(jsonStringLiteral(self[$0]))" }.joined(separator: ",")
+    }
 
     public static func < (a: SeriesKey, b: SeriesKey) -> Bool {
-        (a.tenant, a.provider, a.model) < (b.tenant, b.provider, b.model)
+        (a.tenant, a.app, a.environment, a.provider, a.model) < (b.tenant, b.app, b.environment, b.provider, b.model)
     }
 }
 
@@ -122,12 +239,13 @@ public struct RollupDeltas: Sendable {
         self.granularity = granularity
     }
 
-    /// Adds `event` to its series' window and to its tenant's total.
+    /// Adds `event` to its window at every level (`SeriesKey.levels`).
     public mutating func add(_ event: LLMEvent) {
         let start = self.granularity.windowStart(event.timestamp)
-        let tenant = event.tenantID ?? ""
-        self.windows[RollupKey(series: SeriesKey(tenant: tenant, provider: event.provider, model: event.model), windowStart: start), default: RollupValues()].add(event)
-        self.windows[RollupKey(series: .total(tenant), windowStart: start), default: RollupValues()].add(event)
+        let full = SeriesKey(event: event)
+        for level in SeriesKey.levels {
+            self.windows[RollupKey(series: full.projected(onto: level), windowStart: start), default: RollupValues()].add(event)
+        }
     }
 
     public var isEmpty: Bool { self.windows.isEmpty }

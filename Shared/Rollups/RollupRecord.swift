@@ -37,8 +37,8 @@ public struct RollupRecord: Sendable, Hashable {
         }
         out.append(UInt8(ascii: "{"))
         field("tenant_id", jsonStringLiteral(self.key.series.tenant), first: true)
-        field("provider", jsonStringLiteral(self.key.series.provider))
-        field("model", jsonStringLiteral(self.key.series.model))
+        out.append(UInt8(ascii: ","))
+        out.append(contentsOf: self.key.series.jsonFields.utf8)
         field("granularity", jsonStringLiteral(self.granularity.rawValue))
         field("window_start", jsonStringLiteral(EventTimestamp(microsecondsSinceEpoch: self.key.windowStart).rfc3339))
         field("window_end", jsonStringLiteral(EventTimestamp(microsecondsSinceEpoch: self.windowEnd).rfc3339))
@@ -108,12 +108,28 @@ public struct RollupRecord: Sendable, Hashable {
         values.latency = try sketch("latency_ms")
         values.timeToFirstToken = try sketch("time_to_first_token_ms")
         self.init(
-            key: RollupKey(
-                series: SeriesKey(tenant: tenant, provider: try str("provider", max: limits.maxNameLength), model: try str("model", max: limits.maxModelLength)),
-                windowStart: start.microsecondsSinceEpoch),
+            key: RollupKey(series: try SeriesKey(tenant: tenant, jsonObject: o, what: "rollup"), windowStart: start.microsecondsSinceEpoch),
             granularity: granularity, version: try int("version"), values: values)
     }
 
     /// Largest rollup message read (a window's sketches have at most a few hundred buckets each).
     public static let maxJSONBytes = 1 << 20
+}
+
+extension SeriesKey {
+    /// The dimensions of a payload read from a topic (any producer can write there): each a string of at most its
+    /// bound without control characters; `app` and `environment` may be absent (written before they existed: "all").
+    public init(tenant: String, jsonObject o: [String: Any], what: String) throws {
+        self = .total(tenant)
+        for d in SeriesDimension.allCases {
+            guard let raw = o[d.rawValue] else {
+                if d == .app || d == .environment { continue }
+                throw SketchError(message: "\(what) field \(d.rawValue): must be a string")
+            }
+            guard let value = raw as? String, value.utf8.count <= d.maxLength || value.unicodeScalars.count <= d.maxLength,
+                !value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+            else { throw SketchError(message: "\(what) field \(d.rawValue): must be a string of at most \(d.maxLength) characters without control characters") }
+            self[d] = value
+        }
+    }
 }

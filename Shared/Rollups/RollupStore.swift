@@ -4,7 +4,7 @@ import Postgres
 
 /// The SQL of rollups: additive upserts of deltas, and reads of whole windows.
 public enum RollupStore {
-    static let columns = ["tenant_id", "provider", "model", "window_start", "requests", "errors", "errors_by_type", "input_tokens",
+    static let columns = ["tenant_id"] + SeriesDimension.allCases.map(\.rawValue) + ["window_start", "requests", "errors", "errors_by_type", "input_tokens",
                           "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_nanos", "latency_sketch", "ttft_sketch"]
 
     /// One multi-row upsert adding `deltas` to their windows: counters add, sketches and error maps merge
@@ -17,7 +17,7 @@ public enum RollupStore {
         let sorted = deltas.windows.sorted { ($0.key.series, $0.key.windowStart) < ($1.key.series, $1.key.windowStart) }
         for (key, v) in sorted {
             let values: [String] = [
-                key.series.tenant, key.series.provider, key.series.model, EventTimestamp(microsecondsSinceEpoch: key.windowStart).rfc3339,
+                key.series.tenant] + key.series.values + [EventTimestamp(microsecondsSinceEpoch: key.windowStart).rfc3339,
                 String(v.requests), String(v.errors), v.errorsByTypeJSON, String(v.inputTokens), String(v.outputTokens),
                 String(v.cachedInputTokens), String(v.reasoningTokens), String(v.costNanos), v.latency.json, v.timeToFirstToken.json,
             ]
@@ -31,14 +31,17 @@ public enum RollupStore {
         let merge = ["errors_by_type", "latency_sketch", "ttft_sketch"].map { "\($0) = tw_jsonb_add(r.\($0), EXCLUDED.\($0))" }
         let sql = """
             INSERT INTO \(table) AS r (\(columns.joined(separator: ", "))) VALUES \(rows.joined(separator: ", "))
-            ON CONFLICT (tenant_id, window_start, provider, model) DO UPDATE SET
+            ON CONFLICT (\(Self.primaryKey)) DO UPDATE SET
             \((add + merge).joined(separator: ", ")), version = r.version + 1, updated_at = now()
             """
         return PostgresQuery(sql: sql, parameters: parameters)
     }
 
+    /// The rollup tables' primary key (migration 16).
+    public static let primaryKey = "tenant_id, window_start, \(SeriesKey.columns)"
+
     public static let selectColumns = """
-        tenant_id, provider, model, (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, requests, errors,
+        tenant_id, \(SeriesKey.columns), (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, requests, errors,
         errors_by_type::text AS errors_by_type, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_nanos,
         latency_sketch::text AS latency_sketch, ttft_sketch::text AS ttft_sketch, version
         """
@@ -56,7 +59,13 @@ public enum RollupStore {
         v.costNanos = try row.decode("cost_nanos")
         v.latency = try QuantileSketch(json: try row.decode("latency_sketch", as: String.self))
         v.timeToFirstToken = try QuantileSketch(json: try row.decode("ttft_sketch", as: String.self))
-        let series = SeriesKey(tenant: try row.decode("tenant_id"), provider: try row.decode("provider"), model: try row.decode("model"))
-        return RollupRecord(key: RollupKey(series: series, windowStart: try row.decode("window_us")), granularity: granularity, version: try row.decode("version"), values: v)
+        return RollupRecord(key: RollupKey(series: try self.series(row), windowStart: try row.decode("window_us")), granularity: granularity, version: try row.decode("version"), values: v)
+    }
+
+    /// The series of a row selected with `tenant_id` and `SeriesKey.columns`.
+    public static func series(_ row: PostgresRow) throws -> SeriesKey {
+        var key = SeriesKey.total(try row.decode("tenant_id"))
+        for d in SeriesDimension.allCases { key[d] = try row.decode(d.rawValue) }
+        return key
     }
 }

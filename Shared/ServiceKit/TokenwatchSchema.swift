@@ -352,6 +352,18 @@ public enum TokenwatchSchema {
             );
             \(rowLevelSecurity("user_totals_1d"))
             """),
+        PostgresMigration(version: 16, name: "series_app_environment", sql: """
+            -- Series gain app and environment (SeriesKey): '' means "all". Existing rows are the {} and
+            -- {provider, model} levels, which keep their meaning; the primary keys take the new columns.
+            \(Granularity.allCases.map { g in """
+                ALTER TABLE \(g.table) ADD COLUMN app text NOT NULL DEFAULT '', ADD COLUMN environment text NOT NULL DEFAULT '';
+                ALTER TABLE \(g.table) DROP CONSTRAINT \(g.table)_pkey;
+                ALTER TABLE \(g.table) ADD PRIMARY KEY (tenant_id, window_start, app, environment, provider, model);
+                """ }.joined(separator: "\n"))
+            ALTER TABLE rollup_emits ADD COLUMN app text NOT NULL DEFAULT '', ADD COLUMN environment text NOT NULL DEFAULT '';
+            ALTER TABLE rollup_emits DROP CONSTRAINT rollup_emits_pkey;
+            ALTER TABLE rollup_emits ADD PRIMARY KEY (topic, partition, tenant_id, app, environment, provider, model, window_start);
+            """),
     ]
 }
 

@@ -97,7 +97,7 @@ struct RollupsTests {
         #expect(EventTimestamp(microsecondsSinceEpoch: Granularity.minute.windowStart(old)).rfc3339 == "1969-12-31T23:59:00Z")
     }
 
-    @Test("deltas count each event in its series and in its tenant's total")
+    @Test("deltas count each event once at every level: its series, its tenant's total, its app, its environment and the full key")
     func deltas() {
         func event(_ model: String, status: LLMEvent.Status, minute: Int, cost: Int64) -> LLMEvent {
             LLMEvent(eventID: "e", tenantID: "acme", timestamp: EventTimestamp(microsecondsSinceEpoch: Int64(minute) * 60_000_000 + 1),
@@ -112,7 +112,13 @@ struct RollupsTests {
         #expect(total0.requests == 2 && total0.errors == 1 && total0.errorsByType == ["timeout": 1] && total0.costNanos == 10)
         #expect(total0.inputTokens == 20 && total0.cachedInputTokens == 4 && total0.latency.count == 2)
         #expect(d.windows[RollupKey(series: SeriesKey(tenant: "acme", provider: "openai", model: "b"), windowStart: 60_000_000)]?.requests == 1)
-        #expect(d.windows.count == 4)
+        // Each minute at every level: the total, the model, the app and environment totals (events without them are
+        // counted under "default") and the full key.
+        #expect(d.windows.count == 2 * SeriesKey.levels.count)
+        let leaf = SeriesKey(tenant: "acme", app: "default", environment: "default", provider: "openai", model: "a")
+        #expect(d.windows[RollupKey(series: leaf, windowStart: 0)]?.requests == 2)
+        #expect(d.windows[RollupKey(series: SeriesKey(tenant: "acme", app: "default", provider: "", model: ""), windowStart: 0)]?.costNanos == 10)
+        #expect(d.windows[RollupKey(series: SeriesKey(tenant: "acme", environment: "default", provider: "", model: ""), windowStart: 60_000_000)]?.requests == 1)
         #expect(total0.errorsByTypeJSON == "{\"timeout\":1}")
     }
 }

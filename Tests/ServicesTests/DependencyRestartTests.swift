@@ -166,7 +166,7 @@ struct DependencyRestartTests {
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try #require(stack.env["TW_POSTGRES_URL"])), logger: Logger(label: "dependency-restart-test"))
         let expected = Int64(seen.accepted.count)
         try await eventually(.seconds(120), "all \(expected) accepted events in the rollups", interval: .milliseconds(250)) {
-            let n: Int64 = (try? await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id = \(tenant) AND provider = ''")[0].decode("n")) ?? -1
+            let n: Int64 = (try? await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id = \(tenant) AND \(unescaped: SeriesSelection.totalSQL)")[0].decode("n")) ?? -1
             return n >= expected
         }
         var truth = RollupDeltas(granularity: .minute)

@@ -3,6 +3,7 @@ import Foundation
 import Kafka
 import Logging
 import Postgres
+import Rollups
 import ServiceKit
 import Testing
 import TestSupport
@@ -33,7 +34,7 @@ struct HostileStack {
 
     /// Requests counted in the tenant's committed 1-minute rollups (its total series).
     func counted(_ postgres: PostgresClient) async throws -> Int64 {
-        try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id = \(self.tenant) AND provider = ''")[0].decode("n")
+        try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id = \(self.tenant) AND \(unescaped: SeriesSelection.totalSQL)")[0].decode("n")
     }
 }
 

@@ -60,7 +60,7 @@ struct PipelineTests {
         let retries = stride(from: 0, to: events.count, by: 25).map { raw(events[$0]) }
 
         @Sendable func appliedRequests() async throws -> Int64 {
-            let row = try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id LIKE \(run + "-%") AND provider = ''")
+            let row = try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id LIKE \(run + "-%") AND \(unescaped: SeriesSelection.totalSQL)")
             return try row[0].decode("n")
         }
         func waitForApplied(atLeast n: Int64, _ what: String) async throws {
@@ -109,7 +109,7 @@ struct PipelineTests {
             """)
         var actual: [RollupKey: (Int64, Int64, Int64, Int64, Int64)] = [:]
         for row in result {
-            let key = RollupKey(series: SeriesKey(tenant: try row.decode("tenant_id"), provider: try row.decode("provider"), model: try row.decode("model")), windowStart: try row.decode("window_us"))
+            let key = RollupKey(series: try RollupStore.series(row), windowStart: try row.decode("window_us"))
             actual[key] = (try row.decode("requests"), try row.decode("errors"), try row.decode("input_tokens"), try row.decode("output_tokens"), try row.decode("cost_nanos"))
         }
         #expect(Set(actual.keys) == Set(truth.windows.keys))
@@ -164,7 +164,7 @@ struct PipelineTests {
 
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
         @Sendable func totals() async throws -> (Int64, Int64) {
-            let row = try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n, COALESCE(sum(cost_nanos), 0)::bigint AS c FROM rollups_1m WHERE tenant_id = \(tenant) AND provider = ''")[0]
+            let row = try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n, COALESCE(sum(cost_nanos), 0)::bigint AS c FROM rollups_1m WHERE tenant_id = \(tenant) AND \(unescaped: SeriesSelection.totalSQL)")[0]
             return (try row.decode("n"), try row.decode("c"))
         }
         try await within(.seconds(120), "200 events in the rollups") {
@@ -249,7 +249,7 @@ struct PipelineTests {
         }
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
         @Sendable func applied() async throws -> Int64 {
-            try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id IN (\(a), \(b)) AND provider = ''")[0].decode("n")
+            try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id IN (\(a), \(b)) AND \(unescaped: SeriesSelection.totalSQL)")[0].decode("n")
         }
         try await within(.seconds(120), "recent events applied") { while try await applied() < 600 { try await Task.sleep(for: .milliseconds(200)) } }
         // Through the gateway, events past the allowed lateness are refused on the spot, each naming the limit;

@@ -30,7 +30,7 @@ struct ScalingTests {
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try TestEnvironment.kafkaBrokers())), logger: logger)
 
         @Sendable func applied() async throws -> Int64 {
-            let row = try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id LIKE \(run + "-%") AND provider = ''")
+            let row = try await postgres.query("SELECT COALESCE(sum(requests), 0)::bigint AS n FROM rollups_1m WHERE tenant_id LIKE \(run + "-%") AND \(unescaped: SeriesSelection.totalSQL)")
             return try row[0].decode("n")
         }
         func waitForApplied(atLeast n: Int64, _ what: String) async throws {
@@ -126,7 +126,7 @@ struct ScalingTests {
             try await waitForApplied(atLeast: Int64(events.count), "every event applied")
         } catch {
             // Say what is missing and where, so a failure can be placed against the scaling steps above.
-            let rows = try await postgres.query("SELECT tenant_id, (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, requests FROM rollups_1m WHERE tenant_id LIKE \(run + "-%") AND provider = ''")
+            let rows = try await postgres.query("SELECT tenant_id, (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, requests FROM rollups_1m WHERE tenant_id LIKE \(run + "-%") AND \(unescaped: SeriesSelection.totalSQL)")
             var have: [String: Int64] = [:]
             for row in rows { have["\(try row.decode("tenant_id", as: String.self)) \(EventTimestamp(microsecondsSinceEpoch: try row.decode("window_us")).rfc3339)"] = try row.decode("requests") }
             var want: [String: Int64] = [:]
@@ -144,7 +144,7 @@ struct ScalingTests {
         let result = try await postgres.query("SELECT \(unescaped: RollupStore.selectColumns) FROM rollups_1m WHERE tenant_id LIKE \(run + "-%")")
         var actual: [RollupKey: (Int64, Int64, Int64, Int64, Int64)] = [:]
         for row in result {
-            let key = RollupKey(series: SeriesKey(tenant: try row.decode("tenant_id"), provider: try row.decode("provider"), model: try row.decode("model")), windowStart: try row.decode("window_us"))
+            let key = RollupKey(series: try RollupStore.series(row), windowStart: try row.decode("window_us"))
             actual[key] = (try row.decode("requests"), try row.decode("errors"), try row.decode("input_tokens"), try row.decode("output_tokens"), try row.decode("cost_nanos"))
         }
         #expect(Set(actual.keys) == Set(truth.windows.keys))

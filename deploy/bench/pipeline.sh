@@ -85,7 +85,7 @@ PY
 read -r start accepted <"$STATE/pipeline.start"
 url=$TW_POSTGRES_URL
 for _ in $(seq 1 600); do
-    n=$(psql "$url" -tAc "SELECT COALESCE(sum(requests),0) FROM rollups_1m WHERE tenant_id LIKE 'bench-$$-%' AND provider=''" 2>/dev/null || echo 0)
+    n=$(psql "$url" -tAc "SELECT COALESCE(sum(requests),0) FROM rollups_1m WHERE tenant_id LIKE 'bench-$$-%' AND app='' AND environment='' AND provider='' AND model=''" 2>/dev/null || echo 0)
     [ "${n:-0}" -ge 100000 ] && break
     sleep 0.2
 done

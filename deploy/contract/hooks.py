@@ -31,11 +31,49 @@ def _format(value):
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _dependent(path, query):
+    """Parameters whose validity depends on another one."""
+    if path == "/v1/series" and "error_type" in query and query.get("metric") not in ("errors", "error_rate"):
+        query["metric"] = "errors"
+    if path == "/v1/breakdown":
+        if query.get("by") == "error_type":
+            query["order"] = "errors"
+        if query.get("by") == "user":
+            for name in ("app", "environment", "provider", "model"):
+                query.pop(name, None)
+    if path == "/v1/users":
+        # An opaque cursor is only valid as the API returned it; JSON pages hold at most 1000 users.
+        query.pop("cursor", None)
+        if "user" in query:
+            for name in ("order", "limit"):
+                query.pop(name, None)
+        if query.get("format") != "csv" and _number(query.get("limit")) and query["limit"] > 1000:
+            query["limit"] = 1000
+
+
+def _whole_days(query):
+    """Per-user totals are kept per UTC day: from and to as dates, from before to, at most 400 days."""
+    day = dt.timedelta(days=1)
+    end = (_parse(query.get("to")) or dt.datetime.now(dt.timezone.utc) + day).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = min(max(end, dt.datetime(1970, 1, 2, tzinfo=dt.timezone.utc)), dt.datetime(9999, 12, 31, tzinfo=dt.timezone.utc))
+    start = (_parse(query.get("from")) or end - 7 * day).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = max(min(start, end - day), end - 400 * day, dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc))
+    if "from" in query:
+        query["from"] = start.strftime("%Y-%m-%d")
+    if "to" in query:
+        query["to"] = end.strftime("%Y-%m-%d")
+    return query
+
+
 @schemathesis.hook
 def map_query(ctx, query):
+    path = getattr(ctx.operation, "path", "")
+    if query:
+        _dependent(path, query)
     if not query or ("from" not in query and "to" not in query):
         return query
-    path = getattr(ctx.operation, "path", "")
+    if path == "/v1/users" or (path == "/v1/breakdown" and query.get("by") == "user"):
+        return _whole_days(query)
     now = dt.datetime.now(dt.timezone.utc)
     low, high = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc), dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)
     end = _parse(query.get("to")) or now

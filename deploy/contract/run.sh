@@ -28,7 +28,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 export PYTHONPATH=. SCHEMATHESIS_HOOKS=hooks
 ST=("$(dirname "$PY")/schemathesis" run "$URL/openapi.json" --checks all --max-examples "$N" --no-color --seed 20261129)
 rc=0
-TENANT='^/v1/(series|breakdown|anomalies|dead-letters|tenant|detector/settings|keys)$'
+TENANT='^/v1/(series|breakdown|users|anomalies|dead-letters|tenant|detector/settings|keys)$'
 echo "== tenant API: examples and coverage"
 "${ST[@]}" -H "Authorization: Bearer $KEY" --include-path-regex "$TENANT" --phases examples,coverage --exclude-checks positive_data_acceptance || rc=1
 echo "== tenant API: fuzzing and stateful"

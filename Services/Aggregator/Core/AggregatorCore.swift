@@ -187,11 +187,13 @@ public final class AggregatorCore: Sendable {
             }
             for upsert in upserts { try conn.query(upsert) }
             for (series, start) in emits.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) {
-                try conn.query("""
-                    INSERT INTO rollup_emits (topic, partition, tenant_id, provider, model, window_start)
-                    VALUES (\(tp.topic), \(tp.partition), \(series.tenant), \(series.provider), \(series.model), \(EventTimestamp(microsecondsSinceEpoch: start).rfc3339)::timestamptz)
-                    ON CONFLICT DO NOTHING
-                    """)
+                try conn.query(PostgresQuery(
+                    sql: """
+                        INSERT INTO rollup_emits (topic, partition, tenant_id, \(SeriesKey.columns), window_start)
+                        VALUES ($1, $2::integer, $3, \((4..<(4 + SeriesDimension.allCases.count)).map { "$\($0)" }.joined(separator: ", ")), $\(4 + SeriesDimension.allCases.count)::timestamptz)
+                        ON CONFLICT DO NOTHING
+                        """,
+                    parameters: ([tp.topic, String(tp.partition), series.tenant] + series.values + [EventTimestamp(microsecondsSinceEpoch: start).rfc3339]).map { Optional($0) }))
             }
         }
         self.states[tp] = next

@@ -30,7 +30,7 @@ public struct RollupEmitter: Sendable {
             let cutoff = EventTimestamp(microsecondsSinceEpoch: horizon).rfc3339
             let rows = try await self.core.postgres.query("""
                 SELECT \(unescaped: RollupStore.selectColumns) FROM rollup_emits e
-                JOIN rollups_1m r USING (tenant_id, provider, model, window_start)
+                JOIN rollups_1m r USING (tenant_id, \(unescaped: SeriesKey.columns), window_start)
                 WHERE e.topic = \(tp.topic) AND e.partition = \(tp.partition) AND e.window_start + interval '1 minute' <= \(cutoff)::timestamptz
                 """)
             if rows.isEmpty { continue }

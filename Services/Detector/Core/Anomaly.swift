@@ -30,16 +30,18 @@ public struct Anomaly: Sendable, Equatable {
     /// The series' window length (microseconds): what a request rate is counted per.
     public var interval: Int64 = 60_000_000
 
-    /// sha256(tenant, provider, model, metric, start), hex, 32 characters: the same anomaly gets the same id on every
-    /// replica, after every restart and replay.
+    /// sha256(tenant, [app, environment,] provider, model, metric, start), hex, 32 characters: the same anomaly gets
+    /// the same id on every replica, after every restart and replay. App and environment enter only when set, so the
+    /// series that existed before them keep their ids.
     public var id: String {
-        let text = "\(self.series.tenant)\u{0}\(self.series.provider)\u{0}\(self.series.model)\u{0}\(self.metric.name)\u{0}\(self.start)"
+        let scope = self.series.app.isEmpty && self.series.environment.isEmpty ? "" : "app=\(self.series.app)\u{0}env=\(self.series.environment)\u{0}"
+        let text = "\(self.series.tenant)\u{0}\(scope)\(self.series.provider)\u{0}\(self.series.model)\u{0}\(self.metric.name)\u{0}\(self.start)"
         return String(Digest.hex(Digest.sha256(text)).prefix(32))
     }
 
     /// One sentence a person can act on.
     public var explanation: String {
-        let subject = self.series.isTotal ? "all traffic" : "\(self.series.provider)/\(self.series.model)"
+        let subject = self.series.displayName
         let m = self.metric
         let seen = Self.format(self.observed, m, interval: self.interval), usual = Self.format(self.expected, m, interval: self.interval)
         let range = "\(Self.format(self.expectedLow, m, interval: self.interval))–\(Self.format(self.expectedHigh, m, interval: self.interval))"
@@ -86,7 +88,7 @@ public struct Anomaly: Sendable, Equatable {
         func num(_ d: Double) -> String { d.isFinite ? String(format: "%.6g", d) : "null" }
         let fields: [(String, String)] = [
             ("anomaly_id", jsonStringLiteral(self.id)), ("tenant_id", jsonStringLiteral(self.series.tenant)),
-            ("provider", jsonStringLiteral(self.series.provider)), ("model", jsonStringLiteral(self.series.model)),
+        ] + SeriesDimension.allCases.map { ($0.rawValue, jsonStringLiteral(self.series[$0])) } + [
             ("metric", jsonStringLiteral(self.metric.name)), ("window_start", ts(self.start)), ("window_end", ts(self.end)),
             ("peak_window", ts(self.peakWindow)), ("status", jsonStringLiteral(self.status.rawValue)),
             ("severity", jsonStringLiteral(self.severity.name)), ("detector", jsonStringLiteral(self.detector.name)),

@@ -8,14 +8,27 @@ import Synchronization
 public struct TenantDetectorSettings: Sendable, Equatable {
     /// A muted series or metric: every member given must match; nil matches anything.
     public struct MuteRule: Sendable, Equatable, Codable {
+        public var app: String?
+        public var environment: String?
         public var provider: String?
         public var model: String?
         public var metric: String?
 
-        public init(provider: String? = nil, model: String? = nil, metric: String? = nil) {
+        public init(app: String? = nil, environment: String? = nil, provider: String? = nil, model: String? = nil, metric: String? = nil) {
+            self.app = app
+            self.environment = environment
             self.provider = provider
             self.model = model
             self.metric = metric
+        }
+
+        func value(_ d: SeriesDimension) -> String? {
+            switch d {
+            case .app: return self.app
+            case .environment: return self.environment
+            case .provider: return self.provider
+            case .model: return self.model
+            }
         }
     }
 
@@ -31,8 +44,7 @@ public struct TenantDetectorSettings: Sendable, Equatable {
     public func mask(for series: SeriesKey) -> MetricMask {
         var mask = MetricMask.none
         for rule in self.muted {
-            if let p = rule.provider, p != series.provider { continue }
-            if let m = rule.model, m != series.model { continue }
+            if SeriesDimension.allCases.contains(where: { d in rule.value(d).map { $0 != series[d] } ?? false }) { continue }
             if let name = rule.metric {
                 if let metric = DetectorMetric(name: name) { mask.bits |= MetricMask([metric]).bits }
             } else {
@@ -115,7 +127,8 @@ public final class DetectorEngine: Sendable {
 
     /// Scores the windows of a batch in order; returns what to publish.
     public func process(_ windows: [(record: RollupRecord, partition: Int32)]) async throws -> [Anomaly] {
-        let minute = windows.filter { $0.record.granularity == .minute }
+        // The watched levels only: the full cross product (app x environment x model) is for queries.
+        let minute = windows.filter { $0.record.granularity == .minute && $0.record.key.series.isWatched }
         try await self.rebuildUnseen(minute)
         var out: [Anomaly] = []
         self.state.withLock { state in

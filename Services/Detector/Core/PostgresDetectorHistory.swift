@@ -14,25 +14,25 @@ public struct PostgresDetectorHistory: DetectorHistory {
         var out: [SeriesKey: SeriesHistory] = [:]
         let targets = Self.json(requests)
         let hours = try await self.postgres.query("""
-            SELECT x.tenant_id, x.provider, x.model, (extract(epoch FROM x.window_start) * 1000000)::bigint AS window_us, x.requests
-            FROM json_to_recordset(\(targets)::json) AS s(t text, p text, m text, a bigint, b bigint)
+            SELECT x.tenant_id, \(unescaped: Self.xColumns), (extract(epoch FROM x.window_start) * 1000000)::bigint AS window_us, x.requests
+            FROM json_to_recordset(\(targets)::json) AS s(\(unescaped: Self.recordColumns))
             CROSS JOIN LATERAL (
-                SELECT * FROM rollups_1h r WHERE r.tenant_id = s.t AND r.provider = s.p AND r.model = s.m
+                SELECT * FROM rollups_1h r WHERE \(unescaped: Self.match)
                 AND r.window_start >= to_timestamp(s.a / 1e6) AND r.window_start < to_timestamp(s.b / 1e6)) x
             ORDER BY x.window_start
             """)
         for row in hours {
-            let series = SeriesKey(tenant: try row.decode("tenant_id"), provider: try row.decode("provider"), model: try row.decode("model"))
+            let series = try RollupStore.series(row)
             out[series, default: SeriesHistory()].hours.append((try row.decode("window_us"), Double(try row.decode("requests", as: Int64.self))))
         }
         let minuteTargets = Self.json(requests.map { HistoryRequest(series: $0.series, before: $0.before, replayStart: $0.replayStart, seasonalStart: $0.replayStart) })
         let minutes = try await self.postgres.query("""
-            SELECT \(unescaped: RollupStore.selectColumns)
-            FROM json_to_recordset(\(minuteTargets)::json) AS s(t text, p text, m text, a bigint, b bigint)
-            CROSS JOIN LATERAL (
-                SELECT * FROM rollups_1m r WHERE r.tenant_id = s.t AND r.provider = s.p AND r.model = s.m
-                AND r.window_start >= to_timestamp(s.a / 1e6) AND r.window_start < to_timestamp(s.b / 1e6)) x
-            ORDER BY x.window_start
+            SELECT \(unescaped: RollupStore.selectColumns) FROM (
+                SELECT x.* FROM json_to_recordset(\(minuteTargets)::json) AS s(\(unescaped: Self.recordColumns))
+                CROSS JOIN LATERAL (
+                    SELECT * FROM rollups_1m r WHERE \(unescaped: Self.match)
+                    AND r.window_start >= to_timestamp(s.a / 1e6) AND r.window_start < to_timestamp(s.b / 1e6)) x) y
+            ORDER BY window_start
             """)
         for row in minutes {
             let record = try RollupStore.record(row, granularity: .minute)
@@ -41,15 +41,20 @@ public struct PostgresDetectorHistory: DetectorHistory {
         return out
     }
 
-    /// `[{"t": tenant, "p": provider, "m": model, "a": from, "b": to}]`: hours from the seasonal start to the replay
-    /// start (for minutes, callers pass replay start to `before`).
+    /// The targets' record type, the row match and the selected series columns, from the declared dimensions.
+    static let recordColumns = "t text, " + SeriesDimension.allCases.map { "\($0.rawValue) text" }.joined(separator: ", ") + ", a bigint, b bigint"
+    static let match = "r.tenant_id = s.t AND " + SeriesDimension.allCases.map { "r.\($0.rawValue) = s.\($0.rawValue)" }.joined(separator: " AND ")
+    static let xColumns = SeriesDimension.allCases.map { "x.\($0.rawValue)" }.joined(separator: ", ")
+
+    /// `[{"t": tenant, "app": …, "environment": …, "provider": …, "model": …, "a": from, "b": to}]`: hours from the
+    /// seasonal start to the replay start (for minutes, callers pass replay start to `before`).
     static func json(_ requests: [HistoryRequest]) -> String {
         var out: [UInt8] = [UInt8(ascii: "[")]
         for (i, r) in requests.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             let (from, to) = r.seasonalStart == r.replayStart ? (r.replayStart, r.before) : (r.seasonalStart, r.replayStart)
-            out += Array("{\"t\":".utf8) + Array(jsonStringLiteral(r.series.tenant).utf8) + Array(",\"p\":".utf8) + Array(jsonStringLiteral(r.series.provider).utf8)
-            out += Array(",\"m\":".utf8) + Array(jsonStringLiteral(r.series.model).utf8) + Array(",\"a\":\(from),\"b\":\(to)}".utf8)
+            out += Array("{\"t\":".utf8) + Array(jsonStringLiteral(r.series.tenant).utf8) + Array(",".utf8) + Array(r.series.jsonFields.utf8)
+            out += Array(",\"a\":\(from),\"b\":\(to)}".utf8)
         }
         out.append(UInt8(ascii: "]"))
         return String(decoding: out, as: UTF8.self)

@@ -128,6 +128,8 @@ struct BacktestCommand: AsyncParsableCommand {
                 parameters: [tenant, EventTimestamp(microsecondsSinceEpoch: start).rfc3339, EventTimestamp(microsecondsSinceEpoch: end).rfc3339])
             if let provider { query.parameters.append(provider); query.sql += " AND provider = $\(query.parameters.count)" }
             if let model { query.parameters.append(model); query.sql += " AND model = $\(query.parameters.count)" }
+            // The levels the detector watches (not the full cross product).
+            query.sql += " AND NOT (app <> '' AND environment <> '') AND app <> 'default' AND environment <> 'default'"
             query.sql += " ORDER BY window_start"
             var bySeries: [SeriesKey: [WindowObservation]] = [:]
             for row in try await postgres.query(query) {

@@ -34,15 +34,15 @@ public struct QueryRoutes: Sendable {
 
     public func add<Context: RequestContext>(to router: Router<Context>) {
         self.access.route(router, .get, "/v1/series", scope: .query) { request, tenant, _ in
-            try Self.allowOnly(["metric", "from", "to", "step", "provider", "model", "error_type"], in: request)
+            try Self.allowOnly(Set(["metric", "from", "to", "step", "error_type"] + Self.filterParameters), in: request)
             return try await self.series(request, tenant: tenant)
         }
         self.access.route(router, .get, "/v1/breakdown", scope: .query) { request, tenant, _ in
-            try Self.allowOnly(["from", "to", "by", "order", "limit"], in: request)
+            try Self.allowOnly(Set(["from", "to", "by", "order", "limit"] + Self.filterParameters), in: request)
             return try await self.breakdown(request, tenant: tenant)
         }
         self.access.route(router, .get, "/v1/anomalies", scope: .query) { request, tenant, _ in
-            try Self.allowOnly(["from", "to", "severity", "metric", "status", "provider", "model", "limit"], in: request)
+            try Self.allowOnly(["from", "to", "severity", "metric", "status", "provider", "model", "app", "environment", "limit"], in: request)
             return try await self.anomalies(request, tenant: tenant)
         }
         UserRoutes(access: self.access).add(to: router)
@@ -73,7 +73,7 @@ public struct QueryRoutes: Sendable {
         let points = (to - from + step.microseconds - 1) / step.microseconds
         guard points <= Self.maxPoints else { throw Self.bad("from", "the range holds \(points) steps of \(step.rawValue); at most \(Self.maxPoints)") }
         let start = step.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
-        let (provider, model) = Self.seriesFilter(q)
+        let selection = SeriesSelection(filters: try Self.seriesFilters(q))
         // One error type's share of the errors: `errors` and `error_rate` count only the failures of that type.
         let errorType = q["error_type"].map(String.init)
         if let errorType {
@@ -82,7 +82,7 @@ public struct QueryRoutes: Sendable {
                 throw Self.bad("error_type", "must be 1 to \(EventLimits.default.maxErrorTypeLength) bytes")
             }
         }
-        let (rows, source) = try await self.seriesRecords(tenant.database, step: step, from: start, to: to, provider: provider, model: model)
+        let (rows, source) = try await self.seriesRecords(tenant.database, step: step, from: start, to: to, selection: selection)
         var byWindow: [Int64: RollupValues] = [:]
         for record in rows { byWindow[record.key.windowStart, default: RollupValues()].merge(record.values) }
         var out: [UInt8] = []
@@ -109,8 +109,7 @@ public struct QueryRoutes: Sendable {
 
     /// 1-minute windows of the last 24 hours come from the Redis read model below the tenant's horizon (the windows
     /// the query service has complete), the rest from Postgres. Any Redis failure falls back to Postgres.
-    func seriesRecords(_ db: TenantDatabase, step: Granularity, from: Int64, to: Int64, provider: String?, model: String?) async throws -> ([RollupRecord], String) {
-        let selection = SeriesSelection(provider: provider, model: model)
+    func seriesRecords(_ db: TenantDatabase, step: Granularity, from: Int64, to: Int64, selection: SeriesSelection) async throws -> ([RollupRecord], String) {
         if step == .minute, let readModel = self.readModel, from >= EventTimestamp.now().microsecondsSinceEpoch - 24 * 3_600_000_000,
             let horizon = try? await readModel.horizon(tenant: db.tenantID), horizon > from,
             let selected = try? await readModel.windows(tenant: db.tenantID, from: from, to: min(to, horizon), include: selection.matches)
@@ -128,57 +127,58 @@ public struct QueryRoutes: Sendable {
 
     func breakdown(_ request: Request, tenant: TenantRequest) async throws -> Response {
         let q = request.uri.queryParameters
-        let (from, to) = try Self.range(q)
-        guard to - from <= Self.maxRangeDays * Granularity.day.microseconds else { throw Self.bad("from", "the range is longer than \(Self.maxRangeDays) days") }
         let by = q["by"].map(String.init) ?? "model"
-        guard ["model", "provider", "error_type", "user"].contains(by) else { throw Self.bad("by", "must be model, provider, error_type or user") }
+        guard Self.breakdownDimensions[by] != nil || by == "user" else { throw Self.bad("by", "must be model, provider, app, environment, error_type or user") }
         let order = q["order"].map(String.init) ?? (by == "error_type" ? "errors" : "cost")
         guard ["cost", "requests", "tokens", "errors"].contains(order) else { throw Self.bad("order", "must be cost, requests, tokens or errors") }
         if by == "error_type", order != "errors" { throw Self.bad("order", "by=error_type is ordered by errors") }
         let limit = try Self.limit(q, max: 1000, default: 10)
         if by == "user" {
-            // Per-user totals are kept per UTC day: the range must be whole days.
-            guard from % Granularity.day.microseconds == 0, to % Granularity.day.microseconds == 0 else {
-                throw Self.bad("from", "by=user needs a range of whole UTC days (from and to at 00:00:00Z)")
-            }
+            if let filter = Self.filterParameters.first(where: { q[Substring($0)] != nil }) { throw Self.bad(filter, "per-user totals are not broken down by series; leave it out with by=user") }
+            // Per-user totals are kept per UTC day: the range is whole days, the last 7 by default (as /v1/users).
+            let (from, to) = try UserRoutes.dayRange(q)
             guard let orderSQL = UserRoutes.orders[order] else { throw Self.bad("order", "must be cost, requests, tokens or errors") }
             return try await UserRoutes(access: self.access).top(tenant: tenant, from: from, to: to, orderName: order, order: orderSQL, limit: limit, cursor: nil, csv: false, by: "user")
         }
-        let (records, source) = try await self.breakdownRecords(tenant.database, from: from, to: to)
+        let (from, to) = try Self.range(q)
+        guard to - from <= Self.maxRangeDays * Granularity.day.microseconds else { throw Self.bad("from", "the range is longer than \(Self.maxRangeDays) days") }
+        let groupBy = Self.breakdownDimensions[by] ?? []
+        let selection = SeriesSelection(filters: try Self.seriesFilters(q), groupBy: Set(groupBy))
+        let (records, source) = try await self.breakdownRecords(tenant.database, from: from, to: to, selection: selection)
         if by == "error_type" { return Self.errorTypes(records, from: from, to: to, limit: limit, source: source) }
         var total = RollupValues()
-        var groups: [String: (provider: String, model: String, values: RollupValues)] = [:]
+        var groups: [[String]: RollupValues] = [:]
         for record in records {
-            let series = record.key.series
-            if series.isTotal {
-                total.merge(record.values)
-                continue
-            }
-            let groupKey = by == "model" ? "\(series.provider)\u{0}\(series.model)" : series.provider
-            groups[groupKey, default: (series.provider, by == "model" ? series.model : "", RollupValues())].values.merge(record.values)
+            total.merge(record.values)
+            groups[groupBy.map { record.key.series[$0] }, default: RollupValues()].merge(record.values)
         }
         let sortKey: (RollupValues) -> Int64 = {
             switch order {
             case "requests": return $0.requests
-            case "tokens": return $0.inputTokens + $0.outputTokens
+            case "tokens": return $0.inputTokens.saturatingAdd($0.outputTokens)
             case "errors": return $0.errors
             default: return $0.costNanos
             }
         }
-        let items = groups.values.sorted { (sortKey($0.values), $1.provider, $1.model) > (sortKey($1.values), $0.provider, $0.model) }.prefix(limit)
+        // Most first; ties in name order, so pages and tests are stable.
+        let items = groups.sorted { a, b in
+            let (ka, kb) = (sortKey(a.value), sortKey(b.value))
+            return ka != kb ? ka > kb : a.key.lexicographicallyPrecedes(b.key)
+        }.prefix(limit)
         var out: [UInt8] = Array("{\"from\":\"\(EventTimestamp(microsecondsSinceEpoch: from).rfc3339)\",\"to\":\"\(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)\",\"by\":\"\(by)\",\"order\":\"\(order)\",\"totals\":".utf8)
         out.append(contentsOf: Self.summary(total).utf8)
         out.append(contentsOf: Array(",\"items\":[".utf8))
         for (i, item) in items.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
-            out.append(contentsOf: Array("{\"provider\":".utf8))
-            writeJSONString(item.provider, into: &out)
-            if by == "model" {
-                out.append(contentsOf: Array(",\"model\":".utf8))
-                writeJSONString(item.model, into: &out)
+            out.append(UInt8(ascii: "{"))
+            for (d, value) in zip(groupBy, item.key) {
+                writeJSONString(d.rawValue, into: &out)
+                out.append(UInt8(ascii: ":"))
+                writeJSONString(value, into: &out)
+                out.append(UInt8(ascii: ","))
             }
-            out.append(contentsOf: Array(",\"values\":".utf8))
-            out.append(contentsOf: Self.summary(item.values).utf8)
+            out.append(contentsOf: Array("\"values\":".utf8))
+            out.append(contentsOf: Self.summary(item.value).utf8)
             out.append(UInt8(ascii: "}"))
         }
         out.append(contentsOf: Array("]}".utf8))
@@ -187,10 +187,15 @@ public struct QueryRoutes: Sendable {
         return response
     }
 
-    /// Failures by error type (`unknown` for errors reported without one), from the tenant's total series, most first.
+    /// What each `by` groups by (`error_type` and `user` are not series dimensions).
+    static let breakdownDimensions: [String: [SeriesDimension]] = [
+        "model": [.provider, .model], "provider": [.provider], "app": [.app], "environment": [.environment], "error_type": [],
+    ]
+
+    /// Failures by error type (`unknown` for errors reported without one) of the selected series, most first.
     static func errorTypes(_ records: [RollupRecord], from: Int64, to: Int64, limit: Int, source: String) -> Response {
         var total = RollupValues()
-        for record in records where record.key.series.isTotal { total.merge(record.values) }
+        for record in records { total.merge(record.values) }
         let items = total.errorsByType.sorted { ($0.value, $1.key) > ($1.value, $0.key) }.prefix(limit)
         var out = "{\"from\":\"\(EventTimestamp(microsecondsSinceEpoch: from).rfc3339)\",\"to\":\"\(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)\",\"by\":\"error_type\",\"order\":\"errors\",\"totals\":"
         out += Self.summary(total) + ",\"items\":["
@@ -208,9 +213,9 @@ public struct QueryRoutes: Sendable {
     /// From the coarsest rollup table whose windows tile the range exactly: exact, and cheap for long ranges.
     /// (Not from the read model: a breakdown needs every series, and decoding them all from Redis measured slower
     /// than one indexed Postgres query.)
-    func breakdownRecords(_ db: TenantDatabase, from: Int64, to: Int64) async throws -> ([RollupRecord], String) {
+    func breakdownRecords(_ db: TenantDatabase, from: Int64, to: Int64, selection: SeriesSelection) async throws -> ([RollupRecord], String) {
         let granularity: Granularity = [Granularity.day, .hour, .minute].first(where: { from % $0.microseconds == 0 && to % $0.microseconds == 0 }) ?? Granularity.minute
-        return (try await self.records(db, granularity: granularity, from: granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: from)), to: to, selection: nil), "postgres")
+        return (try await self.records(db, granularity: granularity, from: granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: from)), to: to, selection: selection), "postgres")
     }
 
     // MARK: - Anomalies
@@ -241,6 +246,8 @@ public struct QueryRoutes: Sendable {
         let (provider, model) = Self.seriesFilter(q)
         try filter("provider", "body->>'provider' = $?", value: provider)
         try filter("model", "body->>'model' = $?", value: model)
+        try filter("app", "coalesce(body->>'app', '') = $?")
+        try filter("environment", "coalesce(body->>'environment', '') = $?")
         let limit = try Self.limit(q, max: 1000, default: 100)
         query.sql += " ORDER BY window_start DESC LIMIT \(limit)) a"
         let rows = try await tenant.database.query(query)
@@ -258,6 +265,22 @@ public struct QueryRoutes: Sendable {
         let provider = q["provider"].map { Self.normalizer.provider(String($0)) }
         let model = q["model"].map { Self.normalizer.model(String($0), provider: q["provider"].map(String.init)) }
         return (provider, model)
+    }
+
+    /// The query parameters that filter series: one per dimension.
+    static let filterParameters = SeriesDimension.allCases.map(\.rawValue)
+
+    /// Every dimension filter of a query: provider and model normalized as ingest does, app and environment as sent.
+    static func seriesFilters(_ q: Hummingbird.Parameters) throws -> [SeriesDimension: String] {
+        let (provider, model) = Self.seriesFilter(q)
+        var filters: [SeriesDimension: String] = [:]
+        for d in SeriesDimension.allCases {
+            guard let raw = q[Substring(d.rawValue)].map(String.init) else { continue }
+            let value = d == .provider ? provider ?? raw : d == .model ? model ?? raw : raw
+            guard !value.isEmpty, value.unicodeScalars.count <= d.maxLength else { throw Self.bad(d.rawValue, "must be 1 to \(d.maxLength) characters") }
+            filters[d] = value
+        }
+        return filters
     }
 
     /// The tenant's rows of windows starting in [from, to): the series `selection` picks, or all of them (totals
@@ -380,27 +403,3 @@ enum Metric: String, CaseIterable {
     }
 }
 
-/// Which series a query asks for: the tenant's total (no filter), one provider's models, one model, or both. The
-/// read model and Postgres apply the same rule, one as a predicate, the other as SQL.
-struct SeriesSelection: Sendable {
-    var provider: String?
-    var model: String?
-
-    func matches(provider p: String, model m: String) -> Bool {
-        switch (self.provider, self.model) {
-        case (nil, nil): return p.isEmpty && m.isEmpty
-        case (let want?, nil): return p == want && !m.isEmpty
-        case (nil, let want?): return m == want && !p.isEmpty
-        case (let wantP?, let wantM?): return p == wantP && m == wantM
-        }
-    }
-
-    func sqlCondition(firstParameter n: Int) -> (String, [String]) {
-        switch (self.provider, self.model) {
-        case (nil, nil): return ("provider = '' AND model = ''", [])
-        case (let p?, nil): return ("provider = $\(n) AND model <> ''", [p])
-        case (nil, let m?): return ("model = $\(n) AND provider <> ''", [m])
-        case (let p?, let m?): return ("provider = $\(n) AND model = $\(n + 1)", [p, m])
-        }
-    }
-}

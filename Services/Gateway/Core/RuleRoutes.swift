@@ -107,7 +107,7 @@ struct RuleRoutes: Sendable {
     static let budgetSelect = """
         SELECT b.budget_id, b.name, b.period, b.amount_nanos, array_to_string(b.notify_percentages, ',') AS notify_at, b.forecast,
                to_char(b.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at,
-               coalesce((SELECT sum(r.cost_nanos) FROM rollups_1h r WHERE r.tenant_id = b.tenant_id AND r.provider = '' AND r.model = ''
+               coalesce((SELECT sum(r.cost_nanos) FROM rollups_1h r WHERE r.tenant_id = b.tenant_id AND r.app = '' AND r.environment = '' AND r.provider = '' AND r.model = ''
                          AND r.window_start >= date_trunc(CASE WHEN b.period = 'day' THEN 'day' ELSE 'month' END, now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'), 0)::bigint AS spent
         FROM budgets b
         """

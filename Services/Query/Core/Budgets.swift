@@ -72,7 +72,7 @@ extension RuleEvaluator {
         var out: [Int64: Double] = [:]
         for row in try connection.query("""
             SELECT (extract(epoch FROM window_start) * 1000000)::bigint AS w, cost_nanos FROM \(unescaped: granularity.table)
-            WHERE tenant_id = \(tenant) AND provider = '' AND model = '' AND window_start >= to_timestamp(\(Double(from) / 1e6)) AND window_start < to_timestamp(\(Double(to) / 1e6))
+            WHERE tenant_id = \(tenant) AND \(unescaped: SeriesSelection.totalSQL) AND window_start >= to_timestamp(\(Double(from) / 1e6)) AND window_start < to_timestamp(\(Double(to) / 1e6))
             """) {
             out[try row.decode("w", as: Int64.self)] = Double(try row.decode("cost_nanos", as: Int64.self))
         }

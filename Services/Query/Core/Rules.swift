@@ -197,12 +197,16 @@ public struct RuleEvaluator: Service {
         let minute: Int64 = 60_000_000
         let start = end - Int64(rule.forMinutes) * minute
         let from = rule.metric == .costPerHour ? start - 59 * minute : start
-        let rows = try connection.query("""
-            SELECT \(unescaped: RollupStore.selectColumns) FROM \(unescaped: Granularity.minute.table)
-            WHERE tenant_id = \(rule.tenant) AND window_start >= to_timestamp(\(Double(from) / 1e6)) AND window_start < to_timestamp(\(Double(end) / 1e6))
-              AND \(unescaped: rule.provider == nil && rule.model == nil ? "provider = '' AND model = ''" : "provider <> '' AND model <> ''")
-              AND (\(rule.provider)::text IS NULL OR provider = \(rule.provider)) AND (\(rule.model)::text IS NULL OR model = \(rule.model))
-            """)
+        var filters: [SeriesDimension: String] = [:]
+        filters[.provider] = rule.provider
+        filters[.model] = rule.model
+        let (condition, selected) = SeriesSelection(filters: filters).sqlCondition(firstParameter: 4)
+        let rows = try connection.query(PostgresQuery(
+            sql: """
+                SELECT \(RollupStore.selectColumns) FROM \(Granularity.minute.table)
+                WHERE tenant_id = $1 AND window_start >= to_timestamp($2::double precision) AND window_start < to_timestamp($3::double precision) AND \(condition)
+                """,
+            parameters: [rule.tenant, String(Double(from) / 1e6), String(Double(end) / 1e6)] + selected.map { Optional($0) }))
         var byMinute: [Int64: RollupValues] = [:]
         for row in rows {
             let record = try RollupStore.record(row, granularity: .minute)
