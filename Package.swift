@@ -116,7 +116,7 @@ let package = Package(
             name: "Gateway", dependencies: ["GatewayCore", "ServiceKit", "Kafka", "Redis", "Postgres", "Events", "Rollups", "Notify", .product(name: "Hummingbird", package: "hummingbird")],
             path: "Services/Gateway/Main", swiftSettings: swiftSettings),
         .target(
-            name: "IngestorCore", dependencies: ["ServiceKit", "Events", "Kafka", "Redis", "Postgres",
+            name: "IngestorCore", dependencies: ["ServiceKit", "Events", "Kafka", "Redis", "Postgres", "Rollups",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -364,6 +364,17 @@ public enum TokenwatchSchema {
             ALTER TABLE rollup_emits DROP CONSTRAINT rollup_emits_pkey;
             ALTER TABLE rollup_emits ADD PRIMARY KEY (topic, partition, tenant_id, app, environment, provider, model, window_start);
             """),
+        PostgresMigration(version: 17, name: "dimension_values", sql: """
+            -- The app and environment values each tenant has been admitted under its cardinality cap (the ingestor's
+            -- DimensionRegistry); later values are counted as 'other'.
+            CREATE TABLE dimension_values (
+                tenant_id text NOT NULL,
+                dimension text NOT NULL,
+                value text NOT NULL,
+                first_seen timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (tenant_id, dimension, value)
+            );
+            """),
     ]
 }
 

@@ -213,4 +213,65 @@ struct QueryTests {
         }
         await gateway.producer.shutdown()
     }
+
+    @Test("app and environment: breakdowns by each, filters alone and combined with provider and model, each answer equal to the sum of the matching events")
+    func appsAndEnvironments() async throws {
+        let gateway = try await Gateway.make()
+        let tenant = TestEnvironment.unique("ae")
+        let key = try await gateway.keys.createTenant(id: tenant, name: "AE").key
+        let origin = (EventTimestamp.now().microsecondsSinceEpoch - 7_200_000_000) / 3_600_000_000 * 3_600_000_000
+        let apps: [String?] = ["search", "chat", "search", nil]
+        let envs: [String?] = ["prod", "staging", nil]
+        let models = [("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4")]
+        var events: [LLMEvent] = []
+        for i in 0..<120 {
+            let (provider, model) = models[i % 2]
+            events.append(LLMEvent(eventID: "e\(i)", tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 1_000_000), provider: provider, model: model,
+                                   inputTokens: Int64(i), outputTokens: 1, latencyMs: 10, status: .ok, costNanos: Int64(1000 + i), app: apps[i % 4], environment: envs[i % 3]))
+        }
+        var minutes = RollupDeltas(granularity: .minute), hours = RollupDeltas(granularity: .hour)
+        for e in events { minutes.add(e); hours.add(e) }
+        try await gateway.postgres.query(RollupStore.upsert(minutes))
+        try await gateway.postgres.query(RollupStore.upsert(hours))
+        let range = "from=\(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)&to=\(EventTimestamp(microsecondsSinceEpoch: origin + 3_600_000_000).rfc3339)"
+        let all = events
+        @Sendable func expected(_ keep: (LLMEvent) -> Bool) -> Int { all.filter(keep).count }
+
+        try await gateway.app.test(.router) { client in
+            func get(_ uri: String) async throws -> [String: Any] {
+                try await client.execute(uri: uri, method: .get, headers: [.authorization: "Bearer \(key)"]) {
+                    #expect($0.status == .ok, "\(uri): \(String(buffer: $0.body))")
+                    return json($0.body)
+                }
+            }
+            func items(_ answer: [String: Any], _ name: String) -> [String: Int] {
+                var out: [String: Int] = [:]
+                for item in answer["items"] as? [[String: Any]] ?? [] {
+                    out[item[name] as? String ?? "?"] = (item["values"] as? [String: Any])?["requests"] as? Int
+                }
+                return out
+            }
+            let byApp = try await get("/v1/breakdown?\(range)&by=app&order=requests")
+            #expect(items(byApp, "app") == ["search": expected { $0.app == "search" }, "chat": expected { $0.app == "chat" }, "default": expected { $0.app == nil }],
+                    "events without an app are counted under default")
+            #expect((byApp["totals"] as? [String: Any])?["requests"] as? Int == 120)
+            let byEnv = try await get("/v1/breakdown?\(range)&by=environment&app=search")
+            #expect(items(byEnv, "environment") == ["prod": expected { $0.app == "search" && $0.environment == "prod" },
+                                                     "staging": expected { $0.app == "search" && $0.environment == "staging" },
+                                                     "default": expected { $0.app == "search" && $0.environment == nil }])
+            let models = try await get("/v1/breakdown?\(range)&by=model&environment=prod")
+            #expect(items(models, "model") == ["gpt-4o": expected { $0.model == "gpt-4o" && $0.environment == "prod" },
+                                                "claude-sonnet-4": expected { $0.model == "claude-sonnet-4" && $0.environment == "prod" }])
+            for (filter, keep) in [("app=chat", { (e: LLMEvent) in e.app == "chat" }), ("environment=staging", { $0.environment == "staging" }),
+                                   ("app=search&environment=prod&model=gpt-4o", { $0.app == "search" && $0.environment == "prod" && $0.model == "gpt-4o" }),
+                                   ("provider=anthropic&app=default", { $0.provider == "anthropic" && $0.app == nil }),
+                                   ("model=gpt-4o", { $0.model == "gpt-4o" })] as [(String, (LLMEvent) -> Bool)] {
+                let series = try await get("/v1/series?metric=requests&step=1h&\(range)&\(filter)")
+                #expect((series["points"] as? [[String: Any]])?.first?["value"] as? Int == expected(keep), "\(filter)")
+            }
+            let (unknown, problem) = try await client.execute(uri: "/v1/breakdown?\(range)&by=team", method: .get, headers: [.authorization: "Bearer \(key)"]) { ($0.status, json($0.body)) }
+            #expect(unknown == .badRequest && (problem["detail"] as? String)?.contains("app, environment") == true)
+        }
+        await gateway.producer.shutdown()
+    }
 }

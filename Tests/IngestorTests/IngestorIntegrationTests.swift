@@ -214,4 +214,48 @@ struct IngestorIntegrationTests {
         }
         await producer.shutdown()
     }
+
+    @Test("cardinality cap: a tenant's first N apps and environments are kept, later ones become 'other'; a second replica (or a replay) maps each event the same way; other tenants are apart")
+    func dimensionCap() async throws {
+        let (producer, redis, postgres) = try await makeClients()
+        var topics = Topics()
+        topics.events = TestEnvironment.unique("events")
+        topics.deadLetters = TestEnvironment.unique("dlq")
+        try MockBrokerControl.createTopic(topics.events, partitions: 1)
+        try MockBrokerControl.createTopic(topics.deadLetters, partitions: 1)
+        let run = TestEnvironment.unique("cap")
+        let (a, b) = ("\(run)-a", "\(run)-b")
+        for tenant in [a, b] { try await postgres.query("INSERT INTO tenants (tenant_id, name) VALUES (\(tenant), 'x')") }
+        func pipeline() -> IngestPipeline {
+            IngestPipeline(configuration: .init(topics: topics), producer: producer, deduplicator: Deduplicator(redis: redis, ttlSeconds: 600),
+                           prices: PriceTable(), tenants: TenantRegistry(postgres: postgres), dimensions: DimensionRegistry(postgres: postgres, cap: 2), logger: logger)
+        }
+        func event(_ id: String, _ tenant: String, app: String?, env: String? = nil) -> [UInt8] {
+            var extra: [String] = []
+            if let app { extra.append("\"app\":\"\(app)\"") }
+            if let env { extra.append("\"environment\":\"\(env)\"") }
+            return rawEvent("\(run)-\(id)", tenant: tenant, extra: extra.joined(separator: ","))
+        }
+        // Tenant a: apps search, chat, then billing (over the cap of 2), search again, one without an app; three
+        // environments. Tenant b: its own two apps, unaffected by a's.
+        let first = [event("1", a, app: "search", env: "prod"), event("2", a, app: "chat", env: "staging"), event("3", a, app: "billing", env: "dev"),
+                     event("4", a, app: "search"), event("5", a, app: nil), event("6", b, app: "x"), event("7", b, app: "billing")]
+        _ = try await pipeline().process(first.enumerated().map { raw($0.element, offset: Int64($0.offset)) })
+        // Another replica, from nothing in memory: a new app beyond the cap and known ones.
+        let second = [event("8", a, app: "reports"), event("9", a, app: "chat", env: "prod")]
+        _ = try await pipeline().process(second.enumerated().map { raw($0.element, offset: Int64(100 + $0.offset)) })
+        var got: [String: (String?, String?)] = [:]
+        for message in try await readTopic(topics.events, count: first.count + second.count) {
+            let e = try EventDecoder().decode(message.value)
+            got[String(e.eventID.dropFirst(run.count + 1))] = (e.app, e.environment)
+        }
+        #expect(got["1"]! == ("search", "prod") && got["2"]! == ("chat", "staging"))
+        #expect(got["3"]! == ("other", "other"), "the third app and environment of a tenant")
+        #expect(got["4"]! == ("search", nil) && got["5"]! == (nil, nil))
+        #expect(got["6"]! == ("x", nil) && got["7"]! == ("billing", nil), "tenant b has its own cap")
+        #expect(got["8"]!.0 == "other" && got["9"]! == ("chat", "prod"))
+        let stored = try await postgres.query("SELECT count(*)::bigint AS n FROM dimension_values WHERE tenant_id = \(a) AND dimension = 'app'")[0].decode("n", as: Int64.self)
+        #expect(stored == 2)
+        await producer.shutdown()
+    }
 }

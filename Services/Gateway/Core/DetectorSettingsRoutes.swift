@@ -4,7 +4,7 @@ import Hummingbird
 import Postgres
 
 /// A tenant's detector settings: `GET /v1/detector/settings` (scope query) and `PUT /v1/detector/settings`
-/// (scope admin) with `{"sensitivity": 0.25...4, "muted": [{"provider"?, "model"?, "metric"?}]}`. Written as the
+/// (scope admin) with `{"sensitivity": 0.25...4, "muted": [{"app"?, "environment"?, "provider"?, "model"?, "metric"?}]}`. Written as the
 /// tenant, under row-level security; the detector reloads them every `TW_DETECTOR_SETTINGS_REFRESH`.
 public struct DetectorSettingsRoutes: Sendable {
     let access: TenantAccess
@@ -33,8 +33,10 @@ public struct DetectorSettingsRoutes: Sendable {
                 for (i, item) in items.enumerated() {
                     guard case .object(let o) = item else { throw JSONInput.invalid("muted[\(i)]", "must be an object") }
                     let rule = JSONInput(members: o)
-                    if let unknown = o.keys.first(where: { !["provider", "model", "metric"].contains($0) }) { throw JSONInput.invalid("muted[\(i)].\(unknown.prefix(64))", "unknown member") }
+                    if let unknown = o.keys.first(where: { !["app", "environment", "provider", "model", "metric"].contains($0) }) { throw JSONInput.invalid("muted[\(i)].\(unknown.prefix(64))", "unknown member") }
                     var r: [String: String] = [:]
+                    r["app"] = try rule.string("app", maxLength: 256)
+                    r["environment"] = try rule.string("environment", maxLength: 256)
                     r["provider"] = try rule.string("provider", maxLength: 64)
                     r["model"] = try rule.string("model", maxLength: 256)
                     if let metric = try rule.string("metric", maxLength: 64) {

@@ -185,6 +185,8 @@ public enum OpenAPIDocument {
               "DetectorSettings": {"type": "object", "required": ["sensitivity"], "additionalProperties": false, "properties": {
                 "sensitivity": {"type": "number", "minimum": 0.25, "maximum": 4, "default": 1},
                 "muted": {"type": "array", "maxItems": 100, "items": {"type": "object", "additionalProperties": false, "properties": {
+                  "app": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
+                  "environment": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                   "provider": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                   "metric": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"]}}}}}},
               "Rotation": {"type": "object", "additionalProperties": false, "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 604800, "default": 0,

@@ -33,6 +33,7 @@ public final class IngestPipeline: Sendable {
     let deduplicator: Deduplicator
     let prices: Mutex<PriceTable>
     let tenants: TenantRegistry
+    let dimensions: DimensionRegistry?
     let normalizer = EventNormalizer()
     let logger: Logger
     private let accepted = Counter(label: "tw_ingest_events_total", dimensions: [("outcome", "accepted")])
@@ -45,8 +46,10 @@ public final class IngestPipeline: Sendable {
         ($0, Counter(label: "tw_ingest_cost_source_total", dimensions: [("source", $0.rawValue)]))
     })
 
-    public init(configuration: Configuration, producer: KafkaProducer, deduplicator: Deduplicator, prices: PriceTable, tenants: TenantRegistry, logger: Logger) {
+    public init(configuration: Configuration, producer: KafkaProducer, deduplicator: Deduplicator, prices: PriceTable, tenants: TenantRegistry,
+                dimensions: DimensionRegistry? = nil, logger: Logger) {
         self.configuration = configuration
+        self.dimensions = dimensions
         self.tenants = tenants
         self.producer = producer
         self.deduplicator = deduplicator
@@ -116,6 +119,10 @@ public final class IngestPipeline: Sendable {
             return true
         }
 
+        if let dimensions = self.dimensions {
+            let capped = try await dimensions.apply(valid.map(\.event))
+            for i in valid.indices { valid[i].event = capped[i] }
+        }
         let verdicts = try await self.deduplicator.classify(valid.map {
             Deduplicator.Item(tenant: $0.event.tenantID!, eventID: $0.event.eventID, partition: $0.message.partition, offset: $0.message.offset)
         })

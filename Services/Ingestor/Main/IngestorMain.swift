@@ -22,7 +22,8 @@ struct IngestorMain {
             let pipeline = IngestPipeline(
                 configuration: .init(topics: runtime.configuration.topics), producer: producer,
                 deduplicator: Deduplicator(redis: redis, ttlSeconds: Int(settings.dedupeTTL.components.seconds)),
-                prices: try await PriceTable.load(from: postgres), tenants: tenants, logger: runtime.logger)
+                prices: try await PriceTable.load(from: postgres), tenants: tenants,
+                dimensions: DimensionRegistry(postgres: postgres, cap: settings.dimensionCap), logger: runtime.logger)
             let logger = runtime.logger
             let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics.raw], logger: logger, batchSize: settings.batchSize) { batch in
                 let (_, commit) = try await pipeline.process(batch)
