@@ -52,7 +52,8 @@ struct PipelineTests {
                 timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 240_000_000 / 2400),
                 provider: provider, model: model, inputTokens: Int64.random(in: 0...4000, using: &rng), outputTokens: Int64.random(in: 0...900, using: &rng),
                 latencyMs: Double(Int.random(in: 20...8000, using: &rng)), status: error ? .error : .ok, errorType: error ? "timeout" : nil,
-                costNanos: Int64.random(in: 1...50_000, using: &rng))
+                costNanos: Int64.random(in: 1...50_000, using: &rng), userID: i % 7 == 0 ? nil : "user-\(i % 40)",
+                app: i % 5 == 0 ? nil : "app-\(i % 4)", environment: ["prod", "staging", nil][i % 3])
         }
         func raw(_ e: LLMEvent) -> KafkaProducerMessage { KafkaProducerMessage(topic: topics.raw, key: Array(e.tenantID!.utf8), value: e.jsonBytes()) }
         let invalid = (0..<7).map { KafkaProducerMessage(topic: topics.raw, key: nil, value: Array("{\"event_id\":\"\(run)-bad-\($0)\"}".utf8)) }
@@ -117,6 +118,20 @@ struct PipelineTests {
             let got = actual[key]
             #expect(got?.0 == v.requests && got?.1 == v.errors && got?.2 == v.inputTokens && got?.3 == v.outputTokens && got?.4 == v.costNanos, "\(key)")
         }
+        // Per-user daily totals, through the same kills: equal to the events' sums, computed here.
+        var userTruth: [String: [Int64]] = [:]
+        for e in events {
+            let key = "\(e.tenantID!)|\(e.timestamp.rfc3339.prefix(10))|\(e.userID ?? "")"
+            userTruth[key] = zip(userTruth[key] ?? [0, 0, 0], [1, e.inputTokens, e.costNanos ?? 0]).map { $0 + $1 }
+        }
+        var userActual: [String: [Int64]] = [:]
+        for row in try await postgres.query("""
+            SELECT tenant_id, to_char(day, 'YYYY-MM-DD') AS day, user_id, requests, input_tokens, cost_nanos FROM user_totals_1d WHERE tenant_id LIKE \(run + "-%")
+            """) {
+            userActual["\(try row.decode("tenant_id", as: String.self))|\(try row.decode("day", as: String.self))|\(try row.decode("user_id", as: String.self))"] =
+                [try row.decode("requests"), try row.decode("input_tokens"), try row.decode("cost_nanos")]
+        }
+        #expect(userActual == userTruth, "per-user totals equal the ground truth")
         let dead = try await readTopic(topics.deadLetters, count: 7)
         #expect(dead.allSatisfy { $0.header(EventHeaders.reason) == Array("invalid_event".utf8) })
 
