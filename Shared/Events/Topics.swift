@@ -30,4 +30,7 @@ public enum EventHeaders {
     public static let unpriced = "tw-unpriced"
     /// Where `cost_usd` came from: `client` (sent with the event), `price_table`, or `unknown_model` (priced 0).
     public static let costSource = "tw-cost-source"
+    /// The event's promoted tags as the aggregator rolls them up: a JSON object, key -> value (`other` beyond the
+    /// tenant's cap), written by the ingestor from the tenant's `promoted_tags`. Absent: none.
+    public static let promotedTags = "tw-tags"
 }

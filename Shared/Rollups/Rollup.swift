@@ -1,4 +1,5 @@
 import Events
+import Foundation
 
 /// A series dimension, declared once: its SQL column and JSON field (`rawValue`), its bound, and where it sits in a
 /// `SeriesKey`. Every codec of a series (SQL columns, values and predicates, the Redis field, the rollup and anomaly
@@ -6,6 +7,8 @@ import Events
 /// property in `SeriesKey` (and subscript), a migration adding the column, and its documentation.
 public enum SeriesDimension: String, CaseIterable, Sendable, Comparable {
     case app, environment, provider, model
+    /// A promoted tag: its key and value (the tenant's `promoted_tags`; README, "Tags").
+    case tagKey = "tag_key", tagValue = "tag_value"
 
     /// Longest value (as the event schema bounds the field).
     public var maxLength: Int {
@@ -13,6 +16,8 @@ public enum SeriesDimension: String, CaseIterable, Sendable, Comparable {
         case .app, .environment: return EventLimits.default.maxDimensionLength
         case .provider: return EventLimits.default.maxNameLength
         case .model: return EventLimits.default.maxModelLength
+        case .tagKey: return EventLimits.default.maxTagKeyLength
+        case .tagValue: return EventLimits.default.maxTagValueLength
         }
     }
 
@@ -29,7 +34,9 @@ public enum SeriesDimension: String, CaseIterable, Sendable, Comparable {
 /// - `{}`: the tenant's total;
 /// - `{provider, model}`: one model, across apps and environments (the series of DESIGN.md);
 /// - `{app}`, `{environment}`: per-app and per-environment totals;
-/// - `{app, environment, provider, model}`: the full cross product, for any combination of filters.
+/// - `{app, environment, provider, model}`: the full cross product, for any combination of filters;
+/// - `{tag_key, tag_value}`: one row per promoted tag of the event (a tag is a breakdown of its own; it is not
+///   crossed with the other dimensions, which would multiply the rows by every tag value).
 ///
 /// A query needing dimensions D (filtered or broken down by) reads the smallest level holding D
 /// (`SeriesSelection`), so no event is counted twice and the common questions read few rows.
@@ -39,13 +46,17 @@ public struct SeriesKey: Hashable, Sendable, Comparable {
     public var environment: String
     public var provider: String
     public var model: String
+    public var tagKey: String
+    public var tagValue: String
 
-    public init(tenant: String, app: String = "", environment: String = "", provider: String, model: String) {
+    public init(tenant: String, app: String = "", environment: String = "", provider: String, model: String, tagKey: String = "", tagValue: String = "") {
         self.tenant = tenant
         self.app = app
         self.environment = environment
         self.provider = provider
         self.model = model
+        self.tagKey = tagKey
+        self.tagValue = tagValue
     }
 
     public static func total(_ tenant: String) -> SeriesKey { SeriesKey(tenant: tenant, provider: "", model: "") }
@@ -58,6 +69,8 @@ public struct SeriesKey: Hashable, Sendable, Comparable {
             case .environment: return self.environment
             case .provider: return self.provider
             case .model: return self.model
+            case .tagKey: return self.tagKey
+            case .tagValue: return self.tagValue
             }
         }
         set {
@@ -66,6 +79,8 @@ public struct SeriesKey: Hashable, Sendable, Comparable {
             case .environment: self.environment = newValue
             case .provider: self.provider = newValue
             case .model: self.model = newValue
+            case .tagKey: self.tagKey = newValue
+            case .tagValue: self.tagValue = newValue
             }
         }
     }
@@ -75,7 +90,12 @@ public struct SeriesKey: Hashable, Sendable, Comparable {
 
     /// The levels stored, coarsest first. `provider` and `model` always go together (a model name is only unique
     /// within its provider).
-    public static let levels: [Set<SeriesDimension>] = [[], [.provider, .model], [.app], [.environment], Set(SeriesDimension.allCases)]
+    public static let levels: [Set<SeriesDimension>] = [[], [.provider, .model], [.app], [.environment], Self.fullLevel, Self.tagLevel]
+    /// Every dimension but the tags: the cross product.
+    public static let fullLevel: Set<SeriesDimension> = [.app, .environment, .provider, .model]
+    public static let tagLevel: Set<SeriesDimension> = [.tagKey, .tagValue]
+    /// The levels every event is added at (tags only when promoted).
+    public static let eventLevels = Self.levels.filter { $0 != Self.tagLevel }
 
     /// The levels the detector watches: the tenant's total, each model, each app and each environment (the full
     /// cross product would multiply the series watched, each too sparse to learn from).
@@ -109,6 +129,7 @@ public struct SeriesKey: Hashable, Sendable, Comparable {
         if !self.app.isEmpty { parts.append("app=\(self.app)") }
         if !self.environment.isEmpty { parts.append("env=\(self.environment)") }
         if !self.provider.isEmpty || !self.model.isEmpty { parts.append("\(self.provider)/\(self.model)") }
+        if !self.tagKey.isEmpty { parts.append("\(self.tagKey)=\(self.tagValue)") }
         return parts.isEmpty ? "all traffic" : parts.joined(separator: " ")
     }
 
@@ -133,7 +154,7 @@ public struct SeriesKey: Hashable, Sendable, Comparable {
     }
 
     public static func < (a: SeriesKey, b: SeriesKey) -> Bool {
-        (a.tenant, a.app, a.environment, a.provider, a.model) < (b.tenant, b.app, b.environment, b.provider, b.model)
+        a.tenant != b.tenant ? a.tenant < b.tenant : a.values.lexicographicallyPrecedes(b.values)
     }
 }
 
@@ -239,14 +260,45 @@ public struct RollupDeltas: Sendable {
         self.granularity = granularity
     }
 
-    /// Adds `event` to its window at every level (`SeriesKey.levels`).
-    public mutating func add(_ event: LLMEvent) {
+    /// Adds `event` to its window at every level (`SeriesKey.levels`): one row per level, and one per promoted tag
+    /// (`promoted`: key -> value, as the ingestor resolved them; see `PromotedTags`).
+    public mutating func add(_ event: LLMEvent, promoted: [String: String] = [:]) {
         let start = self.granularity.windowStart(event.timestamp)
         let full = SeriesKey(event: event)
-        for level in SeriesKey.levels {
+        for level in SeriesKey.eventLevels {
             self.windows[RollupKey(series: full.projected(onto: level), windowStart: start), default: RollupValues()].add(event)
+        }
+        for (key, value) in promoted {
+            let series = SeriesKey(tenant: full.tenant, provider: "", model: "", tagKey: key, tagValue: value)
+            self.windows[RollupKey(series: series, windowStart: start), default: RollupValues()].add(event)
         }
     }
 
     public var isEmpty: Bool { self.windows.isEmpty }
+}
+
+/// The `tw-tags` header (`EventHeaders.promotedTags`): an event's promoted tags as the ingestor resolved them.
+public enum PromotedTags {
+    public static func header(_ tags: [String: String]) -> String {
+        "{" + tags.sorted { $0.key < $1.key }.map { "\(jsonStringLiteral($0.key)):\(jsonStringLiteral($0.value))" }.joined(separator: ",") + "}"
+    }
+
+    /// Reads the header; anything but an object of at most `EventLimits.maxTags` bounded strings without control
+    /// characters is refused (a direct producer can write llm.events.v1 headers too).
+    public static func parse(_ bytes: [UInt8]?) throws -> [String: String] {
+        guard let bytes, !bytes.isEmpty else { return [:] }
+        let limits = EventLimits.default
+        guard bytes.count <= 64 * 1024, let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any], object.count <= limits.maxTags else {
+            throw SketchError(message: "header \(EventHeaders.promotedTags): must be a JSON object of at most \(limits.maxTags) tags")
+        }
+        var out: [String: String] = [:]
+        for (key, raw) in object {
+            guard let value = raw as? String, !key.isEmpty, key.unicodeScalars.count <= limits.maxTagKeyLength, !value.isEmpty,
+                value.unicodeScalars.count <= limits.maxTagValueLength,
+                !(key + value).unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+            else { throw SketchError(message: "header \(EventHeaders.promotedTags): tag keys and values must be bounded text") }
+            out[key] = value
+        }
+        return out
+    }
 }

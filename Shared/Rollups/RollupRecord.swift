@@ -118,12 +118,13 @@ public struct RollupRecord: Sendable, Hashable {
 
 extension SeriesKey {
     /// The dimensions of a payload read from a topic (any producer can write there): each a string of at most its
-    /// bound without control characters; `app` and `environment` may be absent (written before they existed: "all").
+    /// bound without control characters; all but `provider` and `model` may be absent (written before they existed:
+    /// "all").
     public init(tenant: String, jsonObject o: [String: Any], what: String) throws {
         self = .total(tenant)
         for d in SeriesDimension.allCases {
             guard let raw = o[d.rawValue] else {
-                if d == .app || d == .environment { continue }
+                if ![.provider, .model].contains(d) { continue }
                 throw SketchError(message: "\(what) field \(d.rawValue): must be a string")
             }
             guard let value = raw as? String, value.utf8.count <= d.maxLength || value.unicodeScalars.count <= d.maxLength,

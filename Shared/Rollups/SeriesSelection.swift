@@ -15,18 +15,22 @@ public struct SeriesSelection: Sendable, Equatable {
     /// `app = '' AND environment = '' AND provider = '' AND model = ''`: the SQL of the total row.
     public static let totalSQL = SeriesSelection.total.sqlCondition(firstParameter: 1).0
 
-    public var level: Set<SeriesDimension> {
+    /// The smallest stored level holding the filters and the breakdown; nil when none does (a promoted tag with
+    /// another dimension: tags are not crossed with the rest).
+    public var storedLevel: Set<SeriesDimension>? {
         let needed = Set(self.filters.keys).union(self.groupBy)
-        return SeriesKey.levels.first { needed.isSubset(of: $0) } ?? Set(SeriesDimension.allCases)
+        return SeriesKey.levels.first { needed.isSubset(of: $0) }
     }
 
+    var level: Set<SeriesDimension> { self.storedLevel ?? [] }
+
     public func matches(_ key: SeriesKey) -> Bool {
-        key.level == self.level && self.filters.allSatisfy { key[$0.key] == $0.value }
+        self.storedLevel != nil && key.level == self.level && self.filters.allSatisfy { key[$0.key] == $0.value }
     }
 
     /// The rows as SQL (unqualified column names) with its parameters, numbered from `n`.
     public func sqlCondition(firstParameter n: Int) -> (String, [String]) {
-        let level = self.level
+        guard let level = self.storedLevel else { return ("false", []) }
         var conditions: [String] = []
         var parameters: [String] = []
         for d in SeriesDimension.allCases {

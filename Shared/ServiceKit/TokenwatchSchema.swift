@@ -352,17 +352,21 @@ public enum TokenwatchSchema {
             );
             \(rowLevelSecurity("user_totals_1d"))
             """),
-        PostgresMigration(version: 16, name: "series_app_environment", sql: """
-            -- Series gain app and environment (SeriesKey): '' means "all". Existing rows are the {} and
-            -- {provider, model} levels, which keep their meaning; the primary keys take the new columns.
+        PostgresMigration(version: 16, name: "series_dimensions", sql: """
+            -- Series gain app, environment and promoted tags (SeriesKey): '' means "all". Existing rows are the {}
+            -- and {provider, model} levels, which keep their meaning; the primary keys take the new columns.
             \(Granularity.allCases.map { g in """
-                ALTER TABLE \(g.table) ADD COLUMN app text NOT NULL DEFAULT '', ADD COLUMN environment text NOT NULL DEFAULT '';
+                ALTER TABLE \(g.table) ADD COLUMN app text NOT NULL DEFAULT '', ADD COLUMN environment text NOT NULL DEFAULT '',
+                    ADD COLUMN tag_key text NOT NULL DEFAULT '', ADD COLUMN tag_value text NOT NULL DEFAULT '';
                 ALTER TABLE \(g.table) DROP CONSTRAINT \(g.table)_pkey;
-                ALTER TABLE \(g.table) ADD PRIMARY KEY (tenant_id, window_start, app, environment, provider, model);
+                ALTER TABLE \(g.table) ADD PRIMARY KEY (tenant_id, window_start, app, environment, provider, model, tag_key, tag_value);
                 """ }.joined(separator: "\n"))
-            ALTER TABLE rollup_emits ADD COLUMN app text NOT NULL DEFAULT '', ADD COLUMN environment text NOT NULL DEFAULT '';
+            ALTER TABLE rollup_emits ADD COLUMN app text NOT NULL DEFAULT '', ADD COLUMN environment text NOT NULL DEFAULT '',
+                ADD COLUMN tag_key text NOT NULL DEFAULT '', ADD COLUMN tag_value text NOT NULL DEFAULT '';
             ALTER TABLE rollup_emits DROP CONSTRAINT rollup_emits_pkey;
-            ALTER TABLE rollup_emits ADD PRIMARY KEY (topic, partition, tenant_id, app, environment, provider, model, window_start);
+            ALTER TABLE rollup_emits ADD PRIMARY KEY (topic, partition, tenant_id, app, environment, provider, model, tag_key, tag_value, window_start);
+            -- The tag keys a tenant aggregates (at most 5; others are not aggregated).
+            ALTER TABLE tenants ADD COLUMN promoted_tags text[] NOT NULL DEFAULT '{}';
             """),
         PostgresMigration(version: 17, name: "dimension_values", sql: """
             -- The app and environment values each tenant has been admitted under its cardinality cap (the ingestor's

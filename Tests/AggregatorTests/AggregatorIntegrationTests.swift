@@ -260,8 +260,8 @@ struct AggregatorIntegrationTests {
         let late = LLMEvent(eventID: "\(world.run)-late", tenantID: world.tenant(0), timestamp: EventTimestamp(microsecondsSinceEpoch: world.base + 1), provider: "openai",
                             model: "gpt-4o", inputTokens: 1, outputTokens: 1, latencyMs: 1, status: .ok, costNanos: 1)
         _ = try await core.process([message(late, offset: 60, sourceOffset: 60, topic: world.topics.events)])
-        #expect(try await emitter.emit(wallClock: .now()) == SeriesKey.levels.count, "the window at every level: the series, the tenant's total, app, environment, the full key")
-        let all = try await readTopic(world.topics.rollups, count: expected.count + SeriesKey.levels.count)
+        #expect(try await emitter.emit(wallClock: .now()) == SeriesKey.eventLevels.count, "the window at every level: the series, the tenant's total, app, environment, the full key")
+        let all = try await readTopic(world.topics.rollups, count: expected.count + SeriesKey.eventLevels.count)
         let corrected = all.compactMap { try? RollupRecord(json: $0.value) }.filter { $0.key == RollupKey(series: .total(world.tenant(0)), windowStart: world.base) }
         #expect(corrected.count == 2)
         #expect(corrected.map(\.version).max()! > corrected.map(\.version).min()!)

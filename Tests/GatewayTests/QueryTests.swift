@@ -274,4 +274,53 @@ struct QueryTests {
         }
         await gateway.producer.shutdown()
     }
+
+    @Test("promoted tags: a tenant promotes tag keys through the API; a breakdown by tag:<key> and a tag.<key>= filter answer the events' sums; a tag with another dimension is refused")
+    func promotedTags() async throws {
+        let gateway = try await Gateway.make()
+        let tenant = TestEnvironment.unique("tg")
+        let queryKey = try await gateway.keys.createTenant(id: tenant, name: "TG").key
+        let admin = try await gateway.keys.createKey(tenant: tenant, name: "admin", scopes: [.query, .admin])!.key
+        let origin = (EventTimestamp.now().microsecondsSinceEpoch - 7_200_000_000) / 3_600_000_000 * 3_600_000_000
+        var events: [LLMEvent] = []
+        for i in 0..<60 {
+            events.append(LLMEvent(eventID: "e\(i)", tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 1_000_000), provider: "openai", model: "gpt-4o",
+                                   inputTokens: 1, outputTokens: 1, latencyMs: 10, status: .ok, costNanos: Int64(i), tags: ["feature": ["search", "chat", "summary"][i % 3], "team": "a"]))
+        }
+        var hours = RollupDeltas(granularity: .hour)
+        for e in events { hours.add(e, promoted: e.tags.filter { $0.key == "feature" }) }
+        try await gateway.postgres.query(RollupStore.upsert(hours))
+        let range = "from=\(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)&to=\(EventTimestamp(microsecondsSinceEpoch: origin + 3_600_000_000).rfc3339)"
+        let expectedCost = events.filter { $0.tags["feature"] == "search" }.reduce(Int64(0)) { $0 + ($1.costNanos ?? 0) }
+
+        try await gateway.app.test(.router) { client in
+            func call(_ uri: String, _ method: HTTPRequest.Method = .get, key: String? = nil, body: String? = nil) async throws -> (HTTPResponse.Status, [String: Any]) {
+                try await client.execute(uri: uri, method: method, headers: [.authorization: "Bearer \(key ?? queryKey)", .contentType: "application/json"],
+                                         body: body.map { ByteBuffer(string: $0) }) { ($0.status, json($0.body)) }
+            }
+            // Promoting needs the admin scope; the tenant shows its keys.
+            let (refused, _) = try await call("/v1/tenant", .patch, body: #"{"promoted_tags": ["feature"]}"#)
+            #expect(refused == .forbidden)
+            let (ok, shown) = try await call("/v1/tenant", .patch, key: admin, body: #"{"promoted_tags": ["feature", "customer", "feature"]}"#)
+            #expect(ok == .ok && (shown["tenant"] as? [String: Any])?["promoted_tags"] as? [String] == ["feature", "customer"])
+            let (tooMany, problem) = try await call("/v1/tenant", .patch, key: admin, body: #"{"promoted_tags": ["a", "b", "c", "d", "e", "f"]}"#)
+            #expect(tooMany == .badRequest && (problem["detail"] as? String)?.hasPrefix("promoted_tags") == true)
+
+            let (_, byFeature) = try await call("/v1/breakdown?\(range)&by=tag:feature&order=requests")
+            var counts: [String: Int] = [:]
+            for item in byFeature["items"] as? [[String: Any]] ?? [] { counts[item["tag_value"] as? String ?? "?"] = (item["values"] as? [String: Any])?["requests"] as? Int }
+            #expect(counts == ["search": 20, "chat": 20, "summary": 20])
+            #expect((byFeature["totals"] as? [String: Any])?["requests"] as? Int == 60, "every event carries the tag once")
+            let search = try await client.execute(uri: "/v1/series?metric=cost_usd&step=1h&\(range)&tag.feature=search", method: .get, headers: [.authorization: "Bearer \(queryKey)"]) { String(buffer: $0.body) }
+            #expect(search.contains("\"value\":\(LLMEvent.decimalUSD(nanos: expectedCost))}"), "\(search)")
+            let (_, team) = try await call("/v1/breakdown?\(range)&by=tag:team")
+            #expect((team["items"] as? [Any])?.isEmpty == true, "an unpromoted tag is not aggregated")
+            for uri in ["/v1/series?metric=requests&tag.feature=search&model=gpt-4o", "/v1/breakdown?by=tag:feature&app=x", "/v1/breakdown?by=model&tag.feature=search",
+                        "/v1/series?metric=requests&tag.feature=a&tag.team=b"] {
+                let (status, body) = try await call(uri)
+                #expect(status == .badRequest, "\(uri): \(body)")
+            }
+        }
+        await gateway.producer.shutdown()
+    }
 }

@@ -114,7 +114,7 @@ struct RollupsTests {
         #expect(d.windows[RollupKey(series: SeriesKey(tenant: "acme", provider: "openai", model: "b"), windowStart: 60_000_000)]?.requests == 1)
         // Each minute at every level: the total, the model, the app and environment totals (events without them are
         // counted under "default") and the full key.
-        #expect(d.windows.count == 2 * SeriesKey.levels.count)
+        #expect(d.windows.count == 2 * SeriesKey.eventLevels.count)
         let leaf = SeriesKey(tenant: "acme", app: "default", environment: "default", provider: "openai", model: "a")
         #expect(d.windows[RollupKey(series: leaf, windowStart: 0)]?.requests == 2)
         #expect(d.windows[RollupKey(series: SeriesKey(tenant: "acme", app: "default", provider: "", model: ""), windowStart: 0)]?.costNanos == 10)

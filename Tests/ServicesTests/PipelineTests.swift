@@ -39,7 +39,8 @@ struct PipelineTests {
         try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
         let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(client: KafkaClientConfiguration(bootstrapServers: try TestEnvironment.kafkaBrokers())), logger: logger)
 
-        for t in 0..<3 { try await postgres.query("INSERT INTO tenants (tenant_id, name) VALUES (\("\(run)-t\(t)"), 'T')") }
+        // Tenants promote the tag "feature" (not "team", which is not aggregated).
+        for t in 0..<3 { try await postgres.query("INSERT INTO tenants (tenant_id, name, promoted_tags) VALUES (\("\(run)-t\(t)"), 'T', '{feature}')") }
         // The workload: 3 tenants, 3 models, 4 minutes of event time ending a minute ago, 10% errors.
         var rng = SystemRandomNumberGenerator()
         let origin = (EventTimestamp.now().microsecondsSinceEpoch - 300_000_000) / 60_000_000 * 60_000_000
@@ -53,7 +54,8 @@ struct PipelineTests {
                 provider: provider, model: model, inputTokens: Int64.random(in: 0...4000, using: &rng), outputTokens: Int64.random(in: 0...900, using: &rng),
                 latencyMs: Double(Int.random(in: 20...8000, using: &rng)), status: error ? .error : .ok, errorType: error ? "timeout" : nil,
                 costNanos: Int64.random(in: 1...50_000, using: &rng), userID: i % 7 == 0 ? nil : "user-\(i % 40)",
-                app: i % 5 == 0 ? nil : "app-\(i % 4)", environment: ["prod", "staging", nil][i % 3])
+                app: i % 5 == 0 ? nil : "app-\(i % 4)", environment: ["prod", "staging", nil][i % 3],
+                tags: i % 6 == 0 ? [:] : ["feature": "f\(i % 5)", "team": "t\(i % 2)"])
         }
         func raw(_ e: LLMEvent) -> KafkaProducerMessage { KafkaProducerMessage(topic: topics.raw, key: Array(e.tenantID!.utf8), value: e.jsonBytes()) }
         let invalid = (0..<7).map { KafkaProducerMessage(topic: topics.raw, key: nil, value: Array("{\"event_id\":\"\(run)-bad-\($0)\"}".utf8)) }
@@ -103,7 +105,7 @@ struct PipelineTests {
 
         // Exactly the ground truth: no loss, no double count, in every series and window.
         var truth = RollupDeltas(granularity: .minute)
-        for e in events { truth.add(e) }
+        for e in events { truth.add(e, promoted: e.tags.filter { $0.key == "feature" }) }
         let result = try await postgres.query("""
             SELECT \(unescaped: RollupStore.selectColumns)
             FROM rollups_1m WHERE tenant_id LIKE \(run + "-%")
@@ -132,6 +134,17 @@ struct PipelineTests {
                 [try row.decode("requests"), try row.decode("input_tokens"), try row.decode("cost_nanos")]
         }
         #expect(userActual == userTruth, "per-user totals equal the ground truth")
+        // The promoted tag, per tenant and value, summed here from the events; the unpromoted one has no rows.
+        var tagTruth: [String: Int64] = [:]
+        for e in events { if let f = e.tags["feature"] { tagTruth["\(e.tenantID!)|\(f)", default: 0] += 1 } }
+        var tagActual: [String: Int64] = [:]
+        for row in try await postgres.query("""
+            SELECT tenant_id, tag_key, tag_value, sum(requests)::bigint AS n FROM rollups_1m WHERE tenant_id LIKE \(run + "-%") AND tag_key <> '' GROUP BY 1, 2, 3
+            """) {
+            #expect(try row.decode("tag_key", as: String.self) == "feature")
+            tagActual["\(try row.decode("tenant_id", as: String.self))|\(try row.decode("tag_value", as: String.self))"] = try row.decode("n")
+        }
+        #expect(tagActual == tagTruth, "promoted tag rows equal the ground truth")
         let dead = try await readTopic(topics.deadLetters, count: 7)
         #expect(dead.allSatisfy { $0.header(EventHeaders.reason) == Array("invalid_event".utf8) })
 

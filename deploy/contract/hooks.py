@@ -38,7 +38,8 @@ def _dependent(path, query):
     if path == "/v1/breakdown":
         if query.get("by") == "error_type":
             query["order"] = "errors"
-        if query.get("by") == "user":
+        # Per-user totals and promoted tags are rolled up on their own: no series filter goes with them.
+        if query.get("by") == "user" or str(query.get("by", "")).startswith("tag:"):
             for name in ("app", "environment", "provider", "model"):
                 query.pop(name, None)
     if path == "/v1/users":

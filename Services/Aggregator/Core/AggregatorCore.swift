@@ -143,10 +143,12 @@ public final class AggregatorCore: Sendable {
             }
             next.marks[sourcePartition] = sourceOffset
             let event: LLMEvent
+            let promoted: [String: String]
             do {
                 event = try self.decoder.decode(message.value)
+                promoted = try PromotedTags.parse(message.header(EventHeaders.promotedTags))
             } catch {
-                deadLetters.append(self.deadLetter(message, reason: "invalid_event", detail: error.description))
+                deadLetters.append(self.deadLetter(message, reason: "invalid_event", detail: "\(error)"))
                 summary.rejected += 1
                 continue
             }
@@ -157,9 +159,9 @@ public final class AggregatorCore: Sendable {
                 continue
             }
             next.watermark = max(next.watermark, t)
-            minutes.add(event)
-            hours.add(event)
-            days.add(event)
+            minutes.add(event, promoted: promoted)
+            hours.add(event, promoted: promoted)
+            days.add(event, promoted: promoted)
             users.add(event)
             summary.applied += 1
         }

@@ -28,6 +28,7 @@ public struct TenantDetectorSettings: Sendable, Equatable {
             case .environment: return self.environment
             case .provider: return self.provider
             case .model: return self.model
+            case .tagKey, .tagValue: return nil
             }
         }
     }

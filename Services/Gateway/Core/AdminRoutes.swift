@@ -60,6 +60,14 @@ public struct AdminRoutes: Sendable {
             try await self.revokeKey(tenant.tenantID, try Self.keyID(context))
         }
         self.access.route(router, .get, "/v1/tenant", scope: .query) { _, tenant, _ in try await self.showOwnTenant(tenant.tenantID) }
+        // A tenant's own attribution settings (admin scope): which tag keys become breakdown dimensions.
+        self.access.route(router, .patch, "/v1/tenant", scope: .admin) { request, tenant, _ in
+            let input = try await JSONInput.read(request, allowed: ["promoted_tags"])
+            var update = ApiKeyStore.TenantUpdate()
+            update.promotedTags = try input.tagKeys("promoted_tags", max: Self.maxPromotedTags)
+            guard try await self.keys.updateTenant(tenant.tenantID, update) != nil else { throw Self.noTenant(tenant.tenantID) }
+            return try await self.showOwnTenant(tenant.tenantID)
+        }
     }
 
     /// Runs `body` for the operator, whose bearer token must equal `TW_ADMIN_TOKEN` (compared in constant time).
@@ -115,6 +123,9 @@ public struct AdminRoutes: Sendable {
         return try Self.json(.ok, Page(items: tenants, next_after: tenants.count == limit ? tenants.last?.tenantID : nil))
     }
 
+    /// Most tag keys a tenant promotes: each adds a rollup row per event and window that carries it.
+    static let maxPromotedTags = 5
+
     func showTenant(_ id: String) async throws -> Response {
         guard let tenant = try await self.keys.tenant(id) else { throw Self.noTenant(id) }
         return try Self.json(.ok, tenant)
@@ -131,7 +142,7 @@ public struct AdminRoutes: Sendable {
     }
 
     func updateTenant(_ id: String, _ request: Request) async throws -> Response {
-        let input = try await JSONInput.read(request, allowed: ["name", "disabled", "limits", "cost_policy", "otlp_ignored_scopes"])
+        let input = try await JSONInput.read(request, allowed: ["name", "disabled", "limits", "cost_policy", "otlp_ignored_scopes", "promoted_tags"])
         var update = ApiKeyStore.TenantUpdate()
         update.name = try input.string("name")
         update.disabled = try input.bool("disabled")
@@ -142,6 +153,7 @@ public struct AdminRoutes: Sendable {
             update.costPolicy = value
         }
         update.otlpIgnoredScopes = try input.scopeNames("otlp_ignored_scopes", max: 20)
+        update.promotedTags = try input.tagKeys("promoted_tags", max: Self.maxPromotedTags)
         if let l = try input.object("limits", allowed: Self.limitMembers) {
             let limits = try Self.limitsUpdate(l)
             update.eventsPerSecond = limits.eventsPerSecond

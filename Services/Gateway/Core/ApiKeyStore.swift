@@ -209,16 +209,18 @@ public final class ApiKeyStore: Sendable {
         public var costPolicy: String
         /// Instrumentation scopes whose GenAI spans are not counted (README, "One call, two instrumentations").
         public var otlpIgnoredScopes: [String]
+        /// Tag keys aggregated as breakdown dimensions (README, "Tags").
+        public var promotedTags: [String]
         public var createdAt: String
 
         enum CodingKeys: String, CodingKey {
-            case tenantID = "tenant_id", name, disabled, limits, costPolicy = "cost_policy", otlpIgnoredScopes = "otlp_ignored_scopes", createdAt = "created_at"
+            case tenantID = "tenant_id", name, disabled, limits, costPolicy = "cost_policy", otlpIgnoredScopes = "otlp_ignored_scopes", promotedTags = "promoted_tags", createdAt = "created_at"
         }
     }
 
     static let tenantColumns = """
         tenant_id, name, disabled, events_per_second, requests_per_second, monthly_event_quota, cost_policy,
-        array_to_string(otlp_ignored_scopes, ',') AS otlp_ignored_scopes,
+        array_to_string(otlp_ignored_scopes, ',') AS otlp_ignored_scopes, array_to_string(promoted_tags, chr(31)) AS promoted_tags,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at
         """
 
@@ -227,6 +229,7 @@ public final class ApiKeyStore: Sendable {
             tenantID: try row.decode("tenant_id"), name: try row.decode("name"), disabled: try row.decode("disabled"),
             limits: try TenantLimits(row), costPolicy: try row.decode("cost_policy"),
             otlpIgnoredScopes: (try row.decode("otlp_ignored_scopes", as: String.self)).split(separator: ",").map(String.init),
+            promotedTags: (try row.decode("promoted_tags", as: String.self)).split(separator: "\u{1F}").map(String.init),
             createdAt: try row.decode("created_at"))
     }
 
@@ -265,6 +268,7 @@ public final class ApiKeyStore: Sendable {
         public var costPolicy: CostPolicy?
         /// Scope names, already checked by `JSONInput.isScopeName` (so they need no quoting in an array literal).
         public var otlpIgnoredScopes: [String]?
+        public var promotedTags: [String]?
 
         public init() {}
     }
@@ -286,6 +290,10 @@ public final class ApiKeyStore: Sendable {
         if let scopes = update.otlpIgnoredScopes {
             precondition(scopes.allSatisfy(JSONInput.isScopeName))
             set("otlp_ignored_scopes", "{" + scopes.joined(separator: ",") + "}")
+        }
+        if let tags = update.promotedTags {
+            // An array literal with every element quoted (tag keys may hold commas, quotes and backslashes).
+            set("promoted_tags", "{" + tags.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}")
         }
         query.parameters.append(id)
         query.sql += " WHERE tenant_id = $\(query.parameters.count) RETURNING \(Self.tenantColumns)"

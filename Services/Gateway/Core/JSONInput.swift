@@ -111,6 +111,26 @@ struct JSONInput {
 
     /// Instrumentation scope names (`InstrumentationScope.name`): at most `max`, each 1...256 bytes of letters,
     /// digits and `._-/:@` (no commas or spaces, so a list is unambiguous wherever it is written); an empty list clears.
+    /// An array of distinct tag keys, each as the event schema allows a tag key (1 to 64 characters, no control or
+    /// bidirectional formatting characters).
+    func tagKeys(_ name: String, max: Int) throws -> [String]? {
+        switch self.members[name] {
+        case nil: return nil
+        case .array(let items)?:
+            guard items.count <= max else { throw Self.invalid(name, "must list at most \(max) tag keys") }
+            var keys: [String] = []
+            for item in items {
+                let limit = EventLimits.default.maxTagKeyLength
+                guard case .string(let s) = item, !s.isEmpty, s.unicodeScalars.count <= limit,
+                    !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }), !LLMEvent.containsBidiControl(s)
+                else { throw Self.invalid(name, "each must be a tag key of 1 to \(limit) characters without control characters") }
+                if !keys.contains(s) { keys.append(s) }
+            }
+            return keys
+        default: throw Self.invalid(name, "must be an array of tag keys")
+        }
+    }
+
     func scopeNames(_ name: String, max: Int) throws -> [String]? {
         switch self.members[name] {
         case nil: return nil

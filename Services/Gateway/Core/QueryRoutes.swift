@@ -34,11 +34,11 @@ public struct QueryRoutes: Sendable {
 
     public func add<Context: RequestContext>(to router: Router<Context>) {
         self.access.route(router, .get, "/v1/series", scope: .query) { request, tenant, _ in
-            try Self.allowOnly(Set(["metric", "from", "to", "step", "error_type"] + Self.filterParameters), in: request)
+            try Self.allowOnly(Set(["metric", "from", "to", "step", "error_type", "tag."] + Self.filterParameters), in: request)
             return try await self.series(request, tenant: tenant)
         }
         self.access.route(router, .get, "/v1/breakdown", scope: .query) { request, tenant, _ in
-            try Self.allowOnly(Set(["from", "to", "by", "order", "limit"] + Self.filterParameters), in: request)
+            try Self.allowOnly(Set(["from", "to", "by", "order", "limit", "tag."] + Self.filterParameters), in: request)
             return try await self.breakdown(request, tenant: tenant)
         }
         self.access.route(router, .get, "/v1/anomalies", scope: .query) { request, tenant, _ in
@@ -54,7 +54,7 @@ public struct QueryRoutes: Sendable {
         var seen: Set<String> = []
         for (name, _) in request.uri.queryParameters {
             let key = String(name)
-            guard names.contains(key) || TenantAccess.tenantParameters.contains(key) else {
+            guard names.contains(key) || TenantAccess.tenantParameters.contains(key) || (names.contains("tag.") && key.hasPrefix("tag.")) else {
                 throw bad(String(key.prefix(64)), "unknown parameter; expected one of \(names.sorted().joined(separator: ", "))")
             }
             guard seen.insert(key).inserted || TenantAccess.tenantParameters.contains(key) else { throw bad(key, "given more than once; give it once") }
@@ -74,6 +74,7 @@ public struct QueryRoutes: Sendable {
         guard points <= Self.maxPoints else { throw Self.bad("from", "the range holds \(points) steps of \(step.rawValue); at most \(Self.maxPoints)") }
         let start = step.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
         let selection = SeriesSelection(filters: try Self.seriesFilters(q))
+        try Self.answerable(selection)
         // One error type's share of the errors: `errors` and `error_rate` count only the failures of that type.
         let errorType = q["error_type"].map(String.init)
         if let errorType {
@@ -128,13 +129,18 @@ public struct QueryRoutes: Sendable {
     func breakdown(_ request: Request, tenant: TenantRequest) async throws -> Response {
         let q = request.uri.queryParameters
         let by = q["by"].map(String.init) ?? "model"
-        guard Self.breakdownDimensions[by] != nil || by == "user" else { throw Self.bad("by", "must be model, provider, app, environment, error_type or user") }
+        let tagKey = by.hasPrefix("tag:") ? String(by.dropFirst(4)) : nil
+        guard Self.breakdownDimensions[by] != nil || by == "user" || tagKey.map(Self.isTagKey) == true else {
+            throw Self.bad("by", "must be model, provider, app, environment, error_type, user or tag:<promoted tag key>")
+        }
         let order = q["order"].map(String.init) ?? (by == "error_type" ? "errors" : "cost")
         guard ["cost", "requests", "tokens", "errors"].contains(order) else { throw Self.bad("order", "must be cost, requests, tokens or errors") }
         if by == "error_type", order != "errors" { throw Self.bad("order", "by=error_type is ordered by errors") }
         let limit = try Self.limit(q, max: 1000, default: 10)
         if by == "user" {
-            if let filter = Self.filterParameters.first(where: { q[Substring($0)] != nil }) { throw Self.bad(filter, "per-user totals are not broken down by series; leave it out with by=user") }
+            if let filter = Self.filterParameters.first(where: { q[Substring($0)] != nil }) ?? q.first(where: { $0.key.hasPrefix("tag.") }).map({ String($0.key.prefix(70)) }) {
+                throw Self.bad(filter, "per-user totals are not broken down by series; leave it out with by=user")
+            }
             // Per-user totals are kept per UTC day: the range is whole days, the last 7 by default (as /v1/users).
             let (from, to) = try UserRoutes.dayRange(q)
             guard let orderSQL = UserRoutes.orders[order] else { throw Self.bad("order", "must be cost, requests, tokens or errors") }
@@ -142,8 +148,13 @@ public struct QueryRoutes: Sendable {
         }
         let (from, to) = try Self.range(q)
         guard to - from <= Self.maxRangeDays * Granularity.day.microseconds else { throw Self.bad("from", "the range is longer than \(Self.maxRangeDays) days") }
-        let groupBy = Self.breakdownDimensions[by] ?? []
-        let selection = SeriesSelection(filters: try Self.seriesFilters(q), groupBy: Set(groupBy))
+        let groupBy = tagKey == nil ? Self.breakdownDimensions[by] ?? [] : [.tagValue]
+        var selection = SeriesSelection(filters: try Self.seriesFilters(q), groupBy: Set(groupBy))
+        if let tagKey {
+            guard selection.filters[.tagKey] == nil || selection.filters[.tagKey] == tagKey else { throw Self.bad("by", "a tag breakdown takes no filter on another tag") }
+            selection.filters[.tagKey] = tagKey
+        }
+        try Self.answerable(selection)
         let (records, source) = try await self.breakdownRecords(tenant.database, from: from, to: to, selection: selection)
         if by == "error_type" { return Self.errorTypes(records, from: from, to: to, limit: limit, source: source) }
         var total = RollupValues()
@@ -267,14 +278,33 @@ public struct QueryRoutes: Sendable {
         return (provider, model)
     }
 
-    /// The query parameters that filter series: one per dimension.
-    static let filterParameters = SeriesDimension.allCases.map(\.rawValue)
+    /// The query parameters that filter series: one per dimension (tags as `tag.<key>`).
+    static let filterParameters = [SeriesDimension.app, .environment, .provider, .model].map(\.rawValue)
 
-    /// Every dimension filter of a query: provider and model normalized as ingest does, app and environment as sent.
+    static func isTagKey(_ key: String) -> Bool { !key.isEmpty && key.unicodeScalars.count <= SeriesDimension.tagKey.maxLength }
+
+    /// Refuses a query no stored level answers: a promoted tag filtered or broken down with another dimension.
+    static func answerable(_ selection: SeriesSelection) throws {
+        guard selection.storedLevel == nil else { return }
+        throw Self.bad("tag.", "a promoted tag is rolled up on its own: filter or break down by one tag without app, environment, provider or model")
+    }
+
+    /// Every dimension filter of a query: provider and model normalized as ingest does, app and environment as sent,
+    /// one promoted tag as `tag.<key>=<value>`.
     static func seriesFilters(_ q: Hummingbird.Parameters) throws -> [SeriesDimension: String] {
         let (provider, model) = Self.seriesFilter(q)
         var filters: [SeriesDimension: String] = [:]
-        for d in SeriesDimension.allCases {
+        for (name, value) in q where name.hasPrefix("tag.") {
+            let key = String(name.dropFirst(4))
+            guard Self.isTagKey(key) else { throw Self.bad("tag.", "tag.<key>: the key must be 1 to \(SeriesDimension.tagKey.maxLength) characters") }
+            guard filters[.tagKey] == nil || filters[.tagKey] == key else { throw Self.bad(String(name.prefix(70)), "one tag filter at a time (tags are not crossed with each other)") }
+            guard !value.isEmpty, value.unicodeScalars.count <= SeriesDimension.tagValue.maxLength else {
+                throw Self.bad(String(name.prefix(70)), "must be 1 to \(SeriesDimension.tagValue.maxLength) characters")
+            }
+            filters[.tagKey] = key
+            filters[.tagValue] = String(value)
+        }
+        for d in SeriesDimension.allCases where d != .tagKey && d != .tagValue {
             guard let raw = q[Substring(d.rawValue)].map(String.init) else { continue }
             let value = d == .provider ? provider ?? raw : d == .model ? model ?? raw : raw
             guard !value.isEmpty, value.unicodeScalars.count <= d.maxLength else { throw Self.bad(d.rawValue, "must be 1 to \(d.maxLength) characters") }

@@ -2,6 +2,7 @@ import Events
 import Kafka
 import Logging
 import Metrics
+import Rollups
 import Synchronization
 
 /// The ingestor's work on one batch of raw messages (DESIGN.md, "Delivery"):
@@ -119,15 +120,21 @@ public final class IngestPipeline: Sendable {
             return true
         }
 
+        // Promoted tags (the tenant's keys the event carries), then the cardinality cap on them, app and environment.
+        var promoted: [[String: String]] = valid.map { _, event in
+            let keys = self.tenants.promotedTags(event.tenantID!)
+            return keys.isEmpty ? [:] : event.tags.filter { keys.contains($0.key) }
+        }
         if let dimensions = self.dimensions {
-            let capped = try await dimensions.apply(valid.map(\.event))
-            for i in valid.indices { valid[i].event = capped[i] }
+            let capped = try await dimensions.apply(valid.map(\.event), promoted: promoted)
+            for i in valid.indices { valid[i].event = capped.events[i] }
+            promoted = capped.promoted
         }
         let verdicts = try await self.deduplicator.classify(valid.map {
             Deduplicator.Item(tenant: $0.event.tenantID!, eventID: $0.event.eventID, partition: $0.message.partition, offset: $0.message.offset)
         })
         let prices = self.prices.withLock { $0 }
-        for ((message, event), verdict) in zip(valid, verdicts) {
+        for (((message, event), verdict), tags) in zip(zip(valid, verdicts), promoted) {
             switch verdict {
             case .duplicate:
                 summary.duplicates += 1
@@ -148,6 +155,7 @@ public final class IngestPipeline: Sendable {
             headers.append(KafkaHeader(key: EventHeaders.schemaVersion, string: "1"))
             headers.append(KafkaHeader(key: EventHeaders.costSource, string: costSource))
             if costSource == "unknown_model" { headers.append(KafkaHeader(key: EventHeaders.unpriced, string: "1")) }
+            if !tags.isEmpty { headers.append(KafkaHeader(key: EventHeaders.promotedTags, string: PromotedTags.header(tags))) }
             outputs.append(KafkaProducerMessage(topic: self.configuration.topics.events, key: Array(priced.tenantID!.utf8), value: priced.jsonBytes(), headers: headers))
         }
 

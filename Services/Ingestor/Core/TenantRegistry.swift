@@ -17,6 +17,7 @@ public final class TenantRegistry: Sendable {
     struct Tenant: Sendable, Equatable {
         var disabled: Bool
         var costPolicy: CostPolicy
+        var promotedTags: [String] = []
     }
 
     struct State {
@@ -36,8 +37,13 @@ public final class TenantRegistry: Sendable {
         self.negativeTTL = negativeTTL
     }
 
-    public func set(_ tenant: String, disabled: Bool = false, costPolicy: CostPolicy = .default) {
-        self.state.withLock { $0.known[tenant] = Tenant(disabled: disabled, costPolicy: costPolicy) }
+    public func set(_ tenant: String, disabled: Bool = false, costPolicy: CostPolicy = .default, promotedTags: [String] = []) {
+        self.state.withLock { $0.known[tenant] = Tenant(disabled: disabled, costPolicy: costPolicy, promotedTags: promotedTags) }
+    }
+
+    /// The tag keys the tenant aggregates (`promoted_tags`).
+    public func promotedTags(_ tenant: String) -> [String] {
+        self.state.withLock { $0.known[tenant]?.promotedTags } ?? []
     }
 
     public func status(_ tenant: String) -> Status {
@@ -49,11 +55,12 @@ public final class TenantRegistry: Sendable {
         self.state.withLock { $0.known[tenant]?.costPolicy } ?? .default
     }
 
-    static let columns = "tenant_id, disabled, cost_policy"
+    static let columns = "tenant_id, disabled, cost_policy, array_to_string(promoted_tags, chr(31)) AS promoted_tags"
 
     static func tenant(_ row: PostgresRow) throws -> (String, Tenant) {
         let policy = CostPolicy(rawValue: try row.decode("cost_policy")) ?? .default
-        return (try row.decode("tenant_id"), Tenant(disabled: try row.decode("disabled"), costPolicy: policy))
+        let promoted = (try row.decode("promoted_tags", as: String.self)).split(separator: "\u{1F}").map(String.init)
+        return (try row.decode("tenant_id"), Tenant(disabled: try row.decode("disabled"), costPolicy: policy, promotedTags: promoted))
     }
 
     /// Reads the whole tenants table.
