@@ -113,6 +113,8 @@ public struct EventDecoder: Sendable {
         case .app: f.app = try readString(key, &scanner, max: l.maxDimensionLength)
         case .environment: f.environment = try readString(key, &scanner, max: l.maxDimensionLength)
         case .tags: f.tags = try readTags(&scanner)
+        case .traceID: f.traceID = try readString(key, &scanner, max: 32)
+        case .spanID: f.spanID = try readString(key, &scanner, max: 16)
         }
     }
 
@@ -240,14 +242,14 @@ private func pow10(_ e: Int) -> UInt64 {
 enum Field: Int, CaseIterable {
     case eventID, tenantID, timestamp, provider, model, operation, inputTokens, outputTokens, cachedInputTokens
     case reasoningTokens, latencyMs, timeToFirstTokenMs, status, errorType, costUSD, userID, sessionID, app
-    case environment, tags
+    case environment, tags, traceID, spanID
 
     var bit: UInt32 { 1 << UInt32(self.rawValue) }
     var name: String { Self.names[self.rawValue] }
 
     static let names = ["event_id", "tenant_id", "timestamp", "provider", "model", "operation", "input_tokens", "output_tokens",
                         "cached_input_tokens", "reasoning_tokens", "latency_ms", "time_to_first_token_ms", "status", "error_type",
-                        "cost_usd", "user_id", "session_id", "app", "environment", "tags"]
+                        "cost_usd", "user_id", "session_id", "app", "environment", "tags", "trace_id", "span_id"]
     private static let utf8Names: [[UInt8]] = names.map { Array($0.utf8) }
 
     static func match(_ key: UnsafeRawBufferPointer) -> Field? {
@@ -298,6 +300,8 @@ struct RawFields {
     var app: String?
     var environment: String?
     var tags: [String: String]?
+    var traceID: String?
+    var spanID: String?
 
     func build(limits: EventLimits, now: EventTimestamp) throws(EventValidationError) -> LLMEvent {
         let eventID = try required(self.eventID, "event_id")
@@ -318,7 +322,8 @@ struct RawFields {
             cachedInputTokens: self.cachedInputTokens, reasoningTokens: self.reasoningTokens,
             latencyMs: try required(self.latencyMs, "latency_ms"), timeToFirstTokenMs: self.timeToFirstTokenMs,
             status: status, errorType: self.errorType, costNanos: self.costNanos, userID: self.userID,
-            sessionID: self.sessionID, app: self.app, environment: self.environment, tags: self.tags ?? [:])
+            sessionID: self.sessionID, app: self.app, environment: self.environment, tags: self.tags ?? [:],
+            traceID: self.traceID, spanID: self.spanID)
         try event.validate(limits: limits, now: now)
         return event
     }

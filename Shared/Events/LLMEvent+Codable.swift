@@ -43,7 +43,9 @@ extension LLMEvent: Codable {
             sessionID: try c.decodeIfPresent(String.self, forKey: .sessionID),
             app: try c.decodeIfPresent(String.self, forKey: .app),
             environment: try c.decodeIfPresent(String.self, forKey: .environment),
-            tags: try c.decodeIfPresent([String: String].self, forKey: .tags) ?? [:])
+            tags: try c.decodeIfPresent([String: String].self, forKey: .tags) ?? [:],
+            traceID: try c.decodeIfPresent(String.self, forKey: .traceID),
+            spanID: try c.decodeIfPresent(String.self, forKey: .spanID))
         try self.validate()
     }
 
@@ -71,5 +73,7 @@ extension LLMEvent: Codable {
         try c.encodeIfPresent(self.app, forKey: .app)
         try c.encodeIfPresent(self.environment, forKey: .environment)
         if !self.tags.isEmpty { try c.encode(self.tags, forKey: .tags) }
+        try c.encodeIfPresent(self.traceID, forKey: .traceID)
+        try c.encodeIfPresent(self.spanID, forKey: .spanID)
     }
 }

@@ -68,6 +68,8 @@ extension LLMEvent {
             }
             out.append(UInt8(ascii: "}"))
         }
+        string("trace_id", self.traceID)
+        string("span_id", self.spanID)
         out.append(UInt8(ascii: "}"))
     }
 

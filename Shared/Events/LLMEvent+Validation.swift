@@ -35,6 +35,13 @@ extension LLMEvent {
         for (field, value) in [("user_id", self.userID), ("session_id", self.sessionID), ("app", self.app), ("environment", self.environment)] {
             if let value { try Self.checkText(value, field: field, max: limits.maxDimensionLength) }
         }
+        for (field, value, digits) in [("trace_id", self.traceID, 32), ("span_id", self.spanID, 16)] {
+            guard let value else { continue }
+            // All zeros (W3C's "invalid") is accepted and linked to nothing.
+            guard value.utf8.count == digits, value.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) }) else {
+                throw EventValidationError(field: field, reason: "must be \(digits) lowercase hex digits (W3C Trace Context)")
+            }
+        }
         guard self.tags.count <= limits.maxTags else { throw EventValidationError(field: "tags", reason: "more than \(limits.maxTags) tags") }
         for (key, value) in self.tags {
             guard !key.isEmpty else { throw EventValidationError(field: "tags", reason: "tag name must not be empty") }

@@ -36,13 +36,17 @@ public struct LLMEvent: Sendable, Hashable {
     public var app: String?
     public var environment: String?
     public var tags: [String: String]
+    /// The W3C trace and span of the call (32 and 16 lowercase hex digits), set from OTLP spans or by the client:
+    /// an anomaly's evidence links to the trace in the tenant's tracing tool.
+    public var traceID: String?
+    public var spanID: String?
 
     public init(
         eventID: String, tenantID: String? = nil, timestamp: EventTimestamp, provider: String, model: String,
         operation: String = "chat", inputTokens: Int64, outputTokens: Int64, cachedInputTokens: Int64? = nil,
         reasoningTokens: Int64? = nil, latencyMs: Double, timeToFirstTokenMs: Double? = nil, status: Status,
         errorType: String? = nil, costNanos: Int64? = nil, userID: String? = nil, sessionID: String? = nil,
-        app: String? = nil, environment: String? = nil, tags: [String: String] = [:]
+        app: String? = nil, environment: String? = nil, tags: [String: String] = [:], traceID: String? = nil, spanID: String? = nil
     ) {
         self.eventID = eventID
         self.tenantID = tenantID
@@ -64,6 +68,8 @@ public struct LLMEvent: Sendable, Hashable {
         self.app = app
         self.environment = environment
         self.tags = tags
+        self.traceID = traceID
+        self.spanID = spanID
     }
 
     /// The wire names, in the order the encoder writes them.
@@ -88,6 +94,8 @@ public struct LLMEvent: Sendable, Hashable {
         case app
         case environment
         case tags
+        case traceID = "trace_id"
+        case spanID = "span_id"
     }
 }
 

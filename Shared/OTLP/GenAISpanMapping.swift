@@ -135,6 +135,9 @@ public enum GenAISpanMapping {
                 app: resource.string(serviceName),
                 environment: resource.string(environment))
             if let served = a.string(responseModel), served != model { event.tags["response_model"] = served }
+            // The span itself, for an anomaly's evidence to link to (traceID is checked above).
+            event.traceID = hex(span.traceID)
+            event.spanID = span.spanID.count == 8 && span.spanID.contains(where: { $0 != 0 }) ? hex(span.spanID) : nil
             try event.validate(limits: limits, now: now)
             return .event(event)
         } catch let error as MappingError {

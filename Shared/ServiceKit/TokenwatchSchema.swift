@@ -379,6 +379,32 @@ public enum TokenwatchSchema {
                 PRIMARY KEY (tenant_id, dimension, value)
             );
             """),
+        PostgresMigration(version: 18, name: "evidence", sql: """
+            -- Per model and minute, the best few calls of each kind (EvidenceSamples: slowest, latest failed, most
+            -- expensive), written by the aggregator with the rollups; an anomaly's evidence is read from here.
+            CREATE TABLE evidence_samples (
+                tenant_id text NOT NULL,
+                window_start timestamptz NOT NULL,
+                provider text NOT NULL,
+                model text NOT NULL,
+                kind text NOT NULL,
+                event_id text NOT NULL,
+                value double precision NOT NULL,
+                at timestamptz NOT NULL,
+                app text,
+                environment text,
+                user_id text,
+                trace_id text,
+                span_id text,
+                latency_ms double precision NOT NULL,
+                cost_nanos bigint,
+                error_type text,
+                PRIMARY KEY (tenant_id, window_start, provider, model, kind, event_id)
+            );
+            \(rowLevelSecurity("evidence_samples"))
+            -- Where a tenant's traces open: an http(s) URL with {trace_id} (and optionally {span_id}).
+            ALTER TABLE tenants ADD COLUMN trace_url_template text;
+            """),
     ]
 }
 

@@ -323,4 +323,61 @@ struct QueryTests {
         }
         await gateway.producer.shutdown()
     }
+
+    @Test("an anomaly's evidence: the sampled calls of its model and minutes, the slowest first for a latency anomaly, linked to the tenant's tracing tool; another tenant's anomaly is not found")
+    func evidence() async throws {
+        let gateway = try await Gateway.make()
+        let tenant = TestEnvironment.unique("ev"), other = TestEnvironment.unique("eo")
+        let key = try await gateway.keys.createTenant(id: tenant, name: "EV").key
+        let admin = try await gateway.keys.createKey(tenant: tenant, name: "admin", scopes: [.query, .admin])!.key
+        let otherKey = try await gateway.keys.createTenant(id: other, name: "EO").key
+        let minute: Int64 = 60_000_000
+        let start = (EventTimestamp.now().microsecondsSinceEpoch / minute - 30) * minute
+        // Two minutes of gpt-4o calls (latency 100 + i ms; every 7th failed), and a slower model that is not the
+        // anomaly's: its calls must not appear.
+        var samples = EvidenceSamples()
+        var calls: [LLMEvent] = []
+        for i in 0..<40 {
+            let model = i % 5 == 4 ? "gpt-4o-mini" : "gpt-4o"
+            let latency = model == "gpt-4o" ? Double(100 + i) : 9_000
+            let event = LLMEvent(eventID: "c\(i)", tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: start + Int64(i % 2) * minute + Int64(i) * 100_000),
+                                 provider: "openai", model: model, inputTokens: 1, outputTokens: 1, latencyMs: latency, status: i % 7 == 0 ? .error : .ok,
+                                 errorType: i % 7 == 0 ? "timeout" : nil, costNanos: Int64(i), userID: "u\(i % 3)",
+                                 traceID: String(repeating: "a", count: 31) + String(i % 10), spanID: String(repeating: "b", count: 16))
+            samples.add(event)
+            calls.append(event)
+        }
+        // Added twice (a replayed batch): nothing changes.
+        for statement in samples.statements() + samples.statements() { try await gateway.postgres.query(statement) }
+        let body = #"{"anomaly_id":"an-ev-1","tenant_id":"\#(tenant)","provider":"openai","model":"gpt-4o","metric":"latency_p95","window_start":"\#(EventTimestamp(microsecondsSinceEpoch: start).rfc3339)","window_end":"\#(EventTimestamp(microsecondsSinceEpoch: start + minute).rfc3339)","status":"ongoing","severity":"warning","revision":1}"#
+        try await gateway.postgres.query("INSERT INTO anomalies (tenant_id, anomaly_id, window_start, body) VALUES (\(tenant), 'an-ev-1', \(EventTimestamp(microsecondsSinceEpoch: start).rfc3339)::timestamptz, \(body)::jsonb)")
+        let slowest = calls.filter { $0.model == "gpt-4o" }
+        let expected = [0, 1].flatMap { m in
+            slowest.filter { ($0.timestamp.microsecondsSinceEpoch - start) / minute == Int64(m) }.sorted { $0.latencyMs > $1.latencyMs }.prefix(EvidenceSamples.perKind)
+        }.sorted { $0.latencyMs > $1.latencyMs }.map(\.eventID)
+
+        try await gateway.app.test(.router) { client in
+            func call(_ uri: String, _ method: HTTPRequest.Method = .get, key: String, body: String? = nil) async throws -> (HTTPResponse.Status, [String: Any]) {
+                try await client.execute(uri: uri, method: method, headers: [.authorization: "Bearer \(key)", .contentType: "application/json"],
+                                         body: body.map { ByteBuffer(string: $0) }) { ($0.status, json($0.body)) }
+            }
+            let (bad, _) = try await call("/v1/tenant", .patch, key: admin, body: #"{"trace_url_template": "ftp://x/{trace_id}"}"#)
+            #expect(bad == .badRequest)
+            let (set, _) = try await call("/v1/tenant", .patch, key: admin, body: #"{"trace_url_template": "https://jaeger.example.com/trace/{trace_id}?uiFind={span_id}"}"#)
+            #expect(set == .ok)
+            let (status, answer) = try await call("/v1/anomalies/an-ev-1/evidence", key: key)
+            #expect(status == .ok)
+            #expect(answer["kind"] as? String == "slowest")
+            let items = answer["items"] as? [[String: Any]] ?? []
+            #expect(items.allSatisfy { $0["model"] as? String == "gpt-4o" }, "only the anomaly's model")
+            #expect(items.prefix(expected.count).map { $0["event_id"] as? String } == expected.map { Optional($0) }, "the slowest of each minute, slowest first")
+            #expect(Set(items.compactMap { $0["kind"] as? String }) == ["slowest", "failed", "costliest"])
+            let first = items.first ?? [:]
+            #expect(first["trace_url"] as? String == "https://jaeger.example.com/trace/\(first["trace_id"] as? String ?? "")?uiFind=bbbbbbbbbbbbbbbb")
+            #expect(first["user_id"] as? String != nil)
+            let (hidden, _) = try await call("/v1/anomalies/an-ev-1/evidence", key: otherKey)
+            #expect(hidden == .notFound)
+        }
+        await gateway.producer.shutdown()
+    }
 }

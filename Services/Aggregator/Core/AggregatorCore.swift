@@ -112,6 +112,7 @@ public final class AggregatorCore: Sendable {
         var hours = RollupDeltas(granularity: .hour)
         var days = RollupDeltas(granularity: .day)
         var users = UserTotalDeltas()
+        var evidence = EvidenceSamples()
         var deadLetters: [KafkaProducerMessage] = []
         let lateness = self.settings.allowedLateness.microseconds
         // Offsets of one partition are contiguous (an idempotent producer writes no transaction markers), so the first
@@ -163,6 +164,7 @@ public final class AggregatorCore: Sendable {
             hours.add(event, promoted: promoted)
             days.add(event, promoted: promoted)
             users.add(event)
+            evidence.add(event)
             summary.applied += 1
         }
         guard next != state else { return }
@@ -173,7 +175,7 @@ public final class AggregatorCore: Sendable {
         let emits = minutes.windows.keys.map { ($0.series, $0.windowStart) }
         let expected = state.nextOffset
         let final = next
-        let upserts = [minutes, hours, days].filter { !$0.isEmpty }.map(RollupStore.upsert) + UserTotalsStore.upserts(users)
+        let upserts = [minutes, hours, days].filter { !$0.isEmpty }.map(RollupStore.upsert) + UserTotalsStore.upserts(users) + evidence.statements()
         try await self.postgres.withTransaction { conn in
             let moved = try conn.query("""
                 UPDATE aggregator_partitions SET next_offset = \(final.nextOffset), watermark_us = \(final.watermark)

@@ -62,9 +62,10 @@ public struct AdminRoutes: Sendable {
         self.access.route(router, .get, "/v1/tenant", scope: .query) { _, tenant, _ in try await self.showOwnTenant(tenant.tenantID) }
         // A tenant's own attribution settings (admin scope): which tag keys become breakdown dimensions.
         self.access.route(router, .patch, "/v1/tenant", scope: .admin) { request, tenant, _ in
-            let input = try await JSONInput.read(request, allowed: ["promoted_tags"])
+            let input = try await JSONInput.read(request, allowed: ["promoted_tags", "trace_url_template"])
             var update = ApiKeyStore.TenantUpdate()
             update.promotedTags = try input.tagKeys("promoted_tags", max: Self.maxPromotedTags)
+            update.traceURLTemplate = try Self.traceURLTemplate(input)
             guard try await self.keys.updateTenant(tenant.tenantID, update) != nil else { throw Self.noTenant(tenant.tenantID) }
             return try await self.showOwnTenant(tenant.tenantID)
         }
@@ -121,6 +122,18 @@ public struct AdminRoutes: Sendable {
             var next_after: String?
         }
         return try Self.json(.ok, Page(items: tenants, next_after: tenants.count == limit ? tenants.last?.tenantID : nil))
+    }
+
+    /// `trace_url_template`: absent (unchanged), null or "" (cleared), or an http(s) URL of at most 512 characters
+    /// holding `{trace_id}` (Jaeger `https://jaeger.example.com/trace/{trace_id}`, Tempo through Grafana, Langfuse).
+    static func traceURLTemplate(_ input: JSONInput) throws -> String?? {
+        guard input.has("trace_url_template") else { return nil }
+        guard let text = try input.nullableString("trace_url_template", maxLength: 512), !text.isEmpty else { return .some(nil) }
+        let probe = text.replacingOccurrences(of: "{trace_id}", with: "0").replacingOccurrences(of: "{span_id}", with: "0")
+        guard text.contains("{trace_id}"), let url = URL(string: probe), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false else {
+            throw JSONInput.invalid("trace_url_template", "must be an http(s) URL holding {trace_id}, e.g. https://jaeger.example.com/trace/{trace_id}")
+        }
+        return .some(text)
     }
 
     /// Most tag keys a tenant promotes: each adds a rollup row per event and window that carries it.

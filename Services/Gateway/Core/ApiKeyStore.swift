@@ -211,16 +211,18 @@ public final class ApiKeyStore: Sendable {
         public var otlpIgnoredScopes: [String]
         /// Tag keys aggregated as breakdown dimensions (README, "Tags").
         public var promotedTags: [String]
+        /// Where the tenant's traces open (`{trace_id}`, `{span_id}` replaced), linked from an anomaly's evidence.
+        public var traceURLTemplate: String?
         public var createdAt: String
 
         enum CodingKeys: String, CodingKey {
-            case tenantID = "tenant_id", name, disabled, limits, costPolicy = "cost_policy", otlpIgnoredScopes = "otlp_ignored_scopes", promotedTags = "promoted_tags", createdAt = "created_at"
+            case tenantID = "tenant_id", name, disabled, limits, costPolicy = "cost_policy", otlpIgnoredScopes = "otlp_ignored_scopes", promotedTags = "promoted_tags", traceURLTemplate = "trace_url_template", createdAt = "created_at"
         }
     }
 
     static let tenantColumns = """
         tenant_id, name, disabled, events_per_second, requests_per_second, monthly_event_quota, cost_policy,
-        array_to_string(otlp_ignored_scopes, ',') AS otlp_ignored_scopes, array_to_string(promoted_tags, chr(31)) AS promoted_tags,
+        array_to_string(otlp_ignored_scopes, ',') AS otlp_ignored_scopes, array_to_string(promoted_tags, chr(31)) AS promoted_tags, trace_url_template,
         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at
         """
 
@@ -230,6 +232,7 @@ public final class ApiKeyStore: Sendable {
             limits: try TenantLimits(row), costPolicy: try row.decode("cost_policy"),
             otlpIgnoredScopes: (try row.decode("otlp_ignored_scopes", as: String.self)).split(separator: ",").map(String.init),
             promotedTags: (try row.decode("promoted_tags", as: String.self)).split(separator: "\u{1F}").map(String.init),
+            traceURLTemplate: try row.decodeIfPresent("trace_url_template"),
             createdAt: try row.decode("created_at"))
     }
 
@@ -269,6 +272,8 @@ public final class ApiKeyStore: Sendable {
         /// Scope names, already checked by `JSONInput.isScopeName` (so they need no quoting in an array literal).
         public var otlpIgnoredScopes: [String]?
         public var promotedTags: [String]?
+        /// `.some(nil)` clears it.
+        public var traceURLTemplate: String??
 
         public init() {}
     }
@@ -291,6 +296,7 @@ public final class ApiKeyStore: Sendable {
             precondition(scopes.allSatisfy(JSONInput.isScopeName))
             set("otlp_ignored_scopes", "{" + scopes.joined(separator: ",") + "}")
         }
+        if let template = update.traceURLTemplate { set("trace_url_template", template) }
         if let tags = update.promotedTags {
             // An array literal with every element quoted (tag keys may hold commas, quotes and backslashes).
             set("promoted_tags", "{" + tags.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}")

@@ -76,6 +76,17 @@ struct JSONInput {
         }
     }
 
+    func has(_ name: String) -> Bool { self.members[name] != nil }
+
+    /// A string as `string` reads it; nil for JSON null or "" (a setting being cleared).
+    func nullableString(_ name: String, maxLength: Int) throws -> String? {
+        switch self.members[name] {
+        case .null?: return nil
+        case .string(let s)? where s.isEmpty: return nil
+        default: return try self.string(name, maxLength: maxLength)
+        }
+    }
+
     func bool(_ name: String) throws -> Bool? {
         switch self.members[name] {
         case nil: return nil

@@ -12,7 +12,7 @@ public enum OpenAPIDocument {
     }
 
     public static let paths = [
-        "/v1/events", "/v1/traces", "/v1/metrics", "/v1/logs", "/v1/series", "/v1/dead-letters", "/v1/breakdown", "/v1/users", "/v1/anomalies", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
+        "/v1/events", "/v1/traces", "/v1/metrics", "/v1/logs", "/v1/series", "/v1/dead-letters", "/v1/breakdown", "/v1/users", "/v1/anomalies", "/v1/anomalies/{anomaly_id}/evidence", "/v1/anomalies/stream", "/v1/tenant", "/v1/keys", "/v1/keys/{key_id}", "/v1/keys/{key_id}/rotate",
         "/v1/detector/settings", "/v1/channels", "/v1/channels/{channel_id}", "/v1/channels/{channel_id}/deliveries", "/v1/channels/{channel_id}/test", "/v1/channels/{channel_id}/rotate-secret", "/v1/rules", "/v1/rules/{rule_id}", "/v1/budgets", "/v1/budgets/{budget_id}", "/v1/admin/tenants", "/v1/admin/tenants/{tenant_id}", "/v1/admin/tenants/{tenant_id}/keys", "/v1/admin/tenants/{tenant_id}/keys/{key_id}",
         "/v1/admin/tenants/{tenant_id}/keys/{key_id}/rotate", "/openapi.json", "/healthz", "/healthz/dependencies", "/readyz", "/metrics",
     ]
@@ -121,7 +121,9 @@ public enum OpenAPIDocument {
                   "cost_usd": {"type": "number", "minimum": 0, "maximum": 100000},
                   "user_id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "session_id": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "app": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "environment": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                   "tags": {"type": "object", "maxProperties": 32, "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
-                    "additionalProperties": {"type": "string", "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]*$"}}}},
+                    "additionalProperties": {"type": "string", "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]*$"}},
+                  "trace_id": {"type": "string", "pattern": "^[0-9a-f]{32}$", "description": "W3C trace id of the call, for evidence links"},
+                  "span_id": {"type": "string", "pattern": "^[0-9a-f]{16}$"}}},
               "RpcStatus": {"type": "object", "description": "google.rpc.Status", "properties": {"code": {"type": "integer"}, "message": {"type": "string"}}},
               "IngestResult": {"type": "object", "required": ["accepted", "rejected", "errors"], "properties": {
                 "accepted": {"type": "integer"}, "rejected": {"type": "integer"},
@@ -137,6 +139,7 @@ public enum OpenAPIDocument {
                 "cost_policy": {"type": "string", "enum": ["client_unless_zero", "client", "price_table"], "description": "which cost an event keeps when its client sent one"},
                 "otlp_ignored_scopes": {"type": "array", "items": {"type": "string"}, "description": "instrumentation scopes whose GenAI spans are not counted"},
                 "promoted_tags": {"type": "array", "items": {"type": "string"}, "description": "tag keys aggregated as breakdown dimensions"},
+                "trace_url_template": {"type": ["string", "null"], "description": "where evidence links open a trace"},
                 "limits": {"$ref": "#/components/schemas/Limits"}, "created_at": {"type": "string", "format": "date-time"}}},
               "Key": {"type": "object", "description": "A key as listed: never its secret", "properties": {"key_id": {"type": "string"}, "prefix": {"type": "string"},
                 "name": {"type": "string"}, "scopes": {"type": "array", "items": {"type": "string", "enum": ["ingest", "query", "admin"]}},
@@ -295,6 +298,14 @@ public enum OpenAPIDocument {
                 "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {"schema": {"type": "string"}}}},
                 "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"},
                 "429": {"$ref": "#/components/responses/RateLimited"}}}},
+            "/v1/anomalies/{anomaly_id}/evidence": {"parameters": [{"name": "anomaly_id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 128}}],
+              "get": {"summary": "Sampled calls of an anomaly's series and windows (slowest, failed, most expensive), the kind explaining its metric first, with trace links", "security": [{"apiKey": []}],
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 30}}],
+                "responses": {"200": {"description": "anomaly_id, metric, kind and items (kind, event_id, at, provider, model, app, environment, user_id, trace_id, span_id, trace_url, latency_ms, cost_usd, error_type)",
+                  "content": {"application/json": {"schema": {"type": "object", "required": ["anomaly_id", "metric", "items"], "properties": {"anomaly_id": {"type": "string"}, "metric": {"type": "string"},
+                    "kind": {"type": ["string", "null"]}, "items": {"type": "array", "items": {"type": "object"}}}}}}},
+                  "400": {"$ref": "#/components/responses/Problem"}, "401": {"$ref": "#/components/responses/Problem"}, "404": {"$ref": "#/components/responses/Problem"},
+                  "429": {"$ref": "#/components/responses/RateLimited"}}}},
             "/v1/anomalies/stream": {"get": {
               "summary": "Live Server-Sent Events: one 'anomaly' event per new or updated anomaly of the caller's tenant; a comment every 15 s", "security": [{"apiKey": []}],
               "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
@@ -317,7 +328,9 @@ public enum OpenAPIDocument {
               "patch": {"summary": "The caller's attribution settings (admin scope): which tag keys are promoted to breakdown dimensions", "security": [{"apiKey": []}],
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
                   "promoted_tags": {"type": "array", "maxItems": 5, "description": "tag keys aggregated as breakdown dimensions (by=tag:<key>, tag.<key>=); others are not aggregated",
-                    "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}}}}}}},
+                    "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}},
+                  "trace_url_template": {"type": ["string", "null"], "maxLength": 512, "pattern": "^https?://[A-Za-z0-9.-]+(:[1-9][0-9]{0,3})?/[A-Za-z0-9._~/?&=%-]*\\{trace_id\\}[A-Za-z0-9._~/?&=%{}-]*$",
+                    "description": "where the tenant's traces open, {trace_id} and {span_id} replaced (e.g. https://jaeger.example.com/trace/{trace_id}); null or empty clears"}}}}}},
                 "responses": {"200": {"description": "tenant and events_this_month, as GET answers", "content": {"application/json": {"schema": {"type": "object"}}}},
                   "400": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}}},
             "/v1/detector/settings": {

@@ -45,7 +45,91 @@ public struct QueryRoutes: Sendable {
             try Self.allowOnly(["from", "to", "severity", "metric", "status", "provider", "model", "app", "environment", "limit"], in: request)
             return try await self.anomalies(request, tenant: tenant)
         }
+        self.access.route(router, .get, "/v1/anomalies/{anomaly_id}/evidence", scope: .query) { request, tenant, context in
+            try Self.allowOnly(["limit"], in: request)
+            let id = context.parameters.get("anomaly_id") ?? ""
+            return try await self.evidence(id, limit: try Self.limit(request.uri.queryParameters, max: 100, default: 30), tenant: tenant)
+        }
         UserRoutes(access: self.access).add(to: router)
+    }
+
+    // MARK: - Evidence
+
+    /// One call of an anomaly's evidence, as answered.
+    struct EvidenceItem: Encodable {
+        var kind: String
+        var event_id: String
+        var at: String
+        var provider: String
+        var model: String
+        var app: String?
+        var environment: String?
+        var user_id: String?
+        var trace_id: String?
+        var span_id: String?
+        var trace_url: String?
+        var latency_ms: Double
+        var cost_usd: Decimal?
+        var error_type: String?
+    }
+
+    struct Evidence: Encodable {
+        var anomaly_id: String
+        var metric: String
+        var kind: String?
+        var items: [EvidenceItem]
+    }
+
+    /// `GET /v1/anomalies/{id}/evidence`: the sampled calls of the anomaly's series and windows, the kind that
+    /// explains its metric first (latency: the slowest; errors: the failed; cost: the most expensive), each with a
+    /// link into the tenant's tracing tool when its `trace_url_template` is set.
+    func evidence(_ id: String, limit: Int, tenant: TenantRequest) async throws -> Response {
+        guard (1...128).contains(id.utf8.count) else { throw Self.bad("anomaly_id", "must be 1 to 128 characters") }
+        let rows = try await tenant.database.query("SELECT body::text AS body FROM anomalies WHERE tenant_id = \(tenant.tenantID) AND anomaly_id = \(id)")
+        guard let body = try rows.first?.decode("body", as: String.self), let anomaly = try? AnomalyMessage(json: Array(body.utf8)) else {
+            throw Problem(.notFound, code: "not_found", title: "Not found", detail: "anomaly_id: no anomaly '\(id.prefix(128))' of this tenant")
+        }
+        let primary: EvidenceKind? = switch anomaly.metric {
+        case "latency_p95", "ttft_p95": .slowest
+        case "error_rate": .failed
+        case "cost_per_request", "cost_per_hour", "spend", "spend_forecast", "output_tokens_per_request": .costliest
+        default: nil
+        }
+        let end = (EventTimestamp(rfc3339: anomaly.windowEnd)?.microsecondsSinceEpoch ?? anomaly.windowStartMicros) + 60_000_000
+        var query = PostgresQuery(
+            sql: """
+                SELECT kind, event_id, to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, provider, model, app, environment, user_id,
+                       trace_id, span_id, latency_ms, cost_nanos, error_type
+                FROM evidence_samples WHERE tenant_id = $1 AND window_start >= $2::timestamptz AND window_start < $3::timestamptz
+                """,
+            parameters: [tenant.tenantID, anomaly.windowStart, EventTimestamp(microsecondsSinceEpoch: end).rfc3339])
+        // The anomaly's series: its provider and model when set; its app or environment when set (`default` is the
+        // calls that named none).
+        for (column, value) in [("provider", anomaly.provider), ("model", anomaly.model), ("app", anomaly.app ?? ""), ("environment", anomaly.environment ?? "")] where !value.isEmpty {
+            query.parameters.append(value)
+            query.sql += value == SeriesDimension.defaultValue && (column == "app" || column == "environment")
+                ? " AND (\(column) IS NULL OR \(column) = $\(query.parameters.count))" : " AND \(column) = $\(query.parameters.count)"
+        }
+        query.parameters.append(primary?.rawValue ?? "")
+        query.sql += " ORDER BY (kind = $\(query.parameters.count)) DESC, kind, value DESC, event_id LIMIT \(limit)"
+        let template = try await self.access.postgres.query("SELECT trace_url_template FROM tenants WHERE tenant_id = \(tenant.tenantID)").first?
+            .decodeIfPresent("trace_url_template", as: String.self)
+        var items: [EvidenceItem] = []
+        for row in try await tenant.database.query(query) {
+            let traceID: String? = try row.decodeIfPresent("trace_id")
+            let spanID: String? = try row.decodeIfPresent("span_id")
+            let linkable = traceID.map { $0.contains { $0 != "0" } } ?? false
+            items.append(EvidenceItem(
+                kind: try row.decode("kind"), event_id: try row.decode("event_id"), at: try row.decode("at"), provider: try row.decode("provider"),
+                model: try row.decode("model"), app: try row.decodeIfPresent("app"), environment: try row.decodeIfPresent("environment"),
+                user_id: try row.decodeIfPresent("user_id"), trace_id: traceID, span_id: spanID,
+                trace_url: linkable ? template.map { $0.replacingOccurrences(of: "{trace_id}", with: traceID!).replacingOccurrences(of: "{span_id}", with: spanID ?? "") } : nil,
+                latency_ms: try row.decode("latency_ms"), cost_usd: try row.decodeIfPresent("cost_nanos", as: Int64.self).map { Decimal(string: LLMEvent.decimalUSD(nanos: $0))! },
+                error_type: try row.decodeIfPresent("error_type")))
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Self.json(Array(try encoder.encode(Evidence(anomaly_id: anomaly.anomalyID, metric: anomaly.metric, kind: primary?.rawValue, items: items))))
     }
 
     /// Refuses unknown query parameters (a typo like `modle=` would otherwise silently widen the answer) and
