@@ -129,12 +129,15 @@ public struct AdminRoutes: Sendable {
     static func traceURLTemplate(_ input: JSONInput) throws -> String?? {
         guard input.has("trace_url_template") else { return nil }
         guard let text = try input.nullableString("trace_url_template", maxLength: 512), !text.isEmpty else { return .some(nil) }
-        let probe = text.replacingOccurrences(of: "{trace_id}", with: "0").replacingOccurrences(of: "{span_id}", with: "0")
-        guard text.contains("{trace_id}"), let url = URL(string: probe), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false else {
+        guard text.range(of: Self.traceURLPattern, options: .regularExpression) != nil else {
             throw JSONInput.invalid("trace_url_template", "must be an http(s) URL holding {trace_id}, e.g. https://jaeger.example.com/trace/{trace_id}")
         }
         return .some(text)
     }
+
+    /// The shape the OpenAPI document states: scheme, host, optional port, a path and query of URL characters
+    /// holding `{trace_id}` (and `{span_id}` at will).
+    static let traceURLPattern = "^https?://[A-Za-z0-9.-]+(:[1-9][0-9]{0,3})?/[A-Za-z0-9._~/?&=%-]*[{]trace_id[}][A-Za-z0-9._~/?&=%{}-]*$"
 
     /// Most tag keys a tenant promotes: each adds a rollup row per event and window that carries it.
     static let maxPromotedTags = 5

@@ -329,7 +329,7 @@ public enum OpenAPIDocument {
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "properties": {
                   "promoted_tags": {"type": "array", "maxItems": 5, "description": "tag keys aggregated as breakdown dimensions (by=tag:<key>, tag.<key>=); others are not aggregated",
                     "items": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}},
-                  "trace_url_template": {"type": ["string", "null"], "maxLength": 512, "pattern": "^https?://[A-Za-z0-9.-]+(:[1-9][0-9]{0,3})?/[A-Za-z0-9._~/?&=%-]*\\{trace_id\\}[A-Za-z0-9._~/?&=%{}-]*$",
+                  "trace_url_template": {"type": ["string", "null"], "maxLength": 512, "pattern": "^$|^https?://[A-Za-z0-9.-]+(:[1-9][0-9]{0,3})?/[A-Za-z0-9._~/?&=%-]*[{]trace_id[}][A-Za-z0-9._~/?&=%{}-]*$",
                     "description": "where the tenant's traces open, {trace_id} and {span_id} replaced (e.g. https://jaeger.example.com/trace/{trace_id}); null or empty clears"}}}}}},
                 "responses": {"200": {"description": "tenant and events_this_month, as GET answers", "content": {"application/json": {"schema": {"type": "object"}}}},
                   "400": {"$ref": "#/components/responses/Problem"}, "403": {"$ref": "#/components/responses/Problem"}}}},

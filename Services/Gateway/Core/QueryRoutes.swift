@@ -365,7 +365,9 @@ public struct QueryRoutes: Sendable {
     /// The query parameters that filter series: one per dimension (tags as `tag.<key>`).
     static let filterParameters = [SeriesDimension.app, .environment, .provider, .model].map(\.rawValue)
 
-    static func isTagKey(_ key: String) -> Bool { !key.isEmpty && key.unicodeScalars.count <= SeriesDimension.tagKey.maxLength }
+    static func isTagKey(_ key: String) -> Bool {
+        !key.isEmpty && key.unicodeScalars.count <= SeriesDimension.tagKey.maxLength && !key.unicodeScalars.contains { $0.value < 0x20 }
+    }
 
     /// Refuses a query no stored level answers: a promoted tag filtered or broken down with another dimension.
     static func answerable(_ selection: SeriesSelection) throws {
