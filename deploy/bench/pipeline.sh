@@ -21,7 +21,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-export TW_ADMIN_TOKEN=bench-admin-token-0123456789 TW_LOG_LEVEL=warning TW_GROUP_PREFIX=bench$$
+export TW_ADMIN_TOKEN=bench-admin-token-0123456789 TW_LOG_LEVEL=warning TW_GROUP_PREFIX=bench$$ TW_PRICES_REFRESH=1s
 # Rate limiting stays on (its Redis round trip is part of every request's cost) with budgets no tenant here reaches.
 export TW_RATE_LIMIT_EVENTS_PER_SECOND=10000000 TW_RATE_LIMIT_REQUESTS_PER_SECOND=1000000
 # Notifications go to a receiver on loopback (the operator's allowance, as for any private address).
@@ -68,28 +68,71 @@ done = function(summary, latency, requests)
 end
 LUA
 # Pipeline first, on an idle pipeline: 100 batches of 1000 fresh events posted one after another, then the wait
-# until the rollups hold them all.
-python3 - "$STATE" "${KEYS[@]}" <<'PY'
-import json, sys, time, uuid, urllib.request, subprocess
-state, keys = sys.argv[1], sys.argv[2:]
+# until the rollups hold them all. Twice: the plain workload (3 models, 500 users, no app, environment or tags; the
+# figure earlier releases reported) and a realistic one (20 apps, 3 environments, users drawn from 100,000, three
+# promoted tags of 50, 200 and 10 values), on tenants of their own.
+RKEYS=()
+for t in $(seq 1 8); do
+    RKEYS+=("$(curl -sf -XPOST http://127.0.0.1:18180/v1/admin/tenants -H "Authorization: Bearer $TW_ADMIN_TOKEN" -H "Content-Type: application/json" -d "{\"tenant_id\":\"bench-$$-r$t\"}" | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])')")
+    curl -sf -XPATCH "http://127.0.0.1:18180/v1/admin/tenants/bench-$$-r$t" -H "Authorization: Bearer $TW_ADMIN_TOKEN" -H "Content-Type: application/json" \
+        -d '{"promoted_tags": ["feature", "customer", "team"]}' >/dev/null
+done
+# The ingestor reads promoted tags with the tenant table (TW_PRICES_REFRESH, 1 s here).
+sleep 2
+url=$TW_POSTGRES_URL
+TOTAL="app='' AND environment='' AND provider='' AND model='' AND tag_key='' AND tag_value=''"
+sizes() { psql "$url" -tAc "SELECT string_agg(relname || '=' || pg_total_relation_size(oid)::text, ' ' ORDER BY relname) FROM pg_class WHERE relname IN ('rollups_1m','rollups_1h','rollups_1d','user_totals_1d','evidence_samples')"; }
+pipeline() { # label tenant-prefix realistic keys...
+    local label=$1 prefix=$2 realistic=$3; shift 3
+    python3 - "$STATE" "$realistic" "$@" <<'PY'
+import json, sys, time, uuid, random, urllib.request
+state, realistic, keys = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
 batch = json.load(open(f"{state}/batch1000.json"))
+envs = ["prod", "staging", "dev"]
 start = time.time()
 for i in range(100):
-    for e in batch: e["event_id"] = str(uuid.uuid4())
+    for e in batch:
+        e["event_id"] = str(uuid.uuid4())
+        if realistic:
+            e["app"] = "app-%d" % random.randint(1, 20)
+            e["environment"] = random.choice(envs)
+            e["user_id"] = "u-%d" % random.randint(1, 100000)
+            e["tags"] = {"feature": "f-%d" % random.randint(1, 50), "customer": "c-%d" % random.randint(1, 200), "team": "t-%d" % random.randint(1, 10)}
     req = urllib.request.Request("http://127.0.0.1:18180/v1/events", data=json.dumps(batch).encode(), method="POST",
                                  headers={"Authorization": f"Bearer {keys[i % len(keys)]}", "Content-Type": "application/json"})
     assert urllib.request.urlopen(req).status == 202
 accepted = time.time()
 open(f"{state}/pipeline.start", "w").write(f"{start} {accepted}\n")
 PY
-read -r start accepted <"$STATE/pipeline.start"
-url=$TW_POSTGRES_URL
-for _ in $(seq 1 600); do
-    n=$(psql "$url" -tAc "SELECT COALESCE(sum(requests),0) FROM rollups_1m WHERE tenant_id LIKE 'bench-$$-%' AND app='' AND environment='' AND provider='' AND model=''" 2>/dev/null || echo 0)
-    [ "${n:-0}" -ge 100000 ] && break
-    sleep 0.2
-done
-python3 -c "import time,sys; s,a=float(sys.argv[1]),float(sys.argv[2]); e=time.time(); print(f'pipeline: 100000 events posted in {a-s:.2f} s (one request of 1000 at a time), all in the committed rollups {e-a:.2f} s after the last 202: {100000/(e-s):.0f} events/s from gateway to rollups; requests counted in the rollups: {sys.argv[3]}')" "$start" "$accepted" "$n"
+    read -r start accepted <"$STATE/pipeline.start"
+    for _ in $(seq 1 900); do
+        n=$(psql "$url" -tAc "SELECT COALESCE(sum(requests),0) FROM rollups_1m WHERE tenant_id LIKE '$prefix%' AND $TOTAL" 2>/dev/null || echo 0)
+        [ "${n:-0}" -ge 100000 ] && break
+        sleep 0.2
+    done
+    python3 -c "import time,sys; s,a=float(sys.argv[1]),float(sys.argv[2]); e=time.time(); print(f'pipeline ({sys.argv[4]}): 100000 events posted in {a-s:.2f} s (one request of 1000 at a time), all in the committed rollups {e-a:.2f} s after the last 202: {100000/(e-s):.0f} events/s from gateway to rollups; requests counted in the rollups: {sys.argv[3]}')" "$start" "$accepted" "$n" "$label"
+}
+pipeline "plain: 3 models, 500 users" "bench-$$-" 0 "${KEYS[@]}"
+before=$(sizes)
+pipeline "realistic: 20 apps x 3 environments x 3 models, 100,000 users, 3 promoted tags" "bench-$$-r" 1 "${RKEYS[@]}"
+after=$(sizes)
+# What the realistic 100,000 events wrote: rollup rows per minute of data, rows per user-day, bytes per row.
+psql "$url" -tA -F ' ' -c "
+    SELECT (SELECT count(*) FROM rollups_1m WHERE tenant_id LIKE 'bench-$$-r%'), (SELECT count(DISTINCT (tenant_id, window_start)) FROM rollups_1m WHERE tenant_id LIKE 'bench-$$-r%'),
+           (SELECT count(*) FROM rollups_1h WHERE tenant_id LIKE 'bench-$$-r%'), (SELECT count(*) FROM rollups_1d WHERE tenant_id LIKE 'bench-$$-r%'),
+           (SELECT count(*) FROM user_totals_1d WHERE tenant_id LIKE 'bench-$$-r%'), (SELECT count(*) FROM evidence_samples WHERE tenant_id LIKE 'bench-$$-r%')" \
+    | python3 -c "
+import sys
+m, windows, h, d, users, evidence = map(int, sys.stdin.read().split())
+before = dict(x.split('=') for x in sys.argv[1].split())
+after = dict(x.split('=') for x in sys.argv[2].split())
+grow = {k: int(after[k]) - int(before[k]) for k in after}
+print(f'rows (realistic 100,000 events): rollups_1m {m} in {windows} tenant-minutes ({m / max(windows, 1):.0f} rows per tenant-minute), rollups_1h {h}, rollups_1d {d}, user_totals_1d {users}, evidence_samples {evidence}')
+print('storage added: ' + ', '.join(f'{k} {v / 1e6:.1f} MB' for k, v in sorted(grow.items())))
+if users:
+    per = grow['user_totals_1d'] / users
+    print(f'per-user totals: {per:.0f} bytes per user-day with indexes, {per * 1e6 / 1e6:.0f} MB per million active users a day')
+" "$before" "$after"
 
 # End-to-end delay: 10,000 events/s for 15 s (a batch of 1000 every 100 ms) for a fresh tenant, while a poller
 # asks the gateway's query API for the tenant's total every 50 ms; a batch's delay is from its 202 to the first
