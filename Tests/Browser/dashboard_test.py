@@ -198,6 +198,35 @@ def run():
     charts_match(args.key, {"provider": provider, "model": model})
     shot("model")
 
+    # Attribution: the breakdown by app and the top users are the API's; every table exports as CSV.
+    driver.find_element(By.CSS_SELECTOR, "nav a[data-view=attribution]").click()
+    wait_for("[data-testid=attribution] tbody tr")
+    shown_apps = {row.get_attribute("data-key") for row in driver.find_elements(By.CSS_SELECTOR, "[data-testid=attribution] tbody tr")}
+    fig_range = {"from": range_from, "to": range_to}
+    api_apps = {i["app"] for i in api("/v1/breakdown?" + urllib.parse.urlencode({**fig_range, "by": "app", "order": "cost", "limit": "100"}), args.key)["items"]}
+    check(shown_apps == api_apps == {"search", "chat"}, f"apps shown {sorted(shown_apps)} = API {sorted(api_apps)}")
+    wait_for("[data-testid=users] tbody tr")
+    shown_users = [row.get_attribute("data-user") for row in driver.find_elements(By.CSS_SELECTOR, "[data-testid=users] tbody tr")]
+    day = lambda t: t[:10]
+    import datetime as _dt
+    to_day = (_dt.datetime.fromisoformat(range_to.replace("Z", "+00:00")) + _dt.timedelta(days=1) - _dt.timedelta(microseconds=1)).strftime("%Y-%m-%d")
+    api_users = [u["user_id"] for u in api("/v1/users?" + urllib.parse.urlencode({"from": day(range_from), "to": to_day, "order": "cost", "limit": "50"}), args.key)["items"]]
+    check(shown_users == api_users and len(api_users) == 7, f"top users shown {shown_users} = API {api_users}")
+    csv = driver.execute_script("return tableCSV(document.querySelector('[data-testid=users] table'))")
+    check(csv.splitlines()[0] == "User,Requests,Cost,Tokens,Errors" and len(csv.splitlines()) == 8, f"the users table exports as CSV ({csv.splitlines()[:2]})")
+    check(len(driver.find_elements(By.CSS_SELECTOR, "[data-testid=users] button[data-testid^=csv-]")) == 1, "with an Export CSV button")
+    # Drill into an app: its totals are the API's for that app.
+    driver.find_element(By.CSS_SELECTOR, "[data-testid=attribution] tbody tr a").click()
+    heading = lambda: driver.execute_script("const h = document.querySelector('h1'); return h ? h.textContent : ''")
+    wait_until(lambda: heading().startswith("App "), 20, "app drill-down opens")
+    app_name = heading()[4:]
+    wait_for("[data-testid=total-requests]")
+    fig = wait_for("[data-testid=chart-requests]")
+    app_totals = api("/v1/breakdown?" + urllib.parse.urlencode({"from": fig.get_attribute("data-from"), "to": fig.get_attribute("data-to"), "by": "app", "app": app_name}), args.key)["totals"]
+    shown_requests = int(driver.find_element(By.CSS_SELECTOR, "[data-testid=total-requests]").get_attribute("data-value"))
+    check(shown_requests == app_totals["requests"] and 0 < shown_requests < values["requests"], f"app {app_name}: {shown_requests} requests shown = API {app_totals['requests']}")
+    shot("attribution")
+
     # Anomalies, live: the page is open and connected; an anomaly published now appears without a reload.
     driver.find_element(By.CSS_SELECTOR, "nav a[data-view=anomalies]").click()
     wait_until(lambda: driver.find_element(By.ID, "live-status").get_attribute("data-state") == "live", 20, "the live stream connects")
@@ -224,6 +253,9 @@ def run():
     check(chart.find_element(By.CSS_SELECTOR, "path.line").get_attribute("d").count("L") > 10, "the series is drawn around it")
     explanation = driver.find_element(By.CSS_SELECTOR, "[data-testid=explanation]").text
     check("p95 latency" in explanation, f"its explanation is shown: {explanation!r}")
+    evidence_panel = wait_for("[data-testid=evidence] h2")
+    wait_until(lambda: driver.find_element(By.CSS_SELECTOR, "[data-testid=evidence] > div").get_attribute("aria-busy") is None, 20, "the evidence loads")
+    check(not driver.find_elements(By.CSS_SELECTOR, "[data-testid=evidence] .notice.error"), "the evidence panel loads without an error")
     shot("anomaly")
 
     # Settings: the detector's settings and, with an admin-scoped key, the tenant's keys.

@@ -39,7 +39,7 @@ struct DashboardBrowserTests {
                 eventID: "\(run)-\(i)", timestamp: EventTimestamp(microsecondsSinceEpoch: now - 50 * 60_000_000 + Int64(i) * 5_000_000),
                 provider: provider, model: model, inputTokens: Int64(100 + rng.next() % 3000), outputTokens: Int64(10 + rng.next() % 700),
                 latencyMs: Double(latency) + Double(rng.next() % 900), status: failed ? .error : .ok, errorType: failed ? "rate_limit" : nil,
-                costNanos: Int64(500 + rng.next() % 20_000))
+                costNanos: Int64(500 + rng.next() % 20_000), userID: "user-\(i % 7)", app: ["search", "chat"][i % 2])
         }
         let batch = "[" + events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: ",") + "]"
         let posted = try await http.call("POST", "/v1/events", token: ingestKey, body: batch)

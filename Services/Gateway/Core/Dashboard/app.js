@@ -269,6 +269,8 @@ function panel(title, load, { testid } = {}) {
       const nodes = await load();
       body.className = '';
       body.replaceChildren(...[nodes].flat().filter(Boolean));
+      // Every table can be taken away as CSV, as shown.
+      body.querySelectorAll('table').forEach((table) => body.append(csvButton(table, (title || testid || 'table').toLowerCase().replace(/[^a-z0-9]+/g, '-'))));
     } catch (e) {
       body.className = '';
       body.replaceChildren(errorNotice(e, run));
@@ -277,6 +279,26 @@ function panel(title, load, { testid } = {}) {
   };
   run();
   return card;
+}
+
+/// RFC 4180 CSV of a rendered table (header and body rows, cell text as shown); cells a spreadsheet would run as a
+/// formula are prefixed with a quote.
+function tableCSV(table) {
+  const cell = (text) => {
+    let t = text.trim();
+    if (/^[=+\-@\t\r]/.test(t)) t = "'" + t;
+    return /[",\r\n]/.test(t) ? '"' + t.replaceAll('"', '""') + '"' : t;
+  };
+  return [...table.querySelectorAll('tr')].map((tr) => [...tr.children].map((c) => cell(c.textContent)).join(',')).join('\r\n') + '\r\n';
+}
+
+function csvButton(table, name) {
+  return h('button', { type: 'button', class: 'secondary small', text: 'Export CSV', dataset: { testid: 'csv-' + name }, onclick: () => {
+    const url = URL.createObjectURL(new Blob([tableCSV(table)], { type: 'text/csv' }));
+    const a = h('a', { href: url, download: name + '.csv' });
+    document.body.append(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+  } });
 }
 
 function errorNotice(error, retry) {
@@ -404,7 +426,7 @@ const METRIC_NAMES = {
 };
 const SEVERITIES = ['info', 'warning', 'critical'];
 
-function seriesName(a) { return a.provider ? `${a.provider}/${a.model}` : 'all models'; }
+function seriesName(a) { return a.provider ? `${a.provider}/${a.model}` : a.app ? `app ${a.app}` : a.environment ? `environment ${a.environment}` : 'all models'; }
 
 function anomalyItem(a, fresh) {
   return h('li', { class: fresh ? 'fresh' : null, dataset: { anomalyId: a.anomaly_id, severity: a.severity, metric: a.metric } },
@@ -426,10 +448,18 @@ const CHARTS = [
   { id: 'latency', title: 'Latency', metrics: [['latency_p50', 'p50'], ['latency_p95', 'p95'], ['latency_p99', 'p99']], format: fmtMs },
 ];
 
+/// The series dimensions a view can be filtered by (the API's filter parameters).
+const FILTERS = ['app', 'environment', 'provider', 'model'];
+
+function filterTitle(filter) {
+  if (filter.model) return `${filter.model} (${filter.provider})`;
+  if (filter.provider) return `Provider ${filter.provider}`;
+  return filter.app ? `App ${filter.app}` : `Environment ${filter.environment}`;
+}
+
 function seriesQuery(metric, range, filter) {
   const q = new URLSearchParams({ metric, from: iso(range.from), to: iso(range.to), step: range.step });
-  if (filter && filter.provider) q.set('provider', filter.provider);
-  if (filter && filter.model) q.set('model', filter.model);
+  for (const k of FILTERS) if (filter && filter[k]) q.set(k, filter[k]);
   return '/v1/series?' + q;
 }
 
@@ -482,11 +512,11 @@ async function renderOverview(filter) {
   const token = ++state.renderToken;
   const view = document.getElementById('view');
   const range = currentRange();
-  const title = filter ? (filter.model ? `${filter.model} (${filter.provider})` : `Provider ${filter.provider}`) : 'Overview';
+  const title = filter ? filterTitle(filter) : 'Overview';
   const totalsSlot = h('div', { 'aria-busy': 'true' }, h('p', { class: 'loading', text: 'Loading totals…' }));
   const body = h('div');
   view.replaceChildren(...[
-    filter ? h('p', {}, h('a', { href: '#models', text: '← All models' })) : null,
+    filter ? h('p', {}, (filter.app || filter.environment) ? h('a', { href: '#attribution', text: '← Attribution' }) : h('a', { href: '#models', text: '← All models' })) : null,
     h('h1', { text: title }), rangeControls(() => renderOverview(filter)), totalsSlot, body].filter(Boolean));
   if (range.points > MAX_POINTS) { totalsSlot.replaceChildren(); return; }
   const q = (extra) => new URLSearchParams({ from: iso(range.from), to: iso(range.to), ...extra });
@@ -494,6 +524,9 @@ async function renderOverview(filter) {
   try {
     if (!filter) {
       totals = (await api('/v1/breakdown?' + q({ by: 'model', limit: '1' }))).totals;
+    } else if (filter.app || filter.environment) {
+      // A breakdown's totals are those of the rows its filters select.
+      totals = (await api('/v1/breakdown?' + q({ by: filter.app ? 'app' : 'environment', limit: '1', ...(filter.app ? { app: filter.app } : { environment: filter.environment }) }))).totals;
     } else {
       const answer = await api('/v1/breakdown?' + q({ by: filter.model ? 'model' : 'provider', order: 'requests', limit: '1000' }));
       const item = answer.items.find((it) => it.provider === filter.provider && (!filter.model || it.model === filter.model));
@@ -530,8 +563,7 @@ async function renderOverview(filter) {
   if (!filter) body.append(panel('Rejected input', () => deadLetters(range), { testid: 'dead-letters' }));
   body.append(panel('Recent anomalies', async () => {
     const aq = new URLSearchParams({ from: iso(range.from - 7 * DAY), to: iso(range.to), limit: '5' });
-    if (filter && filter.provider) aq.set('provider', filter.provider);
-    if (filter && filter.model) aq.set('model', filter.model);
+    for (const k of FILTERS) if (filter && filter[k]) aq.set(k, filter[k]);
     const items = (await api('/v1/anomalies?' + aq)).items;
     items.forEach((a) => receiveAnomaly(a, false));
     return items.length ? h('ul', { class: 'anomalies' }, items.map((a) => anomalyItem(a, false))) : h('p', { class: 'muted', text: 'No anomalies in the last week. The detector needs about an hour of traffic per series before it alerts.' });
@@ -631,7 +663,7 @@ async function renderAnomaly(id) {
     const start = Date.parse(a.window_start), end = Date.parse(a.window_end);
     const from = Math.floor((start - 2 * HOUR) / MINUTE) * MINUTE, to = Math.min(Math.ceil(Date.now() / MINUTE) * MINUTE, Math.max(end + HOUR, start + 3 * HOUR));
     const range = { from, to, step: '1m' };
-    const filter = a.provider ? { provider: a.provider, model: a.model } : null;
+    const filter = a.provider ? { provider: a.provider, model: a.model } : a.app ? { app: a.app } : a.environment ? { environment: a.environment } : null;
     const direct = { request_rate: 'requests', error_rate: 'error_rate', latency_p95: 'latency_p95', ttft_p95: 'ttft_p95' }[a.metric];
     let points;
     if (direct) points = await loadSeries(direct, range, filter);
@@ -655,10 +687,88 @@ async function renderAnomaly(id) {
         h('dt', { text: 'Observed' }), h('dd', { text: format(a.observed) }),
         h('dt', { text: 'Expected' }), h('dd', { text: `${format(a.expected)} (normal ${format(a.expected_low)} – ${format(a.expected_high)})` }),
         h('dt', { text: 'Score' }), h('dd', { text: `${Number(a.score).toFixed(2)} × threshold (${a.detector})` }),
-        h('dt', { text: 'Id' }), h('dd', { text: a.anomaly_id })));
+        h('dt', { text: 'Id' }), h('dd', { text: a.anomaly_id })),
+      panel('Evidence: calls of these minutes', () => evidence(a.anomaly_id), { testid: 'evidence' }));
   } catch (e) {
     if (token === state.renderToken) view.replaceChildren(h('p', {}, h('a', { href: '#anomalies', text: '← All anomalies' })), errorNotice(e, () => renderAnomaly(id)));
   }
+}
+
+/// The sampled calls behind an anomaly, with links into the tenant's tracing tool.
+async function evidence(id) {
+  const answer = await api(`/v1/anomalies/${encodeURIComponent(id)}/evidence`);
+  if (!answer.items.length) return h('p', { class: 'muted', text: 'No calls were sampled for these minutes.' });
+  const kinds = { slowest: 'Slowest', failed: 'Failed', costliest: 'Most expensive' };
+  return h('div', { class: 'scroll' }, h('table', {},
+    h('thead', {}, h('tr', {}, ['Kind', 'When', 'Model', 'App', 'User', 'Latency', 'Cost', 'Error', 'Trace'].map((t) => h('th', { scope: 'col', text: t })))),
+    h('tbody', {}, answer.items.map((e) => h('tr', { dataset: { eventId: e.event_id, kind: e.kind } },
+      h('td', { text: kinds[e.kind] || e.kind }), h('td', { text: new Date(e.at).toLocaleTimeString() }), h('td', { text: `${e.model} (${e.provider})` }),
+      h('td', { text: e.app || '–' }), h('td', { text: e.user_id || '–' }), h('td', { class: 'num', text: fmtMs(e.latency_ms) }),
+      h('td', { class: 'num', text: e.cost_usd === undefined || e.cost_usd === null ? '–' : fmtUSD(Number(e.cost_usd)) }), h('td', { text: e.error_type || '–' }),
+      h('td', {}, e.trace_url ? h('a', { href: e.trace_url, rel: 'noopener noreferrer', target: '_blank', text: 'Open trace' }) : h('code', { text: e.trace_id || e.event_id })))))));
+}
+
+// MARK: - Attribution
+
+/// Who and what spent: breakdowns by app, environment, error type and each promoted tag, and the top users.
+async function renderAttribution(by) {
+  const token = ++state.renderToken;
+  const range = currentRange();
+  const view = document.getElementById('view');
+  const tags = (state.tenant && state.tenant.promoted_tags) || [];
+  const choices = [['app', 'App'], ['environment', 'Environment'], ['error_type', 'Error type'], ...tags.map((t) => ['tag:' + t, 'Tag ' + t])];
+  by = choices.some(([v]) => v === by) ? by : 'app';
+  const select = h('select', { id: 'attribution-by', onchange: () => { location.hash = '#attribution/' + encodeURIComponent(select.value); } },
+    choices.map(([v, label]) => h('option', { value: v, text: label, selected: v === by })));
+  view.replaceChildren(h('h1', { text: 'Attribution' }), rangeControls(() => renderAttribution(by)),
+    h('p', {}, h('label', { for: 'attribution-by', text: 'Break down by ' }), select,
+      tags.length ? null : h('span', { class: 'muted', text: ' Promote tag keys (feature, customer, …) with PATCH /v1/tenant to break down by them.' })));
+  if (range.points > MAX_POINTS) return;
+  const q = new URLSearchParams({ from: iso(range.from), to: iso(range.to), by, order: by === 'error_type' ? 'errors' : 'cost', limit: '100' });
+  view.append(h('div', { class: 'grid wide' },
+    panel(choices.find(([v]) => v === by)[1], async () => attributionTable((await api('/v1/breakdown?' + q)).items, by), { testid: 'attribution' }),
+    panel('Top users (whole days of the range)', () => topUsers(range, token), { testid: 'users' })));
+}
+
+function attributionTable(items, by) {
+  if (!items.length) return h('p', { class: 'muted', text: 'No calls in this range.' });
+  if (by === 'error_type') {
+    return h('div', { class: 'scroll' }, h('table', {},
+      h('thead', {}, h('tr', {}, ['Error type', 'Errors', 'Share of errors', 'Of requests'].map((t, i) => h('th', { scope: 'col', class: i ? 'num' : '', text: t })))),
+      h('tbody', {}, items.map((it) => h('tr', { dataset: { key: it.error_type } }, h('td', { text: it.error_type }), h('td', { class: 'num', text: fmtCount(it.values.errors) }),
+        h('td', { class: 'num', text: fmtPct(it.values.share_of_errors) }), h('td', { class: 'num', text: fmtPct(it.values.error_rate) }))))));
+  }
+  const name = (it) => by === 'app' ? it.app : by === 'environment' ? it.environment : it.tag_value;
+  return h('div', { class: 'scroll' }, h('table', {},
+    h('thead', {}, h('tr', {}, [by.startsWith('tag:') ? by.slice(4) : by === 'app' ? 'App' : 'Environment', 'Requests', 'Cost', 'Tokens', 'Errors', 'p95'].map((t, i) => h('th', { scope: 'col', class: i ? 'num' : '', text: t })))),
+    h('tbody', {}, items.map((it) => h('tr', { dataset: { key: name(it) } },
+      h('td', {}, by === 'app' || by === 'environment' ? h('a', { href: `#${by}/${encodeURIComponent(name(it))}`, text: name(it) }) : name(it)),
+      h('td', { class: 'num', text: fmtCount(it.values.requests) }), h('td', { class: 'num', text: fmtUSD(Number(it.values.cost_usd)) }),
+      h('td', { class: 'num', text: fmtCount(it.values.input_tokens + it.values.output_tokens) }), h('td', { class: 'num', text: fmtPct(it.values.error_rate) }),
+      h('td', { class: 'num', text: fmtMs(it.values.latency_ms && it.values.latency_ms.p95) }))))));
+}
+
+/// The top users by cost over the whole UTC days the range touches, paged with the API's cursor.
+async function topUsers(range) {
+  const day = (ms) => new Date(Math.floor(ms / DAY) * DAY).toISOString().slice(0, 10);
+  const params = { from: day(range.from), to: day(range.to + DAY - 1), order: 'cost', limit: '50' };
+  const first = await api('/v1/users?' + new URLSearchParams(params));
+  const tbody = h('tbody');
+  const more = h('button', { type: 'button', class: 'secondary', text: 'More users' });
+  let cursor = null;
+  const add = (page) => {
+    page.items.forEach((u) => tbody.append(h('tr', { dataset: { user: u.user_id } }, h('td', {}, h('code', { text: u.user_id })),
+      h('td', { class: 'num', text: fmtCount(u.values.requests) }), h('td', { class: 'num', text: fmtUSD(Number(u.values.cost_usd)) }),
+      h('td', { class: 'num', text: fmtCount(u.values.input_tokens + u.values.output_tokens) }), h('td', { class: 'num', text: fmtPct(u.values.error_rate) }))));
+    cursor = page.next_cursor;
+    more.hidden = !cursor;
+  };
+  more.onclick = async () => { more.disabled = true; try { add(await api('/v1/users?' + new URLSearchParams({ ...params, cursor }))); } finally { more.disabled = false; } };
+  add(first);
+  if (!first.items.length) return h('p', { class: 'muted', text: 'No calls with a user_id in these days. Send user_id with each event to see who spends.' });
+  return [h('p', { class: 'muted', dataset: { testid: 'users-count' }, text: `${fmtCount(first.users)} users; ${fmtCount(first.unattributed.requests)} calls without a user_id.` }),
+    h('div', { class: 'scroll' }, h('table', {},
+      h('thead', {}, h('tr', {}, ['User', 'Requests', 'Cost', 'Tokens', 'Errors'].map((t, i) => h('th', { scope: 'col', class: i ? 'num' : '', text: t })))), tbody)), more];
 }
 
 // MARK: - Settings
@@ -832,7 +942,7 @@ function route() {
   if (!state.key) return renderSignIn();
   state.onAnomaly = null;
   const [view, ...rest] = (location.hash.slice(1) || 'overview').split('/').map(decodeURIComponent);
-  const nav = view === 'model' || view === 'provider' ? 'models' : view === 'anomaly' ? 'anomalies' : view;
+  const nav = view === 'model' || view === 'provider' ? 'models' : view === 'anomaly' ? 'anomalies' : view === 'app' || view === 'environment' ? 'attribution' : view;
   document.querySelectorAll('.top nav a').forEach((a) => a.toggleAttribute('aria-current', false));
   const current = document.querySelector(`.top nav a[data-view="${nav}"]`);
   if (current) current.setAttribute('aria-current', 'page');
@@ -841,6 +951,9 @@ function route() {
     case 'anomalies': renderAnomalies(); break;
     case 'anomaly': renderAnomaly(rest.join('/')); break;
     case 'models': renderModels(); break;
+    case 'attribution': renderAttribution(rest[0]); break;
+    case 'app': renderOverview({ app: rest.join('/') }); break;
+    case 'environment': renderOverview({ environment: rest.join('/') }); break;
     case 'model': renderOverview({ provider: rest[0], model: rest.slice(1).join('/') }); break;
     case 'provider': renderOverview({ provider: rest[0] }); break;
     case 'settings': renderSettings(); break;
