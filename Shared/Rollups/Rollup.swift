@@ -110,6 +110,12 @@ public struct SeriesKey: Hashable, Sendable, Comparable {
         return !(level == [.app] && self.app == SeriesDimension.defaultValue) && !(level == [.environment] && self.environment == SeriesDimension.defaultValue)
     }
 
+    /// Whether rows of this series keep latency and TTFT sketches and errors by type (and, for the total, distinct
+    /// users): the watched levels do; the multiplying ones (app x environment x model, tags) keep counters, tokens
+    /// and cost only, which keeps their upserts cheap (`make bench`, realistic workload). Percentiles asked of them
+    /// are null.
+    public var keepsDistributions: Bool { Self.watchedLevels.contains(self.level) }
+
     /// This key with the dimensions outside `level` emptied.
     public func projected(onto level: Set<SeriesDimension>) -> SeriesKey {
         var key = self
@@ -206,22 +212,34 @@ public struct RollupValues: Sendable, Hashable {
     public var costNanos: Int64 = 0
     public var latency = QuantileSketch()
     public var timeToFirstToken = QuantileSketch()
+    /// Distinct `user_id`s and `session_id`s: kept in the tenant's total rows only (`RollupDeltas.add`).
+    public var users = DistinctSketch()
+    public var sessions = DistinctSketch()
 
     public init() {}
 
+    /// Counts the event's user and session among the window's distinct ones.
+    public mutating func addDistinct(_ event: LLMEvent) {
+        if let user = event.userID { self.users.add(user) }
+        if let session = event.sessionID { self.sessions.add(session) }
+    }
+
     public mutating func add(_ event: LLMEvent) {
+        self.addCounters(event)
+        if event.status == .error { self.errorsByType[event.errorType ?? "unknown", default: 0] +|= 1 }
+        self.latency.add(event.latencyMs)
+        if let ttft = event.timeToFirstTokenMs { self.timeToFirstToken.add(ttft) }
+    }
+
+    /// Requests, errors, tokens and cost: what every row keeps.
+    public mutating func addCounters(_ event: LLMEvent) {
         self.requests +|= 1
-        if event.status == .error {
-            self.errors +|= 1
-            self.errorsByType[event.errorType ?? "unknown", default: 0] +|= 1
-        }
+        if event.status == .error { self.errors +|= 1 }
         self.inputTokens +|= event.inputTokens
         self.outputTokens +|= event.outputTokens
         self.cachedInputTokens +|= event.cachedInputTokens ?? 0
         self.reasoningTokens +|= event.reasoningTokens ?? 0
         self.costNanos +|= event.costNanos ?? 0
-        self.latency.add(event.latencyMs)
-        if let ttft = event.timeToFirstTokenMs { self.timeToFirstToken.add(ttft) }
     }
 
     /// Adds `other`; counters saturate rather than trap (see `saturatingAdd`).
@@ -236,6 +254,8 @@ public struct RollupValues: Sendable, Hashable {
         self.costNanos +|= other.costNanos
         self.latency.merge(other.latency)
         self.timeToFirstToken.merge(other.timeToFirstToken)
+        self.users.merge(other.users)
+        self.sessions.merge(other.sessions)
     }
 
     /// `{"rate_limit":3}` for the jsonb column.
@@ -266,11 +286,17 @@ public struct RollupDeltas: Sendable {
         let start = self.granularity.windowStart(event.timestamp)
         let full = SeriesKey(event: event)
         for level in SeriesKey.eventLevels {
-            self.windows[RollupKey(series: full.projected(onto: level), windowStart: start), default: RollupValues()].add(event)
+            let key = RollupKey(series: full.projected(onto: level), windowStart: start)
+            if key.series.keepsDistributions {
+                self.windows[key, default: RollupValues()].add(event)
+            } else {
+                self.windows[key, default: RollupValues()].addCounters(event)
+            }
+            if level.isEmpty { self.windows[key]!.addDistinct(event) }
         }
         for (key, value) in promoted {
             let series = SeriesKey(tenant: full.tenant, provider: "", model: "", tagKey: key, tagValue: value)
-            self.windows[RollupKey(series: series, windowStart: start), default: RollupValues()].add(event)
+            self.windows[RollupKey(series: series, windowStart: start), default: RollupValues()].addCounters(event)
         }
     }
 

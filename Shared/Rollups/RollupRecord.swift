@@ -54,6 +54,10 @@ public struct RollupRecord: Sendable, Hashable {
         field("cost_usd", LLMEvent.decimalUSD(nanos: v.costNanos))
         field("latency_ms", distribution(v.latency))
         field("time_to_first_token_ms", distribution(v.timeToFirstToken))
+        // Distinct users and sessions: the tenant's total rows only (empty elsewhere, and then left out).
+        for (name, sketch) in [("users", v.users), ("sessions", v.sessions)] where !sketch.isEmpty {
+            field(name, "{\"estimate\":\(sketch.estimate),\"sketch\":\(sketch.json)}")
+        }
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -107,6 +111,11 @@ public struct RollupRecord: Sendable, Hashable {
         }
         values.latency = try sketch("latency_ms")
         values.timeToFirstToken = try sketch("time_to_first_token_ms")
+        for (name, path) in [("users", \RollupValues.users), ("sessions", \RollupValues.sessions)] {
+            guard let raw = o[name] else { continue }
+            guard let d = raw as? [String: Any], let s = d["sketch"] as? [String: Any] else { throw SketchError(message: "rollup field \(name): sketch missing") }
+            values[keyPath: path] = try DistinctSketch(object: s)
+        }
         self.init(
             key: RollupKey(series: try SeriesKey(tenant: tenant, jsonObject: o, what: "rollup"), windowStart: start.microsecondsSinceEpoch),
             granularity: granularity, version: try int("version"), values: values)

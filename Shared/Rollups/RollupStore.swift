@@ -5,32 +5,50 @@ import Postgres
 /// The SQL of rollups: additive upserts of deltas, and reads of whole windows.
 public enum RollupStore {
     static let columns = ["tenant_id"] + SeriesDimension.allCases.map(\.rawValue) + ["window_start", "requests", "errors", "errors_by_type", "input_tokens",
-                          "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_nanos", "latency_sketch", "ttft_sketch"]
+                          "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_nanos", "latency_sketch", "ttft_sketch", "users_hll", "sessions_hll"]
 
-    /// One multi-row upsert adding `deltas` to their windows: counters add, sketches and error maps merge
-    /// (`tw_jsonb_add`), `version` grows. Each key appears once per statement (deltas are grouped), as
-    /// ON CONFLICT DO UPDATE requires.
-    public static func upsert(_ deltas: RollupDeltas) -> PostgresQuery {
-        let table = deltas.granularity.table
-        var parameters: [String?] = []
-        var rows: [String] = []
+    /// Multi-row upserts adding `deltas` to their windows: counters add, sketches and error maps merge
+    /// (`tw_jsonb_add`, `tw_jsonb_max`), `version` grows. Each key appears once per statement (deltas are grouped), as
+    /// ON CONFLICT DO UPDATE requires. Rows of the multiplying levels (the cross product, tags) carry counters only
+    /// (`SeriesKey.keepsDistributions`), so their upserts skip the jsonb merges that dominate the cost of a row;
+    /// at most 2,000 rows a statement (21 parameters a row, below Postgres's 65,535).
+    public static func upserts(_ deltas: RollupDeltas) -> [PostgresQuery] {
+        // Sorted keys: concurrent writers (a zombie and its successor) lock rows in the same order, never deadlock.
         let sorted = deltas.windows.sorted { ($0.key.series, $0.key.windowStart) < ($1.key.series, $1.key.windowStart) }
-        for (key, v) in sorted {
-            let values: [String] = [
+        var out: [PostgresQuery] = []
+        for distributions in [true, false] {
+            let rows = sorted.filter { $0.key.series.keepsDistributions == distributions }
+            var start = 0
+            while start < rows.count {
+                let chunk = rows[start..<min(start + 2_000, rows.count)]
+                start += chunk.count
+                out.append(Self.statement(chunk, table: deltas.granularity.table, distributions: distributions))
+            }
+        }
+        return out
+    }
+
+    static func statement(_ rows: ArraySlice<(key: RollupKey, value: RollupValues)>, table: String, distributions: Bool) -> PostgresQuery {
+        var parameters: [String?] = []
+        var values: [String] = []
+        for (key, v) in rows {
+            let row: [String] = [
                 key.series.tenant] + key.series.values + [EventTimestamp(microsecondsSinceEpoch: key.windowStart).rfc3339,
                 String(v.requests), String(v.errors), v.errorsByTypeJSON, String(v.inputTokens), String(v.outputTokens),
-                String(v.cachedInputTokens), String(v.reasoningTokens), String(v.costNanos), v.latency.json, v.timeToFirstToken.json,
+                String(v.cachedInputTokens), String(v.reasoningTokens), String(v.costNanos), v.latency.json, v.timeToFirstToken.json, v.users.json, v.sessions.json,
             ]
             let base = parameters.count
-            parameters.append(contentsOf: values.map { Optional($0) })
-            rows.append("(" + (1...values.count).map { "$\(base + $0)" }.joined(separator: ",") + ")")
+            parameters.append(contentsOf: row.map { Optional($0) })
+            values.append("(" + (1...row.count).map { "$\(base + $0)" }.joined(separator: ",") + ")")
         }
-        // Sorted keys: concurrent writers (a zombie and its successor) lock rows in the same order, never deadlock.
         let add = ["requests", "errors", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_nanos"]
             .map { "\($0) = r.\($0) + EXCLUDED.\($0)" }
-        let merge = ["errors_by_type", "latency_sketch", "ttft_sketch"].map { "\($0) = tw_jsonb_add(r.\($0), EXCLUDED.\($0))" }
+        let merge = distributions
+            ? ["errors_by_type", "latency_sketch", "ttft_sketch"].map { "\($0) = tw_jsonb_add(r.\($0), EXCLUDED.\($0))" }
+                + ["users_hll", "sessions_hll"].map { "\($0) = tw_jsonb_max(r.\($0), EXCLUDED.\($0))" }
+            : []
         let sql = """
-            INSERT INTO \(table) AS r (\(columns.joined(separator: ", "))) VALUES \(rows.joined(separator: ", "))
+            INSERT INTO \(table) AS r (\(columns.joined(separator: ", "))) VALUES \(values.joined(separator: ", "))
             ON CONFLICT (\(Self.primaryKey)) DO UPDATE SET
             \((add + merge).joined(separator: ", ")), version = r.version + 1, updated_at = now()
             """
@@ -43,7 +61,7 @@ public enum RollupStore {
     public static let selectColumns = """
         tenant_id, \(SeriesKey.columns), (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, requests, errors,
         errors_by_type::text AS errors_by_type, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_nanos,
-        latency_sketch::text AS latency_sketch, ttft_sketch::text AS ttft_sketch, version
+        latency_sketch::text AS latency_sketch, ttft_sketch::text AS ttft_sketch, users_hll::text AS users_hll, sessions_hll::text AS sessions_hll, version
         """
 
     /// A row of a rollups table as a record.
@@ -59,6 +77,8 @@ public enum RollupStore {
         v.costNanos = try row.decode("cost_nanos")
         v.latency = try QuantileSketch(json: try row.decode("latency_sketch", as: String.self))
         v.timeToFirstToken = try QuantileSketch(json: try row.decode("ttft_sketch", as: String.self))
+        v.users = try DistinctSketch(json: try row.decode("users_hll", as: String.self))
+        v.sessions = try DistinctSketch(json: try row.decode("sessions_hll", as: String.self))
         return RollupRecord(key: RollupKey(series: try self.series(row), windowStart: try row.decode("window_us")), granularity: granularity, version: try row.decode("version"), values: v)
     }
 

@@ -355,9 +355,20 @@ public enum TokenwatchSchema {
         PostgresMigration(version: 16, name: "series_dimensions", sql: """
             -- Series gain app, environment and promoted tags (SeriesKey): '' means "all". Existing rows are the {}
             -- and {provider, model} levels, which keep their meaning; the primary keys take the new columns.
+            -- Distinct users and sessions (DistinctSketch, HyperLogLog registers {index: rank}) merge by the larger rank.
+            CREATE FUNCTION tw_jsonb_max(a jsonb, b jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+                SELECT COALESCE(jsonb_object_agg(k, n), '{}'::jsonb) FROM (
+                    SELECT k, MAX(v::integer) AS n FROM (
+                        SELECT key AS k, value AS v FROM jsonb_each_text(COALESCE(a, '{}'::jsonb))
+                        UNION ALL
+                        SELECT key, value FROM jsonb_each_text(COALESCE(b, '{}'::jsonb))
+                    ) pairs GROUP BY k
+                ) maxima
+            $$;
             \(Granularity.allCases.map { g in """
                 ALTER TABLE \(g.table) ADD COLUMN app text NOT NULL DEFAULT '', ADD COLUMN environment text NOT NULL DEFAULT '',
-                    ADD COLUMN tag_key text NOT NULL DEFAULT '', ADD COLUMN tag_value text NOT NULL DEFAULT '';
+                    ADD COLUMN tag_key text NOT NULL DEFAULT '', ADD COLUMN tag_value text NOT NULL DEFAULT '',
+                    ADD COLUMN users_hll jsonb NOT NULL DEFAULT '{}', ADD COLUMN sessions_hll jsonb NOT NULL DEFAULT '{}';
                 ALTER TABLE \(g.table) DROP CONSTRAINT \(g.table)_pkey;
                 ALTER TABLE \(g.table) ADD PRIMARY KEY (tenant_id, window_start, app, environment, provider, model, tag_key, tag_value);
                 """ }.joined(separator: "\n"))

@@ -29,8 +29,8 @@ struct QueryTests {
         events.append(LLMEvent(eventID: "b0", tenantID: b, timestamp: EventTimestamp(microsecondsSinceEpoch: origin), provider: "openai", model: "gpt-4o",
                                inputTokens: 1, outputTokens: 1, latencyMs: 1, status: .ok, costNanos: 999_999))
         for e in events { minutes.add(e); hours.add(e) }
-        try await gateway.postgres.query(RollupStore.upsert(minutes))
-        try await gateway.postgres.query(RollupStore.upsert(hours))
+        for q in RollupStore.upserts(minutes) { try await gateway.postgres.query(q) }
+        for q in RollupStore.upserts(hours) { try await gateway.postgres.query(q) }
         let latencies = events.filter { $0.tenantID == a }.map(\.latencyMs).sorted()
         let from = EventTimestamp(microsecondsSinceEpoch: origin).rfc3339
         let to = EventTimestamp(microsecondsSinceEpoch: origin + 3_600_000_000).rfc3339
@@ -131,8 +131,8 @@ struct QueryTests {
         var users = UserTotalDeltas(), minutes = RollupDeltas(granularity: .minute), days = RollupDeltas(granularity: .day)
         for e in events { users.add(e); minutes.add(e); days.add(e) }
         for query in UserTotalsStore.upserts(users) { try await gateway.postgres.query(query) }
-        try await gateway.postgres.query(RollupStore.upsert(minutes))
-        try await gateway.postgres.query(RollupStore.upsert(days))
+        for q in RollupStore.upserts(minutes) { try await gateway.postgres.query(q) }
+        for q in RollupStore.upserts(days) { try await gateway.postgres.query(q) }
         let from = String(EventTimestamp(microsecondsSinceEpoch: day0).rfc3339.prefix(10))
         let to = String(EventTimestamp(microsecondsSinceEpoch: day0 + 2 * day).rfc3339.prefix(10))
 
@@ -198,6 +198,11 @@ struct QueryTests {
             #expect((timeouts["points"] as? [[String: Any]] ?? []).map { $0["value"] as? Int } == [1, 1])
             let (wrongMetric, _) = try await get("/v1/series?metric=requests&error_type=timeout")
             #expect(wrongMetric == .badRequest)
+            // Distinct users per window (an estimate; exact this small): 5 a day, 5 over both days.
+            let (_, distinct) = try await get("/v1/series?metric=users&step=1d&from=\(from)T00:00:00Z&to=\(to)T00:00:00Z")
+            #expect((distinct["points"] as? [[String: Any]] ?? []).map { $0["value"] as? Int } == [5, 5])
+            let (filtered, _) = try await get("/v1/series?metric=users&model=gpt-4o")
+            #expect(filtered == .badRequest, "distinct users are kept for the tenant's total")
 
             // B sees its one user only.
             let (_, topB) = try await get("/v1/users?from=\(from)&to=\(to)", key: keyB)
@@ -231,8 +236,8 @@ struct QueryTests {
         }
         var minutes = RollupDeltas(granularity: .minute), hours = RollupDeltas(granularity: .hour)
         for e in events { minutes.add(e); hours.add(e) }
-        try await gateway.postgres.query(RollupStore.upsert(minutes))
-        try await gateway.postgres.query(RollupStore.upsert(hours))
+        for q in RollupStore.upserts(minutes) { try await gateway.postgres.query(q) }
+        for q in RollupStore.upserts(hours) { try await gateway.postgres.query(q) }
         let range = "from=\(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)&to=\(EventTimestamp(microsecondsSinceEpoch: origin + 3_600_000_000).rfc3339)"
         let all = events
         @Sendable func expected(_ keep: (LLMEvent) -> Bool) -> Int { all.filter(keep).count }
@@ -289,7 +294,7 @@ struct QueryTests {
         }
         var hours = RollupDeltas(granularity: .hour)
         for e in events { hours.add(e, promoted: e.tags.filter { $0.key == "feature" }) }
-        try await gateway.postgres.query(RollupStore.upsert(hours))
+        for q in RollupStore.upserts(hours) { try await gateway.postgres.query(q) }
         let range = "from=\(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)&to=\(EventTimestamp(microsecondsSinceEpoch: origin + 3_600_000_000).rfc3339)"
         let expectedCost = events.filter { $0.tags["feature"] == "search" }.reduce(Int64(0)) { $0 + ($1.costNanos ?? 0) }
 

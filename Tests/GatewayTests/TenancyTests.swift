@@ -53,8 +53,8 @@ struct TenancyTests {
                 (\(tenant), \(tenant + "-x"), \(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)::timestamptz, jsonb_build_object('tenant_id', \(tenant)::text))
                 """)
         }
-        try await gateway.postgres.query(RollupStore.upsert(minutes))
-        try await gateway.postgres.query(RollupStore.upsert(hours))
+        for q in RollupStore.upserts(minutes) { try await gateway.postgres.query(q) }
+        for q in RollupStore.upserts(hours) { try await gateway.postgres.query(q) }
         let range = "from=\(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)&to=\(EventTimestamp(microsecondsSinceEpoch: origin + 3_600_000_000).rfc3339)"
 
         try await gateway.app.test(.router) { client in

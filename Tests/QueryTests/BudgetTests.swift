@@ -57,7 +57,7 @@ struct BudgetTests {
         for granularity in [Granularity.hour, .day] {
             var deltas = RollupDeltas(granularity: granularity)
             deltas.add(event)
-            try await postgres.query(RollupStore.upsert(deltas))
+            for q in RollupStore.upserts(deltas) { try await postgres.query(q) }
         }
     }
 

@@ -121,4 +121,31 @@ struct RollupsTests {
         #expect(d.windows[RollupKey(series: SeriesKey(tenant: "acme", environment: "default", provider: "", model: ""), windowStart: 60_000_000)]?.requests == 1)
         #expect(total0.errorsByTypeJSON == "{\"timeout\":1}")
     }
+
+    @Test("distinct users: within 3 standard errors (4.9%) from 10 to 200,000 ids, exact-ish when few; merging two windows counts the union once; JSON round-trips")
+    func distinctSketch() throws {
+        for n in [10, 1_000, 20_000, 200_000] {
+            var sketch = DistinctSketch()
+            for i in 0..<n { sketch.add("user-\(i)") }
+            let error = abs(Double(sketch.estimate - Int64(n))) / Double(n)
+            #expect(error <= 3 * DistinctSketch.standardError, "\(n) ids estimated \(sketch.estimate)")
+        }
+        // Two windows sharing half their users: the merge counts 15,000, not 20,000.
+        var a = DistinctSketch(), b = DistinctSketch()
+        for i in 0..<10_000 { a.add("u\(i)") }
+        for i in 5_000..<15_000 { b.add("u\(i)") }
+        var merged = a
+        merged.merge(b)
+        merged.merge(b)
+        #expect(abs(Double(merged.estimate) - 15_000) / 15_000 <= 3 * DistinctSketch.standardError, "union estimated \(merged.estimate)")
+        #expect(try DistinctSketch(json: merged.json) == merged)
+        #expect(throws: SketchError.self) { try DistinctSketch(json: #"{"4096":1}"#) }
+        #expect(throws: SketchError.self) { try DistinctSketch(json: #"{"7":60}"#) }
+        // Only the tenant's total keeps them.
+        var d = RollupDeltas(granularity: .minute)
+        d.add(LLMEvent(eventID: "e", tenantID: "t", timestamp: EventTimestamp(microsecondsSinceEpoch: 0), provider: "openai", model: "m", inputTokens: 1, outputTokens: 1,
+                       latencyMs: 1, status: .ok, userID: "alice", sessionID: "s1"))
+        #expect(d.windows[RollupKey(series: .total("t"), windowStart: 0)]?.users.estimate == 1)
+        #expect(d.windows.filter { !$0.key.series.isTotal }.allSatisfy { $0.value.users.isEmpty })
+    }
 }

@@ -49,8 +49,8 @@ struct AlertmanagerEndToEndTests {
                 }
             }
         }
-        try await postgres.query(RollupStore.upsert(minutes))
-        try await postgres.query(RollupStore.upsert(hours))
+        for q in RollupStore.upserts(minutes) { try await postgres.query(q) }
+        for q in RollupStore.upserts(hours) { try await postgres.query(q) }
         func post(minutes range: Range<Int>, silent: Set<String>) async throws {
             var events: [LLMEvent] = []
             for m in range {

@@ -47,8 +47,8 @@ struct DetectorEndToEndTests {
                 hours.add(e)
             }
         }
-        try await postgres.query(RollupStore.upsert(minutes))
-        try await postgres.query(RollupStore.upsert(hours))
+        for q in RollupStore.upserts(minutes) { try await postgres.query(q) }
+        for q in RollupStore.upserts(hours) { try await postgres.query(q) }
 
         // Watch the live stream from before the degradation.
         let streamPath = NSTemporaryDirectory() + "tw-stream-\(run)"
@@ -130,8 +130,8 @@ struct DetectorEndToEndTests {
                 }
             }
         }
-        try await postgres.query(RollupStore.upsert(minutes))
-        try await postgres.query(RollupStore.upsert(hours))
+        for q in RollupStore.upserts(minutes) { try await postgres.query(q) }
+        for q in RollupStore.upserts(hours) { try await postgres.query(q) }
 
         // Live: both models for three minutes, then gpt-4o stops while gpt-4o-mini goes on for five more.
         var events: [LLMEvent] = []

@@ -175,7 +175,7 @@ public final class AggregatorCore: Sendable {
         let emits = minutes.windows.keys.map { ($0.series, $0.windowStart) }
         let expected = state.nextOffset
         let final = next
-        let upserts = [minutes, hours, days].filter { !$0.isEmpty }.map(RollupStore.upsert) + UserTotalsStore.upserts(users) + evidence.statements()
+        let upserts = [minutes, hours, days].filter { !$0.isEmpty }.flatMap(RollupStore.upserts) + UserTotalsStore.upserts(users) + evidence.statements()
         try await self.postgres.withTransaction { conn in
             let moved = try conn.query("""
                 UPDATE aggregator_partitions SET next_offset = \(final.nextOffset), watermark_us = \(final.watermark)

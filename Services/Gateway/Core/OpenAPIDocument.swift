@@ -256,8 +256,8 @@ public enum OpenAPIDocument {
             "/v1/series": {"get": {
               "summary": "One metric of the caller's tenant over time", "security": [{"apiKey": []}],
               "parameters": [
-                {"name": "metric", "in": "query", "required": true, "schema": {"type": "string", "enum": ["requests", "errors", "error_rate", "input_tokens", "output_tokens", "cost_usd",
-                  "latency_p50", "latency_p90", "latency_p95", "latency_p99", "ttft_p50", "ttft_p90", "ttft_p95", "ttft_p99"]}},
+                {"name": "metric", "in": "query", "required": true, "schema": {"type": "string", "enum": [\(Metric.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))]},
+                  "description": "users and sessions: distinct estimates (1.6% standard error) of the tenant's total, without filters"},
                 {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: an hour before to"},
                 {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: now"},
                 {"name": "step", "in": "query", "schema": {"type": "string", "enum": ["1m", "1h", "1d"], "default": "1m"}},

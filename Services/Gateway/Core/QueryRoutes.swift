@@ -159,6 +159,9 @@ public struct QueryRoutes: Sendable {
         let start = step.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
         let selection = SeriesSelection(filters: try Self.seriesFilters(q))
         try Self.answerable(selection)
+        if metric.isDistinct, !selection.filters.isEmpty {
+            throw Self.bad("metric", "distinct users and sessions are counted for the tenant's total; leave out the filters")
+        }
         // One error type's share of the errors: `errors` and `error_rate` count only the failures of that type.
         let errorType = q["error_type"].map(String.init)
         if let errorType {
@@ -479,10 +482,14 @@ enum Metric: String, CaseIterable {
     case costUSD = "cost_usd"
     case latencyP50 = "latency_p50", latencyP90 = "latency_p90", latencyP95 = "latency_p95", latencyP99 = "latency_p99"
     case ttftP50 = "ttft_p50", ttftP90 = "ttft_p90", ttftP95 = "ttft_p95", ttftP99 = "ttft_p99"
+    /// Distinct users and sessions (estimates, `DistinctSketch.standardError`), of the tenant's total only.
+    case users, sessions
+
+    var isDistinct: Bool { self == .users || self == .sessions }
 
     var unit: String {
         switch self {
-        case .requests, .errors: return "count"
+        case .requests, .errors, .users, .sessions: return "count"
         case .errorRate: return "ratio"
         case .inputTokens, .outputTokens: return "tokens"
         case .costUSD: return "usd"
@@ -499,13 +506,15 @@ enum Metric: String, CaseIterable {
         case .inputTokens: return String(v.inputTokens)
         case .outputTokens: return String(v.outputTokens)
         case .costUSD: return LLMEvent.decimalUSD(nanos: v.costNanos)
+        case .users: return String(v.users.estimate)
+        case .sessions: return String(v.sessions.estimate)
         default: return self.value(v).map(QueryRoutes.number) ?? "null"
         }
     }
 
     private func value(_ v: RollupValues) -> Double? {
         switch self {
-        case .requests, .errors, .inputTokens, .outputTokens, .costUSD: return nil
+        case .requests, .errors, .inputTokens, .outputTokens, .costUSD, .users, .sessions: return nil
         case .errorRate: return v.requests > 0 ? Double(v.errors) / Double(v.requests) : nil
         case .latencyP50: return v.latency.quantile(0.5)
         case .latencyP90: return v.latency.quantile(0.9)
