@@ -376,6 +376,9 @@ public enum TokenwatchSchema {
                 ADD COLUMN tag_key text NOT NULL DEFAULT '', ADD COLUMN tag_value text NOT NULL DEFAULT '';
             ALTER TABLE rollup_emits DROP CONSTRAINT rollup_emits_pkey;
             ALTER TABLE rollup_emits ADD PRIMARY KEY (topic, partition, tenant_id, app, environment, provider, model, tag_key, tag_value, window_start);
+            -- Room in each page for the next version of a row: window and per-user updates then stay on their page
+            -- (HOT) and skip the index writes.
+            \((Granularity.allCases.map(\.table) + ["user_totals_1d"]).map { "ALTER TABLE \($0) SET (fillfactor = 70);" }.joined(separator: "\n"))
             -- The tag keys a tenant aggregates (at most 5; others are not aggregated).
             ALTER TABLE tenants ADD COLUMN promoted_tags text[] NOT NULL DEFAULT '{}';
             """),

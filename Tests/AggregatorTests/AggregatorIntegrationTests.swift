@@ -62,7 +62,8 @@ func workload(_ world: World, count: Int, seed: UInt64) -> [LLMEvent] {
     return (0..<count).map { i in
         let (provider, model) = models[Int(rng.next() % 3)]
         let error = rng.next() % 10 == 0
-        let user = rng.next() % 5 == 0 ? nil : "user-\(rng.next() % 20)"
+        // Ids with the characters an array literal must escape, too.
+        let user = rng.next() % 5 == 0 ? nil : ["user-\(rng.next() % 20)", #"o"dd, {id}\ "#][Int(rng.next() % 2)]
         return LLMEvent(
             eventID: "\(world.run)-\(i)", tenantID: world.tenant(Int(rng.next() % 2)),
             timestamp: EventTimestamp(microsecondsSinceEpoch: world.base + Int64(i) * 180_000_000 / Int64(count) + Int64(rng.next() % 1000)),

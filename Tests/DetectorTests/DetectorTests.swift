@@ -36,6 +36,11 @@ func run(_ observations: [WindowObservation], parameters: DetectorParameters = .
 
 @Suite("Detectors on constructed series")
 struct DetectorTests {
+    @Test("the metric names the API accepts (Vocabulary) are the detector's")
+    func vocabulary() {
+        #expect(Set(DetectorMetric.allCases.map(\.name)) == Set(Vocabulary.detectorMetrics))
+    }
+
     @Test("a latency spike is found, with the window, the expected range and a sentence; steady traffic alone raises nothing")
     func spike() {
         var windows = steady(600)

@@ -201,6 +201,11 @@ struct QueryTests {
             // Distinct users per window (an estimate; exact this small): 5 a day, 5 over both days.
             let (_, distinct) = try await get("/v1/series?metric=users&step=1d&from=\(from)T00:00:00Z&to=\(to)T00:00:00Z")
             #expect((distinct["points"] as? [[String: Any]] ?? []).map { $0["value"] as? Int } == [5, 5])
+            // One user's days: user-4 made 4 calls a day costing 4 x 4,000 nano-dollars.
+            let (_, userSeries) = try await get("/v1/series?metric=requests&step=1d&user=user-4&from=\(from)T00:00:00Z&to=\(to)T00:00:00Z")
+            #expect((userSeries["points"] as? [[String: Any]] ?? []).map { $0["value"] as? Int } == [4, 4])
+            let (userStep, _) = try await get("/v1/series?metric=requests&step=1h&user=user-4")
+            #expect(userStep == .badRequest, "per-user totals are daily")
             let (filtered, _) = try await get("/v1/series?metric=users&model=gpt-4o")
             #expect(filtered == .badRequest, "distinct users are kept for the tenant's total")
 

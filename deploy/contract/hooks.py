@@ -33,6 +33,16 @@ def _format(value):
 
 def _dependent(path, query):
     """Parameters whose validity depends on another one."""
+    if path == "/v1/series" and "user" in query:
+        # A user's series: daily counters, no other filter.
+        query["step"] = "1d"
+        if query.get("metric") not in ("requests", "errors", "error_rate", "input_tokens", "output_tokens", "cost_usd"):
+            query["metric"] = "requests"
+        for name in ("app", "environment", "provider", "model", "error_type"):
+            query.pop(name, None)
+    if path == "/v1/series" and query.get("metric") in ("users", "sessions"):
+        for name in ("app", "environment", "provider", "model"):
+            query.pop(name, None)
     if path == "/v1/series" and "error_type" in query and query.get("metric") not in ("errors", "error_rate"):
         query["metric"] = "errors"
     if path == "/v1/breakdown":

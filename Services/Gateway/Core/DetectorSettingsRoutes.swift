@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Rollups
 import Postgres
 
 /// A tenant's detector settings: `GET /v1/detector/settings` (scope query) and `PUT /v1/detector/settings`
@@ -8,7 +9,7 @@ import Postgres
 /// tenant, under row-level security; the detector reloads them every `TW_DETECTOR_SETTINGS_REFRESH`.
 public struct DetectorSettingsRoutes: Sendable {
     let access: TenantAccess
-    static let metrics: Set<String> = ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"]
+    static let metrics = Set(Vocabulary.detectorMetrics)
     static let maxRules = 100
 
     public init(access: TenantAccess) { self.access = access }

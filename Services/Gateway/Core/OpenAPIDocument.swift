@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Rollups
 import OTLP
 
 /// `GET /openapi.json`: the gateway's API as OpenAPI 3.1. Kept next to the routes it describes; a test checks that
@@ -157,7 +158,7 @@ public enum OpenAPIDocument {
                 "providers": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:/@-]+$"}, "description": "only these providers; empty or absent: all"},
                 "models": {"type": "array", "maxItems": 200, "items": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:/@-]+$"}, "description": "only these models; empty or absent: all"},
                 "max_per_hour": {"type": "integer", "minimum": 0, "maximum": 10000, "description": "messages per cap window (an hour) before the rest are summarized; 0: no cap. Default 20, 0 for alertmanager"},
-                "metrics": {"type": "array", "maxItems": 6, "items": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"]}, "description": "only these metrics; empty or absent: all"}}},
+                "metrics": {"type": "array", "maxItems": 6, "items": {"type": "string", "enum": [\(Vocabulary.jsonList(Vocabulary.detectorMetrics))]}, "description": "only these metrics; empty or absent: all"}}},
               "Channel": {"type": "object", "properties": {"channel_id": {"type": "string"}, "name": {"type": "string"}, "kind": {"type": "string", "enum": ["webhook", "slack", "alertmanager"]},
                 "url": {"type": "string"}, "min_severity": {"type": "string"}, "metrics": {"type": "array", "items": {"type": "string"}}, "providers": {"type": "array", "items": {"type": "string"}},
                 "models": {"type": "array", "items": {"type": "string"}}, "max_per_hour": {"type": "integer"}, "created_at": {"type": "string"},
@@ -167,7 +168,7 @@ public enum OpenAPIDocument {
                 "oneOf": [{"required": ["above"]}, {"required": ["below"]}],
                 "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
-                "metric": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "ttft_p95", "cost_per_request", "output_tokens_per_request", "cost_per_hour"], "description": "request_rate in requests/min, error_rate a share (0.05 = 5%), latencies in ms, cost_per_request in USD, output_tokens_per_request in tokens, cost_per_hour in USD over the trailing 60 minutes"},
+                "metric": {"type": "string", "enum": [\(Vocabulary.jsonList(Vocabulary.ruleMetrics))], "description": "request_rate in requests/min, error_rate a share (0.05 = 5%), latencies in ms, cost_per_request in USD, output_tokens_per_request in tokens, cost_per_hour in USD over the trailing 60 minutes"},
                 "provider": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$", "description": "absent: every provider"},
                 "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$", "description": "absent: every model"},
                 "above": {"type": "number", "minimum": -1e15, "maximum": 1e15}, "below": {"type": "number", "minimum": -1e15, "maximum": 1e15},
@@ -192,7 +193,7 @@ public enum OpenAPIDocument {
                   "app": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                   "environment": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                   "provider": {"type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"}, "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
-                  "metric": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"]}}}}}},
+                  "metric": {"type": "string", "enum": [\(Vocabulary.jsonList(Vocabulary.detectorMetrics))]}}}}}},
               "Rotation": {"type": "object", "additionalProperties": false, "properties": {"grace_seconds": {"type": "integer", "minimum": 0, "maximum": 604800, "default": 0,
                 "description": "how long the old key keeps working"}}}
             },
@@ -263,7 +264,8 @@ public enum OpenAPIDocument {
                 {"name": "step", "in": "query", "schema": {"type": "string", "enum": ["1m", "1h", "1d"], "default": "1m"}},
                 {"name": "provider", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 64}}, {"name": "model", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
                 {"name": "app", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}}, {"name": "environment", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
-                {"name": "error_type", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 64}, "description": "with metric=errors or error_rate: only the failures of this error type"}],
+                {"name": "error_type", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 64}, "description": "with metric=errors or error_rate: only the failures of this error type"},
+                {"name": "user", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}, "description": "one user's daily totals (step=1d; requests, errors, error_rate, tokens, cost; no other filter)"}],
               "responses": {"200": {"description": "At most 10000 points; null where undefined (a rate or percentile of no requests)",
                 "headers": {"X-Tokenwatch-Source": {"schema": {"type": "string", "enum": ["read_model", "read_model+postgres", "postgres"]}}},
                 "content": {"application/json": {"schema": {"type": "object", "properties": {"metric": {"type": "string"}, "unit": {"type": "string"}, "step": {"type": "string"},
@@ -314,7 +316,7 @@ public enum OpenAPIDocument {
               "summary": "Anomalies of the caller's tenant overlapping a range, newest first", "security": [{"apiKey": []}],
               "parameters": [{"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
                 {"name": "severity", "in": "query", "description": "the least severity", "schema": {"type": "string", "enum": ["info", "warning", "critical"]}},
-                {"name": "metric", "in": "query", "schema": {"type": "string", "enum": ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"]}},
+                {"name": "metric", "in": "query", "schema": {"type": "string", "enum": [\(Vocabulary.jsonList(Vocabulary.anomalyMetrics))]}},
                 {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["ongoing", "resolved"]}},
                 {"name": "provider", "in": "query", "schema": {"type": "string"}}, {"name": "model", "in": "query", "schema": {"type": "string"}},
                 {"name": "app", "in": "query", "schema": {"type": "string", "maxLength": 256}}, {"name": "environment", "in": "query", "schema": {"type": "string", "maxLength": 256}},

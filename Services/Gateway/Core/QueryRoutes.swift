@@ -34,7 +34,7 @@ public struct QueryRoutes: Sendable {
 
     public func add<Context: RequestContext>(to router: Router<Context>) {
         self.access.route(router, .get, "/v1/series", scope: .query) { request, tenant, _ in
-            try Self.allowOnly(Set(["metric", "from", "to", "step", "error_type", "tag."] + Self.filterParameters), in: request)
+            try Self.allowOnly(Set(["metric", "from", "to", "step", "error_type", "user", "tag."] + Self.filterParameters), in: request)
             return try await self.series(request, tenant: tenant)
         }
         self.access.route(router, .get, "/v1/breakdown", scope: .query) { request, tenant, _ in
@@ -157,6 +157,7 @@ public struct QueryRoutes: Sendable {
         let points = (to - from + step.microseconds - 1) / step.microseconds
         guard points <= Self.maxPoints else { throw Self.bad("from", "the range holds \(points) steps of \(step.rawValue); at most \(Self.maxPoints)") }
         let start = step.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
+        if let user = q["user"].map(String.init) { return try await self.userSeries(user, metric: metric, q, tenant: tenant, from: start, to: to, step: step) }
         let selection = SeriesSelection(filters: try Self.seriesFilters(q))
         try Self.answerable(selection)
         if metric.isDistinct, !selection.filters.isEmpty {
@@ -189,6 +190,44 @@ public struct QueryRoutes: Sendable {
         out.append(contentsOf: Array("]}".utf8))
         var response = Self.json(out)
         response.headers[Self.sourceHeader] = source
+        return response
+    }
+
+    /// One user's series, from the per-user daily totals: whole days (`step=1d`), the counter metrics and the error
+    /// rate, no other filter (per-user totals are not broken down by series).
+    func userSeries(_ user: String, metric: Metric, _ q: Hummingbird.Parameters, tenant: TenantRequest, from: Int64, to: Int64, step: Granularity) async throws -> Response {
+        let maxLength = EventLimits.default.maxDimensionLength
+        guard !user.isEmpty, user.unicodeScalars.count <= maxLength else { throw Self.bad("user", "must be a user id of 1 to \(maxLength) characters") }
+        guard step == .day else { throw Self.bad("step", "a user's series is kept per UTC day: step=1d") }
+        guard [.requests, .errors, .errorRate, .inputTokens, .outputTokens, .costUSD].contains(metric) else {
+            throw Self.bad("metric", "a user's series holds requests, errors, error_rate, input_tokens, output_tokens and cost_usd")
+        }
+        if let other = (Self.filterParameters + ["error_type"]).first(where: { q[Substring($0)] != nil }) ?? q.first(where: { $0.key.hasPrefix("tag.") }).map({ String($0.key.prefix(70)) }) {
+            throw Self.bad(other, "per-user totals are not broken down by series; leave it out with user=")
+        }
+        let rows = try await tenant.database.query(PostgresQuery(
+            sql: """
+                SELECT (extract(epoch FROM day::timestamp AT TIME ZONE 'UTC') * 1000000)::bigint AS day_us, \(UsageCounters.fields.map(\.column).joined(separator: ", "))
+                FROM user_totals_1d WHERE tenant_id = $1 AND user_id = $2 AND day >= $3::timestamptz::date AND day < $4::timestamptz::date
+                """,
+            parameters: [tenant.tenantID, user, EventTimestamp(microsecondsSinceEpoch: from).rfc3339, EventTimestamp(microsecondsSinceEpoch: to).rfc3339]))
+        var byDay: [Int64: RollupValues] = [:]
+        for row in rows {
+            let c = try UsageCounters(row: row)
+            var v = RollupValues()
+            (v.requests, v.errors, v.inputTokens, v.outputTokens, v.costNanos) = (c.requests, c.errors, c.inputTokens, c.outputTokens, c.costNanos)
+            byDay[try row.decode("day_us")] = v
+        }
+        var out = "{\"metric\":\"\(metric.rawValue)\",\"unit\":\"\(metric.unit)\",\"step\":\"1d\",\"user_id\":\(jsonStringLiteral(user)),\"from\":\"\(EventTimestamp(microsecondsSinceEpoch: from).rfc3339)\",\"to\":\"\(EventTimestamp(microsecondsSinceEpoch: to).rfc3339)\",\"points\":["
+        var t = from
+        var points: [String] = []
+        while t < to {
+            points.append("{\"t\":\"\(EventTimestamp(microsecondsSinceEpoch: t).rfc3339)\",\"value\":\(metric.json(byDay[t] ?? RollupValues()))}")
+            t += step.microseconds
+        }
+        out += points.joined(separator: ",") + "]}"
+        var response = Self.json(Array(out.utf8))
+        response.headers[Self.sourceHeader] = "postgres"
         return response
     }
 
@@ -339,7 +378,7 @@ public struct QueryRoutes: Sendable {
         }
         let severities = ["info", "warning", "critical"]
         try filter("severity", "array_position(ARRAY['info','warning','critical'], body->>'severity') >= array_position(ARRAY['info','warning','critical'], $?)", allowed: severities)
-        try filter("metric", "body->>'metric' = $?", allowed: ["request_rate", "error_rate", "latency_p95", "cost_per_request", "output_tokens_per_request", "ttft_p95"])
+        try filter("metric", "body->>'metric' = $?", allowed: Vocabulary.anomalyMetrics)
         try filter("status", "body->>'status' = $?", allowed: ["ongoing", "resolved"])
         let (provider, model) = Self.seriesFilter(q)
         try filter("provider", "body->>'provider' = $?", value: provider)

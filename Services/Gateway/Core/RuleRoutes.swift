@@ -3,6 +3,7 @@ import Events
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Rollups
 import Postgres
 
 /// A tenant's threshold rules (admin scope), evaluated by the query service (README, "Threshold rules"):
@@ -17,7 +18,7 @@ import Postgres
 struct RuleRoutes: Sendable {
     let access: TenantAccess
     static let maxRules = 50
-    static let metrics = ["request_rate", "error_rate", "latency_p95", "ttft_p95", "cost_per_request", "output_tokens_per_request", "cost_per_hour"]
+    static let metrics = Vocabulary.ruleMetrics
 
     struct Rule: Encodable {
         var rule_id: String
