@@ -202,14 +202,10 @@ public struct RollupKey: Hashable, Sendable {
 
 /// What a window holds. Every field merges by addition, so deltas apply in any order and add up exactly.
 public struct RollupValues: Sendable, Hashable {
-    public var requests: Int64 = 0
-    public var errors: Int64 = 0
+    /// The additive counters, declared once (`UsageCounters.fields`: SQL columns, upsert, JSON), shared with the
+    /// per-user totals.
+    public var counters = UsageCounters()
     public var errorsByType: [String: Int64] = [:]
-    public var inputTokens: Int64 = 0
-    public var outputTokens: Int64 = 0
-    public var cachedInputTokens: Int64 = 0
-    public var reasoningTokens: Int64 = 0
-    public var costNanos: Int64 = 0
     public var latency = QuantileSketch()
     public var timeToFirstToken = QuantileSketch()
     /// Distinct `user_id`s and `session_id`s: kept in the tenant's total rows only (`RollupDeltas.add`).
@@ -232,26 +228,21 @@ public struct RollupValues: Sendable, Hashable {
     }
 
     /// Requests, errors, tokens and cost: what every row keeps.
-    public mutating func addCounters(_ event: LLMEvent) {
-        self.requests +|= 1
-        if event.status == .error { self.errors +|= 1 }
-        self.inputTokens +|= event.inputTokens
-        self.outputTokens +|= event.outputTokens
-        self.cachedInputTokens +|= event.cachedInputTokens ?? 0
-        self.reasoningTokens +|= event.reasoningTokens ?? 0
-        self.costNanos +|= event.costNanos ?? 0
-    }
+    public mutating func addCounters(_ event: LLMEvent) { self.counters.add(event) }
+
+    public var requests: Int64 { get { self.counters.requests } set { self.counters.requests = newValue } }
+    public var errors: Int64 { get { self.counters.errors } set { self.counters.errors = newValue } }
+    public var inputTokens: Int64 { get { self.counters.inputTokens } set { self.counters.inputTokens = newValue } }
+    public var outputTokens: Int64 { get { self.counters.outputTokens } set { self.counters.outputTokens = newValue } }
+    public var cachedInputTokens: Int64 { get { self.counters.cachedInputTokens } set { self.counters.cachedInputTokens = newValue } }
+    public var reasoningTokens: Int64 { get { self.counters.reasoningTokens } set { self.counters.reasoningTokens = newValue } }
+    public var costNanos: Int64 { get { self.counters.costNanos } set { self.counters.costNanos = newValue } }
+
 
     /// Adds `other`; counters saturate rather than trap (see `saturatingAdd`).
     public mutating func merge(_ other: RollupValues) {
-        self.requests +|= other.requests
-        self.errors +|= other.errors
+        self.counters.merge(other.counters)
         for (k, v) in other.errorsByType { self.errorsByType[k, default: 0] +|= v }
-        self.inputTokens +|= other.inputTokens
-        self.outputTokens +|= other.outputTokens
-        self.cachedInputTokens +|= other.cachedInputTokens
-        self.reasoningTokens +|= other.reasoningTokens
-        self.costNanos +|= other.costNanos
         self.latency.merge(other.latency)
         self.timeToFirstToken.merge(other.timeToFirstToken)
         self.users.merge(other.users)

@@ -4,8 +4,8 @@ import Postgres
 
 /// The SQL of rollups: additive upserts of deltas, and reads of whole windows.
 public enum RollupStore {
-    static let columns = ["tenant_id"] + SeriesDimension.allCases.map(\.rawValue) + ["window_start", "requests", "errors", "errors_by_type", "input_tokens",
-                          "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_nanos", "latency_sketch", "ttft_sketch", "users_hll", "sessions_hll"]
+    static let columns = ["tenant_id"] + SeriesDimension.allCases.map(\.rawValue) + ["window_start"] + UsageCounters.fields.map(\.column)
+        + ["errors_by_type", "latency_sketch", "ttft_sketch", "users_hll", "sessions_hll"]
 
     /// Multi-row upserts adding `deltas` to their windows: counters add, sketches and error maps merge
     /// (`tw_jsonb_add`, `tw_jsonb_max`), `version` grows. Each key appears once per statement (deltas are grouped), as
@@ -33,16 +33,14 @@ public enum RollupStore {
         var values: [String] = []
         for (key, v) in rows {
             let row: [String] = [
-                key.series.tenant] + key.series.values + [EventTimestamp(microsecondsSinceEpoch: key.windowStart).rfc3339,
-                String(v.requests), String(v.errors), v.errorsByTypeJSON, String(v.inputTokens), String(v.outputTokens),
-                String(v.cachedInputTokens), String(v.reasoningTokens), String(v.costNanos), v.latency.json, v.timeToFirstToken.json, v.users.json, v.sessions.json,
-            ]
+                key.series.tenant] + key.series.values + [EventTimestamp(microsecondsSinceEpoch: key.windowStart).rfc3339]
+                + UsageCounters.fields.map { String(v.counters[keyPath: $0.keyPath]) }
+                + [v.errorsByTypeJSON, v.latency.json, v.timeToFirstToken.json, v.users.json, v.sessions.json]
             let base = parameters.count
             parameters.append(contentsOf: row.map { Optional($0) })
             values.append("(" + (1...row.count).map { "$\(base + $0)" }.joined(separator: ",") + ")")
         }
-        let add = ["requests", "errors", "input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens", "cost_nanos"]
-            .map { "\($0) = r.\($0) + EXCLUDED.\($0)" }
+        let add = UsageCounters.fields.map { "\($0.column) = r.\($0.column) + EXCLUDED.\($0.column)" }
         let merge = distributions
             ? ["errors_by_type", "latency_sketch", "ttft_sketch"].map { "\($0) = tw_jsonb_add(r.\($0), EXCLUDED.\($0))" }
                 + ["users_hll", "sessions_hll"].map { "\($0) = tw_jsonb_max(r.\($0), EXCLUDED.\($0))" }
@@ -59,22 +57,15 @@ public enum RollupStore {
     public static let primaryKey = "tenant_id, window_start, \(SeriesKey.columns)"
 
     public static let selectColumns = """
-        tenant_id, \(SeriesKey.columns), (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, requests, errors,
-        errors_by_type::text AS errors_by_type, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_nanos,
-        latency_sketch::text AS latency_sketch, ttft_sketch::text AS ttft_sketch, users_hll::text AS users_hll, sessions_hll::text AS sessions_hll, version
+        tenant_id, \(SeriesKey.columns), (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, \(UsageCounters.fields.map(\.column).joined(separator: ", ")),
+        errors_by_type::text AS errors_by_type, latency_sketch::text AS latency_sketch, ttft_sketch::text AS ttft_sketch, users_hll::text AS users_hll, sessions_hll::text AS sessions_hll, version
         """
 
     /// A row of a rollups table as a record.
     public static func record(_ row: PostgresRow, granularity: Granularity) throws -> RollupRecord {
         var v = RollupValues()
-        v.requests = try row.decode("requests")
-        v.errors = try row.decode("errors")
+        v.counters = try UsageCounters(row: row)
         v.errorsByType = try JSONSerializationBridge.object(try row.decode("errors_by_type", as: String.self)) ?? [:]
-        v.inputTokens = try row.decode("input_tokens")
-        v.outputTokens = try row.decode("output_tokens")
-        v.cachedInputTokens = try row.decode("cached_input_tokens")
-        v.reasoningTokens = try row.decode("reasoning_tokens")
-        v.costNanos = try row.decode("cost_nanos")
         v.latency = try QuantileSketch(json: try row.decode("latency_sketch", as: String.self))
         v.timeToFirstToken = try QuantileSketch(json: try row.decode("ttft_sketch", as: String.self))
         v.users = try DistinctSketch(json: try row.decode("users_hll", as: String.self))

@@ -122,7 +122,7 @@ public enum UserTotalsStore {
     }
 
     /// A Postgres text array literal, every element quoted (ids may hold commas, quotes, braces and backslashes).
-    static func arrayLiteral(_ items: [String]) -> String {
+    public static func arrayLiteral(_ items: [String]) -> String {
         "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
     }
 

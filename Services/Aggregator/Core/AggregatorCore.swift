@@ -172,7 +172,9 @@ public final class AggregatorCore: Sendable {
         try await self.producer.sendAll(deadLetters)
 
         let changedMarks = next.marks.filter { state.marks[$0.key] != $0.value }
-        let emits = minutes.windows.keys.map { ($0.series, $0.windowStart) }
+        // Published on llm.rollups.v1: the levels with distributions (what the detector watches and the read model
+        // serves); the multiplying levels are read from Postgres only.
+        let emits = minutes.windows.keys.filter(\.series.keepsDistributions).map { ($0.series, $0.windowStart) }
         let expected = state.nextOffset
         let final = next
         let upserts = [minutes, hours, days].filter { !$0.isEmpty }.flatMap(RollupStore.upserts) + UserTotalsStore.upserts(users) + evidence.statements()
@@ -190,14 +192,19 @@ public final class AggregatorCore: Sendable {
                     """)
             }
             for upsert in upserts { try conn.query(upsert) }
-            for (series, start) in emits.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) }) {
+            if !emits.isEmpty {
+                // One statement: the windows' keys as arrays, unnested.
+                let sorted = emits.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) })
+                var arrays = [UserTotalsStore.arrayLiteral(sorted.map(\.0.tenant))]
+                for d in SeriesDimension.allCases { arrays.append(UserTotalsStore.arrayLiteral(sorted.map { $0.0[d] })) }
+                arrays.append(UserTotalsStore.arrayLiteral(sorted.map { EventTimestamp(microsecondsSinceEpoch: $0.1).rfc3339 }))
+                let casts = (["text[]"] + SeriesDimension.allCases.map { _ in "text[]" } + ["timestamptz[]"]).enumerated().map { "$\($0.offset + 3)::\($0.element)" }
                 try conn.query(PostgresQuery(
                     sql: """
                         INSERT INTO rollup_emits (topic, partition, tenant_id, \(SeriesKey.columns), window_start)
-                        VALUES ($1, $2::integer, $3, \((4..<(4 + SeriesDimension.allCases.count)).map { "$\($0)" }.joined(separator: ", ")), $\(4 + SeriesDimension.allCases.count)::timestamptz)
-                        ON CONFLICT DO NOTHING
+                        SELECT $1, $2::integer, * FROM unnest(\(casts.joined(separator: ", "))) ON CONFLICT DO NOTHING
                         """,
-                    parameters: ([tp.topic, String(tp.partition), series.tenant] + series.values + [EventTimestamp(microsecondsSinceEpoch: start).rfc3339]).map { Optional($0) }))
+                    parameters: [tp.topic, String(tp.partition)] + arrays.map { Optional($0) }))
             }
         }
         self.states[tp] = next

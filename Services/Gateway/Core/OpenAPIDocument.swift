@@ -24,6 +24,13 @@ public enum OpenAPIDocument {
     /// - a tenant operation (API key) can answer 403 (scope, tenant mismatch) and 429 (rate limits);
     /// - an operation with parameters or a body can answer 400;
     /// - every `/v1` operation can answer 503 `dependency_unavailable` (Postgres, Redis or the broker unavailable).
+    /// The series filters, one query parameter per dimension (`SeriesDimension`), bounded as the dimension is.
+    static var dimensionParameters: String {
+        QueryRoutes.filterDimensions.map { d in
+            #"{"name": "\#(d.rawValue)", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": \#(d.maxLength)}}"#
+        }.joined(separator: ", ")
+    }
+
     public static let json: String = {
         guard var doc = (try? JSONSerialization.jsonObject(with: Data(base.utf8))) as? [String: Any],
             var paths = doc["paths"] as? [String: Any]
@@ -262,8 +269,7 @@ public enum OpenAPIDocument {
                 {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: an hour before to"},
                 {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}, "description": "default: now"},
                 {"name": "step", "in": "query", "schema": {"type": "string", "enum": ["1m", "1h", "1d"], "default": "1m"}},
-                {"name": "provider", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 64}}, {"name": "model", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
-                {"name": "app", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}}, {"name": "environment", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+                \(Self.dimensionParameters),
                 {"name": "error_type", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 64}, "description": "with metric=errors or error_rate: only the failures of this error type"},
                 {"name": "user", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}, "description": "one user's daily totals (step=1d; requests, errors, error_rate, tokens, cost; no other filter)"}],
               "responses": {"200": {"description": "At most 10000 points; null where undefined (a rate or percentile of no requests)",
@@ -276,10 +282,9 @@ public enum OpenAPIDocument {
               "summary": "Totals and the top-N models, providers, error types or users of the caller's tenant", "security": [{"apiKey": []}],
               "parameters": [
                 {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                {"name": "by", "in": "query", "schema": {"type": "string", "pattern": "^(model|provider|app|environment|error_type|user|tag:[^\\u0000-\\u001f]{1,64})$", "default": "model"},
+                {"name": "by", "in": "query", "schema": {"type": "string", "pattern": "^(\(QueryRoutes.breakdownDimensions.keys.sorted().joined(separator: "|"))|user|tag:[^\\u0000-\\u001f]{1,64})$", "default": "model"},
                   "description": "model, provider, app, environment, error_type (ordered by errors), user (whole UTC days, answered as /v1/users, without series filters) or tag:<promoted tag key> (without other filters; filter one tag with tag.<key>=<value>)"},
-                {"name": "provider", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 64}}, {"name": "model", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
-                {"name": "app", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}}, {"name": "environment", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": 256}},
+                \(Self.dimensionParameters),
                 {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["cost", "requests", "tokens", "errors"], "default": "cost"}},
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}}],
               "responses": {"200": {"description": "totals and items", "content": {"application/json": {"schema": {"type": "object"}}}},

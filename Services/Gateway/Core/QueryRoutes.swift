@@ -237,7 +237,8 @@ public struct QueryRoutes: Sendable {
     /// 1-minute windows of the last 24 hours come from the Redis read model below the tenant's horizon (the windows
     /// the query service has complete), the rest from Postgres. Any Redis failure falls back to Postgres.
     func seriesRecords(_ db: TenantDatabase, step: Granularity, from: Int64, to: Int64, selection: SeriesSelection) async throws -> ([RollupRecord], String) {
-        if step == .minute, let readModel = self.readModel, from >= EventTimestamp.now().microsecondsSinceEpoch - 24 * 3_600_000_000,
+        // The read model holds the published levels only (`SeriesKey.keepsDistributions`).
+        if step == .minute, let readModel = self.readModel, selection.storedLevel.map(SeriesKey.watchedLevels.contains) == true, from >= EventTimestamp.now().microsecondsSinceEpoch - 24 * 3_600_000_000,
             let horizon = try? await readModel.horizon(tenant: db.tenantID), horizon > from,
             let selected = try? await readModel.windows(tenant: db.tenantID, from: from, to: min(to, horizon), include: selection.matches)
         {
@@ -324,10 +325,14 @@ public struct QueryRoutes: Sendable {
         return response
     }
 
-    /// What each `by` groups by (`error_type` and `user` are not series dimensions).
-    static let breakdownDimensions: [String: [SeriesDimension]] = [
-        "model": [.provider, .model], "provider": [.provider], "app": [.app], "environment": [.environment], "error_type": [],
-    ]
+    /// What each `by` groups by: each filter dimension by itself, except that a model is named with its provider
+    /// (`error_type` and `user` are not series dimensions; tags are `tag:<key>`).
+    static let breakdownDimensions: [String: [SeriesDimension]] = {
+        var out = Dictionary(uniqueKeysWithValues: filterDimensions.map { ($0.rawValue, [$0]) })
+        out["model"] = [.provider, .model]
+        out["error_type"] = []
+        return out
+    }()
 
     /// Failures by error type (`unknown` for errors reported without one) of the selected series, most first.
     static func errorTypes(_ records: [RollupRecord], from: Int64, to: Int64, limit: Int, source: String) -> Response {
@@ -404,8 +409,9 @@ public struct QueryRoutes: Sendable {
         return (provider, model)
     }
 
-    /// The query parameters that filter series: one per dimension (tags as `tag.<key>`).
-    static let filterParameters = [SeriesDimension.app, .environment, .provider, .model].map(\.rawValue)
+    /// The dimensions filtered by a parameter of their name (tags are filtered as `tag.<key>=`).
+    static let filterDimensions = SeriesDimension.allCases.filter { !SeriesKey.tagLevel.contains($0) }
+    static let filterParameters = filterDimensions.map(\.rawValue)
 
     static func isTagKey(_ key: String) -> Bool {
         !key.isEmpty && key.unicodeScalars.count <= SeriesDimension.tagKey.maxLength && !key.unicodeScalars.contains { $0.value < 0x20 }
@@ -432,7 +438,7 @@ public struct QueryRoutes: Sendable {
             filters[.tagKey] = key
             filters[.tagValue] = String(value)
         }
-        for d in SeriesDimension.allCases where d != .tagKey && d != .tagValue {
+        for d in Self.filterDimensions {
             guard let raw = q[Substring(d.rawValue)].map(String.init) else { continue }
             let value = d == .provider ? provider ?? raw : d == .model ? model ?? raw : raw
             guard !value.isEmpty, value.unicodeScalars.count <= d.maxLength else { throw Self.bad(d.rawValue, "must be 1 to \(d.maxLength) characters") }
