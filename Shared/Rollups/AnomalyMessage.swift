@@ -37,6 +37,20 @@ public struct AnomalyMessage: Codable, Sendable, Equatable {
         case expectedLow = "expected_low", expectedHigh = "expected_high", unit, explanation, revision
     }
 
+    /// Every member; the writers (the detector, rules, budgets) build the payload through this type, so one
+    /// definition and one number format serve every producer and reader of llm.anomalies.v1.
+    public init(anomalyID: String, tenantID: String, app: String? = nil, environment: String? = nil, provider: String, model: String, metric: String,
+                windowStart: String, windowEnd: String, peakWindow: String? = nil, status: String, severity: String, detector: String? = nil,
+                score: Double? = nil, observed: Double? = nil, expected: Double? = nil, expectedLow: Double? = nil, expectedHigh: Double? = nil,
+                unit: String? = nil, explanation: String? = nil, revision: Int64) {
+        (self.anomalyID, self.tenantID, self.app, self.environment, self.provider, self.model, self.metric) = (anomalyID, tenantID, app, environment, provider, model, metric)
+        (self.windowStart, self.windowEnd, self.peakWindow, self.status, self.severity, self.detector) = (windowStart, windowEnd, peakWindow, status, severity, detector)
+        // Non-finite numbers have no JSON form: absent.
+        func finite(_ d: Double?) -> Double? { d.flatMap { $0.isFinite ? $0 : nil } }
+        (self.score, self.observed, self.expected, self.expectedLow, self.expectedHigh) = (finite(score), finite(observed), finite(expected), finite(expectedLow), finite(expectedHigh))
+        (self.unit, self.explanation, self.revision) = (unit, explanation, revision)
+    }
+
     public static let statuses: Set<String> = ["ongoing", "resolved"]
     public static let severities = ["info", "warning", "critical"]
     /// Largest message read.

@@ -50,7 +50,12 @@ public struct ReadModel: Sendable {
     public func apply(_ records: [RollupRecord]) async throws {
         let minute = records.filter { $0.granularity == .minute }
         guard !minute.isEmpty else { return }
-        var commands: [[RedisArgument]] = minute.map { record in
+        var commands: [[RedisArgument]] = minute.map { stored in
+            // Without the distinct-user sketches: thousands of registers per window that the hot queries never read
+            // (distinct users are answered from Postgres).
+            var record = stored
+            record.values.users = DistinctSketch()
+            record.values.sessions = DistinctSketch()
             let field = "\(record.key.windowStart)|\(record.key.series.fieldText)"
             return ["EVAL", Self.setIfNewer, "1", RedisArgument(Self.hourKey(record.key.series.tenant, record.key.windowStart)),
                     RedisArgument(field), RedisArgument(record.version), RedisArgument(record.jsonBytes()), RedisArgument(self.retentionSeconds)]

@@ -82,20 +82,18 @@ public struct Anomaly: Sendable, Equatable {
         }
     }
 
-    /// The JSON published on llm.anomalies.v1 (and stored by the query service, served by the gateway).
-    public func jsonBytes() -> [UInt8] {
-        func ts(_ us: Int64) -> String { jsonStringLiteral(EventTimestamp(microsecondsSinceEpoch: us).rfc3339) }
-        func num(_ d: Double) -> String { d.isFinite ? String(format: "%.6g", d) : "null" }
-        let fields: [(String, String)] = [
-            ("anomaly_id", jsonStringLiteral(self.id)), ("tenant_id", jsonStringLiteral(self.series.tenant)),
-        ] + SeriesDimension.allCases.map { ($0.rawValue, jsonStringLiteral(self.series[$0])) } + [
-            ("metric", jsonStringLiteral(self.metric.name)), ("window_start", ts(self.start)), ("window_end", ts(self.end)),
-            ("peak_window", ts(self.peakWindow)), ("status", jsonStringLiteral(self.status.rawValue)),
-            ("severity", jsonStringLiteral(self.severity.name)), ("detector", jsonStringLiteral(self.detector.name)),
-            ("score", num(self.score)), ("observed", num(self.observed)), ("expected", num(self.expected)),
-            ("expected_low", num(self.expectedLow)), ("expected_high", num(self.expectedHigh)), ("unit", jsonStringLiteral(self.metric.unit)),
-            ("explanation", jsonStringLiteral(self.explanation)), ("revision", String(self.revision)),
-        ]
-        return Array(("{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}").utf8)
+    /// The payload published on llm.anomalies.v1 (and stored by the query service, served by the gateway).
+    public var message: AnomalyMessage {
+        func ts(_ us: Int64) -> String { EventTimestamp(microsecondsSinceEpoch: us).rfc3339 }
+        let s = self.series
+        return AnomalyMessage(
+            anomalyID: self.id, tenantID: s.tenant, app: s.app.isEmpty ? nil : s.app, environment: s.environment.isEmpty ? nil : s.environment,
+            provider: s.provider, model: s.model, metric: self.metric.name, windowStart: ts(self.start), windowEnd: ts(self.end), peakWindow: ts(self.peakWindow),
+            status: self.status.rawValue, severity: self.severity.name, detector: self.detector.name, score: self.score, observed: self.observed,
+            expected: self.expected, expectedLow: self.expectedLow, expectedHigh: self.expectedHigh, unit: self.metric.unit, explanation: self.explanation,
+            revision: Int64(self.revision))
     }
+
+    /// `message` as canonical JSON.
+    public func jsonBytes() -> [UInt8] { Array(self.message.canonicalJSON.utf8) }
 }

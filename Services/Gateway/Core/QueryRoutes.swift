@@ -171,7 +171,7 @@ public struct QueryRoutes: Sendable {
                 throw Self.bad("error_type", "must be 1 to \(EventLimits.default.maxErrorTypeLength) bytes")
             }
         }
-        let (rows, source) = try await self.seriesRecords(tenant.database, step: step, from: start, to: to, selection: selection)
+        let (rows, source) = try await self.seriesRecords(tenant.database, step: step, from: start, to: to, selection: selection, readModel: !metric.isDistinct)
         var byWindow: [Int64: RollupValues] = [:]
         for record in rows { byWindow[record.key.windowStart, default: RollupValues()].merge(record.values) }
         var out: [UInt8] = []
@@ -236,9 +236,9 @@ public struct QueryRoutes: Sendable {
 
     /// 1-minute windows of the last 24 hours come from the Redis read model below the tenant's horizon (the windows
     /// the query service has complete), the rest from Postgres. Any Redis failure falls back to Postgres.
-    func seriesRecords(_ db: TenantDatabase, step: Granularity, from: Int64, to: Int64, selection: SeriesSelection) async throws -> ([RollupRecord], String) {
+    func seriesRecords(_ db: TenantDatabase, step: Granularity, from: Int64, to: Int64, selection: SeriesSelection, readModel useReadModel: Bool = true) async throws -> ([RollupRecord], String) {
         // The read model holds the published levels only (`SeriesKey.keepsDistributions`).
-        if step == .minute, let readModel = self.readModel, selection.storedLevel.map(SeriesKey.watchedLevels.contains) == true, from >= EventTimestamp.now().microsecondsSinceEpoch - 24 * 3_600_000_000,
+        if step == .minute, useReadModel, let readModel = self.readModel, selection.storedLevel.map(SeriesKey.watchedLevels.contains) == true, from >= EventTimestamp.now().microsecondsSinceEpoch - 24 * 3_600_000_000,
             let horizon = try? await readModel.horizon(tenant: db.tenantID), horizon > from,
             let selected = try? await readModel.windows(tenant: db.tenantID, from: from, to: min(to, horizon), include: selection.matches)
         {

@@ -162,13 +162,13 @@ extension RuleEvaluator {
         } else {
             explanation = "Budget “\(budget.name)”: \(Budget.usd(spent ?? 0)) spent this \(periodName), \(Int((spent ?? 0) * 100 / amount))% of \(Budget.usd(amount)) (notified at \(level)%)."
         }
-        var object: [String: Any] = [
-            "tenant_id": budget.tenant, "anomaly_id": id, "provider": "", "model": "", "metric": level < 0 ? "spend_forecast" : "spend",
-            "window_start": EventTimestamp(microsecondsSinceEpoch: start).rfc3339, "window_end": EventTimestamp(microsecondsSinceEpoch: end).rfc3339,
-            "status": status, "severity": level >= 100 ? "critical" : level >= 80 || level < 0 ? "warning" : "info", "detector": "budget", "unit": "USD",
-            "explanation": explanation, "revision": revision, "expected_high": amount / Double(LLMEvent.nanosPerUSD),
-        ]
-        if let value = level < 0 ? projected : spent { object["observed"] = value / Double(LLMEvent.nanosPerUSD) }
-        return try AnomalyMessage(json: Array(try JSONSerialization.data(withJSONObject: object)))
+        let message = AnomalyMessage(
+            anomalyID: id, tenantID: budget.tenant, provider: "", model: "", metric: level < 0 ? "spend_forecast" : "spend",
+            windowStart: EventTimestamp(microsecondsSinceEpoch: start).rfc3339, windowEnd: EventTimestamp(microsecondsSinceEpoch: end).rfc3339,
+            status: status, severity: level >= 100 ? "critical" : level >= 80 || level < 0 ? "warning" : "info", detector: "budget",
+            observed: (level < 0 ? projected : spent).map { $0 / Double(LLMEvent.nanosPerUSD) }, expectedHigh: amount / Double(LLMEvent.nanosPerUSD),
+            unit: "USD", explanation: explanation, revision: revision)
+        try message.validate()
+        return message
     }
 }

@@ -257,13 +257,12 @@ public struct RuleEvaluator: Service {
         let explanation = status == "resolved"
             ? "Rule “\(rule.name)”: the \(rule.metric.label) of \(rule.seriesName) is back (\(shown)); it was \(comparison) \(rule.metric.format(rule.threshold))."
             : "Rule “\(rule.name)”: the \(rule.metric.label) of \(rule.seriesName) is \(shown), \(comparison) \(rule.metric.format(rule.threshold)) for \(rule.forMinutes) minute\(rule.forMinutes == 1 ? "" : "s") or more."
-        var object: [String: Any] = [
-            "tenant_id": rule.tenant, "anomaly_id": id, "provider": rule.provider ?? "", "model": rule.model ?? "", "metric": rule.metric.rawValue,
-            "window_start": EventTimestamp(microsecondsSinceEpoch: start).rfc3339, "window_end": EventTimestamp(microsecondsSinceEpoch: end).rfc3339,
-            "status": status, "severity": rule.severity, "detector": "rule", "unit": rule.metric.unit, "explanation": explanation, "revision": revision,
-        ]
-        if let value { object["observed"] = value }
-        object[rule.above ? "expected_high" : "expected_low"] = rule.threshold
-        return try AnomalyMessage(json: Array(try JSONSerialization.data(withJSONObject: object)))
+        let message = AnomalyMessage(
+            anomalyID: id, tenantID: rule.tenant, provider: rule.provider ?? "", model: rule.model ?? "", metric: rule.metric.rawValue,
+            windowStart: EventTimestamp(microsecondsSinceEpoch: start).rfc3339, windowEnd: EventTimestamp(microsecondsSinceEpoch: end).rfc3339,
+            status: status, severity: rule.severity, detector: "rule", observed: value, expectedLow: rule.above ? nil : rule.threshold,
+            expectedHigh: rule.above ? rule.threshold : nil, unit: rule.metric.unit, explanation: explanation, revision: revision)
+        try message.validate()
+        return message
     }
 }
