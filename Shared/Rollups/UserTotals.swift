@@ -25,59 +25,10 @@ public struct UserDayKey: Hashable, Sendable, Comparable {
     public static func < (a: UserDayKey, b: UserDayKey) -> Bool { (a.tenant, a.day, a.user) < (b.tenant, b.day, b.user) }
 }
 
-/// The counters kept per user: the declaration drives the SQL (columns, upsert, sums) and the JSON answers.
-public struct UsageCounters: Sendable, Hashable {
-    public var requests: Int64 = 0
-    public var errors: Int64 = 0
-    public var inputTokens: Int64 = 0
-    public var outputTokens: Int64 = 0
-    public var cachedInputTokens: Int64 = 0
-    public var reasoningTokens: Int64 = 0
-    public var costNanos: Int64 = 0
-
-    public init() {}
-
-    /// Column (and JSON field) names with their counters, in order. Cost is stored in nano-dollars and answered as
-    /// exact decimal dollars (`cost_usd`). (Key paths are not `Sendable`; this array is a constant, never mutated.)
-    nonisolated(unsafe) public static let fields: [(column: String, keyPath: WritableKeyPath<UsageCounters, Int64>)] = [
-        ("requests", \.requests), ("errors", \.errors), ("input_tokens", \.inputTokens), ("output_tokens", \.outputTokens),
-        ("cached_input_tokens", \.cachedInputTokens), ("reasoning_tokens", \.reasoningTokens), ("cost_nanos", \.costNanos),
-    ]
-
-    public mutating func add(_ event: LLMEvent) {
-        self.requests +|= 1
-        if event.status == .error { self.errors +|= 1 }
-        self.inputTokens +|= event.inputTokens
-        self.outputTokens +|= event.outputTokens
-        self.cachedInputTokens +|= event.cachedInputTokens ?? 0
-        self.reasoningTokens +|= event.reasoningTokens ?? 0
-        self.costNanos +|= event.costNanos ?? 0
-    }
-
-    public mutating func merge(_ other: UsageCounters) {
-        for field in Self.fields { self[keyPath: field.keyPath] +|= other[keyPath: field.keyPath] }
-    }
-
-    /// `{"requests":..,"errors":..,"error_rate":..,"input_tokens":..,...,"cost_usd":"0.0123"}`.
-    public var json: String {
-        var parts: [String] = []
-        for field in Self.fields {
-            if field.column == "cost_nanos" {
-                parts.append("\"cost_usd\":\(LLMEvent.decimalUSD(nanos: self.costNanos))")
-            } else {
-                parts.append("\"\(field.column)\":\(self[keyPath: field.keyPath])")
-            }
-            if field.column == "errors" {
-                // As the other answers print ratios: 0 and 1 as integers, others in the shortest exact text.
-                let rate = Double(self.errors) / Double(max(self.requests, 1))
-                parts.append("\"error_rate\":" + (self.requests == 0 ? "null" : rate == rate.rounded() ? String(Int64(rate)) : "\(rate)"))
-            }
-        }
-        return "{" + parts.joined(separator: ",") + "}"
-    }
-
+extension UsageCounters {
     /// Reads the counters of a row whose columns are named as in `fields` (sums included).
     public init(row: PostgresRow) throws {
+        self.init()
         for field in Self.fields { self[keyPath: field.keyPath] = try row.decode(field.column) }
     }
 }

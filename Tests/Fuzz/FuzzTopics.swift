@@ -3,7 +3,8 @@
 // - llm.events.raw.v1 (ingestor) and llm.events.v1 (aggregator, whose decoder accepts any age): EventDecoder, then
 //   the rollup arithmetic the aggregator applies to an accepted event;
 // - llm.rollups.v1 (detector, query): RollupRecord(json:), then the merges, quantiles and re-encoding its readers do;
-// - llm.anomalies.v1 (query, gateway stream): AnomalyMessage(json:), then its canonical form.
+// - llm.anomalies.v1 (query, gateway stream): AnomalyMessage(json:), then its canonical form;
+// - the tw-tags header of llm.events.v1 (aggregator): PromotedTags.parse, then its re-encoding.
 // Built by swiftc with Shared/Events/*.swift and the Foundation-only files of Shared/Rollups as one module, outside
 // SwiftPM, with -sanitize=fuzzer,address. Properties: re-encoded rollups and anomalies decode to themselves; merged
 // counters never wrap below zero; canonical anomaly JSON is one line.
@@ -35,8 +36,14 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
         }
         for q in [0.0, 0.5, 0.99, 1.0] { _ = merged.latency.quantile(q); _ = merged.timeToFirstToken.quantile(q) }
         _ = record.windowEnd
+        _ = merged.users.estimate
+        _ = merged.sessions.estimate
         let again = try? RollupRecord(json: record.jsonBytes())
         precondition(again == record, "re-encoded rollup does not decode to itself")
+    }
+    // The tw-tags header of llm.events.v1 (the aggregator reads it for the promoted tags).
+    if let tags = try? PromotedTags.parse(bytes) {
+        precondition((try? PromotedTags.parse(Array(PromotedTags.header(tags).utf8))) == tags, "re-encoded tags do not decode to themselves")
     }
     if let anomaly = try? AnomalyMessage(json: bytes) {
         let canonical = anomaly.canonicalJSON
