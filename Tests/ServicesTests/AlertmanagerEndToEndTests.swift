@@ -96,10 +96,15 @@ struct AlertmanagerEndToEndTests {
             Issue.record("not resolved; alerts: \(await alertmanager.alerts() ?? []); anomalies: \(try stored.map { try $0.decode("body", as: String.self) })")
             throw error
         }
-        let events = try await postgres.query("""
-            SELECT event, delivered_at IS NOT NULL AS delivered FROM notification_outbox WHERE tenant_id = \(tenant) AND anomaly_id IS NOT NULL ORDER BY revision
-            """)
-        let log = try events.map { "\(try $0.decode("event", as: String.self)):\(try $0.decode("delivered", as: Bool.self))" }
+        // The outage's own notifications, in revision order: opened first, resolved last, each delivered. Alertmanager
+        // drops the alert on receiving the resolution, a moment before the deliverer records the 200: wait for it.
+        @Sendable func outageLog() async throws -> [String] {
+            try await postgres.query("""
+                SELECT event, delivered_at IS NOT NULL AS delivered FROM notification_outbox WHERE tenant_id = \(tenant) AND anomaly_id = \(anomalyID) ORDER BY revision
+                """).map { "\(try $0.decode("event", as: String.self)):\(try $0.decode("delivered", as: Bool.self))" }
+        }
+        try? await eventually(.seconds(30), "the resolution recorded as delivered", interval: .milliseconds(250)) { (try? await outageLog().last) == "resolved:true" }
+        let log = try await outageLog()
         #expect(log.first == "opened:true" && log.last == "resolved:true", "\(log)")
 
         for process in processes { #expect(try process.stop() == 0, "\(process.name) exits cleanly") }
