@@ -1,5 +1,6 @@
 import Events
 import IngestorCore
+import Kafka
 import Testing
 
 func event(provider: String = "openai", model: String = "gpt-4o", input: Int64 = 1000, cached: Int64? = nil, output: Int64 = 500) -> LLMEvent {
@@ -10,6 +11,20 @@ func event(provider: String = "openai", model: String = "gpt-4o", input: Int64 =
 
 @Suite("Ingestor: normalization and pricing")
 struct IngestorUnitTests {
+    @Test("a batch whose partition starts past the committed offset is a stale fetch: read again from the committed offset; replays and uncommitted partitions are not")
+    func fetchGaps() {
+        func m(_ partition: Int32, _ offset: Int64) -> KafkaMessage { KafkaMessage(topic: "raw", partition: partition, offset: offset, key: nil, value: []) }
+        let p0 = KafkaTopicPartition(topic: "raw", partition: 0), p1 = KafkaTopicPartition(topic: "raw", partition: 1), p2 = KafkaTopicPartition(topic: "raw", partition: 2)
+        // p0: 300... while 200 is committed (200-299 never processed); p1: from its committed offset; p2: a replay from
+        // before it; p3: nothing committed yet.
+        let batch = [m(0, 301), m(0, 300), m(1, 50), m(1, 51), m(2, 10), m(3, 7)]
+        let committed: [KafkaTopicPartition: Int64?] = [p0: 200, p1: 50, p2: 40, KafkaTopicPartition(topic: "raw", partition: 3): Int64?.none]
+        let gaps = FetchGap.gaps(in: batch, committed: committed)
+        #expect(gaps == [p0: 200])
+        #expect(FetchGap.gaps(in: batch, committed: [:]).isEmpty, "without committed offsets nothing is dropped")
+        _ = p2
+    }
+
     @Test("providers and models take one canonical spelling", arguments: [
         ("OpenAI", "GPT-4o", "openai", "gpt-4o"),
         ("openai", "openai/gpt-4o-mini", "openai", "gpt-4o-mini"),

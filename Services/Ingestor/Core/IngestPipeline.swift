@@ -187,3 +187,20 @@ public final class IngestPipeline: Sendable {
         return KafkaProducerMessage(topic: self.configuration.topics.deadLetters, key: message.key, value: message.value, headers: headers)
     }
 }
+
+/// The ingestor's guard against a stale fetch (the cousin of the aggregator's `Gap`): after a rebalance a member can
+/// be handed messages of a partition fetched before it lost it, starting past the group's committed offset, while the
+/// messages in between were never processed by anyone. Committing after such a batch would skip them for good.
+public enum FetchGap {
+    /// The partitions of `batch` whose first message lies past the committed offset, with the offset to seek back
+    /// to. A partition without a committed offset (nothing processed yet) has no gap.
+    public static func gaps(in batch: [KafkaMessage], committed: [KafkaTopicPartition: Int64?]) -> [KafkaTopicPartition: Int64] {
+        var first: [KafkaTopicPartition: Int64] = [:]
+        for message in batch where first[message.topicPartition].map({ message.offset < $0 }) ?? true { first[message.topicPartition] = message.offset }
+        var out: [KafkaTopicPartition: Int64] = [:]
+        for (tp, offset) in first {
+            if case let committed?? = committed[tp], offset > committed { out[tp] = committed }
+        }
+        return out
+    }
+}

@@ -25,7 +25,25 @@ struct IngestorMain {
                 prices: try await PriceTable.load(from: postgres), tenants: tenants,
                 dimensions: DimensionRegistry(postgres: postgres, cap: settings.dimensionCap), logger: runtime.logger)
             let logger = runtime.logger
-            let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics.raw], logger: logger, batchSize: settings.batchSize) { batch in
+            let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics.raw], logger: logger, batchSize: settings.batchSize) { fetched in
+                // A stale fetch (see `FetchGap`): that partition's messages are dropped and it is read again from the
+                // committed offset, unless retention deleted what lies in between. Without the committed offsets
+                // (the broker busy with a rebalance) the batch goes on as it is.
+                var batch = fetched
+                let committed = (try? await consumer.committed(Array(Set(fetched.map(\.topicPartition))))) ?? [:]
+                var gaps = FetchGap.gaps(in: fetched, committed: committed)
+                for (tp, offset) in gaps {
+                    if let low = try? await consumer.lowWatermark(tp), low > offset {
+                        logger.error("Raw events deleted by retention before they were ingested", metadata: ["kafka.partition": "\(tp)", "from": "\(offset)", "to": "\(low)"])
+                        gaps[tp] = nil
+                    }
+                }
+                if !gaps.isEmpty {
+                    logger.warning("Stale fetch: reading partitions again from their committed offsets", metadata: ["kafka.partitions": "\(gaps.keys.sorted { $0.partition < $1.partition })"])
+                    batch.removeAll { gaps[$0.topicPartition] != nil }
+                    try await consumer.seek(gaps.mapValues { .offset($0) })
+                }
+                guard !batch.isEmpty else { return }
                 let (_, commit) = try await pipeline.process(batch)
                 do {
                     try await consumer.commit(commit)
