@@ -137,7 +137,8 @@ struct NotificationTests {
         let (postgres, projector, delivery, receiver, tenant) = (w.postgres, w.projector, w.delivery, w.receiver, w.tenant)
         // Opened and resolved queued together, as a detector that caught up publishes them.
         try await projector.process([self.anomaly(tenant: tenant, id: "ord", revision: 1), self.anomaly(tenant: tenant, id: "ord", revision: 2, status: "resolved")])
-        #expect(try await delivery.deliverDue() == 1, "the first pass takes only the opening")
+        // Never both in one pass (a pass whose one delivery did not get through, on a loaded machine, sends none).
+        #expect(try await delivery.deliverDue() <= 1, "the first pass takes only the opening")
         try await self.deliver(delivery, until: "the resolution") { receiver.deliveries.contains { $0["id"] as? String == "ord-r2" } }
         let order = receiver.deliveries.compactMap { $0["id"] as? String }
         #expect(order.first == "ord-r1" && order.last == "ord-r2" && order.firstIndex(of: "ord-r2") == order.count - 1,
