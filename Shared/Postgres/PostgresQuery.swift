@@ -109,3 +109,11 @@ public struct PostgresRow: Sendable {
         }
     }
 }
+
+extension PostgresQuery {
+    /// A text array literal for a `$n::text[]` parameter, every element quoted (values may hold commas, quotes,
+    /// braces and backslashes).
+    public static func textArray(_ items: [String]) -> String {
+        "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
+    }
+}

@@ -58,9 +58,9 @@ public enum UserTotalsStore {
         // One array per column, unnested into rows: a batch holds about one row per event (a day's users rarely
         // repeat within it), and 10 array parameters bind and parse far faster than 10 parameters a row.
         var parameters: [String?] = [
-            Self.arrayLiteral(sorted.map(\.key.tenant)),
-            Self.arrayLiteral(sorted.map { String(EventTimestamp(microsecondsSinceEpoch: $0.key.day).rfc3339.prefix(10)) }),
-            Self.arrayLiteral(sorted.map(\.key.user)),
+            PostgresQuery.textArray(sorted.map(\.key.tenant)),
+            PostgresQuery.textArray(sorted.map { String(EventTimestamp(microsecondsSinceEpoch: $0.key.day).rfc3339.prefix(10)) }),
+            PostgresQuery.textArray(sorted.map(\.key.user)),
         ]
         for field in UsageCounters.fields {
             parameters.append("{" + sorted.map { String($0.value[keyPath: field.keyPath]) }.joined(separator: ",") + "}")
@@ -70,11 +70,6 @@ public enum UserTotalsStore {
         return [PostgresQuery(
             sql: "INSERT INTO user_totals_1d AS u (\(columns.joined(separator: ", "))) SELECT * FROM unnest(\(arrays)) ON CONFLICT (tenant_id, day, user_id) DO UPDATE SET \(add)",
             parameters: parameters)]
-    }
-
-    /// A Postgres text array literal, every element quoted (ids may hold commas, quotes, braces and backslashes).
-    public static func arrayLiteral(_ items: [String]) -> String {
-        "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
     }
 
     /// `sum(requests) AS requests, ...` over the counters.

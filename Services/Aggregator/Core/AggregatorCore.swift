@@ -195,9 +195,9 @@ public final class AggregatorCore: Sendable {
             if !emits.isEmpty {
                 // One statement: the windows' keys as arrays, unnested.
                 let sorted = emits.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) })
-                var arrays = [UserTotalsStore.arrayLiteral(sorted.map(\.0.tenant))]
-                for d in SeriesDimension.allCases { arrays.append(UserTotalsStore.arrayLiteral(sorted.map { $0.0[d] })) }
-                arrays.append(UserTotalsStore.arrayLiteral(sorted.map { EventTimestamp(microsecondsSinceEpoch: $0.1).rfc3339 }))
+                var arrays = [PostgresQuery.textArray(sorted.map(\.0.tenant))]
+                for d in SeriesDimension.allCases { arrays.append(PostgresQuery.textArray(sorted.map { $0.0[d] })) }
+                arrays.append(PostgresQuery.textArray(sorted.map { EventTimestamp(microsecondsSinceEpoch: $0.1).rfc3339 }))
                 let casts = (["text[]"] + SeriesDimension.allCases.map { _ in "text[]" } + ["timestamptz[]"]).enumerated().map { "$\($0.offset + 3)::\($0.element)" }
                 try conn.query(PostgresQuery(
                     sql: """

@@ -298,8 +298,7 @@ public final class ApiKeyStore: Sendable {
         }
         if let template = update.traceURLTemplate { set("trace_url_template", template) }
         if let tags = update.promotedTags {
-            // An array literal with every element quoted (tag keys may hold commas, quotes and backslashes).
-            set("promoted_tags", "{" + tags.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}")
+            set("promoted_tags", PostgresQuery.textArray(tags))
         }
         query.parameters.append(id)
         query.sql += " WHERE tenant_id = $\(query.parameters.count) RETURNING \(Self.tenantColumns)"

@@ -94,7 +94,6 @@ public struct ChannelRoutes: Sendable {
     }
 
     /// A text[] literal of names already checked to hold no quotes, braces, commas or backslashes.
-    static func arrayLiteral(_ items: [String]) -> String { "{" + items.map { "\"\($0)\"" }.joined(separator: ",") + "}" }
 
     /// The channels' routes and the threshold rules' (`RuleRoutes`), which feed the same channels.
     public func add<Context: RequestContext>(to router: Router<Context>) {
@@ -125,8 +124,8 @@ public struct ChannelRoutes: Sendable {
             let secret = StandardWebhooks.newSecret()
             let rows = try await tenant.database.query("""
                 INSERT INTO notification_channels (channel_id, tenant_id, name, kind, url, secret, min_severity, metrics, providers, models, max_per_hour)
-                VALUES (\(id), \(tenant.tenantID), \(name), \(kind.rawValue), \(url), \(secret), \(severity), \(Self.arrayLiteral(metrics))::text[],
-                        \(Self.arrayLiteral(providers))::text[], \(Self.arrayLiteral(models))::text[], \(Int32(cap)))
+                VALUES (\(id), \(tenant.tenantID), \(name), \(kind.rawValue), \(url), \(secret), \(severity), \(PostgresQuery.textArray(metrics))::text[],
+                        \(PostgresQuery.textArray(providers))::text[], \(PostgresQuery.textArray(models))::text[], \(Int32(cap)))
                 RETURNING \(unescaped: Self.columns)
                 """)
             var channel = try Self.channel(rows[0])
