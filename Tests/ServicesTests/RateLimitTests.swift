@@ -72,13 +72,22 @@ struct RateLimitTests {
         #expect(counted.json["events_this_month"] as? Int == acceptedEvents, "\(counted.json)")
 
         // Invalid events cost the budget too (the gateway parsed them): 100 of them empty a budget of 100 (50 a second
-        // over 2 s), and 100 valid ones would need 2 s of refill (a margin that holds on a loaded machine).
+        // over 2 s), and 100 valid ones need 2 s of refill. A pair posted within 1.5 s must be refused; a loaded machine
+        // can take longer than that between the two posts, so the pair is tried again (each invalid batch empties the
+        // budget anew) and only a fast pair is judged.
         let workKey = try await tenant("w", limits: #"{"events_per_second":50}"#)
-        let invalid = "[" + (0..<100).map { "{\"event_id\":\"\(run)-w\($0)\",\"input_tokens\":-1}" }.joined(separator: ",") + "]"
-        let refusedInvalid = try await http[0].call("POST", "/v1/events", token: workKey, body: invalid)
-        #expect(refusedInvalid.status == 400 && refusedInvalid.type == "invalid_events")
-        let afterInvalid = try await http[1].call("POST", "/v1/events", token: workKey, body: batch("w-valid", 100))
-        #expect(afterInvalid.status == 429 && afterInvalid.type == "rate_limited", "\(afterInvalid.status) \(afterInvalid.body.prefix(200))")
+        var judged = false
+        for attempt in 0..<10 where !judged {
+            let invalid = "[" + (0..<100).map { "{\"event_id\":\"\(run)-w\(attempt)-\($0)\",\"input_tokens\":-1}" }.joined(separator: ",") + "]"
+            let pairStart = ContinuousClock.now
+            let refusedInvalid = try await http[0].call("POST", "/v1/events", token: workKey, body: invalid)
+            #expect(refusedInvalid.status == 400 && refusedInvalid.type == "invalid_events")
+            let afterInvalid = try await http[1].call("POST", "/v1/events", token: workKey, body: batch("w-valid\(attempt)", 100))
+            guard ContinuousClock.now - pairStart < .milliseconds(1500) else { continue }
+            judged = true
+            #expect(afterInvalid.status == 429 && afterInvalid.type == "rate_limited", "\(afterInvalid.status) \(afterInvalid.body.prefix(200))")
+        }
+        #expect(judged, "no pair of posts within 1.5 s in 10 tries")
 
         // A monthly quota of 120 events: 100 fit, 50 more do not (nothing of them counts), 20 do.
         let quotaKey = try await tenant("d", limits: #"{"monthly_event_quota":120}"#)
