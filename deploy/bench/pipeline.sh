@@ -82,8 +82,24 @@ sleep 2
 url=$TW_POSTGRES_URL
 TOTAL="app='' AND environment='' AND provider='' AND model='' AND tag_key='' AND tag_value=''"
 sizes() { psql "$url" -tAc "SELECT string_agg(relname || '=' || pg_total_relation_size(oid)::text, ' ' ORDER BY relname) FROM pg_class WHERE relname IN ('rollups_1m','rollups_1h','rollups_1d','user_totals_1d','evidence_samples')"; }
+# CPU seconds used so far by each part (utime + stime of the process, and of Postgres's postmaster and backends), to
+# say where a workload's time goes; the broker is the local mock cluster.
+PG_MASTER=$(head -n 1 "$(cat "$STATE/pg.datadir")/data/postmaster.pid")
+BROKER_PID=$(cat "$STATE/broker.pid")
+cpu_of() { local t=0 p; for p in "$@"; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo "$t"; }
+cpu_now() { echo "$(cpu_of "$PID_gateway") $(cpu_of "$PID_ingestor") $(cpu_of "$PID_aggregator") $(cpu_of "$PG_MASTER" $(pgrep -P "$PG_MASTER")) $(cpu_of "$BROKER_PID")"; }
+cpu_report() { # before after
+    python3 -c "
+import os, sys
+hz = os.sysconf('SC_CLK_TCK')
+b, a = [list(map(int, x.split())) for x in sys.argv[1:3]]
+parts = ['gateway', 'ingestor', 'aggregator', 'postgres', 'broker']
+print('  CPU seconds for the 100,000 events: ' + ', '.join(f'{n} {(y - x) / hz:.1f}' for n, x, y in zip(parts, b, a)) + f'; total {(sum(a) - sum(b)) / hz:.1f}')
+" "$1" "$2"
+}
 pipeline() { # label tenant-prefix realistic keys...
     local label=$1 prefix=$2 realistic=$3; shift 3
+    local cpu_before; cpu_before=$(cpu_now)
     python3 - "$STATE" "$realistic" "$@" <<'PY'
 import json, sys, time, uuid, random, urllib.request
 state, realistic, keys = sys.argv[1], sys.argv[2] == "1", sys.argv[3:]
@@ -111,6 +127,7 @@ PY
         sleep 0.2
     done
     python3 -c "import time,sys; s,a=float(sys.argv[1]),float(sys.argv[2]); e=time.time(); print(f'pipeline ({sys.argv[4]}): 100000 events posted in {a-s:.2f} s (one request of 1000 at a time), all in the committed rollups {e-a:.2f} s after the last 202: {100000/(e-s):.0f} events/s from gateway to rollups; requests counted in the rollups: {sys.argv[3]}')" "$start" "$accepted" "$n" "$label"
+    cpu_report "$cpu_before" "$(cpu_now)"
 }
 pipeline "plain: 3 models, 500 users" "bench-$$-" 0 "${KEYS[@]}"
 before=$(sizes)
@@ -133,6 +150,9 @@ if users:
     per = grow['user_totals_1d'] / users
     print(f'per-user totals: {per:.0f} bytes per user-day with indexes, {per * 1e6 / 1e6:.0f} MB per million active users a day')
 " "$before" "$after"
+
+# TW_BENCH_PIPELINE_ONLY=1 stops here (profiling the write path without the rest of the run).
+[ "${TW_BENCH_PIPELINE_ONLY:-0}" = 1 ] && exit 0
 
 # End-to-end delay: 10,000 events/s for 15 s (a batch of 1000 every 100 ms) for a fresh tenant, while a poller
 # asks the gateway's query API for the tenant's total every 50 ms; a batch's delay is from its 202 to the first
