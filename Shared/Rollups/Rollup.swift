@@ -114,7 +114,13 @@ public struct SeriesKey: Hashable, Sendable, Comparable {
     /// users): the watched levels do; the multiplying ones (app x environment x model, tags) keep counters, tokens
     /// and cost only, which keeps their upserts cheap (`make bench`, realistic workload). Percentiles asked of them
     /// are null.
-    public var keepsDistributions: Bool { Self.watchedLevels.contains(self.level) }
+    public var keepsDistributions: Bool {
+        // Without building `level` (a set): this is asked for every row of every batch. Watched levels are those
+        // without tags where app, environment and the model are each either alone or absent.
+        guard self.tagKey.isEmpty else { return false }
+        let dimensions = (self.app.isEmpty ? 0 : 1) + (self.environment.isEmpty ? 0 : 1) + (self.model.isEmpty && self.provider.isEmpty ? 0 : 1)
+        return dimensions <= 1
+    }
 
     /// This key with the dimensions outside `level` emptied.
     public func projected(onto level: Set<SeriesDimension>) -> SeriesKey {
@@ -160,7 +166,11 @@ public struct SeriesKey: Hashable, Sendable, Comparable {
     }
 
     public static func < (a: SeriesKey, b: SeriesKey) -> Bool {
-        a.tenant != b.tenant ? a.tenant < b.tenant : a.values.lexicographicallyPrecedes(b.values)
+        // Field by field in key order (`SeriesDimension.allCases`), without building arrays: batches sort thousands of
+        // keys before writing them.
+        if a.tenant != b.tenant { return a.tenant < b.tenant }
+        for d in SeriesDimension.allCases where a[d] != b[d] { return a[d] < b[d] }
+        return false
     }
 }
 
@@ -264,7 +274,7 @@ public struct RollupValues: Sendable, Hashable {
 
 /// Deltas of many windows, grouped: what one batch of events adds.
 public struct RollupDeltas: Sendable {
-    public private(set) var windows: [RollupKey: RollupValues] = [:]
+    public internal(set) var windows: [RollupKey: RollupValues] = [:]
     public let granularity: Granularity
 
     public init(granularity: Granularity) {

@@ -419,6 +419,33 @@ public enum TokenwatchSchema {
             -- Where a tenant's traces open: an http(s) URL with {trace_id} (and optionally {span_id}).
             ALTER TABLE tenants ADD COLUMN trace_url_template text;
             """),
+        PostgresMigration(version: 19, name: "faster_jsonb_merges", sql: """
+            -- The same merges, walking only the delta (a batch's sketch, usually the smaller side) and looking each of
+            -- its keys up in the stored value, which is copied out of its compressed form once (`|| '{}'`), not once a
+            -- key. An empty delta returns at once. Results are equal to migration 3's and 16's; on the bench's realistic
+            -- workload these merges were most of Postgres's time (`make bench`). Sums stay numeric, as before: a
+            -- counter past 2^63 is written and then refused by readers, not an error that would stop the aggregator.
+            CREATE OR REPLACE FUNCTION tw_jsonb_add(a jsonb, b jsonb) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+            DECLARE acc jsonb := COALESCE(a, '{}'::jsonb) || '{}'::jsonb;
+            BEGIN
+                IF b IS NULL OR b = '{}'::jsonb THEN RETURN acc; END IF;
+                RETURN acc || (SELECT jsonb_object_agg(key, value::numeric + COALESCE((acc ->> key)::numeric, 0)) FROM jsonb_each_text(b));
+            END $$;
+            CREATE OR REPLACE FUNCTION tw_jsonb_max(a jsonb, b jsonb) RETURNS jsonb LANGUAGE plpgsql IMMUTABLE AS $$
+            DECLARE acc jsonb := COALESCE(a, '{}'::jsonb) || '{}'::jsonb;
+            BEGIN
+                IF b IS NULL OR b = '{}'::jsonb THEN RETURN acc; END IF;
+                RETURN acc || COALESCE((SELECT jsonb_object_agg(key, value::integer) FROM jsonb_each_text(b) WHERE COALESCE((acc ->> key)::integer, -1) < value::integer), '{}'::jsonb);
+            END $$;
+            -- Sketches and registers past 2 kB are compressed on every update; lz4 does it several times faster than
+            -- the default pglz (which was the top of Postgres's profile). A server built without lz4 keeps pglz.
+            DO $$ BEGIN
+                \(Granularity.allCases.map { g in
+                    "ALTER TABLE \(g.table) " + ["errors_by_type", "latency_sketch", "ttft_sketch", "users_hll", "sessions_hll"].map { "ALTER COLUMN \($0) SET COMPRESSION lz4" }.joined(separator: ", ") + ";"
+                }.joined(separator: "\n    "))
+            EXCEPTION WHEN feature_not_supported THEN NULL;
+            END $$;
+            """),
     ]
 }
 

@@ -1,12 +1,48 @@
 import Foundation
 import Logging
 import Postgres
+import Rollups
 import ServiceKit
 import Testing
 import TestSupport
 
 @Suite("Schema migrations on existing data", .timeLimit(.minutes(2)))
 struct MigrationTests {
+    @Test("the SQL merges of sketches, error maps and distinct registers equal the Swift merges, with empty and missing sides", arguments: [1, 2, 3])
+    func sqlMergesEqualSwift(seed: UInt64) async throws {
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: Logger(label: "migration-test"))
+        _ = try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
+        var rng = SeededRandom(seed: seed)
+        func sketch(_ n: Int) -> QuantileSketch {
+            var s = QuantileSketch()
+            for _ in 0..<n { s.add(Double(rng.next() % 20_000) / 3, count: Int64(rng.next() % 5 + 1)) }
+            return s
+        }
+        func distinct(_ n: Int) -> DistinctSketch {
+            var s = DistinctSketch()
+            for _ in 0..<n { s.add("u\(rng.next() % 50_000)") }
+            return s
+        }
+        func merged(_ function: String, _ a: String?, _ b: String?) async throws -> String {
+            try await postgres.query("SELECT \(unescaped: function)(\(a)::jsonb, \(b)::jsonb)::text AS m")[0].decode("m")
+        }
+        for (n, m) in [(0, 0), (0, 40), (300, 0), (5, 2_000), (2_000, 300), (1_500, 1_500)] {
+            let (a, b) = (sketch(n), sketch(m))
+            var expected = a
+            expected.merge(b)
+            #expect(try QuantileSketch(json: try await merged("tw_jsonb_add", a.json, b.json)) == expected, "sketches of \(n) and \(m) values")
+            let (x, y) = (distinct(n * 3), distinct(m * 3))
+            var union = x
+            union.merge(y)
+            #expect(try DistinctSketch(json: try await merged("tw_jsonb_max", x.json, y.json)) == union, "registers of \(n * 3) and \(m * 3) ids")
+        }
+        #expect(try await merged("tw_jsonb_add", #"{"timeout":2,"rate_limit":1}"#, #"{"timeout":5,"server":1}"#) == #"{"server": 1, "timeout": 7, "rate_limit": 1}"#)
+        #expect(try await merged("tw_jsonb_add", nil, #"{"a":1}"#) == #"{"a": 1}"#)
+        #expect(try await merged("tw_jsonb_max", #"{"3":2}"#, nil) == #"{"3": 2}"#)
+        #expect(try await merged("tw_jsonb_add", #"{"a":9223372036854775807}"#, #"{"a":1}"#) == #"{"a": 9223372036854775808}"#, "sums past 2^63 are written, not an error")
+        await postgres.close()
+    }
+
     @Test("migration 9 carries stored costs from micro- to nano-dollars exactly, and a saturated sum stays the largest that fits")
     func costNanos() async throws {
         let url = try TestEnvironment.postgresURL()

@@ -97,6 +97,46 @@ struct RollupsTests {
         #expect(EventTimestamp(microsecondsSinceEpoch: Granularity.minute.windowStart(old)).rfc3339 == "1969-12-31T23:59:00Z")
     }
 
+    @Test("a batch built from full keys and minutes derives every level, hour and day exactly as adding each event at each of them", arguments: [1, 2, 3])
+    func batchEqualsReference(seed: UInt64) {
+        var rng = SeededRandom(seed: seed)
+        var batch = RollupBatch()
+        var reference = Granularity.allCases.map { RollupDeltas(granularity: $0) }
+        for i in 0..<3_000 {
+            let apps: [String?] = [nil, "search", "chat", "a\"b,c"]
+            let status: LLMEvent.Status = rng.next() % 7 == 0 ? .error : .ok
+            let event = LLMEvent(
+                eventID: "e\(i)", tenantID: ["t1", "t2"][Int(rng.next() % 2)],
+                timestamp: EventTimestamp(microsecondsSinceEpoch: 1_795_000_000_000_000 + Int64(rng.next() % (2 * 86_400_000_000))),
+                provider: ["openai", "anthropic"][Int(rng.next() % 2)], model: ["m1", "m2", "m3"][Int(rng.next() % 3)],
+                inputTokens: Int64(rng.next() % 5000), outputTokens: Int64(rng.next() % 900), cachedInputTokens: rng.next() % 2 == 0 ? nil : Int64(rng.next() % 100),
+                latencyMs: Double(rng.next() % 9000) + 0.5, timeToFirstTokenMs: rng.next() % 3 == 0 ? nil : Double(rng.next() % 500),
+                status: status, errorType: status == .error ? ["timeout", "rate_limit"][Int(rng.next() % 2)] : nil, costNanos: Int64(rng.next() % 1_000_000),
+                userID: rng.next() % 4 == 0 ? nil : "u\(rng.next() % 300)", sessionID: rng.next() % 2 == 0 ? nil : "s\(rng.next() % 50)",
+                app: apps[Int(rng.next() % 4)], environment: rng.next() % 3 == 0 ? nil : ["prod", "dev"][Int(rng.next() % 2)])
+            var promoted: [String: String] = [:]
+            if rng.next() % 2 == 0 { promoted["feature"] = "f\(rng.next() % 5)" }
+            if rng.next() % 3 == 0 { promoted["team"] = "t\(rng.next() % 3)" }
+            batch.add(event, promoted: promoted)
+            for g in reference.indices { reference[g].add(event, promoted: promoted) }
+        }
+        for (g, expected) in zip(Granularity.allCases, reference) {
+            let derived = batch.deltas(g)
+            #expect(derived.windows.count == expected.windows.count, "\(g): \(derived.windows.count) rows, \(expected.windows.count) expected")
+            #expect(derived.windows == expected.windows, "\(g): the derived rows equal the per-event ones")
+        }
+        #expect(reference[2].windows.keys.contains { $0.series.tagKey == "feature" } && reference[2].windows.values.contains { $0.users.estimate > 100 }, "the case holds tags and distinct users")
+    }
+
+    @Test("a row keeps distributions exactly at the watched levels")
+    func distributionsAtWatchedLevels() {
+        let full = SeriesKey(tenant: "t", app: "a", environment: "e", provider: "p", model: "m")
+        for level in SeriesKey.levels {
+            let key = level == SeriesKey.tagLevel ? SeriesKey(tenant: "t", provider: "", model: "", tagKey: "k", tagValue: "v") : full.projected(onto: level)
+            #expect(key.keepsDistributions == SeriesKey.watchedLevels.contains(level), "\(level)")
+        }
+    }
+
     @Test("deltas count each event once at every level: its series, its tenant's total, its app, its environment and the full key")
     func deltas() {
         func event(_ model: String, status: LLMEvent.Status, minute: Int, cost: Int64) -> LLMEvent {
@@ -149,3 +189,4 @@ struct RollupsTests {
         #expect(d.windows.filter { !$0.key.series.isTotal }.allSatisfy { $0.value.users.isEmpty })
     }
 }
+

@@ -81,24 +81,43 @@ public final class AggregatorCore: Sendable {
     /// can trail a revocation). A fenced partition's state is reloaded and the returned summary names it: the
     /// caller seeks it back to the reloaded offset.
     public func process(_ batch: [KafkaMessage]) async throws -> Summary {
-        var summary = Summary()
         var byPartition: [KafkaTopicPartition: [KafkaMessage]] = [:]
         for message in batch { byPartition[message.topicPartition, default: []].append(message) }
-        for (tp, messages) in byPartition.sorted(by: { $0.key.partition < $1.key.partition }) {
-            guard let state = self.states[tp] else { continue }
-            let before = summary
-            do {
-                try await self.apply(messages, partition: tp, state: state, summary: &summary)
-            } catch where error is Fenced || error is Gap {
-                // Nothing of this partition's batch was applied. Another member may have moved the offset (fenced, or
-                // the stale fetch of a zombie): reload what is stored, which the caller seeks to.
-                summary = before
-                self.logger.warning("Batch not applied: reloading partition state", metadata: ["kafka.partition": "\(tp)", "error": "\(error)"])
-                (error is Fenced ? self.fenced : self.gaps).increment()
-                self.states[tp] = try await PartitionState.load(tp, postgres: self.postgres)
-                summary.fenced.append(tp)
+        // Partitions apply concurrently, each in its own transaction on its own connection: one partition's Postgres
+        // time overlaps another's decoding (`make bench`). They cannot deadlock: every transaction takes its rows in
+        // one global order (statement by statement, keys sorted within each).
+        let outcomes = try await withThrowingTaskGroup(of: Summary.self) { group in
+            for (tp, messages) in byPartition {
+                guard let state = self.states[tp] else { continue }
+                group.addTask {
+                    var summary = Summary()
+                    do {
+                        try await self.apply(messages, partition: tp, state: state, summary: &summary)
+                    } catch where error is Fenced || error is Gap {
+                        // Nothing of this partition's batch was applied. Another member may have moved the offset (fenced,
+                        // or the stale fetch of a zombie): reload what is stored, which the caller seeks to.
+                        summary = Summary()
+                        self.logger.warning("Batch not applied: reloading partition state", metadata: ["kafka.partition": "\(tp)", "error": "\(error)"])
+                        (error is Fenced ? self.fenced : self.gaps).increment()
+                        self.states[tp] = try await PartitionState.load(tp, postgres: self.postgres)
+                        summary.fenced.append(tp)
+                    }
+                    return summary
+                }
             }
+            var all: [Summary] = []
+            for try await summary in group { all.append(summary) }
+            return all
         }
+        var summary = Summary()
+        for part in outcomes {
+            summary.applied += part.applied
+            summary.replays += part.replays
+            summary.tooLate += part.tooLate
+            summary.rejected += part.rejected
+            summary.fenced += part.fenced
+        }
+        summary.fenced.sort { $0.partition < $1.partition }
         self.applied.increment(by: summary.applied)
         self.replays.increment(by: summary.replays)
         self.late.increment(by: summary.tooLate)
@@ -108,9 +127,7 @@ public final class AggregatorCore: Sendable {
 
     private func apply(_ messages: [KafkaMessage], partition tp: KafkaTopicPartition, state: PartitionState, summary: inout Summary) async throws {
         var next = state
-        var minutes = RollupDeltas(granularity: .minute)
-        var hours = RollupDeltas(granularity: .hour)
-        var days = RollupDeltas(granularity: .day)
+        var rollups = RollupBatch()
         var users = UserTotalDeltas()
         var evidence = EvidenceSamples()
         var deadLetters: [KafkaProducerMessage] = []
@@ -160,9 +177,7 @@ public final class AggregatorCore: Sendable {
                 continue
             }
             next.watermark = max(next.watermark, t)
-            minutes.add(event, promoted: promoted)
-            hours.add(event, promoted: promoted)
-            days.add(event, promoted: promoted)
+            rollups.add(event, promoted: promoted)
             users.add(event)
             evidence.add(event)
             summary.applied += 1
@@ -171,6 +186,7 @@ public final class AggregatorCore: Sendable {
         // Dead letters first: acknowledged before the transaction, so they are never lost (at worst repeated).
         try await self.producer.sendAll(deadLetters)
 
+        let minutes = rollups.deltas(.minute), hours = rollups.deltas(.hour), days = rollups.deltas(.day)
         let changedMarks = next.marks.filter { state.marks[$0.key] != $0.value }
         // Published on llm.rollups.v1: the levels with distributions (what the detector watches and the read model
         // serves); the multiplying levels are read from Postgres only.
