@@ -315,17 +315,42 @@ public enum PromotedTags {
     public static func parse(_ bytes: [UInt8]?) throws -> [String: String] {
         guard let bytes, !bytes.isEmpty else { return [:] }
         let limits = EventLimits.default
-        guard bytes.count <= 64 * 1024, let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any], object.count <= limits.maxTags else {
-            throw SketchError(message: "header \(EventHeaders.promotedTags): must be a JSON object of at most \(limits.maxTags) tags")
+        let malformed = SketchError(message: "header \(EventHeaders.promotedTags): must be a JSON object of at most \(limits.maxTags) tags")
+        let unbounded = SketchError(message: "header \(EventHeaders.promotedTags): tag keys and values must be bounded text")
+        guard bytes.count <= 64 * 1024 else { throw malformed }
+        // The strict scanner, not Foundation's JSONSerialization: every event of a tenant with promoted tags carries
+        // this header, and the tree Foundation builds was a fifth of the aggregator's decoding time.
+        return try bytes.withUnsafeBytes { raw throws -> [String: String] in
+            var s = JSONScanner(raw)
+            var out: [String: String] = [:]
+            do {
+                try s.expect(UInt8(ascii: "{"), "an object")
+                if !s.consume(UInt8(ascii: "}")) {
+                    repeat {
+                        guard s.peek() == UInt8(ascii: "\"") else { throw malformed }
+                        let key = try s.readString(maxLength: limits.maxTagKeyLength * 4)
+                        try s.expect(UInt8(ascii: ":"), "':'")
+                        guard s.peek() == UInt8(ascii: "\"") else { throw unbounded }
+                        let value = try s.readString(maxLength: limits.maxTagValueLength * 4)
+                        guard out[key] == nil, out.count < limits.maxTags else { throw malformed }
+                        guard !key.isEmpty, key.unicodeScalars.count <= limits.maxTagKeyLength, !value.isEmpty,
+                            value.unicodeScalars.count <= limits.maxTagValueLength,
+                            !(key + value).unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
+                        else { throw unbounded }
+                        out[key] = value
+                    } while s.consume(UInt8(ascii: ","))
+                    try s.expect(UInt8(ascii: "}"), "',' or '}'")
+                }
+                s.skipWhitespace()
+                guard s.isAtEnd else { throw malformed }
+            } catch let error as SketchError {
+                throw error
+            } catch let error as JSONScanner.SyntaxError where error.isTooLong {
+                throw unbounded
+            } catch {
+                throw malformed
+            }
+            return out
         }
-        var out: [String: String] = [:]
-        for (key, raw) in object {
-            guard let value = raw as? String, !key.isEmpty, key.unicodeScalars.count <= limits.maxTagKeyLength, !value.isEmpty,
-                value.unicodeScalars.count <= limits.maxTagValueLength,
-                !(key + value).unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F })
-            else { throw SketchError(message: "header \(EventHeaders.promotedTags): tag keys and values must be bounded text") }
-            out[key] = value
-        }
-        return out
     }
 }

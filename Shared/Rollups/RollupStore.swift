@@ -12,12 +12,12 @@ public enum RollupStore {
     /// ON CONFLICT DO UPDATE requires. Rows of the multiplying levels (the cross product, tags) carry counters only
     /// (`SeriesKey.keepsDistributions`), so their upserts skip the jsonb merges that dominate the cost of a row.
     /// Rows travel as one array per column, unnested (21 array parameters bind and parse far faster than 21
-    /// parameters a row: `make bench`, realistic workload).
+    /// parameters a row: `make bench`, realistic workload), and are inserted in primary-key order, so concurrent
+    /// writers (a zombie and its successor, two partitions of one tenant) lock rows in the same order and never
+    /// deadlock. Postgres sorts them: comparing keys of Swift strings cost more than building the statement.
     public static func upserts(_ deltas: RollupDeltas) -> [PostgresQuery] {
-        // Sorted keys: concurrent writers (a zombie and its successor) lock rows in the same order, never deadlock.
-        let sorted = deltas.windows.sorted { ($0.key.windowStart, $0.key.series) < ($1.key.windowStart, $1.key.series) }
         return [true, false].compactMap { distributions in
-            let rows = sorted.filter { $0.key.series.keepsDistributions == distributions }
+            let rows = deltas.windows.filter { $0.key.series.keepsDistributions == distributions }.map { (key: $0.key, value: $0.value) }
             return rows.isEmpty ? nil : Self.statement(rows, table: deltas.granularity.table, distributions: distributions)
         }
     }
@@ -28,7 +28,9 @@ public enum RollupStore {
     static func statement(_ rows: [(key: RollupKey, value: RollupValues)], table: String, distributions: Bool) -> PostgresQuery {
         var parameters: [String?] = [PostgresQuery.textArray(rows.map(\.key.series.tenant))]
         for d in SeriesDimension.allCases { parameters.append(PostgresQuery.textArray(rows.map { $0.key.series[d] })) }
-        parameters.append(PostgresQuery.textArray(rows.map { EventTimestamp(microsecondsSinceEpoch: $0.key.windowStart).rfc3339 }))
+        var instants: [Int64: String] = [:]  // a batch spans a few windows: each one's text is made once
+        for start in Set(rows.map(\.key.windowStart)) { instants[start] = EventTimestamp(microsecondsSinceEpoch: start).rfc3339 }
+        parameters.append(PostgresQuery.textArray(rows.map { instants[$0.key.windowStart]! }))
         for field in UsageCounters.fields {
             parameters.append("{" + rows.map { String($0.value.counters[keyPath: field.keyPath]) }.joined(separator: ",") + "}")
         }
@@ -50,7 +52,8 @@ public enum RollupStore {
                 + ["users_hll", "sessions_hll"].map { "\($0) = tw_jsonb_max(r.\($0), EXCLUDED.\($0))" }
             : []
         let sql = """
-            INSERT INTO \(table) AS r (\(columns.joined(separator: ", "))) SELECT * FROM unnest(\(arrays))
+            INSERT INTO \(table) AS r (\(columns.joined(separator: ", ")))
+            SELECT * FROM unnest(\(arrays)) AS u(\(columns.joined(separator: ", "))) ORDER BY \(Self.primaryKey)
             ON CONFLICT (\(Self.primaryKey)) DO UPDATE SET
             \((add + merge).joined(separator: ", ")), version = r.version + 1, updated_at = now()
             """

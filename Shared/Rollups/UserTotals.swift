@@ -48,27 +48,34 @@ public struct UserTotalDeltas: Sendable {
 }
 
 public enum UserTotalsStore {
-    /// Multi-row additive upserts, keys sorted so that concurrent writers (a zombie and its successor) lock rows in
-    /// the same order and never deadlock.
+    /// Multi-row additive upserts in key order (Postgres sorts them), so that concurrent writers (a zombie and its
+    /// successor) lock rows in the same order and never deadlock.
     public static func upserts(_ deltas: UserTotalDeltas) -> [PostgresQuery] {
         guard !deltas.isEmpty else { return [] }
-        let sorted = deltas.rows.sorted { $0.key < $1.key }
+        let rows = Array(deltas.rows)
+        // A batch spans a day or two: each day's date text is made once, not once a row.
+        var dates: [Int64: String] = [:]
+        for day in Set(rows.map(\.key.day)) { dates[day] = String(EventTimestamp(microsecondsSinceEpoch: day).rfc3339.prefix(10)) }
         let columns = ["tenant_id", "day", "user_id"] + UsageCounters.fields.map(\.column)
         let add = UsageCounters.fields.map { "\($0.column) = u.\($0.column) + EXCLUDED.\($0.column)" }.joined(separator: ", ")
         // One array per column, unnested into rows: a batch holds about one row per event (a day's users rarely
         // repeat within it), and 10 array parameters bind and parse far faster than 10 parameters a row.
         var parameters: [String?] = [
-            PostgresQuery.textArray(sorted.map(\.key.tenant)),
-            PostgresQuery.textArray(sorted.map { String(EventTimestamp(microsecondsSinceEpoch: $0.key.day).rfc3339.prefix(10)) }),
-            PostgresQuery.textArray(sorted.map(\.key.user)),
+            PostgresQuery.textArray(rows.map(\.key.tenant)),
+            PostgresQuery.textArray(rows.map { dates[$0.key.day]! }),
+            PostgresQuery.textArray(rows.map(\.key.user)),
         ]
         for field in UsageCounters.fields {
-            parameters.append("{" + sorted.map { String($0.value[keyPath: field.keyPath]) }.joined(separator: ",") + "}")
+            parameters.append("{" + rows.map { String($0.value[keyPath: field.keyPath]) }.joined(separator: ",") + "}")
         }
         let types = ["text[]", "date[]", "text[]"] + UsageCounters.fields.map { _ in "bigint[]" }
         let arrays = types.enumerated().map { "$\($0.offset + 1)::\($0.element)" }.joined(separator: ", ")
         return [PostgresQuery(
-            sql: "INSERT INTO user_totals_1d AS u (\(columns.joined(separator: ", "))) SELECT * FROM unnest(\(arrays)) ON CONFLICT (tenant_id, day, user_id) DO UPDATE SET \(add)",
+            sql: """
+                INSERT INTO user_totals_1d AS u (\(columns.joined(separator: ", ")))
+                SELECT * FROM unnest(\(arrays)) AS r(\(columns.joined(separator: ", "))) ORDER BY tenant_id, day, user_id
+                ON CONFLICT (tenant_id, day, user_id) DO UPDATE SET \(add)
+                """,
             parameters: parameters)]
     }
 

@@ -128,6 +128,19 @@ struct RollupsTests {
         #expect(reference[2].windows.keys.contains { $0.series.tagKey == "feature" } && reference[2].windows.values.contains { $0.users.estimate > 100 }, "the case holds tags and distinct users")
     }
 
+    @Test("the promoted-tags header round-trips; anything but an object of bounded text is refused")
+    func promotedTagsHeader() throws {
+        let tags = ["feature": "search \"beta\"", "team": "é😀", "customer": "c\\1"]
+        #expect(try PromotedTags.parse(Array(PromotedTags.header(tags).utf8)) == tags)
+        #expect(try PromotedTags.parse(Array(#" { "a" : "b" } "#.utf8)) == ["a": "b"] && PromotedTags.parse(nil) == [:] && PromotedTags.parse(Array("{}".utf8)) == [:])
+        let limits = EventLimits.default
+        let tooMany = "{" + (0...limits.maxTags).map { "\"k\($0)\":\"v\"" }.joined(separator: ",") + "}"
+        for bad in ["[]", "\"x\"", "{\"a\":1}", "{\"a\":null}", "{\"\":\"v\"}", "{\"a\":\"\"}", #"{"a":"x\u0001"}"#, "{\"a\":\"b\"} x", "{\"a\":\"b\",}",
+                    "{\"a\":\"b\",\"a\":\"c\"}", "{\"a\":\"" + String(repeating: "v", count: limits.maxTagValueLength + 1) + "\"}", tooMany, "{", "{\"a\""] {
+            #expect(throws: SketchError.self, "\(bad.prefix(60))") { try PromotedTags.parse(Array(bad.utf8)) }
+        }
+    }
+
     @Test("a row keeps distributions exactly at the watched levels")
     func distributionsAtWatchedLevels() {
         let full = SeriesKey(tenant: "t", app: "a", environment: "e", provider: "p", model: "m")

@@ -68,7 +68,7 @@ struct DetectorEndToEndTests {
         }
         let batch = "[" + events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: ",") + "]"
         let posted = try await http.call("POST", "/v1/events", token: key, body: batch)
-        #expect(posted.status == 202 && posted.json["accepted"] as? Int == events.count)
+        #expect(posted.status == 202 && posted.json["accepted"] as? Int == events.count, "\(posted.status) \(posted.body.prefix(600))")
 
         // Through the gateway's query API (the query service stores what the detector publishes).
         var anomaly: [String: Any] = [:]
@@ -144,7 +144,7 @@ struct DetectorEndToEndTests {
         }
         let batch = "[" + events.map { String(decoding: $0.jsonBytes(), as: UTF8.self) }.joined(separator: ",") + "]"
         let posted = try await http.call("POST", "/v1/events", token: key, body: batch)
-        #expect(posted.status == 202 && posted.json["accepted"] as? Int == events.count)
+        #expect(posted.status == 202 && posted.json["accepted"] as? Int == events.count, "\(posted.status) \(posted.body.prefix(600))")
         let sent = ContinuousClock.now
 
         // On the topic: a request-rate anomaly of gpt-4o starting where it stopped, observed 0, critical.
