@@ -13,6 +13,7 @@
 # TW_STATE_DIR picks the state folder (default .state/run); `make test` uses its own, so tests never touch the
 # stack of `make run`. Ports are free ones picked at first start unless TW_PG_PORT / TW_REDIS_PORT are set.
 # Topic partition counts: TW_TOPIC_PARTITIONS_RAW, _EVENTS, _DLQ, _ROLLUPS, _ANOMALIES.
+# TW_PG_OPTIONS adds Postgres server settings (e.g. "-c shared_preload_libraries=pg_stat_statements" to profile).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -137,7 +138,7 @@ start_postgres() {
     chmod 600 "$data/tls/server.key"
     [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$data/run" "$data/tls"
     pg_as "$bin/pg_ctl" -D "$data/data" -l "$data/postgres.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$data/run -c max_connections=200 -c ssl=on -c ssl_cert_file=$data/tls/server.pem -c ssl_key_file=$data/tls/server.key -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
+        -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$data/run -c max_connections=200 -c ssl=on -c ssl_cert_file=$data/tls/server.pem -c ssl_key_file=$data/tls/server.key -c fsync=off -c synchronous_commit=off -c full_page_writes=off ${TW_PG_OPTIONS:-}" \
         start >/dev/null || { tail -n 20 "$data/postgres.log" >&2; die "postgres did not start"; }
     pg_as "$bin/psql" -h 127.0.0.1 -p "$port" -U tokenwatch -d postgres -tAc \
         "SELECT 1 FROM pg_database WHERE datname = 'tokenwatch'" | grep -q 1 ||

@@ -99,6 +99,16 @@ public func jsonStringLiteral(_ value: String) -> String {
 /// Writes `value` as a JSON string literal, escaping what RFC 8259 requires.
 public func writeJSONString(_ value: String, into out: inout [UInt8]) {
     out.append(UInt8(ascii: "\""))
+    // Most strings need no escape: copied whole (byte-by-byte appends were a tenth of the ingestor's time).
+    let copied = value.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+        guard !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else { return false }
+        out.append(contentsOf: bytes)
+        return true
+    }
+    if copied == true {
+        out.append(UInt8(ascii: "\""))
+        return
+    }
     for b in value.utf8 {
         switch b {
         case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])

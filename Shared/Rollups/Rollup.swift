@@ -210,7 +210,8 @@ public struct RollupKey: Hashable, Sendable {
     }
 }
 
-/// What a window holds. Every field merges by addition, so deltas apply in any order and add up exactly.
+/// What a window holds: the counters (`UsageCounters.fields`) and the sketches (`RollupValues.sketches`), each
+/// declared once. Every field merges by addition or register maximum, so deltas apply in any order and add up exactly.
 public struct RollupValues: Sendable, Hashable {
     /// The additive counters, declared once (`UsageCounters.fields`: SQL columns, upsert, JSON), shared with the
     /// per-user totals.
@@ -252,11 +253,7 @@ public struct RollupValues: Sendable, Hashable {
     /// Adds `other`; counters saturate rather than trap (see `saturatingAdd`).
     public mutating func merge(_ other: RollupValues) {
         self.counters.merge(other.counters)
-        for (k, v) in other.errorsByType { self.errorsByType[k, default: 0] +|= v }
-        self.latency.merge(other.latency)
-        self.timeToFirstToken.merge(other.timeToFirstToken)
-        self.users.merge(other.users)
-        self.sessions.merge(other.sessions)
+        for sketch in Self.sketches { sketch.merge(&self, other) }
     }
 
     /// `{"rate_limit":3}` for the jsonb column.
@@ -307,7 +304,15 @@ public struct RollupDeltas: Sendable {
 /// The `tw-tags` header (`EventHeaders.promotedTags`): an event's promoted tags as the ingestor resolved them.
 public enum PromotedTags {
     public static func header(_ tags: [String: String]) -> String {
-        "{" + tags.sorted { $0.key < $1.key }.map { "\(jsonStringLiteral($0.key)):\(jsonStringLiteral($0.value))" }.joined(separator: ",") + "}"
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        for (i, (key, value)) in tags.sorted(by: { $0.key < $1.key }).enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            writeJSONString(key, into: &out)
+            out.append(UInt8(ascii: ":"))
+            writeJSONString(value, into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Reads the header; anything but an object of at most `EventLimits.maxTags` bounded strings without control

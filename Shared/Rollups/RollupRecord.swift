@@ -31,10 +31,6 @@ public struct RollupRecord: Sendable, Hashable {
             out.append(UInt8(ascii: ":"))
             out.append(contentsOf: raw.utf8)
         }
-        func distribution(_ sketch: QuantileSketch) -> String {
-            let p = [0.5, 0.9, 0.95, 0.99].map { q in sketch.quantile(q).map { String(format: "%.3f", $0) } ?? "null" }
-            return "{\"count\":\(sketch.count),\"p50\":\(p[0]),\"p90\":\(p[1]),\"p95\":\(p[2]),\"p99\":\(p[3]),\"sketch\":\(sketch.json)}"
-        }
         out.append(UInt8(ascii: "{"))
         field("tenant_id", jsonStringLiteral(self.key.series.tenant), first: true)
         out.append(UInt8(ascii: ","))
@@ -43,21 +39,9 @@ public struct RollupRecord: Sendable, Hashable {
         field("window_start", jsonStringLiteral(EventTimestamp(microsecondsSinceEpoch: self.key.windowStart).rfc3339))
         field("window_end", jsonStringLiteral(EventTimestamp(microsecondsSinceEpoch: self.windowEnd).rfc3339))
         field("version", String(self.version))
-        field("requests", String(v.requests))
-        field("errors", String(v.errors))
-        field("errors_by_type", v.errorsByTypeJSON)
-        field("input_tokens", String(v.inputTokens))
-        field("output_tokens", String(v.outputTokens))
-        field("cached_input_tokens", String(v.cachedInputTokens))
-        field("reasoning_tokens", String(v.reasoningTokens))
-        field("cost_nanos", String(v.costNanos))
+        for counter in UsageCounters.fields { field(counter.column, String(v.counters[keyPath: counter.keyPath])) }
         field("cost_usd", LLMEvent.decimalUSD(nanos: v.costNanos))
-        field("latency_ms", distribution(v.latency))
-        field("time_to_first_token_ms", distribution(v.timeToFirstToken))
-        // Distinct users and sessions: the tenant's total rows only (empty elsewhere, and then left out).
-        for (name, sketch) in [("users", v.users), ("sessions", v.sessions)] where !sketch.isEmpty {
-            field(name, "{\"estimate\":\(sketch.estimate),\"sketch\":\(sketch.json)}")
-        }
+        for sketch in RollupValues.sketches { if let payload = sketch.payload(v) { field(sketch.payloadField, payload) } }
         out.append(UInt8(ascii: "}"))
         return out
     }
@@ -76,10 +60,6 @@ public struct RollupRecord: Sendable, Hashable {
             guard let n = exactCount(o[k]) else { throw SketchError(message: "rollup field \(k): must be an integer in 0...2^53") }
             return n
         }
-        func sketch(_ k: String) throws -> QuantileSketch {
-            guard let d = o[k] as? [String: Any], let s = d["sketch"] as? [String: Any] else { throw SketchError(message: "rollup field \(k): sketch missing") }
-            return try QuantileSketch(object: s)
-        }
         guard let granularity = Granularity(rawValue: try str("granularity", max: 2)), let start = EventTimestamp(rfc3339: try str("window_start", max: 40)),
             start.microsecondsSinceEpoch % granularity.microseconds == 0
         else {
@@ -89,19 +69,7 @@ public struct RollupRecord: Sendable, Hashable {
         let tenant = try str("tenant_id", max: limits.maxTenantIDLength)
         do { try LLMEvent.validateTenantID(tenant) } catch { throw SketchError(message: "rollup field tenant_id: \(error.reason)") }
         var values = RollupValues()
-        values.requests = try int("requests")
-        values.errors = try int("errors")
-        guard (o["errors_by_type"] ?? [:]) is [String: Any] else { throw SketchError(message: "rollup field errors_by_type: must be an object") }
-        for (type, count) in (o["errors_by_type"] as? [String: Any]) ?? [:] {
-            guard type.utf8.count <= limits.maxErrorTypeLength, let n = exactCount(count) else {
-                throw SketchError(message: "rollup field errors_by_type: names of at most \(limits.maxErrorTypeLength) bytes, integer counts")
-            }
-            values.errorsByType[type] = n
-        }
-        values.inputTokens = try int("input_tokens")
-        values.outputTokens = try int("output_tokens")
-        values.cachedInputTokens = try int("cached_input_tokens")
-        values.reasoningTokens = try int("reasoning_tokens")
+        for counter in UsageCounters.fields where counter.column != "cost_nanos" { values.counters[keyPath: counter.keyPath] = try int(counter.column) }
         // Records from before costs were carried in nano-dollars (a rolling upgrade, a Redis read model written by
         // an older query service) hold micro-dollars; they still read right.
         if o["cost_nanos"] == nil, o["cost_micros"] != nil {
@@ -109,13 +77,7 @@ public struct RollupRecord: Sendable, Hashable {
         } else {
             values.costNanos = try int("cost_nanos")
         }
-        values.latency = try sketch("latency_ms")
-        values.timeToFirstToken = try sketch("time_to_first_token_ms")
-        for (name, path) in [("users", \RollupValues.users), ("sessions", \RollupValues.sessions)] {
-            guard let raw = o[name] else { continue }
-            guard let d = raw as? [String: Any], let s = d["sketch"] as? [String: Any] else { throw SketchError(message: "rollup field \(name): sketch missing") }
-            values[keyPath: path] = try DistinctSketch(object: s)
-        }
+        for sketch in RollupValues.sketches { try sketch.readPayload(&values, o[sketch.payloadField]) }
         self.init(
             key: RollupKey(series: try SeriesKey(tenant: tenant, jsonObject: o, what: "rollup"), windowStart: start.microsecondsSinceEpoch),
             granularity: granularity, version: try int("version"), values: values)

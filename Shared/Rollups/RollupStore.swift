@@ -1,11 +1,12 @@
 import Events
+import Foundation
 import Postgres
 
 
 /// The SQL of rollups: additive upserts of deltas, and reads of whole windows.
 public enum RollupStore {
     static let columns = ["tenant_id"] + SeriesDimension.allCases.map(\.rawValue) + ["window_start"] + UsageCounters.fields.map(\.column)
-        + ["errors_by_type", "latency_sketch", "ttft_sketch", "users_hll", "sessions_hll"]
+        + RollupValues.sketches.map(\.column)
 
     /// Multi-row upserts adding `deltas` to their windows: counters add, sketches and error maps merge
     /// (`tw_jsonb_add`, `tw_jsonb_max`), `version` grows. Each key appears once per statement (deltas are grouped), as
@@ -23,7 +24,7 @@ public enum RollupStore {
     }
 
     static let columnTypes = ["text[]"] + SeriesDimension.allCases.map { _ in "text[]" } + ["timestamptz[]"] + UsageCounters.fields.map { _ in "bigint[]" }
-        + ["jsonb[]", "jsonb[]", "jsonb[]", "jsonb[]", "jsonb[]"]
+        + RollupValues.sketches.map { _ in "jsonb[]" }
 
     static func statement(_ rows: [(key: RollupKey, value: RollupValues)], table: String, distributions: Bool) -> PostgresQuery {
         var parameters: [String?] = [PostgresQuery.textArray(rows.map(\.key.series.tenant))]
@@ -35,22 +36,15 @@ public enum RollupStore {
             parameters.append("{" + rows.map { String($0.value.counters[keyPath: field.keyPath]) }.joined(separator: ",") + "}")
         }
         if distributions {
-            parameters.append(PostgresQuery.textArray(rows.map(\.value.errorsByTypeJSON)))
-            parameters.append(PostgresQuery.textArray(rows.map(\.value.latency.json)))
-            parameters.append(PostgresQuery.textArray(rows.map(\.value.timeToFirstToken.json)))
-            parameters.append(PostgresQuery.textArray(rows.map(\.value.users.json)))
-            parameters.append(PostgresQuery.textArray(rows.map(\.value.sessions.json)))
+            for sketch in RollupValues.sketches { parameters.append(PostgresQuery.textArray(rows.map { sketch.stored($0.value) })) }
         } else {
-            // Counter rows keep empty distributions: one empty object per row.
+            // Counter rows keep empty sketches: one empty object per row.
             let empty = "{" + Array(repeating: "\"{}\"", count: rows.count).joined(separator: ",") + "}"
-            parameters.append(contentsOf: Array(repeating: empty, count: 5))
+            parameters.append(contentsOf: RollupValues.sketches.map { _ in empty })
         }
         let arrays = Self.columnTypes.enumerated().map { "$\($0.offset + 1)::\($0.element)" }.joined(separator: ", ")
         let add = UsageCounters.fields.map { "\($0.column) = r.\($0.column) + EXCLUDED.\($0.column)" }
-        let merge = distributions
-            ? ["errors_by_type", "latency_sketch", "ttft_sketch"].map { "\($0) = tw_jsonb_add(r.\($0), EXCLUDED.\($0))" }
-                + ["users_hll", "sessions_hll"].map { "\($0) = tw_jsonb_max(r.\($0), EXCLUDED.\($0))" }
-            : []
+        let merge = distributions ? RollupValues.sketches.map { "\($0.column) = \($0.sqlMerge)(r.\($0.column), EXCLUDED.\($0.column))" } : []
         let sql = """
             INSERT INTO \(table) AS r (\(columns.joined(separator: ", ")))
             SELECT * FROM unnest(\(arrays)) AS u(\(columns.joined(separator: ", "))) ORDER BY \(Self.primaryKey)
@@ -65,18 +59,19 @@ public enum RollupStore {
 
     public static let selectColumns = """
         tenant_id, \(SeriesKey.columns), (extract(epoch FROM window_start) * 1000000)::bigint AS window_us, \(UsageCounters.fields.map(\.column).joined(separator: ", ")),
-        errors_by_type::text AS errors_by_type, latency_sketch::text AS latency_sketch, ttft_sketch::text AS ttft_sketch, users_hll::text AS users_hll, sessions_hll::text AS sessions_hll, version
+        \(RollupValues.sketches.map { "\($0.column)::text AS \($0.column)" }.joined(separator: ", ")), version
         """
 
     /// A row of a rollups table as a record.
     public static func record(_ row: PostgresRow, granularity: Granularity) throws -> RollupRecord {
         var v = RollupValues()
         v.counters = try UsageCounters(row: row)
-        v.errorsByType = try JSONSerializationBridge.object(try row.decode("errors_by_type", as: String.self)) ?? [:]
-        v.latency = try QuantileSketch(json: try row.decode("latency_sketch", as: String.self))
-        v.timeToFirstToken = try QuantileSketch(json: try row.decode("ttft_sketch", as: String.self))
-        v.users = try DistinctSketch(json: try row.decode("users_hll", as: String.self))
-        v.sessions = try DistinctSketch(json: try row.decode("sessions_hll", as: String.self))
+        for sketch in RollupValues.sketches {
+            guard let object = try JSONSerialization.jsonObject(with: Data(try row.decode(sketch.column, as: String.self).utf8)) as? [String: Any] else {
+                throw SketchError(message: "column \(sketch.column): must be an object")
+            }
+            try sketch.readStored(&v, object)
+        }
         return RollupRecord(key: RollupKey(series: try self.series(row), windowStart: try row.decode("window_us")), granularity: granularity, version: try row.decode("version"), values: v)
     }
 

@@ -16,15 +16,21 @@ public final class DimensionRegistry: Sendable {
 
     let postgres: PostgresClient?
     public let cap: Int
-    /// Admitted values per "tenant\0dimension". Values are never removed, so what is here stays true.
-    private let admitted = Mutex<[String: Set<String>]>([:])
     /// `postgres` nil: values are admitted in memory only (unit tests).
     public init(postgres: PostgresClient?, cap: Int) {
         self.postgres = postgres
         self.cap = cap
     }
 
-    static func slot(_ tenant: String, _ name: String) -> String { "\(tenant)\u{0}\(name)" }
+    /// One capped dimension of one tenant.
+    struct Slot: Hashable, Comparable {
+        let tenant: String
+        let name: String
+        static func < (a: Slot, b: Slot) -> Bool { (a.tenant, a.name) < (b.tenant, b.name) }
+    }
+
+    /// Admitted values per slot. Values are never removed, so what is here stays true.
+    private let admitted = Mutex<[Slot: Set<String>]>([:])
 
     /// `events` with every value beyond its tenant's cap replaced by `other`: their app and environment, and the
     /// values of their promoted tags (`promoted`, one map per event, key -> value; capped per key as `tag:<key>`).
@@ -32,42 +38,39 @@ public final class DimensionRegistry: Sendable {
     /// concurrent replicas cannot exceed the cap.
     public func apply(_ events: [LLMEvent], promoted: [[String: String]]? = nil) async throws -> (events: [LLMEvent], promoted: [[String: String]]) {
         var promoted = promoted ?? Array(repeating: [:], count: events.count)
-        func items(_ i: Int) -> [(name: String, value: String)] {
-            var out: [(String, String)] = []
-            if let app = events[i].app { out.append((SeriesDimension.app.rawValue, app)) }
-            if let environment = events[i].environment { out.append((SeriesDimension.environment.rawValue, environment)) }
-            for (key, value) in promoted[i].sorted(by: { $0.key < $1.key }) { out.append(("tag:\(key)", value)) }
+        // Each event's capped values, once (this runs for every event at full ingest rate).
+        let items: [[(slot: Slot, value: String)]] = events.indices.map { i in
+            guard let tenant = events[i].tenantID else { return [] }
+            var out: [(Slot, String)] = []
+            if let app = events[i].app, app != Self.other { out.append((Slot(tenant: tenant, name: SeriesDimension.app.rawValue), app)) }
+            if let environment = events[i].environment, environment != Self.other { out.append((Slot(tenant: tenant, name: SeriesDimension.environment.rawValue), environment)) }
+            for (key, value) in promoted[i] where value != Self.other { out.append((Slot(tenant: tenant, name: "tag:" + key), value)) }
             return out
         }
         // In the order the batch holds them: the first values sent are the ones admitted.
-        var unseen: [String: (tenant: String, name: String, values: [String])] = [:]
+        var unseen: [Slot: [String]] = [:]
         self.admitted.withLock { admitted in
-            for i in events.indices {
-                guard let tenant = events[i].tenantID else { continue }
-                for (name, value) in items(i) where value != Self.other {
-                    let slot = Self.slot(tenant, name)
-                    let known = admitted[slot] ?? []
-                    if !known.contains(value) && known.count < self.cap && unseen[slot]?.values.contains(value) != true {
-                        unseen[slot, default: (tenant, name, [])].values.append(value)
-                    }
+            for (slot, value) in items.joined() {
+                let known = admitted[slot]
+                if known?.contains(value) != true && (known?.count ?? 0) < self.cap && unseen[slot]?.contains(value) != true {
+                    unseen[slot, default: []].append(value)
                 }
             }
         }
-        for (slot, pending) in unseen.sorted(by: { $0.key < $1.key }) {
-            let values = try await self.admit(pending.values, tenant: pending.tenant, dimension: pending.name)
-            self.admitted.withLock { $0[slot, default: []].formUnion(values) }
+        for (slot, values) in unseen.sorted(by: { $0.key < $1.key }) {
+            let admitted = try await self.admit(values, tenant: slot.tenant, dimension: slot.name)
+            self.admitted.withLock { $0[slot, default: []].formUnion(admitted) }
         }
         var out = events
         self.admitted.withLock { admitted in
             for i in events.indices {
-                guard let tenant = events[i].tenantID else { continue }
-                for (name, value) in items(i) where value != Self.other && admitted[Self.slot(tenant, name)]?.contains(value) != true {
-                    switch name {
+                for (slot, value) in items[i] where admitted[slot]?.contains(value) != true {
+                    switch slot.name {
                     case SeriesDimension.app.rawValue: out[i].app = Self.other
                     case SeriesDimension.environment.rawValue: out[i].environment = Self.other
-                    default: promoted[i][String(name.dropFirst(4))] = Self.other
+                    default: promoted[i][String(slot.name.dropFirst(4))] = Self.other
                     }
-                    self.overflow(name).increment()
+                    self.overflow(slot.name).increment()
                 }
             }
         }

@@ -1,0 +1,86 @@
+import Events
+import Foundation
+
+/// A measure of a window that merges but does not add like a counter (an error map, a quantile sketch, distinct-id
+/// registers), declared once: `RollupValues.sketches` drives the merge in memory, the rollup tables' columns, the
+/// SQL merge in the upsert, the select, and the llm.rollups.v1 payload, as `UsageCounters.fields` does for the
+/// counters. Adding one is a property of `RollupValues`, an entry here, a jsonb column in a migration, and its
+/// documentation.
+public struct RollupSketch: Sendable {
+    /// The jsonb column of the rollup tables.
+    public let column: String
+    /// The field of the llm.rollups.v1 payload.
+    public let payloadField: String
+    /// The SQL function merging a stored value with a delta (migration 19).
+    let sqlMerge: String
+    let merge: @Sendable (inout RollupValues, RollupValues) -> Void
+    /// The stored JSON (the column's value; also inside the payload).
+    let stored: @Sendable (RollupValues) -> String
+    let readStored: @Sendable (inout RollupValues, [String: Any]) throws -> Void
+    /// The payload value, nil to leave the field out; and its reading (`nil` when the field is absent).
+    let payload: @Sendable (RollupValues) -> String?
+    let readPayload: @Sendable (inout RollupValues, Any?) throws -> Void
+}
+
+extension RollupValues {
+    public static let sketches: [RollupSketch] = [
+        RollupSketch(
+            column: "errors_by_type", payloadField: "errors_by_type", sqlMerge: "tw_jsonb_add",
+            merge: { a, b in for (k, v) in b.errorsByType { a.errorsByType[k, default: 0] +|= v } },
+            stored: { $0.errorsByTypeJSON }, readStored: { v, o in v.errorsByType = try Self.errorMap(o) },
+            payload: { $0.errorsByTypeJSON },
+            readPayload: { v, raw in
+                guard let raw else { return }
+                guard let o = raw as? [String: Any] else { throw SketchError(message: "rollup field errors_by_type: must be an object") }
+                v.errorsByType = try Self.errorMap(o)
+            }),
+        Self.distribution("latency_sketch", "latency_ms", \.latency),
+        Self.distribution("ttft_sketch", "time_to_first_token_ms", \.timeToFirstToken),
+        // Distinct users and sessions: kept in the tenant's total rows only; elsewhere empty, and left out of the payload.
+        Self.distinct("users_hll", "users", \.users),
+        Self.distinct("sessions_hll", "sessions", \.sessions),
+    ]
+
+    /// A latency-like quantile sketch; its payload carries the percentiles precomputed for readers that only display.
+    static func distribution(_ column: String, _ field: String, _ path: any WritableKeyPath<RollupValues, QuantileSketch> & Sendable) -> RollupSketch {
+        RollupSketch(
+            column: column, payloadField: field, sqlMerge: "tw_jsonb_add",
+            merge: { a, b in a[keyPath: path].merge(b[keyPath: path]) },
+            stored: { $0[keyPath: path].json }, readStored: { v, o in v[keyPath: path] = try QuantileSketch(object: o) },
+            payload: { v in
+                let sketch = v[keyPath: path]
+                let p = [0.5, 0.9, 0.95, 0.99].map { q in sketch.quantile(q).map { String(format: "%.3f", $0) } ?? "null" }
+                return "{\"count\":\(sketch.count),\"p50\":\(p[0]),\"p90\":\(p[1]),\"p95\":\(p[2]),\"p99\":\(p[3]),\"sketch\":\(sketch.json)}"
+            },
+            readPayload: { v, raw in
+                guard let d = raw as? [String: Any], let s = d["sketch"] as? [String: Any] else { throw SketchError(message: "rollup field \(field): sketch missing") }
+                v[keyPath: path] = try QuantileSketch(object: s)
+            })
+    }
+
+    static func distinct(_ column: String, _ field: String, _ path: any WritableKeyPath<RollupValues, DistinctSketch> & Sendable) -> RollupSketch {
+        RollupSketch(
+            column: column, payloadField: field, sqlMerge: "tw_jsonb_max",
+            merge: { a, b in a[keyPath: path].merge(b[keyPath: path]) },
+            stored: { $0[keyPath: path].json }, readStored: { v, o in v[keyPath: path] = try DistinctSketch(object: o) },
+            payload: { v in v[keyPath: path].isEmpty ? nil : "{\"estimate\":\(v[keyPath: path].estimate),\"sketch\":\(v[keyPath: path].json)}" },
+            readPayload: { v, raw in
+                guard let raw else { return }
+                guard let d = raw as? [String: Any], let s = d["sketch"] as? [String: Any] else { throw SketchError(message: "rollup field \(field): sketch missing") }
+                v[keyPath: path] = try DistinctSketch(object: s)
+            })
+    }
+
+    /// Error type -> count, as stored or published: bounded names, exact integer counts.
+    static func errorMap(_ o: [String: Any]) throws -> [String: Int64] {
+        let limit = EventLimits.default.maxErrorTypeLength
+        var out: [String: Int64] = [:]
+        for (type, count) in o {
+            guard type.utf8.count <= limit, let n = exactCount(count) else {
+                throw SketchError(message: "rollup field errors_by_type: names of at most \(limit) bytes, integer counts")
+            }
+            out[type] = n
+        }
+        return out
+    }
+}
