@@ -241,6 +241,13 @@ def run():
     check(True, f"the injected anomaly appeared live in {time.time() - published:.1f} s")
     check("new" in item.text, "it is marked new")
     shot("anomalies")
+    # The filters' choices are the server's vocabularies (read from its OpenAPI document, not listed in the page).
+    with urllib.request.urlopen(args.base + "/openapi.json") as r:
+        anomaly_params = json.load(r)["paths"]["/v1/anomalies"]["get"]["parameters"]
+    declared = {p["name"]: p["schema"]["enum"] for p in anomaly_params if p["name"] in ("metric", "severity")}
+    options = lambda sid: [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR, f"#{sid} option") if o.get_attribute("value")]
+    check(options("f-metric") == declared["metric"], f"the metric filter offers the declared metrics: {options('f-metric')}")
+    check(options("f-severity") == declared["severity"], f"the severity filter offers the declared severities: {options('f-severity')}")
     # Filters: a metric it does not have hides it.
     driver.execute_script("const s = document.getElementById('f-metric'); s.value = 'error_rate'; s.dispatchEvent(new Event('change'))")
     wait_until(lambda: not driver.find_elements(By.CSS_SELECTOR, f"li[data-anomaly-id='{anomaly_id}']"), 10, "the metric filter hides it")

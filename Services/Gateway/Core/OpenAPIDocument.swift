@@ -24,10 +24,11 @@ public enum OpenAPIDocument {
     /// - a tenant operation (API key) can answer 403 (scope, tenant mismatch) and 429 (rate limits);
     /// - an operation with parameters or a body can answer 400;
     /// - every `/v1` operation can answer 503 `dependency_unavailable` (Postgres, Redis or the broker unavailable).
-    /// The series filters, one query parameter per dimension (`SeriesDimension`), bounded as the dimension is.
+    /// The series filters, one query parameter per dimension (`SeriesDimension`), bounded as the dimension is, and
+    /// marked `x-tokenwatch-dimension` (the dashboard reads its filters from here).
     static var dimensionParameters: String {
         QueryRoutes.filterDimensions.map { d in
-            #"{"name": "\#(d.rawValue)", "in": "query", "schema": {"type": "string", "minLength": 1, "maxLength": \#(d.maxLength)}}"#
+            #"{"name": "\#(d.rawValue)", "in": "query", "x-tokenwatch-dimension": true, "schema": {"type": "string", "minLength": 1, "maxLength": \#(d.maxLength)}}"#
         }.joined(separator: ", ")
     }
 
@@ -161,7 +162,7 @@ public enum OpenAPIDocument {
                 "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                 "url": {"type": "string", "maxLength": 2048, "description": "https URL of the receiver (for alertmanager, its base URL; /api/v2/alerts is appended); must resolve to public addresses only (unless the operator allowlists a network)"},
                 "kind": {"type": "string", "enum": ["webhook", "slack", "alertmanager"], "description": "default webhook"},
-                "min_severity": {"type": "string", "enum": ["info", "warning", "critical"], "description": "default warning"},
+                "min_severity": {"type": "string", "enum": [\(Vocabulary.jsonList(Vocabulary.severities))], "description": "default warning"},
                 "providers": {"type": "array", "maxItems": 50, "items": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:/@-]+$"}, "description": "only these providers; empty or absent: all"},
                 "models": {"type": "array", "maxItems": 200, "items": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": "^[A-Za-z0-9._:/@-]+$"}, "description": "only these models; empty or absent: all"},
                 "max_per_hour": {"type": "integer", "minimum": 0, "maximum": 10000, "description": "messages per cap window (an hour) before the rest are summarized; 0: no cap. Default 20, 0 for alertmanager"},
@@ -180,7 +181,7 @@ public enum OpenAPIDocument {
                 "model": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$", "description": "absent: every model"},
                 "above": {"type": "number", "minimum": -1e15, "maximum": 1e15}, "below": {"type": "number", "minimum": -1e15, "maximum": 1e15},
                 "for_minutes": {"type": "integer", "minimum": 1, "maximum": 1440, "description": "closed minutes in a row, default 5"},
-                "severity": {"type": "string", "enum": ["info", "warning", "critical"], "description": "default warning"}}},
+                "severity": {"type": "string", "enum": [\(Vocabulary.jsonList(Vocabulary.severities))], "description": "default warning"}}},
               "NewBudget": {"type": "object", "required": ["name", "period", "amount_usd"], "additionalProperties": false, "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069]+$"},
                 "period": {"type": "string", "enum": ["day", "month"], "description": "UTC day or calendar month"},
@@ -320,7 +321,7 @@ public enum OpenAPIDocument {
             "/v1/anomalies": {"get": {
               "summary": "Anomalies of the caller's tenant overlapping a range, newest first", "security": [{"apiKey": []}],
               "parameters": [{"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                {"name": "severity", "in": "query", "description": "the least severity", "schema": {"type": "string", "enum": ["info", "warning", "critical"]}},
+                {"name": "severity", "in": "query", "description": "the least severity", "schema": {"type": "string", "enum": [\(Vocabulary.jsonList(Vocabulary.severities))]}},
                 {"name": "metric", "in": "query", "schema": {"type": "string", "enum": [\(Vocabulary.jsonList(Vocabulary.anomalyMetrics))]}},
                 {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["ongoing", "resolved"]}},
                 {"name": "provider", "in": "query", "schema": {"type": "string"}}, {"name": "model", "in": "query", "schema": {"type": "string"}},

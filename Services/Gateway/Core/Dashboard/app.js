@@ -424,7 +424,21 @@ const METRIC_NAMES = {
   request_rate: 'Request rate', error_rate: 'Error rate', latency_p95: 'p95 latency',
   cost_per_request: 'Cost per request', output_tokens_per_request: 'Output tokens per request', ttft_p95: 'p95 time to first token',
 };
-const SEVERITIES = ['info', 'warning', 'critical'];
+/// The vocabularies the server declares (severities, anomaly metrics, the series dimensions a view filters by), read
+/// from its OpenAPI document at start (`loadVocabulary`), not listed again here.
+let SEVERITIES = [];
+let ANOMALY_METRICS = [];
+let FILTERS = [];
+
+async function loadVocabulary() {
+  const res = await fetch('/openapi.json');
+  if (!res.ok) throw new Error('GET /openapi.json answered ' + res.status);
+  const doc = await res.json();
+  const anomalyParams = doc.paths['/v1/anomalies'].get.parameters;
+  SEVERITIES = anomalyParams.find((p) => p.name === 'severity').schema.enum;
+  ANOMALY_METRICS = anomalyParams.find((p) => p.name === 'metric').schema.enum;
+  FILTERS = doc.paths['/v1/series'].get.parameters.filter((p) => p['x-tokenwatch-dimension']).map((p) => p.name);
+}
 
 function seriesName(a) { return a.provider ? `${a.provider}/${a.model}` : a.app ? `app ${a.app}` : a.environment ? `environment ${a.environment}` : 'all models'; }
 
@@ -448,8 +462,6 @@ const CHARTS = [
   { id: 'latency', title: 'Latency', metrics: [['latency_p50', 'p50'], ['latency_p95', 'p95'], ['latency_p99', 'p99']], format: fmtMs },
 ];
 
-/// The series dimensions a view can be filtered by (the API's filter parameters).
-const FILTERS = ['app', 'environment', 'provider', 'model'];
 
 function filterTitle(filter) {
   if (filter.model) return `${filter.model} (${filter.provider})`;
@@ -605,7 +617,7 @@ async function renderAnomalies() {
   const filters = JSON.parse(sessionStorage.getItem('tokenwatch.anomalyFilters') || '{"severity":"","metric":""}');
   const view = document.getElementById('view');
   const severity = h('select', { id: 'f-severity' }, h('option', { value: '', text: 'Any' }), SEVERITIES.map((v) => h('option', { value: v, selected: filters.severity === v, text: 'at least ' + v })));
-  const metric = h('select', { id: 'f-metric' }, h('option', { value: '', text: 'Any' }), Object.entries(METRIC_NAMES).map(([v, n]) => h('option', { value: v, selected: filters.metric === v, text: n })));
+  const metric = h('select', { id: 'f-metric' }, h('option', { value: '', text: 'Any' }), ANOMALY_METRICS.map((v) => h('option', { value: v, selected: filters.metric === v, text: METRIC_NAMES[v] || v })));
   const onFilter = () => {
     sessionStorage.setItem('tokenwatch.anomalyFilters', JSON.stringify({ severity: severity.value, metric: metric.value }));
     renderAnomalies();
@@ -963,6 +975,9 @@ function route() {
 }
 
 async function start() {
+  if (!SEVERITIES.length) {
+    try { await loadVocabulary(); } catch (e) { document.getElementById('view').replaceChildren(errorNotice(e, start)); return; }
+  }
   if (!state.tenant) {
     try { state.tenant = (await api('/v1/tenant')).tenant; } catch (e) { if (!state.key) return; }
   }
