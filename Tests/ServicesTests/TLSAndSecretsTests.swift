@@ -73,4 +73,48 @@ struct TLSAndSecretsTests {
             for answer in answers { #expect(!answer.contains(secret) || (name == "API key secret" && answer == ingest.body), "\(name) in an answer") }
         }
     }
+
+    @Test("the private-ca component's settings, files mounted as the Secret would be, let a service run as the image's user verify Postgres and Redis; another CA is refused")
+    func privateCAComponent() async throws {
+        // The component's ConfigMap literals (KEY=/etc/tokenwatch/ca/FILE) with the mount point moved to a folder
+        // holding the stack's private CA under each file name, readable as the Secret volume makes them (0444).
+        let component = try String(contentsOfFile: Subprocess.projectRoot + "/k8s/components/private-ca/kustomization.yaml", encoding: .utf8)
+        let literals = component.split(separator: "\n").compactMap { line -> (String, String)? in
+            let text = line.trimmingCharacters(in: .whitespaces)
+            guard text.hasPrefix("- "), let eq = text.firstIndex(of: "="), text.contains("/etc/tokenwatch/ca/") || text.contains("PGSSLMODE") else { return nil }
+            return (String(text[text.index(text.startIndex, offsetBy: 2)..<eq]), String(text[text.index(after: eq)...]))
+        }
+        #expect(Set(literals.map(\.0)) == ["PGSSLMODE", "PGSSLROOTCERT", "TW_KAFKA_SSL_CA_FILE", "TW_REDIS_TLS_CA_FILE"], "\(literals)")
+        let ca = try TestEnvironment.require("TW_TEST_TLS_CA_FILE")
+        let pgPort = try TestEnvironment.postgresURL().split(separator: ":").last!.split(separator: "/").first!
+        func start(trusting caFile: String) throws -> (ServiceProcess, String) {
+            let mount = NSTemporaryDirectory() + "tw-ca-" + UUID().uuidString.prefix(8)
+            try FileManager.default.createDirectory(atPath: mount, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            var env = ["TW_REDIS_URL": try TestEnvironment.require("TW_TEST_REDIS_TLS_URL"),
+                       // No sslrootcert in the URL: libpq takes PGSSLMODE and PGSSLROOTCERT from the environment, as in the pods.
+                       "TW_POSTGRES_URL": "postgresql://tokenwatch@localhost:\(pgPort)/tokenwatch",
+                       "HOME": "/nonexistent"]  // the image user's home (Dockerfile); libpq looks for client certificates there
+            for (key, value) in literals {
+                guard value.hasPrefix("/etc/tokenwatch/ca/") else { env[key] = value; continue }
+                let path = mount + "/" + value.dropFirst("/etc/tokenwatch/ca/".count)
+                if !FileManager.default.fileExists(atPath: path) { try FileManager.default.copyItem(atPath: caFile, toPath: path) }
+                try FileManager.default.setAttributes([.posixPermissions: 0o444], ofItemAtPath: path)
+                env[key] = path
+            }
+            // The image's user (Dockerfile: 10001), not root: the files must be readable to it as mounted.
+            return (try ServiceProcess("query", environment: env, launcher: ["setpriv", "--reuid=10001", "--regid=10001", "--clear-groups"]), mount)
+        }
+        let (trusted, mount) = try start(trusting: ca)
+        defer { try? FileManager.default.removeItem(atPath: mount) }
+        try await trusted.waitUntilReady(timeout: .seconds(60))
+        let status = try String(contentsOfFile: "/proc/\(trusted.pid)/status", encoding: .utf8)
+        #expect(status.split(separator: "\n").contains { $0.hasPrefix("Uid:") && $0.split(separator: "\t").dropFirst().allSatisfy { $0 == "10001" } }, "runs as uid 10001")
+        #expect(try trusted.stop() == 0)
+
+        let (untrusted, otherMount) = try start(trusting: "/etc/ssl/certs/ca-certificates.crt")
+        defer { try? FileManager.default.removeItem(atPath: otherMount) }
+        try await eventually(.seconds(60), "the untrusted certificate refused") { untrusted.log.contains("certificate verify failed") }
+        #expect(await untrusted.get("/readyz")?.status != 200)
+        _ = try? untrusted.stop(signal: SIGKILL)
+    }
 }

@@ -21,8 +21,9 @@ public final class ServiceProcess: @unchecked Sendable {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().path
     }
 
-    /// Starts `name` with the stack's environment plus `environment`, logging to a temporary file.
-    public init(_ name: String, port: Int? = nil, environment: [String: String] = [:]) throws {
+    /// Starts `name` with the stack's environment plus `environment`, logging to a temporary file; `launcher` goes
+    /// before the executable (e.g. `setpriv` to run it as the image's user).
+    public init(_ name: String, port: Int? = nil, environment: [String: String] = [:], launcher: [String] = []) throws {
         self.name = name
         self.port = try port ?? Self.freePort()
         self.logPath = NSTemporaryDirectory() + "tw-\(name)-\(UUID().uuidString.prefix(8)).log"
@@ -33,7 +34,7 @@ public final class ServiceProcess: @unchecked Sendable {
         // on (another would deliver, or fail for good, the rows of the notification tests running beside it).
         env["TW_NOTIFICATION_DELIVERY"] = "false"
         env.merge(environment) { _, new in new }
-        self.pid = try Subprocess.spawn([Self.binaryFolder + "/" + name], environment: env, outputPath: self.logPath)
+        self.pid = try Subprocess.spawn(launcher + [Self.binaryFolder + "/" + name], environment: env, outputPath: self.logPath)
     }
 
     deinit {

@@ -19,7 +19,9 @@ Cluster rules:
 - A ServiceMonitor carries a `release` label (what kube-prometheus-stack's default serviceMonitorSelector matches).
 - The ConfigMap the Deployments read is generated with a content hash in its name, so a change rolls the pods.
 - Each Deployment reads its own Secret (tokenwatch-<service>), and only the gateway's holds the admin token.
-- In a production render (a Namespace labelled tokenwatch.io/environment=production): every Deployment keeps at
+- A CA file the config names (PGSSLROOTCERT, *_CA_FILE) lies inside a volume every Deployment mounts.
+- In a production render (a Namespace labelled tokenwatch.io/environment=production): TLS to Kafka names its CA
+  (TW_KAFKA_SSL_CA_FILE) and libpq has a root CA (PGSSLROOTCERT); every Deployment keeps at
   least 2 replicas (its HPA's minReplicas, or its ScaledObject's minReplicaCount), its PodDisruptionBudget lets at
   most one go at a time, and its replicas spread over nodes hard (DoNotSchedule).
 """
@@ -135,9 +137,29 @@ def cluster_rules(docs):
                     failures.append(f"Deployment/{name}: reads Secret {ref!r}, which holds TW_ADMIN_TOKEN; only the gateway may")
                 if ref and (ref == "tokenwatch-secrets" or (ref.startswith("tokenwatch-") and not ref.startswith(name))):
                     failures.append(f"Deployment/{name}: reads Secret {ref!r}, not its own (tokenwatch-<service>): every service would get every credential")
+    # CA files: a path the config names must be inside a volume every Deployment mounts (the README once named
+    # /etc/tokenwatch/ca.pem, which nothing mounted); ConfigMap values are what the services read.
+    config = {}
+    for d in docs:
+        if d.get("kind") == "ConfigMap" and d["metadata"]["name"].startswith("tokenwatch-config"):
+            config.update(d.get("data") or {})
+    ca_keys = [k for k in config if k == "PGSSLROOTCERT" or k.endswith("_CA_FILE")]
+    for d in deployments:
+        name = d["metadata"]["name"]
+        for c in d["spec"]["template"]["spec"].get("containers", []):
+            mounts = [m["mountPath"].rstrip("/") + "/" for m in c.get("volumeMounts", [])]
+            for key in ca_keys:
+                if not any(config[key].startswith(m) for m in mounts):
+                    failures.append(f"Deployment/{name}: {key}={config[key]} is not inside any volume it mounts")
     production = any(d.get("kind") == "Namespace" and d["metadata"].get("labels", {}).get("tokenwatch.io/environment") == "production" for d in docs)
     if not production:
         return failures
+    # A production cluster's brokers and Postgres use a private CA (Strimzi's cluster CA, CloudNativePG's): the
+    # services must be told where it is, or TLS fails (Kafka) or verify-full has no root to check against (libpq).
+    if deployments and config.get("TW_KAFKA_SECURITY_PROTOCOL", "plaintext").lower() in ("ssl", "sasl_ssl") and "TW_KAFKA_SSL_CA_FILE" not in config:
+        failures.append("ConfigMap: TLS to Kafka without TW_KAFKA_SSL_CA_FILE (a private cluster CA cannot be verified; components/private-ca)")
+    if deployments and "PGSSLROOTCERT" not in config:
+        failures.append("ConfigMap: no PGSSLROOTCERT (sslmode=verify-full has no CA to verify Postgres against; components/private-ca)")
     hpas = {d["spec"]["scaleTargetRef"]["name"]: d["spec"].get("minReplicas", 1) for d in docs if d.get("kind") == "HorizontalPodAutoscaler"}
     keda = {d["spec"]["scaleTargetRef"]["name"]: d["spec"].get("minReplicaCount", 0) for d in docs if d.get("kind") == "ScaledObject"}
     pdbs = [d for d in docs if d.get("kind") == "PodDisruptionBudget"]
