@@ -73,11 +73,11 @@ struct RateLimitTests {
 
         // Invalid events cost the budget too (the gateway parsed them): 100 of them empty a budget of 100 (50 a second
         // over 2 s), and 100 valid ones need 2 s of refill. A pair posted within 1.5 s must be refused; a loaded machine
-        // can take longer than that between the two posts, so the pair is tried again (each invalid batch empties the
-        // budget anew) and only a fast pair is judged.
-        let workKey = try await tenant("w", limits: #"{"events_per_second":50}"#)
+        // can take longer than that between the two posts, so the pair is tried again, each time for a new tenant (a
+        // full budget), and only a fast pair is judged.
         var judged = false
         for attempt in 0..<10 where !judged {
+            let workKey = try await tenant("w\(attempt)", limits: #"{"events_per_second":50}"#)
             let invalid = "[" + (0..<100).map { "{\"event_id\":\"\(run)-w\(attempt)-\($0)\",\"input_tokens\":-1}" }.joined(separator: ",") + "]"
             let pairStart = ContinuousClock.now
             let refusedInvalid = try await http[0].call("POST", "/v1/events", token: workKey, body: invalid)
