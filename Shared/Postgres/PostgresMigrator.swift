@@ -30,7 +30,7 @@ public struct PostgresMigrator: Sendable {
 
     /// Applies what is missing; returns the versions applied by this call.
     @discardableResult
-    public func migrate(_ client: PostgresClient, table: String = "tw_schema_migrations") async throws -> [Int] {
+    public func migrate(_ client: PostgresClient, table: String = "tw_schema_migrations", lockTimeout: Duration? = nil) async throws -> [Int] {
         let versions = self.migrations.map(\.version)
         guard Set(versions).count == versions.count else {
             throw PostgresError(.migration, "duplicate migration versions in \(versions)")
@@ -38,16 +38,42 @@ public struct PostgresMigrator: Sendable {
         let migrations = self.migrations
         let logger = client.logger
         return try await client.withConnection { connection in
-            try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))")
+            // A stuck session holding the lock (or a table a migration alters) fails the attempt after the timeout
+            // rather than hanging every starting replica; the setting is the session's, reset before the connection
+            // goes back to the pool.
+            if let lockTimeout {
+                let ms = lockTimeout.components.seconds * 1000 + lockTimeout.components.attoseconds / 1_000_000_000_000_000
+                try await connection.query("SELECT set_config('lock_timeout', \(String(ms)), false)")
+            }
             do {
+                try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))")
                 let applied = try await Self.applyMissing(migrations, on: connection, table: table, logger: logger)
                 try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))")
+                if lockTimeout != nil { try await connection.query("RESET lock_timeout") }
                 return applied
             } catch {
                 _ = try? await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))")
+                if lockTimeout != nil { _ = try? await connection.query("RESET lock_timeout") }
                 throw error
             }
         }
+    }
+
+    /// The versions this list holds that the database has not applied (all of them before the first migration),
+    /// without applying anything: what a service started with a runtime role waits for.
+    public func missing(_ client: PostgresClient, table: String = "tw_schema_migrations") async throws -> [Int] {
+        let exists = try await client.query("SELECT to_regclass(\(table)) IS NOT NULL AS present")
+        guard try exists.first?.decode("present", as: Bool.self) == true else { return self.migrations.map(\.version) }
+        var done: [Int: String] = [:]
+        for row in try await client.query("SELECT version, name FROM \(identifier: table)") {
+            done[try row.decode("version")] = try row.decode("name", as: String.self)
+        }
+        for migration in self.migrations {
+            if let name = done[migration.version], name != migration.name {
+                throw PostgresError(.migration, "version \(migration.version) was applied as '\(name)' but the code calls it '\(migration.name)'")
+            }
+        }
+        return self.migrations.map(\.version).filter { done[$0] == nil }
     }
 
     private static func applyMissing(_ migrations: [PostgresMigration], on connection: PostgresConnection, table: String, logger: Logger) async throws -> [Int] {

@@ -31,6 +31,15 @@ public struct ServiceConfiguration: Sendable {
     public var postgresURL = "postgresql://tokenwatch@127.0.0.1:5432/tokenwatch"
     /// `TW_POSTGRES_POOL_SIZE`. Default: 8.
     public var postgresPoolSize = 8
+    /// `TW_MIGRATIONS`: `apply` (default: migrate at start under an advisory lock, one replica at a time), `wait`
+    /// (never migrate: wait until the schema holds every migration this build knows, for a runtime role without
+    /// DDL; a Job or `only` migrates), or `only` (migrate, then exit 0: the migration Job, with the DDL credential).
+    public var migrations = MigrationMode.apply
+    /// `TW_MIGRATIONS_LOCK_TIMEOUT`: how long `apply` and `only` wait for the migration lock (or any lock a migration
+    /// needs) before failing, instead of hanging behind a stuck session. Default: 60s.
+    public var migrationLockTimeout: Duration = .seconds(60)
+    /// `TW_MIGRATIONS_WAIT`: how long `wait` waits for the schema before the service gives up. Default: 10m.
+    public var migrationWait: Duration = .seconds(600)
     /// `TW_REDIS_URL`: `redis://[:password@]host:port[/db]`, or `rediss://` for TLS. Default: `redis://127.0.0.1:6379`.
     public var redisURL = "redis://127.0.0.1:6379"
     /// `TW_REDIS_TLS_CA_FILE` (default: the system's CAs), `TW_REDIS_TLS_CERT_FILE` and `TW_REDIS_TLS_KEY_FILE` (mutual
@@ -88,6 +97,9 @@ public struct ServiceConfiguration: Sendable {
             throw ConfigurationError(key: "TW_POSTGRES_URL", reason: "expected a postgresql:// URI")
         }
         self.postgresPoolSize = try e.int("TW_POSTGRES_POOL_SIZE", default: 8, in: 1...200)
+        self.migrations = MigrationMode(rawValue: try e.choice("TW_MIGRATIONS", default: "apply", allowed: MigrationMode.allCases.map(\.rawValue)))!
+        self.migrationLockTimeout = try e.duration("TW_MIGRATIONS_LOCK_TIMEOUT", default: self.migrationLockTimeout, in: .seconds(1) ... .seconds(3600))
+        self.migrationWait = try e.duration("TW_MIGRATIONS_WAIT", default: self.migrationWait, in: .seconds(1) ... .seconds(86_400))
         self.redisURL = e.string("TW_REDIS_URL", default: self.redisURL)
         guard self.redisURL.hasPrefix("redis://") || self.redisURL.hasPrefix("rediss://") else {
             throw ConfigurationError(key: "TW_REDIS_URL", reason: "expected a redis:// or rediss:// URL")
@@ -101,4 +113,9 @@ public struct ServiceConfiguration: Sendable {
         self.redisPoolSize = try e.int("TW_REDIS_POOL_SIZE", default: 8, in: 1...200)
         self.shutdownTimeout = try e.duration("TW_SHUTDOWN_TIMEOUT", default: .seconds(25), in: .seconds(1) ... .seconds(600))
     }
+}
+
+/// Who applies the schema migrations (`TW_MIGRATIONS`).
+public enum MigrationMode: String, Sendable, CaseIterable {
+    case apply, wait, only
 }

@@ -107,20 +107,47 @@ struct DrainService: Service {
     }
 }
 
-/// Opens the Postgres pool and applies the schema migrations, as every service that uses Postgres does at start.
+/// Opens the Postgres pool and sees to the schema as `TW_MIGRATIONS` says: applies the missing migrations (`apply`,
+/// the default), waits until someone else has (`wait`: a runtime role without DDL), or applies them and exits 0
+/// (`only`: the migration Job).
 public func connectPostgres(_ runtime: ServiceRuntime, migrations: [PostgresMigration] = TokenwatchSchema.migrations) async throws -> PostgresClient {
     var config = PostgresConfiguration(url: runtime.configuration.postgresURL)
     config.maxConnections = runtime.configuration.postgresPoolSize
     config.applicationName = "tokenwatch-\(runtime.configuration.serviceName)"
     let client = PostgresClient(configuration: config, logger: runtime.logger)
+    let migrator = PostgresMigrator(migrations: migrations)
+    let settings = runtime.configuration
     var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
-    // Postgres may come up after the service (a fresh cluster); retry for a while rather than crash-looping.
-    for attempt in 1... {
-        do {
-            try await PostgresMigrator(migrations: migrations).migrate(client)
-            return client
-        } catch let error as PostgresError where error.isRetriable && attempt < 30 {
-            runtime.logger.warning("Postgres not reachable yet", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+    switch settings.migrations {
+    case .apply, .only:
+        // Postgres may come up after the service (a fresh cluster); retry for a while rather than crash-looping.
+        for attempt in 1... {
+            do {
+                let applied = try await migrator.migrate(client, lockTimeout: settings.migrationLockTimeout)
+                guard settings.migrations == .only else { return client }
+                runtime.logger.notice("Migrations applied; exiting (TW_MIGRATIONS=only)", metadata: ["applied": "\(applied)", "known": "\(migrations.count)"])
+                await client.close()
+                exit(0)
+            } catch let error as PostgresError where error.isRetriable && attempt < 30 {
+                runtime.logger.warning("Postgres not reachable yet", metadata: ["error": "\(error)", "attempt": "\(attempt)"])
+                try await Task.sleep(for: backoff.next())
+            }
+        }
+    case .wait:
+        let deadline = ContinuousClock.now + settings.migrationWait
+        while true {
+            let outcome: String
+            do {
+                let missing = try await migrator.missing(client)
+                if missing.isEmpty { return client }
+                outcome = "migrations \(missing.map(String.init).joined(separator: ", ")) not applied yet"
+            } catch let error as PostgresError where error.isRetriable {
+                outcome = "\(error)"
+            }
+            guard ContinuousClock.now < deadline else {
+                throw PostgresError(.migration, "TW_MIGRATIONS=wait: the schema is not ready after \(settings.migrationWait): \(outcome) (run the migration Job, or TW_MIGRATIONS=only with a role that may change the schema)")
+            }
+            runtime.logger.warning("Waiting for the schema (TW_MIGRATIONS=wait)", metadata: ["state": "\(outcome)"])
             try await Task.sleep(for: backoff.next())
         }
     }

@@ -446,6 +446,27 @@ public enum TokenwatchSchema {
             EXCEPTION WHEN feature_not_supported THEN NULL;
             END $$;
             """),
+        PostgresMigration(version: 20, name: "runtime_role", sql: """
+            -- Services may run with a role that cannot change the schema (TW_MIGRATIONS=wait; the migration Job owns
+            -- the schema). Such a role is made NOINHERIT and granted tokenwatch_service (every row of the tables
+            -- under row-level security, through service_access) and tokenwatch_tenant (which the gateway switches to
+            -- for tenant reads); README, "Deploying on Kubernetes", lists the grants.
+            DO $$ BEGIN
+                CREATE ROLE tokenwatch_service NOLOGIN;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+            END $$;
+            DO $$
+            DECLARE t regclass;
+            BEGIN
+                FOR t IN SELECT c.oid::regclass FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE c.relrowsecurity AND n.nspname = current_schema()
+                           AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'service_access')
+                LOOP
+                    EXECUTE format('CREATE POLICY service_access ON %s TO PUBLIC USING (pg_has_role(current_user, %L, %L)) WITH CHECK (pg_has_role(current_user, %L, %L))',
+                                   t, 'tokenwatch_service', 'MEMBER', 'tokenwatch_service', 'MEMBER');
+                END LOOP;
+            END $$;
+            """),
     ]
 }
 
@@ -461,6 +482,17 @@ private func rowLevelSecurity(_ table: String) -> String {
     ALTER TABLE \(table) ENABLE ROW LEVEL SECURITY;
     CREATE POLICY tenant_isolation ON \(table) TO tokenwatch_tenant
         USING (tenant_id = current_setting('tokenwatch.tenant_id'));
+    \(serviceAccess(table))
+    """
+}
+
+/// Every row to the services' own runtime role (a member of `tokenwatch_service`, NOINHERIT, when the schema's owner
+/// is a separate migration role; migration 20): the table owner bypasses row-level security, a runtime role does
+/// not. The role is named in the expression, resolved when a query runs, so earlier migrations can state it too.
+private func serviceAccess(_ table: String) -> String {
+    """
+    CREATE POLICY service_access ON \(table) TO PUBLIC
+        USING (pg_has_role(current_user, 'tokenwatch_service', 'MEMBER')) WITH CHECK (pg_has_role(current_user, 'tokenwatch_service', 'MEMBER'));
     """
 }
 
