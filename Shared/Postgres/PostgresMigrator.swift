@@ -62,18 +62,27 @@ public struct PostgresMigrator: Sendable {
     /// The versions this list holds that the database has not applied (all of them before the first migration),
     /// without applying anything: what a service started with a runtime role waits for.
     public func missing(_ client: PostgresClient, table: String = "tw_schema_migrations") async throws -> [Int] {
-        let exists = try await client.query("SELECT to_regclass(\(table)) IS NOT NULL AS present")
-        guard try exists.first?.decode("present", as: Bool.self) == true else { return self.migrations.map(\.version) }
+        let migrations = self.migrations
+        return try await client.withConnection { connection in
+            let exists = try await connection.query("SELECT to_regclass(\(table)) IS NOT NULL AS present")
+            guard try exists.first?.decode("present", as: Bool.self) == true else { return migrations.map(\.version) }
+            let done = try await Self.applied(migrations, on: connection, table: table)
+            return migrations.map(\.version).filter { done[$0] == nil }
+        }
+    }
+
+    /// The versions the table records, checked against the names the code gives them.
+    private static func applied(_ migrations: [PostgresMigration], on connection: PostgresConnection, table: String) async throws -> [Int: String] {
         var done: [Int: String] = [:]
-        for row in try await client.query("SELECT version, name FROM \(identifier: table)") {
+        for row in try await connection.query("SELECT version, name FROM \(identifier: table)") {
             done[try row.decode("version")] = try row.decode("name", as: String.self)
         }
-        for migration in self.migrations {
+        for migration in migrations {
             if let name = done[migration.version], name != migration.name {
                 throw PostgresError(.migration, "version \(migration.version) was applied as '\(name)' but the code calls it '\(migration.name)'")
             }
         }
-        return self.migrations.map(\.version).filter { done[$0] == nil }
+        return done
     }
 
     private static func applyMissing(_ migrations: [PostgresMigration], on connection: PostgresConnection, table: String, logger: Logger) async throws -> [Int] {
@@ -84,18 +93,9 @@ public struct PostgresMigrator: Sendable {
                 applied_at timestamptz NOT NULL DEFAULT now()
             )
             """)
-        var done: [Int: String] = [:]
-        for row in try await connection.query("SELECT version, name FROM \(identifier: table)") {
-            done[try row.decode("version")] = try row.decode("name", as: String.self)
-        }
+        let done = try await Self.applied(migrations, on: connection, table: table)
         var applied: [Int] = []
-        for migration in migrations {
-            if let name = done[migration.version] {
-                guard name == migration.name else {
-                    throw PostgresError(.migration, "version \(migration.version) was applied as '\(name)' but the code calls it '\(migration.name)'")
-                }
-                continue
-            }
+        for migration in migrations where done[migration.version] == nil {
             do {
                 try await connection.withTransaction { connection in
                     try connection.execute(script: migration.sql)

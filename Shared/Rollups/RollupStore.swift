@@ -32,9 +32,7 @@ public enum RollupStore {
         var instants: [Int64: String] = [:]  // a batch spans a few windows: each one's text is made once
         for start in Set(rows.map(\.key.windowStart)) { instants[start] = EventTimestamp(microsecondsSinceEpoch: start).rfc3339 }
         parameters.append(PostgresQuery.textArray(rows.map { instants[$0.key.windowStart]! }))
-        for field in UsageCounters.fields {
-            parameters.append("{" + rows.map { String($0.value.counters[keyPath: field.keyPath]) }.joined(separator: ",") + "}")
-        }
+        parameters += UsageCounters.columnArrays(rows.map(\.value.counters))
         if distributions {
             for sketch in RollupValues.sketches { parameters.append(PostgresQuery.textArray(rows.map { sketch.stored($0.value) })) }
         } else {

@@ -7,9 +7,9 @@ import Postgres
 /// Written by the aggregator in the same transaction as the rollups and the consumed offset, from the same events, so
 /// they are exact like the rollups: a replay or a crash adds nothing twice, and an event too late for the rollups is
 /// too late here. Events without a `user_id` are kept under the empty user, so a day's users add up to the tenant's
-/// total. One row per (tenant, day, active user): about 150 bytes with its index entry, 150 MB per million active
-/// users a day (README, "Users").
-public struct UserDayKey: Hashable, Sendable, Comparable {
+/// total. One row per (tenant, day, active user): about 230 bytes with its index entry, 230 MB per million active
+/// users a day (`make bench`; README, "Users").
+public struct UserDayKey: Hashable, Sendable {
     public var tenant: String
     /// The UTC day's start, microseconds since the epoch.
     public var day: Int64
@@ -21,8 +21,6 @@ public struct UserDayKey: Hashable, Sendable, Comparable {
         self.day = day
         self.user = user
     }
-
-    public static func < (a: UserDayKey, b: UserDayKey) -> Bool { (a.tenant, a.day, a.user) < (b.tenant, b.day, b.user) }
 }
 
 extension UsageCounters {
@@ -30,6 +28,11 @@ extension UsageCounters {
     public init(row: PostgresRow) throws {
         self.init()
         for field in Self.fields { self[keyPath: field.keyPath] = try row.decode(field.column) }
+    }
+
+    /// One `bigint[]` literal per counter, in `fields` order, over `rows`: the counter columns of an unnested upsert.
+    static func columnArrays(_ rows: [UsageCounters]) -> [String?] {
+        Self.fields.map { field in "{" + rows.map { String($0[keyPath: field.keyPath]) }.joined(separator: ",") + "}" }
     }
 }
 
@@ -65,9 +68,7 @@ public enum UserTotalsStore {
             PostgresQuery.textArray(rows.map { dates[$0.key.day]! }),
             PostgresQuery.textArray(rows.map(\.key.user)),
         ]
-        for field in UsageCounters.fields {
-            parameters.append("{" + rows.map { String($0.value[keyPath: field.keyPath]) }.joined(separator: ",") + "}")
-        }
+        parameters += UsageCounters.columnArrays(rows.map(\.value))
         let types = ["text[]", "date[]", "text[]"] + UsageCounters.fields.map { _ in "bigint[]" }
         let arrays = types.enumerated().map { "$\($0.offset + 1)::\($0.element)" }.joined(separator: ", ")
         return [PostgresQuery(

@@ -93,8 +93,6 @@ public struct ChannelRoutes: Sendable {
         return out
     }
 
-    /// A text[] literal of names already checked to hold no quotes, braces, commas or backslashes.
-
     /// The channels' routes and the threshold rules' (`RuleRoutes`), which feed the same channels.
     public func add<Context: RequestContext>(to router: Router<Context>) {
         RuleRoutes(access: self.access).add(to: router)

@@ -462,7 +462,6 @@ const CHARTS = [
   { id: 'latency', title: 'Latency', metrics: [['latency_p50', 'p50'], ['latency_p95', 'p95'], ['latency_p99', 'p99']], format: fmtMs },
 ];
 
-
 function filterTitle(filter) {
   if (filter.model) return `${filter.model} (${filter.provider})`;
   if (filter.provider) return `Provider ${filter.provider}`;
