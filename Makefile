@@ -168,7 +168,7 @@ FUZZ_BIN  := $(FUZZ_STATE)/fuzz-events
 FUZZ_OTLP := $(FUZZ_STATE)/fuzz-otlp
 FUZZ_TOPICS := $(FUZZ_STATE)/fuzz-topics
 # The Foundation-only files of Shared/Rollups: what consumers decode topic messages with.
-ROLLUP_PURE := Shared/Rollups/Int64+Saturating.swift Shared/Rollups/QuantileSketch.swift Shared/Rollups/Rollup.swift Shared/Rollups/RollupRecord.swift Shared/Rollups/AnomalyMessage.swift Shared/Rollups/UsageCounters.swift Shared/Rollups/DistinctSketch.swift Shared/Rollups/RollupSketches.swift
+ROLLUP_PURE := Shared/Rollups/Int64+Saturating.swift Shared/Rollups/QuantileSketch.swift Shared/Rollups/Rollup.swift Shared/Rollups/RollupRecord.swift Shared/Rollups/AnomalyMessage.swift Shared/Rollups/UsageCounters.swift Shared/Rollups/DistinctSketch.swift Shared/Rollups/RollupSketches.swift Shared/Rollups/StoredSketch.swift
 FUZZ_QUIET = grep -v -E "Cannot export local symbol|ignoring import|^ *[0-9]* *\||^ *\||^$$" || true
 FUZZ_RUN   = -max_total_time=$(FUZZ_SECONDS) -timeout=5 -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1
 FUZZ_SHOW  = grep -E "^(\#[0-9]+ *DONE|Done|stat::number_of_executed_units|==|SUMMARY|artifact)"

@@ -1,3 +1,5 @@
+import Events
+
 /// Protocol Buffers wire format (https://protobuf.dev/programming-guides/encoding/), the part OTLP needs.
 ///
 /// Why not swift-protobuf: OTLP/HTTP's JSON encoding is not proto3's JSON mapping (ids are hex, not base64), so JSON
@@ -85,7 +87,7 @@ struct ProtobufReader {
 
     mutating func string() throws(Malformed) -> String {
         let range = try self.lengthDelimited()
-        guard let s = String(validating: UnsafeRawBufferPointer(rebasing: self.bytes[range]), as: UTF8.self) else {
+        guard let s = utf8String(UnsafeRawBufferPointer(rebasing: self.bytes[range])) else {
             throw Malformed(reason: "string is not valid UTF-8")
         }
         return s

@@ -3,16 +3,18 @@ import Foundation
 
 /// A HyperLogLog sketch of distinct ids (users, sessions) with 2^12 registers: a standard error of 1.04/√4096 =
 /// 1.6% (so within ±3.3% 95% of the time), exact below a few hundred (linear counting). Merging takes the larger
-/// register, so windows merge into hours, days and any range, and a replayed event changes nothing. Registers are
-/// kept sparse (`{index: rank}`, only the set ones), so a window of a few users stays small; merged in Postgres by
-/// `tw_jsonb_max`.
+/// register, so windows merge into hours, days and any range, and a replayed event changes nothing. Stored sparse
+/// (`{index: rank}`, only the set ones), so a window of a few users stays small; merged by the aggregator
+/// (`RollupStore.write`) or in Postgres by `tw_jsonb_max`.
 public struct DistinctSketch: Sendable, Hashable {
     public static let precision = 12
     public static let registerCount = 1 << precision
     /// The stated relative standard error.
     public static let standardError = 1.04 / Double(registerCount).squareRoot()
 
-    public private(set) var registers: [Int: UInt8] = [:]
+    /// Dense registers (rank by index), empty until the first id: most rows keep no distinct ids, and a window of a
+    /// busy tenant sets nearly all 4,096, where a dictionary cost the aggregator more than the rest of its merge.
+    private var registers: [UInt8] = []
 
     public init() {}
 
@@ -22,23 +24,31 @@ public struct DistinctSketch: Sendable, Hashable {
         let h = Self.hash(id)
         let index = Int(h >> UInt64(64 - Self.precision))
         let rest = h << UInt64(Self.precision)
-        let rank = UInt8(min(rest.leadingZeroBitCount, 64 - Self.precision) + 1)
-        if rank > self.registers[index, default: 0] { self.registers[index] = rank }
+        self.raise(index, to: UInt8(min(rest.leadingZeroBitCount, 64 - Self.precision) + 1))
+    }
+
+    private mutating func raise(_ index: Int, to rank: UInt8) {
+        if self.registers.isEmpty { self.registers = [UInt8](repeating: 0, count: Self.registerCount) }
+        if rank > self.registers[index] { self.registers[index] = rank }
     }
 
     public mutating func merge(_ other: DistinctSketch) {
-        for (index, rank) in other.registers where rank > self.registers[index, default: 0] { self.registers[index] = rank }
+        guard !other.registers.isEmpty else { return }
+        guard !self.registers.isEmpty else { return self = other }
+        for i in 0..<Self.registerCount where other.registers[i] > self.registers[i] { self.registers[i] = other.registers[i] }
     }
 
     /// The estimated number of distinct ids.
     public var estimate: Int64 {
         guard !self.registers.isEmpty else { return 0 }
         let m = Double(Self.registerCount)
-        var sum = Double(Self.registerCount - self.registers.count)  // 2^-0 for each empty register
-        for rank in self.registers.values { sum += 1 / Double(UInt64(1) << UInt64(rank)) }
+        var sum = 0.0, zeros = 0
+        for rank in self.registers {
+            if rank == 0 { zeros += 1 }
+            sum += 1 / Double(UInt64(1) << UInt64(rank))  // 2^-0 for each empty register
+        }
         let alpha = 0.7213 / (1 + 1.079 / m)
         let raw = alpha * m * m / sum
-        let zeros = Self.registerCount - self.registers.count
         if raw <= 2.5 * m, zeros > 0 { return Int64((m * log(m / Double(zeros))).rounded()) }
         return Int64(raw.rounded())
     }
@@ -53,21 +63,37 @@ public struct DistinctSketch: Sendable, Hashable {
         return h ^ (h >> 31)
     }
 
-    /// `{"17":3,"4095":1}`.
+    /// `{"17":3,"4095":1}`: the set registers, written byte by byte (up to 4,096 of them for every tenant total row
+    /// the aggregator merges).
     public var json: String {
-        "{" + self.registers.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ",") + "}"
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(self.registers.isEmpty ? 2 : 10 * Self.registerCount)
+        for (index, rank) in self.registers.enumerated() where rank > 0 {
+            if out.count > 1 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            out.appendDecimal(index)
+            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+            out.appendDecimal(rank)
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Reads `json`'s form (from Postgres or a topic, where any producer writes): register indexes in
     /// 0..<registerCount, ranks in 1...(65 - precision).
     public init(object: [String: Any]) throws {
-        guard object.count <= Self.registerCount else { throw SketchError(message: "distinct sketch: more than \(Self.registerCount) registers") }
-        for (key, value) in object {
-            guard let index = Int(key), (0..<Self.registerCount).contains(index), let rank = exactCount(value), (1...Int64(65 - Self.precision)).contains(rank)
-            else { throw SketchError(message: "distinct sketch: registers are 0..<\(Self.registerCount) with ranks 1...\(65 - Self.precision)") }
-            self.registers[index] = UInt8(rank)
+        try self.init(entries: StoredSketch.entries(object) { _ in Self.invalid })
+    }
+
+    init(entries: [StoredSketch.Entry]) throws {
+        guard entries.count <= Self.registerCount else { throw SketchError(message: "distinct sketch: more than \(Self.registerCount) registers") }
+        for (key, rank) in entries {
+            guard let index = Int(key), (0..<Self.registerCount).contains(index), (1...Int64(65 - Self.precision)).contains(rank) else { throw Self.invalid }
+            self.raise(index, to: UInt8(rank))
         }
     }
+
+    static let invalid = SketchError(message: "distinct sketch: registers are 0..<\(registerCount) with ranks 1...\(65 - precision)")
 
     public init(json: String) throws {
         guard let object = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { throw SketchError(message: "distinct sketch: must be an object") }

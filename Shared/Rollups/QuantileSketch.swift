@@ -57,13 +57,24 @@ public struct QuantileSketch: Sendable, Hashable {
 
     // MARK: - JSON (stored as jsonb; merged in SQL by tw_sketch_merge)
 
-    /// `{"z":3,"412":10,...}`: bucket index to count, `z` for the zero bucket.
+    /// `{"z":3,"412":10,...}`: bucket index to count, `z` for the zero bucket; written byte by byte (the aggregator
+    /// writes one for every watched row it merges).
     public var json: String {
-        var parts: [String] = []
-        parts.reserveCapacity(self.buckets.count + 1)
-        if self.zeroCount > 0 { parts.append("\"z\":\(self.zeroCount)") }
-        for (i, n) in self.buckets.sorted(by: { $0.key < $1.key }) { parts.append("\"\(i)\":\(n)") }
-        return "{" + parts.joined(separator: ",") + "}"
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(16 * (self.buckets.count + 1))
+        if self.zeroCount > 0 {
+            out.append(contentsOf: Array("\"z\":".utf8))
+            out.appendDecimal(self.zeroCount)
+        }
+        for (i, n) in self.buckets.sorted(by: { $0.key < $1.key }) {
+            if out.count > 1 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            out.appendDecimal(i)
+            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+            out.appendDecimal(n)
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// The buckets a sketch read from outside may hold: from below `minValue` (-345) to 5,000, whose value (about
@@ -82,9 +93,12 @@ public struct QuantileSketch: Sendable, Hashable {
     /// Reads the `json` form already parsed. Sketches arrive from topics any producer can write to, so each bucket
     /// index and count is range-checked: counts are exact integers (< 2^53) and buckets are ones `add` can make.
     public init(object: [String: Any]) throws {
+        try self.init(entries: StoredSketch.entries(object) { key in SketchError(message: "sketch bucket \(key.prefix(16)): count must be an integer in 0...2^53") })
+    }
+
+    init(entries: [StoredSketch.Entry]) throws {
         self.init()
-        for (key, value) in object {
-            guard let n = exactCount(value) else { throw SketchError(message: "sketch bucket \(key.prefix(16)): count must be an integer in 0...2^53") }
+        for (key, n) in entries {
             if key == "z" {
                 self.zeroCount +|= n
             } else if let i = Int32(key), Self.bucketRange.contains(i) {

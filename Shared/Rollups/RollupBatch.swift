@@ -33,6 +33,11 @@ public struct RollupBatch: Sendable {
 
     /// The deltas at `granularity`, every level: what `RollupDeltas.add` of each event would have built.
     public func deltas(_ granularity: Granularity) -> RollupDeltas {
+        granularity == .minute ? self.minutes() : self.minutes().coarsened(to: granularity)
+    }
+
+    private func minutes() -> RollupDeltas {
+        let granularity = Granularity.minute
         var out = RollupDeltas(granularity: granularity)
         for (key, values) in self.fine {
             let start = granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: key.windowStart))
@@ -53,6 +58,17 @@ public struct RollupBatch: Sendable {
 }
 
 extension RollupDeltas {
+    /// These deltas at a coarser granularity: each row merged into its hour's or day's (exact, as every field merges
+    /// by addition or register maximum). Hours from minutes, days from hours: far fewer rows than the batch's
+    /// full keys at every level.
+    public func coarsened(to granularity: Granularity) -> RollupDeltas {
+        var out = RollupDeltas(granularity: granularity)
+        for (key, values) in self.windows {
+            out.merge(RollupKey(series: key.series, windowStart: granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: key.windowStart))), values)
+        }
+        return out
+    }
+
     /// Merges `values` into the row of `key`: all of it where the row keeps distributions, the counters elsewhere.
     mutating func merge(_ key: RollupKey, _ values: RollupValues) {
         if key.series.keepsDistributions {

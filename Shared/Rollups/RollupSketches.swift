@@ -16,7 +16,7 @@ public struct RollupSketch: Sendable {
     let merge: @Sendable (inout RollupValues, RollupValues) -> Void
     /// The stored JSON (the column's value; also inside the payload).
     let stored: @Sendable (RollupValues) -> String
-    let readStored: @Sendable (inout RollupValues, [String: Any]) throws -> Void
+    let readStored: @Sendable (inout RollupValues, [StoredSketch.Entry]) throws -> Void
     /// The payload value, nil to leave the field out; and its reading (`nil` when the field is absent).
     let payload: @Sendable (RollupValues) -> String?
     let readPayload: @Sendable (inout RollupValues, Any?) throws -> Void
@@ -27,26 +27,27 @@ extension RollupValues {
         RollupSketch(
             column: "errors_by_type", payloadField: "errors_by_type", sqlMerge: "tw_jsonb_add",
             merge: { a, b in for (k, v) in b.errorsByType { a.errorsByType[k, default: 0] +|= v } },
-            stored: { $0.errorsByTypeJSON }, readStored: { v, o in v.errorsByType = try Self.errorMap(o) },
+            stored: { $0.errorsByTypeJSON }, readStored: { v, entries in v.errorsByType = try Self.errorMap(entries) },
             payload: { $0.errorsByTypeJSON },
             readPayload: { v, raw in
                 guard let raw else { return }
                 guard let o = raw as? [String: Any] else { throw SketchError(message: "rollup field errors_by_type: must be an object") }
-                v.errorsByType = try Self.errorMap(o)
+                v.errorsByType = try Self.errorMap(StoredSketch.entries(o) { _ in Self.invalidErrorMap })
             }),
-        Self.distribution("latency_sketch", "latency_ms", \.latency),
-        Self.distribution("ttft_sketch", "time_to_first_token_ms", \.timeToFirstToken),
+        // Merges name their property: applying a key path held in a closure went through the runtime for every row.
+        Self.distribution("latency_sketch", "latency_ms", \.latency) { $0.latency.merge($1.latency) },
+        Self.distribution("ttft_sketch", "time_to_first_token_ms", \.timeToFirstToken) { $0.timeToFirstToken.merge($1.timeToFirstToken) },
         // Distinct users and sessions: kept in the tenant's total rows only; elsewhere empty, and left out of the payload.
-        Self.distinct("users_hll", "users", \.users),
-        Self.distinct("sessions_hll", "sessions", \.sessions),
+        Self.distinct("users_hll", "users", \.users) { $0.users.merge($1.users) },
+        Self.distinct("sessions_hll", "sessions", \.sessions) { $0.sessions.merge($1.sessions) },
     ]
 
     /// A latency-like quantile sketch; its payload carries the percentiles precomputed for readers that only display.
-    static func distribution(_ column: String, _ field: String, _ path: any WritableKeyPath<RollupValues, QuantileSketch> & Sendable) -> RollupSketch {
+    static func distribution(_ column: String, _ field: String, _ path: any WritableKeyPath<RollupValues, QuantileSketch> & Sendable,
+                             merge: @escaping @Sendable (inout RollupValues, RollupValues) -> Void) -> RollupSketch {
         RollupSketch(
-            column: column, payloadField: field, sqlMerge: "tw_jsonb_add",
-            merge: { a, b in a[keyPath: path].merge(b[keyPath: path]) },
-            stored: { $0[keyPath: path].json }, readStored: { v, o in v[keyPath: path] = try QuantileSketch(object: o) },
+            column: column, payloadField: field, sqlMerge: "tw_jsonb_add", merge: merge,
+            stored: { $0[keyPath: path].json }, readStored: { v, entries in v[keyPath: path] = try QuantileSketch(entries: entries) },
             payload: { v in
                 let sketch = v[keyPath: path]
                 let p = [0.5, 0.9, 0.95, 0.99].map { q in sketch.quantile(q).map { String(format: "%.3f", $0) } ?? "null" }
@@ -58,11 +59,11 @@ extension RollupValues {
             })
     }
 
-    static func distinct(_ column: String, _ field: String, _ path: any WritableKeyPath<RollupValues, DistinctSketch> & Sendable) -> RollupSketch {
+    static func distinct(_ column: String, _ field: String, _ path: any WritableKeyPath<RollupValues, DistinctSketch> & Sendable,
+                         merge: @escaping @Sendable (inout RollupValues, RollupValues) -> Void) -> RollupSketch {
         RollupSketch(
-            column: column, payloadField: field, sqlMerge: "tw_jsonb_max",
-            merge: { a, b in a[keyPath: path].merge(b[keyPath: path]) },
-            stored: { $0[keyPath: path].json }, readStored: { v, o in v[keyPath: path] = try DistinctSketch(object: o) },
+            column: column, payloadField: field, sqlMerge: "tw_jsonb_max", merge: merge,
+            stored: { $0[keyPath: path].json }, readStored: { v, entries in v[keyPath: path] = try DistinctSketch(entries: entries) },
             payload: { v in v[keyPath: path].isEmpty ? nil : "{\"estimate\":\(v[keyPath: path].estimate),\"sketch\":\(v[keyPath: path].json)}" },
             readPayload: { v, raw in
                 guard let raw else { return }
@@ -72,15 +73,15 @@ extension RollupValues {
     }
 
     /// Error type -> count, as stored or published: bounded names, exact integer counts.
-    static func errorMap(_ o: [String: Any]) throws -> [String: Int64] {
+    static func errorMap(_ entries: [StoredSketch.Entry]) throws -> [String: Int64] {
         let limit = EventLimits.default.maxErrorTypeLength
         var out: [String: Int64] = [:]
-        for (type, count) in o {
-            guard type.utf8.count <= limit, let n = exactCount(count) else {
-                throw SketchError(message: "rollup field errors_by_type: names of at most \(limit) bytes, integer counts")
-            }
-            out[type] = n
+        for (type, count) in entries {
+            guard type.utf8.count <= limit else { throw Self.invalidErrorMap }
+            out[type] = count
         }
         return out
     }
+
+    static let invalidErrorMap = SketchError(message: "rollup field errors_by_type: names of at most \(EventLimits.default.maxErrorTypeLength) bytes, integer counts")
 }

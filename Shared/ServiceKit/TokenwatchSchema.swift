@@ -467,6 +467,22 @@ public enum TokenwatchSchema {
                 END LOOP;
             END $$;
             """),
+        PostgresMigration(version: 21, name: "counter_row_defaults", sql: """
+            -- Rows of the multiplying levels keep no distributions: their upserts leave the sketch columns to these
+            -- defaults instead of sending five empty objects a row.
+            \(Granularity.allCases.map { "ALTER TABLE \($0.table) " + ["errors_by_type", "latency_sketch", "ttft_sketch"].map { "ALTER COLUMN \($0) SET DEFAULT '{}'" }.joined(separator: ", ") + ";" }.joined(separator: "\n"))
+            -- The service role's policy asks pg_has_role once a statement (an InitPlan), not once a row.
+            DO $$
+            DECLARE t regclass;
+            BEGIN
+                FOR t IN SELECT p.polrelid::regclass FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+                         WHERE p.polname = 'service_access' AND n.nspname = current_schema()
+                LOOP
+                    EXECUTE format('ALTER POLICY service_access ON %s USING ((SELECT pg_has_role(current_user, %L, %L))) WITH CHECK ((SELECT pg_has_role(current_user, %L, %L)))',
+                                   t, 'tokenwatch_service', 'MEMBER', 'tokenwatch_service', 'MEMBER');
+                END LOOP;
+            END $$;
+            """),
     ]
 }
 
@@ -488,11 +504,12 @@ private func rowLevelSecurity(_ table: String) -> String {
 
 /// Every row to the services' own runtime role (a member of `tokenwatch_service`, NOINHERIT, when the schema's owner
 /// is a separate migration role; migration 20): the table owner bypasses row-level security, a runtime role does
-/// not. The role is named in the expression, resolved when a query runs, so earlier migrations can state it too.
+/// not. The role is named in the expression, resolved when a query runs, so earlier migrations can state it too; the
+/// subselect makes it one InitPlan a statement rather than a call a row (migration 21 alters older policies so).
 private func serviceAccess(_ table: String) -> String {
     """
     CREATE POLICY service_access ON \(table) TO PUBLIC
-        USING (pg_has_role(current_user, 'tokenwatch_service', 'MEMBER')) WITH CHECK (pg_has_role(current_user, 'tokenwatch_service', 'MEMBER'));
+        USING ((SELECT pg_has_role(current_user, 'tokenwatch_service', 'MEMBER'))) WITH CHECK ((SELECT pg_has_role(current_user, 'tokenwatch_service', 'MEMBER')));
     """
 }
 

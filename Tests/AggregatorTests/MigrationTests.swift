@@ -1,3 +1,4 @@
+import Events
 import Foundation
 import Logging
 import Postgres
@@ -40,6 +41,63 @@ struct MigrationTests {
         #expect(try await merged("tw_jsonb_add", nil, #"{"a":1}"#) == #"{"a": 1}"#)
         #expect(try await merged("tw_jsonb_max", #"{"3":2}"#, nil) == #"{"3": 2}"#)
         #expect(try await merged("tw_jsonb_add", #"{"a":9223372036854775807}"#, #"{"a":1}"#) == #"{"a": 9223372036854775808}"#, "sums past 2^63 are written, not an error")
+        await postgres.close()
+    }
+
+    @Test("rollups written with the sketches merged by the aggregator equal every event added at once, with two writers racing to insert the same new rows", arguments: [1, 2])
+    func swiftMergedWritesAreExact(seed: UInt64) async throws {
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: Logger(label: "migration-test"))
+        _ = try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
+        var rng = SeededRandom(seed: seed)
+        let tenant = TestEnvironment.unique("merge")
+        var reference = RollupBatch()
+        // Two writers, each with its own batches of events over the same few keys and minutes: their first inserts
+        // of a row race (one waits on the other's and then merges into it), later ones merge into stored rows.
+        var writers: [[RollupBatch]] = [[], []]
+        for w in 0..<2 {
+            for _ in 0..<6 {
+                var batch = RollupBatch()
+                for i in 0..<400 {
+                    let status: LLMEvent.Status = rng.next() % 6 == 0 ? .error : .ok
+                    let event = LLMEvent(
+                        eventID: "e\(w)-\(i)", tenantID: tenant,
+                        timestamp: EventTimestamp(microsecondsSinceEpoch: 1_795_000_000_000_000 + Int64(rng.next() % 180_000_000)),
+                        provider: "openai", model: ["m1", "m2"][Int(rng.next() % 2)], inputTokens: Int64(rng.next() % 5000), outputTokens: Int64(rng.next() % 900),
+                        latencyMs: Double(rng.next() % 9000) + 0.5, timeToFirstTokenMs: rng.next() % 3 == 0 ? nil : Double(rng.next() % 500),
+                        status: status, errorType: status == .error ? ["timeout", "rate_limit"][Int(rng.next() % 2)] : nil, costNanos: Int64(rng.next() % 1_000_000),
+                        userID: "u\(rng.next() % 5_000)", sessionID: "s\(rng.next() % 70)", app: ["search", "chat"][Int(rng.next() % 2)], environment: "prod")
+                    let promoted = rng.next() % 2 == 0 ? ["feature": "f\(rng.next() % 3)"] : [:]
+                    batch.add(event, promoted: promoted)
+                    reference.add(event, promoted: promoted)
+                }
+                writers[w].append(batch)
+            }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for batches in writers {
+                group.addTask {
+                    for batch in batches {
+                        let minutes = batch.deltas(.minute), hours = minutes.coarsened(to: .hour)
+                        try await postgres.withTransaction { conn in
+                            try RollupStore.write(minutes, conn)
+                            try RollupStore.write(hours, conn)
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        for granularity in [Granularity.minute, .hour] {
+            let expected = reference.deltas(granularity).windows
+            var stored: [RollupKey: RollupValues] = [:]
+            for row in try await postgres.query("SELECT \(unescaped: RollupStore.selectColumns) FROM \(identifier: granularity.table) WHERE tenant_id = \(tenant)") {
+                let record = try RollupStore.record(row, granularity: granularity)
+                stored[record.key] = record.values
+            }
+            #expect(stored.count == expected.count, "\(granularity): \(stored.count) rows, \(expected.count) expected")
+            #expect(stored == expected, "\(granularity): every counter, sketch, error map and distinct register equals the events added at once")
+            #expect(expected.values.contains { $0.users.estimate > 1_000 } && expected.values.contains { !$0.errorsByType.isEmpty })
+        }
         await postgres.close()
     }
 

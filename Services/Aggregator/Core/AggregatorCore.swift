@@ -186,14 +186,15 @@ public final class AggregatorCore: Sendable {
         // Dead letters first: acknowledged before the transaction, so they are never lost (at worst repeated).
         try await self.producer.sendAll(deadLetters)
 
-        let minutes = rollups.deltas(.minute), hours = rollups.deltas(.hour), days = rollups.deltas(.day)
+        let minutes = rollups.deltas(.minute), hours = minutes.coarsened(to: .hour), days = hours.coarsened(to: .day)
         let changedMarks = next.marks.filter { state.marks[$0.key] != $0.value }
         // Published on llm.rollups.v1: the levels with distributions (what the detector watches and the read model
         // serves); the multiplying levels are read from Postgres only.
         let emits = minutes.windows.keys.filter(\.series.keepsDistributions).map { ($0.series, $0.windowStart) }
         let expected = state.nextOffset
         let final = next
-        let upserts = [minutes, hours, days].filter { !$0.isEmpty }.flatMap(RollupStore.upserts) + UserTotalsStore.upserts(users) + evidence.statements()
+        let rollupDeltas = [minutes, hours, days].filter { !$0.isEmpty }
+        let upserts = UserTotalsStore.upserts(users) + evidence.statements()
         try await self.postgres.withTransaction { conn in
             let moved = try conn.query("""
                 UPDATE aggregator_partitions SET next_offset = \(final.nextOffset), watermark_us = \(final.watermark)
@@ -207,6 +208,7 @@ public final class AggregatorCore: Sendable {
                     ON CONFLICT (topic, partition, source_partition) DO UPDATE SET source_offset = GREATEST(aggregator_source_marks.source_offset, EXCLUDED.source_offset)
                     """)
             }
+            for deltas in rollupDeltas { try RollupStore.write(deltas, conn) }
             for upsert in upserts { try conn.query(upsert) }
             if !emits.isEmpty {
                 // One statement: the windows' keys as arrays, unnested.
