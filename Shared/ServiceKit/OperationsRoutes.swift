@@ -3,25 +3,22 @@ import Hummingbird
 import Postgres
 import Prometheus
 import Redis
+import ServiceLifecycle
 import Synchronization
 
-/// A dependency `/readyz` checks.
+/// A dependency the service reports on (`/healthz/dependencies`, `/readyz`'s body, `tw_dependency_up`).
+///
+/// No dependency gates readiness: every service answers for a missing one itself (the gateway with 503 and
+/// Retry-After or the other store, the consumers by retrying their batch), and a readiness tied to a shared
+/// dependency takes every replica out at once and blocks node drains (a PodDisruptionBudget counts unready pods).
 public struct ReadinessCheck: Sendable {
     public let name: String
-    /// False for a dependency whose loss the service answers itself (the gateway: ingest answers 503 with
-    /// Retry-After, queries fall back to the other store): it is reported and measured but does not take the
-    /// service out of its load balancer, where every replica would go at once and clients would get no answer.
-    public let gatesReadiness: Bool
     public let check: @Sendable () async -> Bool
 
-    public init(_ name: String, gatesReadiness: Bool = true, _ check: @escaping @Sendable () async -> Bool) {
+    public init(_ name: String, _ check: @escaping @Sendable () async -> Bool) {
         self.name = name
-        self.gatesReadiness = gatesReadiness
         self.check = check
     }
-
-    /// The same check, reported only.
-    public var reportedOnly: ReadinessCheck { ReadinessCheck(self.name, gatesReadiness: false, self.check) }
 }
 
 /// State behind the operations endpoints.
@@ -29,6 +26,8 @@ public final class OperationsState: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let checks: [ReadinessCheck]
     private let draining = Atomic<Bool>(false)
+    /// What the last probe saw (`DependencyMonitor`), for `/readyz`, which itself asks no dependency anything.
+    private let last = Mutex<[Probe]>([])
 
     public init(registry: PrometheusCollectorRegistry, checks: [ReadinessCheck]) {
         self.registry = registry
@@ -41,7 +40,6 @@ public final class OperationsState: Sendable {
 
     struct Probe {
         var name: String
-        var gates: Bool
         var ok: Bool
         var milliseconds: Double
     }
@@ -58,7 +56,7 @@ public final class OperationsState: Sendable {
                     let ok = await check.check()
                     let elapsed = clock.now - start
                     let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-                    return Probe(name: check.name, gates: check.gatesReadiness, ok: ok, milliseconds: ms)
+                    return Probe(name: check.name, ok: ok, milliseconds: ms)
                 }
             }
             for await result in group { results.append(result) }
@@ -67,31 +65,35 @@ public final class OperationsState: Sendable {
         for result in results {
             self.registry.makeGauge(name: "tw_dependency_up", labels: [("dependency", result.name)]).set(Double(result.ok ? 1 : 0))
         }
+        self.last.withLock { $0 = results }
         return results
     }
+
+    /// The last probe's results (empty before the first).
+    var lastProbe: [Probe] { self.last.withLock { $0 } }
 }
 
 extension Router {
-    /// `/healthz` (the process is alive), `/readyz` (dependencies reachable, not draining), `/metrics` (Prometheus).
+    /// `/healthz` (the process is alive), `/readyz` (serving and not draining), `/healthz/dependencies` (each
+    /// dependency probed now), `/metrics` (Prometheus).
     public func addOperationsRoutes(_ state: OperationsState) {
         self.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
         }
-        // `/readyz`: 200 while serving and not draining and every dependency that gates readiness answers;
-        // `/healthz/dependencies`: every dependency's state and probe time, always 200 (for people and dashboards).
+        // `/readyz`: 200 while serving and not draining, `degraded` when the last probe (`DependencyMonitor`, every
+        // 10 s) found a dependency unreachable; a kubelet probing every few seconds costs the dependencies nothing.
+        // `/healthz/dependencies`: every dependency probed now, with its time, always 200 (for people and dashboards).
         self.get("/readyz") { _, _ in
-            let results = await state.probe()
-            let ready = !state.isDraining && results.allSatisfy { $0.ok || !$0.gates }
-            let degraded = results.contains { !$0.ok }
+            let results = state.lastProbe
             let checks = results.map { "\"\($0.name)\":\"\($0.ok ? "ok" : "unreachable")\"" }.joined(separator: ",")
-            let status = state.isDraining ? "draining" : !ready ? "not ready" : degraded ? "degraded" : "ready"
+            let status = state.isDraining ? "draining" : results.isEmpty && !state.checks.isEmpty ? "starting" : results.allSatisfy(\.ok) ? "ready" : "degraded"
             let body = "{\"status\":\"\(status)\",\"checks\":{\(checks)}}"
-            return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
+            return Response(status: state.isDraining ? .serviceUnavailable : .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
         }
         self.get("/healthz/dependencies") { _, _ in
             let results = await state.probe()
             let items = results.map {
-                "{\"name\":\"\($0.name)\",\"status\":\"\($0.ok ? "ok" : "unreachable")\",\"gates_readiness\":\($0.gates),\"probe_ms\":\(Int($0.milliseconds.rounded()))}"
+                "{\"name\":\"\($0.name)\",\"status\":\"\($0.ok ? "ok" : "unreachable")\",\"probe_ms\":\(Int($0.milliseconds.rounded()))}"
             }.joined(separator: ",")
             let body = "{\"draining\":\(state.isDraining),\"dependencies\":[\(items)]}"
             return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(string: body)))
@@ -112,5 +114,18 @@ extension Array where Element == ReadinessCheck {
         if let redis { checks.append(ReadinessCheck("redis") { await redis.ping() }) }
         if let postgres { checks.append(ReadinessCheck("postgres") { await postgres.ping() }) }
         return checks
+    }
+}
+
+/// Probes every dependency every `interval` (and once at start) for `tw_dependency_up` and `/readyz`'s body.
+struct DependencyMonitor: Service {
+    let state: OperationsState
+    var interval: Duration = .seconds(10)
+
+    func run() async throws {
+        while true {
+            _ = await self.state.probe()
+            do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: self.interval) } } catch { return }
+        }
     }
 }

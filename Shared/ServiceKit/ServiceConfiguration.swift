@@ -13,6 +13,11 @@ public struct ServiceConfiguration: Sendable {
     public var httpHost = "127.0.0.1"
     /// `TW_HTTP_PORT`. Default: 8080 gateway, 8081 ingestor, 8082 aggregator, 8083 detector, 8084 query.
     public var httpPort: Int
+    /// `TW_MANAGEMENT_PORT`: a second listener for `/healthz`, `/readyz`, `/healthz/dependencies` and `/metrics`,
+    /// which then leave the API port (Kubernetes: 9090, reachable from the monitoring namespace and the kubelet only).
+    /// Unset (the default): they are served on `TW_HTTP_PORT`. `TW_MANAGEMENT_HOST` (default `TW_HTTP_HOST`).
+    public var managementPort: Int?
+    public var managementHost = "127.0.0.1"
     /// `TW_LOG_LEVEL`: trace, debug, info, notice, warning, error, critical. Default: `info`.
     public var logLevel: Logger.Level = .info
     /// `TW_LOG_FORMAT`: `text` or `json` (one JSON object per line). Default: `text`.
@@ -79,6 +84,12 @@ public struct ServiceConfiguration: Sendable {
         self.serviceName = serviceName
         self.httpHost = e.string("TW_HTTP_HOST", default: self.httpHost)
         self.httpPort = try e.int("TW_HTTP_PORT", default: defaultPort, in: 1...65535)
+        if e.raw("TW_MANAGEMENT_PORT") != nil {
+            let port = try e.int("TW_MANAGEMENT_PORT", default: 0, in: 1...65535)
+            guard port != self.httpPort else { throw ConfigurationError(key: "TW_MANAGEMENT_PORT", reason: "must differ from TW_HTTP_PORT (\(self.httpPort))") }
+            self.managementPort = port
+        }
+        self.managementHost = e.string("TW_MANAGEMENT_HOST", default: self.httpHost)
         let level = try e.choice("TW_LOG_LEVEL", default: "info", allowed: Logger.Level.allCases.map(\.rawValue))
         self.logLevel = Logger.Level(rawValue: level)!
         self.logFormat = try e.choice("TW_LOG_FORMAT", default: "text", allowed: ["text", "json"])

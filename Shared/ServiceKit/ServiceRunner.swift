@@ -75,23 +75,32 @@ public enum ServiceRunner {
         let c = runtime.configuration
         let state = OperationsState(registry: runtime.registry, checks: parts.readinessChecks)
         let router = Router()
-        router.addOperationsRoutes(state)
+        var listeners: [any Service] = []
+        if let port = c.managementPort {
+            // Health and metrics on their own port (plain HTTP, for the kubelet and Prometheus), off the API's.
+            let management = Router()
+            management.addOperationsRoutes(state)
+            listeners.append(Application(router: management, configuration: .init(address: .hostname(c.managementHost, port: port), serverName: c.serviceName), logger: runtime.logger))
+        } else {
+            router.addOperationsRoutes(state)
+        }
         parts.routes(router)
-        let app = Application(
+        listeners.append(Application(
             router: router,
             server: try parts.http.serverBuilder(),
             configuration: .init(address: .hostname(c.httpHost, port: c.httpPort), serverName: c.serviceName),
-            logger: runtime.logger)
+            logger: runtime.logger))
         // Last in the group, so the first to hear of shutdown: readiness turns 503 before anything stops.
         let drain = DrainService(state: state)
         var config = ServiceGroupConfiguration(
-            services: parts.services.map { .init(service: $0) } + [.init(service: app), .init(service: drain)],
+            services: parts.services.map { .init(service: $0) } + [.init(service: DependencyMonitor(state: state))] + listeners.map { .init(service: $0) } + [.init(service: drain)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: runtime.logger)
         config.maximumGracefulShutdownDuration = c.shutdownTimeout
         config.maximumCancellationDuration = .seconds(5)
         runtime.logger.info("Starting", metadata: [
             "http.address": "\(c.httpHost):\(c.httpPort)", "http.tls": "\(parts.http.tlsEnabled)", "kafka.brokers": "\(c.kafka.bootstrapServers)",
+            "management.address": "\(c.managementPort.map { "\(c.managementHost):\($0)" } ?? "the HTTP listener")",
         ])
         try await ServiceGroup(configuration: config).run()
         runtime.logger.info("Stopped")

@@ -22,6 +22,11 @@ struct OperationsRoutesTests {
         registry.makeCounter(descriptor: MetricNameDescriptor(namespace: "tw", metricName: "test", unitName: "total", helpText: "a test counter")).increment(by: Int64(3))
         let state = OperationsState(registry: registry, checks: [ReadinessCheck("kafka") { true }, ReadinessCheck("redis") { true }])
         try await self.app(state).test(.router) { client in
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "{\"status\":\"starting\",\"checks\":{}}", "serving before the first probe")
+            }
+            _ = await state.probe()
             try await client.execute(uri: "/healthz", method: .get) { response in
                 #expect(response.status == .ok)
                 #expect(String(buffer: response.body) == "{\"status\":\"ok\"}")
@@ -37,18 +42,30 @@ struct OperationsRoutesTests {
         }
     }
 
-    @Test("readyz is 503 when a dependency is down or the service is draining")
+    @Test("readyz stays 200 while a dependency is down (degraded, with which one, from the last probe) and is 503 only while draining")
     func notReady() async throws {
         let up = Atomic<Bool>(false)
-        let state = OperationsState(registry: PrometheusCollectorRegistry(), checks: [ReadinessCheck("postgres") { up.load(ordering: .relaxed) }])
+        let asked = Atomic<Int>(0)
+        let state = OperationsState(registry: PrometheusCollectorRegistry(), checks: [ReadinessCheck("postgres") { asked.add(1, ordering: .relaxed); return up.load(ordering: .relaxed) }])
         try await self.app(state).test(.router) { client in
-            try await client.execute(uri: "/readyz", method: .get) { response in
-                #expect(response.status == .serviceUnavailable)
-                #expect(String(buffer: response.body).contains("\"postgres\":\"unreachable\""))
-            }
-            up.store(true, ordering: .relaxed)
+            _ = await state.probe()
             try await client.execute(uri: "/readyz", method: .get) { response in
                 #expect(response.status == .ok)
+                #expect(String(buffer: response.body) == "{\"status\":\"degraded\",\"checks\":{\"postgres\":\"unreachable\"}}")
+            }
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(String(buffer: response.body).contains("tw_dependency_up{dependency=\"postgres\"} 0"))
+            }
+            for _ in 0..<5 { try await client.execute(uri: "/readyz", method: .get) { _ in } }
+            #expect(asked.load(ordering: .relaxed) == 1, "readiness probes ask no dependency anything")
+            up.store(true, ordering: .relaxed)
+            try await client.execute(uri: "/healthz/dependencies", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).hasPrefix("{\"draining\":false,\"dependencies\":[{\"name\":\"postgres\",\"status\":\"ok\""), "probed now")
+            }
+            try await client.execute(uri: "/readyz", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(String(buffer: response.body).hasPrefix("{\"status\":\"ready\""))
             }
             state.startDraining()
             try await client.execute(uri: "/readyz", method: .get) { response in

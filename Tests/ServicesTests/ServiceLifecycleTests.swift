@@ -28,6 +28,21 @@ struct ServiceLifecycleTests {
         #expect(lines.contains { $0.contains("\"msg\":\"Stopped\"") })
     }
 
+    @Test("with TW_MANAGEMENT_PORT, health and metrics answer on that port only, and the API only on its own")
+    func managementPort() async throws {
+        let gateway = try ServiceProcess("gateway", management: true, environment: ["TW_SHUTDOWN_TIMEOUT": "10s"])
+        try await gateway.waitUntilReady()
+        let management = try #require(gateway.managementPort)
+        for path in ["/healthz", "/readyz", "/healthz/dependencies", "/metrics"] {
+            #expect(await gateway.get(path, port: management)?.status == 200, "\(path) on the management port")
+            let onAPI = await gateway.get(path)
+            #expect([404, 405].contains(onAPI?.status ?? 0), "\(path) not served on the API port: \(String(describing: onAPI))")
+        }
+        #expect(await gateway.get("/openapi.json")?.status == 200, "the API on its port")
+        #expect([404, 405].contains(await gateway.get("/openapi.json", port: management)?.status ?? 0), "no API on the management port")
+        #expect(try gateway.stop(signal: SIGTERM) == 0)
+    }
+
     @Test("a consumer service leaves its group on SIGTERM, so its partitions are revoked before it exits")
     func consumerLeavesGroup() async throws {
         let process = try ServiceProcess("ingestor", environment: ["TW_SHUTDOWN_TIMEOUT": "10s"])

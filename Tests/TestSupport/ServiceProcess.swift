@@ -12,6 +12,8 @@ public final class ServiceProcess: @unchecked Sendable {
     // @unchecked: `exitStatus` is only touched by the test that owns the process.
     public let name: String
     public let port: Int
+    /// `TW_MANAGEMENT_PORT` when started with `management: true`: health and metrics answer there, not on `port`.
+    public let managementPort: Int?
     public let logPath: String
     public let pid: pid_t
     private var exitStatus: Int32?
@@ -23,13 +25,15 @@ public final class ServiceProcess: @unchecked Sendable {
 
     /// Starts `name` with the stack's environment plus `environment`, logging to a temporary file; `launcher` goes
     /// before the executable (e.g. `setpriv` to run it as the image's user).
-    public init(_ name: String, port: Int? = nil, environment: [String: String] = [:], launcher: [String] = []) throws {
+    public init(_ name: String, port: Int? = nil, management: Bool = false, environment: [String: String] = [:], launcher: [String] = []) throws {
         self.name = name
         self.port = try port ?? Self.freePort()
+        self.managementPort = management ? try Self.freePort() : nil
         self.logPath = NSTemporaryDirectory() + "tw-\(name)-\(UUID().uuidString.prefix(8)).log"
         var env = ProcessInfo.processInfo.environment
         env["TW_HTTP_PORT"] = String(self.port)
         env["TW_HTTP_HOST"] = "127.0.0.1"
+        if let managementPort = self.managementPort { env["TW_MANAGEMENT_PORT"] = String(managementPort) }
         // Every service of the test run shares the stack's notification outbox: only a test about delivery turns it
         // on (another would deliver, or fail for good, the rows of the notification tests running beside it).
         env["TW_NOTIFICATION_DELIVERY"] = "false"
@@ -53,20 +57,21 @@ public final class ServiceProcess: @unchecked Sendable {
         return String(before + log[start.lowerBound...].prefix(5000))
     }
 
-    /// GETs `path` on the service; nil when it does not answer.
-    public func get(_ path: String) async -> (status: Int, body: String)? {
-        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(self.port)\(path)")!)
+    /// GETs `path` on the service (on `port`, the API's, unless told); nil when it does not answer.
+    public func get(_ path: String, port: Int? = nil) async -> (status: Int, body: String)? {
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port ?? self.port)\(path)")!)
         request.timeoutInterval = 5
         guard let (data, response) = try? await URLSession.shared.data(for: request), let http = response as? HTTPURLResponse else { return nil }
         return (http.statusCode, String(decoding: data, as: UTF8.self))
     }
 
-    /// Waits until `/readyz` answers 200, or throws with the log when the process exits or `timeout` passes.
+    /// Waits until `/readyz` answers `ready` (serving, and its first probe found every dependency), or throws with the
+    /// log when the process exits or `timeout` passes.
     public func waitUntilReady(timeout: Duration = .seconds(60)) async throws {
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if let status = self.reap(timeout: .zero) { throw Subprocess.Failed(description: "\(self.name) exited with \(status):\n\(self.log)") }
-            if await self.get("/readyz")?.status == 200 { return }
+            if let ready = await self.get("/readyz", port: self.managementPort), ready.status == 200, ready.body.contains("\"status\":\"ready\"") { return }
             try await Task.sleep(for: .milliseconds(100))
         }
         throw Subprocess.Failed(description: "\(self.name) not ready within \(timeout):\n\(self.log)")

@@ -144,16 +144,36 @@ def cluster_rules(docs):
         if d.get("kind") == "ConfigMap" and d["metadata"]["name"].startswith("tokenwatch-config"):
             config.update(d.get("data") or {})
     ca_keys = [k for k in config if k == "PGSSLROOTCERT" or k.endswith("_CA_FILE")]
-    for d in deployments:
-        name = d["metadata"]["name"]
+    jobs = [d for d in docs if d.get("kind") == "Job"]
+    for d in deployments + jobs:
+        name = f"{d['kind']}/{d['metadata']['name']}"
+
         for c in d["spec"]["template"]["spec"].get("containers", []):
             mounts = [m["mountPath"].rstrip("/") + "/" for m in c.get("volumeMounts", [])]
             for key in ca_keys:
                 if not any(config[key].startswith(m) for m in mounts):
-                    failures.append(f"Deployment/{name}: {key}={config[key]} is not inside any volume it mounts")
+                    failures.append(f"{name}: {key}={config[key]} is not inside any volume it mounts")
+    # Migrations: a Job applies them with the schema owner's credential (TW_MIGRATIONS=only) and the services wait
+    # for the schema (TW_MIGRATIONS=wait) on roles without DDL. A service that also migrates needs DDL; one that
+    # waits longer than its startup probe allows is killed while it waits, again and again.
+    migrators = [j for j in jobs for c in j["spec"]["template"]["spec"].get("containers", []) for e in c.get("env", [])
+                 if e.get("name") == "TW_MIGRATIONS" and e.get("value") == "only"]
+    mode = config.get("TW_MIGRATIONS", "apply")
+    if migrators and deployments and mode != "wait":
+        failures.append(f"ConfigMap: TW_MIGRATIONS={mode} while Job/{migrators[0]['metadata']['name']} migrates: the services must wait for it (TW_MIGRATIONS=wait), not migrate with a DDL credential")
+    if mode == "wait":
+        wait = seconds(config.get("TW_MIGRATIONS_WAIT", "10m"))
+        for d in deployments:
+            for c in d["spec"]["template"]["spec"].get("containers", []):
+                probe = c.get("startupProbe")
+                budget = probe.get("periodSeconds", 10) * probe.get("failureThreshold", 3) if probe else None
+                if budget is not None and budget < wait:
+                    failures.append(f"Deployment/{d['metadata']['name']}: startupProbe allows {budget} s, less than TW_MIGRATIONS_WAIT ({wait} s): a pod waiting for the migration Job is killed")
     production = any(d.get("kind") == "Namespace" and d["metadata"].get("labels", {}).get("tokenwatch.io/environment") == "production" for d in docs)
     if not production:
         return failures
+    if deployments and not migrators:
+        failures.append("production: no migration Job (a container with TW_MIGRATIONS=only); every pod would migrate at start with a DDL credential")
     # A production cluster's brokers and Postgres use a private CA (Strimzi's cluster CA, CloudNativePG's): the
     # services must be told where it is, or TLS fails (Kafka) or verify-full has no root to check against (libpq).
     if deployments and config.get("TW_KAFKA_SECURITY_PROTOCOL", "plaintext").lower() in ("ssl", "sasl_ssl") and "TW_KAFKA_SSL_CA_FILE" not in config:
@@ -181,6 +201,14 @@ def cluster_rules(docs):
         if not any(c.get("topologyKey") == "kubernetes.io/hostname" and c.get("whenUnsatisfiable") == "DoNotSchedule" for c in spread):
             failures.append(f"Deployment/{name}: replicas not spread over nodes hard (kubernetes.io/hostname, DoNotSchedule)")
     return failures
+
+
+def seconds(text):
+    """A TW_* duration (`90s`, `5m`, `1h`, `250ms`) in seconds."""
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)", text.strip())
+    if not m:
+        return 0
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 def main():

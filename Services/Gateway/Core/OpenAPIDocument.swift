@@ -447,10 +447,10 @@ public enum OpenAPIDocument {
                 "responses": {"201": {"$ref": "#/components/responses/Issued"}, "404": {"$ref": "#/components/responses/Problem"}}}},
             "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "The process runs"}}}},
-            "/healthz/dependencies": {"get": {"summary": "Each dependency's state, probe time and whether it gates readiness", "responses": {"200": {"description": "Always 200; see the body",
+            "/healthz/dependencies": {"get": {"summary": "Each dependency, probed now: its state and probe time", "responses": {"200": {"description": "Always 200; see the body",
               "content": {"application/json": {"schema": {"type": "object", "properties": {"draining": {"type": "boolean"}, "dependencies": {"type": "array", "items": {"type": "object", "properties": {
-                "name": {"type": "string"}, "status": {"type": "string", "enum": ["ok", "unreachable"]}, "gates_readiness": {"type": "boolean"}, "probe_ms": {"type": "integer"}}}}}}}}}}}},
-            "/readyz": {"get": {"summary": "Readiness: serving and not draining (the gateway reports its dependencies but is not gated on them)", "responses": {"200": {"description": "Ready (status ready or degraded)"}, "503": {"description": "Draining"}}}},
+                "name": {"type": "string"}, "status": {"type": "string", "enum": ["ok", "unreachable"]}, "probe_ms": {"type": "integer"}}}}}}}}}}}},
+            "/readyz": {"get": {"summary": "Readiness: serving and not draining; the body reports the dependencies as last probed (every 10 s), which never gate it", "responses": {"200": {"description": "Serving (status starting, ready or degraded)"}, "503": {"description": "Draining"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "Text exposition format"}}}}
           }
         }

@@ -42,7 +42,7 @@ struct GatewayMain {
                 services: [producer, feed],
                 // Reported, not gating: the gateway answers for a missing dependency itself (ingest 503 with
                 // Retry-After, queries from the other store), so losing one must not empty every gateway's Service.
-                readinessChecks: Array.dependencies(kafka: { await producer.brokersReachable() }, redis: redis, postgres: postgres).map(\.reportedOnly),
+                readinessChecks: Array.dependencies(kafka: { await producer.brokersReachable() }, redis: redis, postgres: postgres),
                 http: settings.http,
                 routes: { router in
                     // Request counts, errors and durations per route and status (hb_requests_total, ...).
