@@ -17,7 +17,7 @@ CONTRACT_VENV := $(ROOT)/.state/contract-venv
 FUZZ_STATE  := $(ROOT)/.state/fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: help install build run stop status test bench eval fuzz fuzz-merge otel-fixtures k8s-check image-check image images clean
+.PHONY: help install build run stop status test bench eval fuzz fuzz-merge otel-fixtures k8s-check image-check image images image-lock clean
 
 help:
 	@echo "make run     install, build, start Postgres/Redis/broker and the five services with demo traffic"
@@ -30,7 +30,8 @@ help:
 	@echo "make otel-fixtures  regenerate Tests/Fixtures/otlp with the real OpenTelemetry Python SDK and instrumentations"
 	@echo "make k8s-check      render and validate the Kubernetes manifests (kubectl kustomize, kubernetes-validate, checkov)"
 	@echo "make image-check    hadolint and the runtime packages of deploy/Dockerfile against ldd of the binaries"
-	@echo "make image SERVICE=gateway | make images   container images (needs docker or podman)"
+	@echo "make image SERVICE=gateway | make images   container images (needs docker or podman), base images by digest"
+	@echo "make image-lock     re-pin the base images' digests and the Swift dependencies the images build with"
 
 install:
 	@$(STACK) install
@@ -116,7 +117,14 @@ SERVICE ?= gateway
 TAG     ?= dev
 image:
 	@[ -n "$(ENGINE)" ] || { echo "make image needs docker or podman"; exit 1; }
-	$(ENGINE) build -f deploy/Dockerfile --build-arg SERVICE=$(SERVICE) -t tokenwatch/$(SERVICE):$(TAG) .
+	bash deploy/image-build.sh $(ENGINE) $(SERVICE) $(TAG)
+
+# Re-pins what images are built from: the base images' current digests (a registry must be reachable) and the Swift
+# dependencies at the versions this checkout resolves to (the ones `make test` ran with). Commit both files.
+image-lock:
+	@[ -n "$(ENGINE)" ] || { echo "make image-lock needs docker (buildx) or podman with skopeo"; exit 1; }
+	bash deploy/image-build.sh $(ENGINE) - - --relock
+	swift package resolve && cp Package.resolved deploy/dependencies.resolved
 
 images:
 	@for s in $(SERVICES); do $(MAKE) --no-print-directory image SERVICE=$$s || exit 1; done

@@ -5,7 +5,11 @@
 #      `ldd` of the built binaries (the Swift runtime and Foundation, under the toolchain, are linked statically
 #      into the image's binaries by --static-swift-stdlib, so they are left out), each library mapped to its
 #      package with `dpkg -S`, then the packages in every slim image (Priority: required) removed. A library the
-#      image would lack, or a package it installs for nothing, fails the check.
+#      image would lack, or a package it installs for nothing, fails the check;
+#   3. reproducibility: the Dockerfile's base images are build arguments without defaults, each named in
+#      deploy/base-images.lock as a tag or tag@sha256 digest (image-build.sh pins a tag on first use); the Swift
+#      dependency lock deploy/dependencies.resolved pins every package Package.swift names at a version its
+#      requirement admits (the versions the tests ran with, when they differ, are printed).
 # Usage: deploy/image-check.sh VENV_DIR BIN_DIR
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -79,5 +83,48 @@ if extra:
 if ok:
     print(f"ok   runtime packages {', '.join(sorted(declared))} (+ ca-certificates) = what the binaries link, beyond the base image")
 sys.exit(0 if ok else 1)
+PY
+python3 - "$ROOT" <<'PY' || rc=1
+import json, os, re, sys
+root = sys.argv[1]
+failures = []
+dockerfile = open(f"{root}/deploy/Dockerfile").read()
+args = {m.group(1): m.group(2) for m in re.finditer(r"^ARG (\w+_IMAGE)(?:=(\S*))?$", dockerfile, re.M)}
+froms = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+lock = dict(l.split("=", 1) for l in open(f"{root}/deploy/base-images.lock").read().splitlines() if l and not l.startswith("#"))
+for f in froms:
+    name = f.strip("${}")
+    if not f.startswith("${") or name not in args:
+        failures.append(f"Dockerfile: FROM {f} is not one of the pinned base-image arguments")
+for name, default in args.items():
+    if default:
+        failures.append(f"Dockerfile: ARG {name} has a default ({default}): a build without the lock would float")
+    value = lock.get(name)
+    if not value:
+        failures.append(f"base-images.lock: no {name}")
+    elif not re.fullmatch(r"[\w./-]+:[\w.-]+(@sha256:[0-9a-f]{64})?", value):
+        failures.append(f"base-images.lock: {name}={value} is neither repository:tag nor repository:tag@sha256:<64 hex>")
+pinned = sum("@sha256:" in v for v in lock.values())
+manifest = open(f"{root}/Package.swift").read()
+requires = {m.group(1).lower(): tuple(map(int, m.group(2).split("."))) for m in re.finditer(r'\.package\(url: "https://[^"]+/([^/"]+?)(?:\.git)?", from: "([\d.]+)"\)', manifest)}
+pins = {p["identity"]: p["state"].get("version") for p in json.load(open(f"{root}/deploy/dependencies.resolved"))["pins"]}
+for identity, minimum in sorted(requires.items()):
+    version = pins.get(identity)
+    if not version:
+        failures.append(f"dependencies.resolved: no pin for {identity} (run make image-lock)")
+        continue
+    v = tuple(map(int, version.split(".")))
+    if not (v >= minimum and v[0] == minimum[0]):
+        failures.append(f"dependencies.resolved: {identity} {version} does not satisfy from: {'.'.join(map(str, minimum))} (run make image-lock)")
+tested = f"{root}/Package.resolved"
+if os.path.exists(tested):
+    ran = {p["identity"]: p["state"].get("version") for p in json.load(open(tested))["pins"]}
+    drift = sorted(f"{i} {pins.get(i)} (tests: {v})" for i, v in ran.items() if pins.get(i) != v)
+    if drift:
+        print("     note: the images pin other versions than this checkout's tests ran with: " + ", ".join(drift) + " (make image-lock to follow)")
+for f in failures: print("FAIL " + f)
+if not failures:
+    print(f"ok   reproducible images: base images {', '.join(sorted(args))} from base-images.lock ({pinned} of {len(lock)} pinned by digest; a tag is pinned at its first build), {len(pins)} Swift packages at exact versions, each of the {len(requires)} Package.swift requires within its range")
+sys.exit(1 if failures else 0)
 PY
 exit $rc
