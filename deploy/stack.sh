@@ -21,7 +21,7 @@ STATE=${TW_STATE_DIR:-$ROOT/.state/run}
 mkdir -p "$STATE"
 STATE=$(cd "$STATE" && pwd)
 ENV_FILE=$STATE/stack.env
-PACKAGES=(librdkafka-dev libhiredis-dev libpq-dev libssl-dev zlib1g-dev redis-server postgresql pkg-config gcc python3 openssl curl prometheus-alertmanager)
+PACKAGES=(librdkafka-dev libhiredis-dev libpq-dev libssl-dev zlib1g-dev redis-server postgresql pgbouncer pkg-config gcc python3 openssl curl prometheus-alertmanager)
 
 log() { printf 'stack: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -21,8 +21,9 @@ Cluster rules:
 - Each Deployment reads its own Secret (tokenwatch-<service>), and only the gateway's holds the admin token.
 - A CA file the config names (PGSSLROOTCERT, *_CA_FILE) lies inside a volume every Deployment mounts.
 - Custom resources without a vendored CRD (KafkaUser, CloudNativePG, cert-manager) match the shapes of
-  deploy/k8s/shapes.py (served version, known fields, enumerations); KafkaUsers live in the Kafka cluster's
-  namespace, and each service's grants exactly the topics and groups the ConfigMap gives it.
+  deploy/k8s/shapes.py (served version, known fields, enumerations); each service has a KafkaUser
+  tokenwatch-<service>-kafka beside it whose Secret it reads, granting exactly the topics and groups the ConfigMap
+  gives the service.
 - Migrations come from a Job (TW_MIGRATIONS=only) when one exists, the services waiting (TW_MIGRATIONS=wait) within
   their startup probes; production renders have the Job.
 - In a production render (a Namespace labelled tokenwatch.io/environment=production): TLS to Kafka names its CA
@@ -89,8 +90,6 @@ def check(docs, crds):
                     continue
                 failures += [f"{kind}/{name}: {e}" for e in shape_errors(doc.get("spec", {}), shape, "spec")]
                 failures += [f"{kind}/{name}: spec.{r} is required" for r in required if r not in doc.get("spec", {})]
-                if kind == "KafkaUser" and kafka_namespace and doc["metadata"].get("namespace") != kafka_namespace:
-                    failures.append(f"KafkaUser/{name}: in namespace {doc['metadata'].get('namespace')!r}, but the Kafka cluster ({brokers_host}) is in {kafka_namespace!r}; the User Operator watches only its own")
                 ruled.append(kind)
             elif "." in group and not group.endswith("k8s.io"):
                 failures.append(f"{kind}/{name}: custom resource {api} has no CRD in k8s/crds and no shape in deploy/k8s/shapes.py")
@@ -156,11 +155,24 @@ def kafka_user_rules(docs, config):
                 | {("group", f"{prefix}-{s}", "literal", "Describe") for s in ("ingestor", "aggregator", "detector", "query")},
     }
     failures = []
+    # Each service reads its password from the Secret Strimzi writes for its user, in the user's namespace: so the
+    # user must be `tokenwatch-<service>-kafka`, beside the Deployment, and the Deployment must read that Secret.
     for d in docs:
-        if d.get("kind") == "Deployment" and d["metadata"]["name"] in SERVICES and d["metadata"]["name"] not in users:
-            failures.append(f"Deployment/{d['metadata']['name']}: no KafkaUser of its name (the render has users for the others)")
+        if d.get("kind") != "Deployment" or d["metadata"]["name"] not in SERVICES:
+            continue
+        name, user_name = d["metadata"]["name"], d["metadata"]["name"] + "-kafka"
+        user = users.get(user_name)
+        if user is None:
+            failures.append(f"Deployment/{name}: no KafkaUser {user_name} (the render has users for the others)")
+            continue
+        if user["metadata"].get("namespace") != d["metadata"].get("namespace"):
+            failures.append(f"KafkaUser/{user_name}: in namespace {user['metadata'].get('namespace')!r}, away from Deployment/{name} ({d['metadata'].get('namespace')!r}), which cannot read the Secret Strimzi writes beside the user")
+        env = {e["name"]: e for c in d["spec"]["template"]["spec"].get("containers", []) for e in c.get("env", [])}
+        ref = env.get("TW_KAFKA_SASL_PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef", {})
+        if (ref.get("name"), ref.get("key")) != (user_name, "password") or env.get("TW_KAFKA_SASL_USERNAME", {}).get("value") != user_name:
+            failures.append(f"Deployment/{name}: TW_KAFKA_SASL_USERNAME/PASSWORD are not {user_name} and its Secret's `password`")
     for name, user in users.items():
-        service = name.removeprefix("tokenwatch-")
+        service = name.removeprefix("tokenwatch-").removesuffix("-kafka")
         if service not in uses:
             continue
         granted = set()
