@@ -25,7 +25,8 @@ Cluster rules:
   tokenwatch-<service>-kafka beside it whose Secret it reads, granting exactly the topics and groups the ConfigMap
   gives the service.
 - Migrations come from a Job (TW_MIGRATIONS=only) when one exists, the services waiting (TW_MIGRATIONS=wait) within
-  their startup probes; production renders have the Job.
+  their startup probes; production renders have the Job, serve health and metrics on TW_MANAGEMENT_PORT (probes and
+  the ServiceMonitor there) and open no data-store port to any address.
 - In a production render (a Namespace labelled tokenwatch.io/environment=production): TLS to Kafka names its CA
   (TW_KAFKA_SSL_CA_FILE) and libpq has a root CA (PGSSLROOTCERT); every Deployment keeps at
   least 2 replicas (its HPA's minReplicas, or its ScaledObject's minReplicaCount), its PodDisruptionBudget lets at
@@ -257,6 +258,21 @@ def cluster_rules(docs):
             ports = {x.get("port") for x in rule.get("ports", [])}
             if ports & {9092, 9093, 6379, 5432} and not rule.get("to"):
                 failures.append(f"NetworkPolicy/{p['metadata']['name']}: egress to ports {sorted(ports & {9092, 9093, 6379, 5432})} of any address; name where Kafka, Redis and Postgres run")
+    # Health and metrics on the management port, not the public API's (issue 17: /metrics and /readyz were public).
+    management = config.get("TW_MANAGEMENT_PORT")
+    if deployments and not management:
+        failures.append("ConfigMap: no TW_MANAGEMENT_PORT: /metrics and the health endpoints would be served on the public API port")
+    for d in deployments:
+        for c in d["spec"]["template"]["spec"].get("containers", []):
+            named = {p.get("name"): p.get("containerPort") for p in c.get("ports", [])}
+            for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+                port = c.get(probe, {}).get("httpGet", {}).get("port")
+                if port is not None and str(named.get(port, port)) != str(management):
+                    failures.append(f"Deployment/{d['metadata']['name']}: {probe} on port {port}, not the management port ({management})")
+    for monitor in (m for m in docs if m.get("kind") == "ServiceMonitor"):
+        for endpoint in monitor["spec"].get("endpoints", []):
+            if endpoint.get("port") != "management":
+                failures.append(f"ServiceMonitor/{monitor['metadata']['name']}: scrapes port {endpoint.get('port')!r}, not `management`")
     if deployments and not migrators:
         failures.append("production: no migration Job (a container with TW_MIGRATIONS=only); every pod would migrate at start with a DDL credential")
     # A production cluster's brokers and Postgres use a private CA (Strimzi's cluster CA, CloudNativePG's): the
