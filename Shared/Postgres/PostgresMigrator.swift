@@ -23,10 +23,18 @@ public struct PostgresMigrator: Sendable {
     public static let lockKey: Int64 = 0x746F_6B65_6E77 // "tokenw"
 
     public let migrations: [PostgresMigration]
+    /// SQL applied after the migrations on every run, in one transaction under the same lock (the services' roles
+    /// and grants, which follow the code rather than a version); its digest is recorded so that `missing` reports it
+    /// until the running code's script has been applied.
+    public let privileges: String?
 
-    public init(migrations: [PostgresMigration]) {
+    public init(migrations: [PostgresMigration], privileges: String? = nil) {
         self.migrations = migrations.sorted { $0.version < $1.version }
+        self.privileges = privileges
     }
+
+    /// What `missing` reports while the privileges script of this code has not been applied.
+    public static let privilegesPending = -1
 
     /// Applies what is missing; returns the versions applied by this call.
     @discardableResult
@@ -36,6 +44,7 @@ public struct PostgresMigrator: Sendable {
             throw PostgresError(.migration, "duplicate migration versions in \(versions)")
         }
         let migrations = self.migrations
+        let privileges = self.privileges
         let logger = client.logger
         return try await client.withConnection { connection in
             // A stuck session holding the lock (or a table a migration alters) fails the attempt after the timeout
@@ -48,6 +57,7 @@ public struct PostgresMigrator: Sendable {
             do {
                 try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))")
                 let applied = try await Self.applyMissing(migrations, on: connection, table: table, logger: logger)
+                if let privileges { try await Self.apply(privileges: privileges, on: connection, table: table) }
                 try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))")
                 if lockTimeout != nil { try await connection.query("RESET lock_timeout") }
                 return applied
@@ -59,16 +69,44 @@ public struct PostgresMigrator: Sendable {
         }
     }
 
-    /// The versions this list holds that the database has not applied (all of them before the first migration),
-    /// without applying anything: what a service started with a runtime role waits for.
+    /// The versions this list holds that the database has not applied (all of them before the first migration), and
+    /// `privilegesPending` while this code's privileges script has not run, without applying anything: what a
+    /// service started with a runtime role waits for.
     public func missing(_ client: PostgresClient, table: String = "tw_schema_migrations") async throws -> [Int] {
         let migrations = self.migrations
+        let digest = self.privileges.map(Self.digest)
         return try await client.withConnection { connection in
-            let exists = try await connection.query("SELECT to_regclass(\(table)) IS NOT NULL AS present")
-            guard try exists.first?.decode("present", as: Bool.self) == true else { return migrations.map(\.version) }
+            let exists = try await connection.query("SELECT to_regclass(\(table)) IS NOT NULL AS present, to_regclass(\(table + "_privileges")) IS NOT NULL AS granted")
+            guard try exists.first?.decode("present", as: Bool.self) == true else { return migrations.map(\.version) + (digest == nil ? [] : [Self.privilegesPending]) }
             let done = try await Self.applied(migrations, on: connection, table: table)
-            return migrations.map(\.version).filter { done[$0] == nil }
+            var missing = migrations.map(\.version).filter { done[$0] == nil }
+            if let digest {
+                let recorded = try exists.first?.decode("granted", as: Bool.self) == true
+                    ? try await connection.query("SELECT digest FROM \(identifier: table + "_privileges")").first?.decode("digest", as: String.self) : nil
+                if recorded != digest { missing.append(Self.privilegesPending) }
+            }
+            return missing
         }
+    }
+
+    private static func apply(privileges: String, on connection: PostgresConnection, table: String) async throws {
+        do {
+            try await connection.withTransaction { connection in
+                try connection.query("CREATE TABLE IF NOT EXISTS \(identifier: table + "_privileges") (digest text NOT NULL)")
+                try connection.execute(script: privileges)
+                try connection.query("DELETE FROM \(identifier: table + "_privileges")")
+                try connection.query("INSERT INTO \(identifier: table + "_privileges") (digest) VALUES (\(Self.digest(privileges)))")
+            }
+        } catch let error as PostgresError {
+            throw error.context("privileges")
+        }
+    }
+
+    /// FNV-1a of the script, as hex: identifies the script a database was granted by.
+    static func digest(_ script: String) -> String {
+        var h: UInt64 = 0xcbf29ce484222325
+        for byte in script.utf8 { h = (h ^ UInt64(byte)) &* 0x100000001b3 }
+        return String(h, radix: 16)
     }
 
     /// The versions the table records, checked against the names the code gives them.

@@ -119,12 +119,13 @@ struct DrainService: Service {
 /// Opens the Postgres pool and sees to the schema as `TW_MIGRATIONS` says: applies the missing migrations (`apply`,
 /// the default), waits until someone else has (`wait`: a runtime role without DDL), or applies them and exits 0
 /// (`only`: the migration Job).
-public func connectPostgres(_ runtime: ServiceRuntime, migrations: [PostgresMigration] = TokenwatchSchema.migrations) async throws -> PostgresClient {
+public func connectPostgres(_ runtime: ServiceRuntime, migrations: [PostgresMigration] = TokenwatchSchema.migrations,
+                            privileges: String? = TokenwatchSchema.privileges) async throws -> PostgresClient {
     var config = PostgresConfiguration(url: runtime.configuration.postgresURL)
     config.maxConnections = runtime.configuration.postgresPoolSize
     config.applicationName = "tokenwatch-\(runtime.configuration.serviceName)"
     let client = PostgresClient(configuration: config, logger: runtime.logger)
-    let migrator = PostgresMigrator(migrations: migrations)
+    let migrator = PostgresMigrator(migrations: migrations, privileges: privileges)
     let settings = runtime.configuration
     var backoff = Backoff(initial: .milliseconds(200), maximum: .seconds(5))
     switch settings.migrations {
@@ -149,9 +150,11 @@ public func connectPostgres(_ runtime: ServiceRuntime, migrations: [PostgresMigr
             do {
                 let missing = try await migrator.missing(client)
                 if missing.isEmpty { return client }
-                outcome = "migrations \(missing.map(String.init).joined(separator: ", ")) not applied yet"
-            } catch let error as PostgresError where error.isRetriable {
-                outcome = "\(error)"
+                outcome = "migrations \(missing.filter { $0 != PostgresMigrator.privilegesPending }.map(String.init).joined(separator: ", ")) not applied yet"
+                    + (missing.contains(PostgresMigrator.privilegesPending) ? " (and this release's grants)" : "")
+            } catch let error as PostgresError where error.isRetriable || error.sqlState == "42501" {
+                // 42501: the migration table exists but this role's grants do not yet (the Job grants after migrating).
+                outcome = error.sqlState == "42501" ? "this role's grants not applied yet" : "\(error)"
             }
             guard ContinuousClock.now < deadline else {
                 throw PostgresError(.migration, "TW_MIGRATIONS=wait: the schema is not ready after \(settings.migrationWait): \(outcome) (run the migration Job, or TW_MIGRATIONS=only with a role that may change the schema)")

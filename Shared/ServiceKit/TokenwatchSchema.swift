@@ -486,6 +486,60 @@ public enum TokenwatchSchema {
     ]
 }
 
+extension TokenwatchSchema {
+    /// What each service's own role may do, table by table: its runtime credential has these and nothing else (no
+    /// DDL, no table it does not use). The roles are `tokenwatch_<service>`, LOGIN NOINHERIT without a password (give
+    /// one: `ALTER ROLE ... PASSWORD`, or CloudNativePG's managed roles); each is a member of `tokenwatch_service`
+    /// (every row of the tables under row-level security) and the gateway also of `tokenwatch_tenant` (which it
+    /// switches to for a caller's reads). Applied after the migrations by every migrating run (`privileges`), so a
+    /// release that uses a table differently changes its grants with its code; README, "Database roles".
+    public static let servicePrivileges: [String: [String: String]] = {
+        let rollups = Dictionary(uniqueKeysWithValues: Granularity.allCases.map { ($0.table, "SELECT") })
+        let read = "SELECT", write = "SELECT, INSERT, UPDATE", all = "SELECT, INSERT, UPDATE, DELETE"
+        let append = "SELECT, INSERT", prune = "SELECT, INSERT, DELETE", clear = "SELECT, DELETE"
+        return [
+            "gateway": rollups.merging([
+                "tenants": write, "api_keys": write, "detector_settings": write, "notification_channels": all, "notification_outbox": append,
+                "alert_rules": write, "budgets": write, "rule_alerts": read, "anomalies": read, "evidence_samples": read,
+                "dead_letter_counts": read, "dead_letter_samples": read, "user_totals_1d": read,
+            ]) { $1 },
+            "ingestor": ["tenants": read, "prices": read, "dimension_values": append],
+            "aggregator": Dictionary(uniqueKeysWithValues: Granularity.allCases.map { ($0.table, write) }).merging([
+                "aggregator_partitions": write, "aggregator_source_marks": write, "rollup_emits": prune, "user_totals_1d": write,
+                "evidence_samples": prune,
+            ]) { $1 },
+            "detector": rollups.merging(["detector_settings": read]) { $1 },
+            "query": rollups.merging([
+                "tenants": read, "anomalies": write, "alert_rules": clear, "budgets": clear, "rule_alerts": all, "budget_alerts": write,
+                "notification_channels": read, "notification_outbox": write, "dead_letter_counts": write, "dead_letter_marks": write,
+                "dead_letter_samples": prune,
+            ]) { $1 },
+        ]
+    }()
+
+    /// The roles and grants of `servicePrivileges` as SQL, applied by the migrator after the migrations.
+    public static var privileges: String {
+        var sql = ""
+        for (service, tables) in servicePrivileges.sorted(by: { $0.key < $1.key }) {
+            let role = "tokenwatch_\(service)"
+            sql += """
+                DO $$ BEGIN
+                    CREATE ROLE \(role) LOGIN NOINHERIT;
+                EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+                END $$;
+                REVOKE ALL ON ALL TABLES IN SCHEMA public FROM \(role);
+                GRANT USAGE ON SCHEMA public TO \(role);
+                GRANT SELECT ON tw_schema_migrations, tw_schema_migrations_privileges TO \(role);
+                GRANT tokenwatch_service TO \(role);
+
+                """
+            if service == "gateway" { sql += "GRANT tokenwatch_tenant TO \(role);\n" }
+            for (table, grants) in tables.sorted(by: { $0.key < $1.key }) { sql += "GRANT \(grants) ON \(table) TO \(role);\n" }
+        }
+        return sql
+    }
+}
+
 /// The tables holding tenant data that the gateway reads on a caller's behalf.
 private let tenantTables = Granularity.allCases.map(\.table) + ["anomalies"]
 

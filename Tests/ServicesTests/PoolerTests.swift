@@ -11,23 +11,22 @@ import Glibc
 
 /// What k8s/components/cloudnative-pg relies on (issue 17): the services work through PgBouncer in transaction
 /// mode, where consecutive transactions of one client may run on different server connections and nothing of a
-/// session carries over. A real PgBouncer (Debian's) in front of the stack's Postgres, with five server connections
-/// for five services of eight client connections each.
+/// session carries over. A real PgBouncer (Debian's) in front of the stack's Postgres, with two server connections
+/// per role (one role per service) for eight client connections per service.
 @Suite("Behind PgBouncer in transaction mode", .serialized, .timeLimit(.minutes(4)))
 struct PoolerTests {
-    @Test("all five services on the runtime role through PgBouncer in transaction mode (5 server connections for up to 40 clients): exact totals per app and per user, tenant reads under row-level security, settings written; the migrations straight to Postgres")
+    @Test("all five services on their own roles through PgBouncer in transaction mode (2 server connections a role for 8 clients a service): exact totals per app and per user, tenant reads under row-level security, settings written; the migrations straight to Postgres")
     func transactionPooling() async throws {
-        let db = try await RuntimeRoleDatabase.create("pool")
+        let db = try await ServiceRolesDatabase.create("pool")
         let job = try ServiceProcess("query", environment: ["TW_POSTGRES_URL": db.ownerURL, "TW_MIGRATIONS": "only"])
         #expect(job.waitForExit(timeout: .seconds(60)) == 0, "the migration run, on a session of its own: \(job.log.suffix(2000))")
-        try await db.grantRuntimeRoles()
-        let bouncer = try PgBouncer(database: db.name, role: db.role, poolSize: 5)
+        let bouncer = try PgBouncer(database: db.name, roles: ServiceRolesDatabase.services.map { "tokenwatch_\($0)" }, poolSize: 2)
 
         let adminToken = "pool-admin-token-0123456789"
-        let env = try TestEnvironment.pipelineEnvironment(run: db.name, extra: [
-            "TW_POSTGRES_URL": try db.runtimeURL(hostPort: "127.0.0.1:\(bouncer.port)"), "TW_MIGRATIONS": "wait", "TW_ADMIN_TOKEN": adminToken,
-            "TW_POSTGRES_POOL_SIZE": "8"])
-        let services = try ["gateway", "ingestor", "aggregator", "detector", "query"].map { try ServiceProcess($0, environment: env) }
+        let env = try TestEnvironment.pipelineEnvironment(run: db.name, extra: ["TW_MIGRATIONS": "wait", "TW_ADMIN_TOKEN": adminToken, "TW_POSTGRES_POOL_SIZE": "8"])
+        let services = try ServiceRolesDatabase.services.map {
+            try ServiceProcess($0, environment: env.merging(["TW_POSTGRES_URL": try db.url(for: $0, hostPort: "127.0.0.1:\(bouncer.port)")]) { $1 })
+        }
         for service in services { try await service.waitUntilReady(timeout: .seconds(60)) }
         let http = HTTPClient(port: services[0].port)
         let tenant = "\(db.name)-t"
@@ -74,9 +73,9 @@ struct PoolerTests {
         }) { a, _ in a }
         #expect(counted == perUser, "per-user totals exact: \(users)")
 
-        // Multiplexed: never more server connections than the pool, for up to 40 client connections.
-        let servers: Int64 = try await db.admin.query("SELECT count(*)::bigint AS n FROM pg_stat_activity WHERE datname = \(db.name) AND usename = \(db.role)")[0].decode("n")
-        #expect(servers <= 5, "\(servers) server connections")
+        // Multiplexed: never more server connections than the pools, for up to 40 client connections.
+        let servers: Int64 = try await db.admin.query("SELECT count(*)::bigint AS n FROM pg_stat_activity WHERE datname = \(db.name) AND usename LIKE 'tokenwatch\\_%'")[0].decode("n")
+        #expect(servers <= 10, "\(servers) server connections: at most 2 for each service's role")
         for service in services {
             for problem in ["permission denied", "prepared statement", "unsupported startup parameter", "current transaction is aborted"] {
                 #expect(!service.log.contains(problem), "\(service.name): \(problem): \(service.log.suffix(1500))")
@@ -94,7 +93,7 @@ final class PgBouncer: @unchecked Sendable {
     let dir: String
     private let process: ChildProcess
 
-    init(database: String, role: String, poolSize: Int) throws {
+    init(database: String, roles: [String], poolSize: Int) throws {
         let url = try TestEnvironment.postgresURL()
         let target = try #require(url.firstMatch(of: /@([^:\/]+):(\d+)\//))
         self.port = try ServiceProcess.freePort()
@@ -118,7 +117,7 @@ final class PgBouncer: @unchecked Sendable {
 
             """
         try ini.write(toFile: self.dir + "/pgbouncer.ini", atomically: true, encoding: .utf8)
-        try "\"\(role)\" \"\"\n".write(toFile: self.dir + "/users.txt", atomically: true, encoding: .utf8)
+        try roles.map { "\"\($0)\" \"\"\n" }.joined().write(toFile: self.dir + "/users.txt", atomically: true, encoding: .utf8)
         var launcher: [String] = []
         if getuid() == 0 {
             for path in [self.dir, self.dir + "/pgbouncer.ini", self.dir + "/users.txt"] { chown(path, 10001, 10001) }

@@ -37,8 +37,38 @@ public final class ServiceProcess: @unchecked Sendable {
         // Every service of the test run shares the stack's notification outbox: only a test about delivery turns it
         // on (another would deliver, or fail for good, the rows of the notification tests running beside it).
         env["TW_NOTIFICATION_DELIVERY"] = "false"
+        // The five services run on their own roles (TokenwatchSchema.servicePrivileges: no DDL, only the tables they
+        // use) unless the test names a database URL itself, so that every test of theirs also proves the grants
+        // suffice. The migrations (and grants) are applied first, once, as the schema's owner would (the Job).
+        if environment["TW_POSTGRES_URL"] == nil, Self.services.contains(name), let url = env["TW_POSTGRES_URL"], url.contains("://tokenwatch@") {
+            try Self.migrateOnce(env)
+            env["TW_POSTGRES_URL"] = url.replacingOccurrences(of: "://tokenwatch@", with: "://tokenwatch_\(name)@")
+            if environment["TW_MIGRATIONS"] == nil { env["TW_MIGRATIONS"] = "wait" }
+        }
         env.merge(environment) { _, new in new }
         self.pid = try Subprocess.spawn(launcher + [Self.binaryFolder + "/" + name], environment: env, outputPath: self.logPath)
+    }
+
+    static let services: Set<String> = ["gateway", "ingestor", "aggregator", "detector", "query"]
+    private static let migrated = Mutex(false)
+
+    /// Applies the migrations and the services' grants to the stack's database with the owner's credential
+    /// (`TW_MIGRATIONS=only`, as the migration Job does), once per test process.
+    private static func migrateOnce(_ env: [String: String]) throws {
+        try Self.migrated.withLock { done in
+            guard !done else { return }
+            var job = env
+            job["TW_MIGRATIONS"] = "only"
+            job["TW_HTTP_PORT"] = String(try Self.freePort())
+            let log = NSTemporaryDirectory() + "tw-migrate-\(UUID().uuidString.prefix(8)).log"
+            let pid = try Subprocess.spawn([Self.binaryFolder + "/query"], environment: job, outputPath: log)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            try? FileManager.default.removeItem(atPath: log)
+            guard status == 0 else { throw Subprocess.Failed(description: "migrating the stack's database failed (status \(status)):\n\(output.suffix(3000))") }
+            done = true
+        }
     }
 
     deinit {
