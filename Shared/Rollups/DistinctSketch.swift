@@ -66,17 +66,8 @@ public struct DistinctSketch: Sendable, Hashable {
     /// `{"17":3,"4095":1}`: the set registers, written byte by byte (up to 4,096 of them for every tenant total row
     /// the aggregator merges).
     public var json: String {
-        var out: [UInt8] = [UInt8(ascii: "{")]
-        out.reserveCapacity(self.registers.isEmpty ? 2 : 10 * Self.registerCount)
-        for (index, rank) in self.registers.enumerated() where rank > 0 {
-            if out.count > 1 { out.append(UInt8(ascii: ",")) }
-            out.append(UInt8(ascii: "\""))
-            out.appendDecimal(index)
-            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
-            out.appendDecimal(rank)
-        }
-        out.append(UInt8(ascii: "}"))
-        return String(decoding: out, as: UTF8.self)
+        StoredSketch.json(self.registers.enumerated().lazy.filter { $0.element > 0 }.map { ($0.offset, $0.element) },
+                          capacity: self.registers.isEmpty ? 2 : 10 * Self.registerCount)
     }
 
     /// Reads `json`'s form (from Postgres or a topic, where any producer writes): register indexes in

@@ -60,21 +60,8 @@ public struct QuantileSketch: Sendable, Hashable {
     /// `{"z":3,"412":10,...}`: bucket index to count, `z` for the zero bucket; written byte by byte (the aggregator
     /// writes one for every watched row it merges).
     public var json: String {
-        var out: [UInt8] = [UInt8(ascii: "{")]
-        out.reserveCapacity(16 * (self.buckets.count + 1))
-        if self.zeroCount > 0 {
-            out.append(contentsOf: Array("\"z\":".utf8))
-            out.appendDecimal(self.zeroCount)
-        }
-        for (i, n) in self.buckets.sorted(by: { $0.key < $1.key }) {
-            if out.count > 1 { out.append(UInt8(ascii: ",")) }
-            out.append(UInt8(ascii: "\""))
-            out.appendDecimal(i)
-            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
-            out.appendDecimal(n)
-        }
-        out.append(UInt8(ascii: "}"))
-        return String(decoding: out, as: UTF8.self)
+        StoredSketch.json(self.buckets.sorted { $0.key < $1.key }.lazy.map { ($0.key, $0.value) }, zero: self.zeroCount > 0 ? self.zeroCount : nil,
+                          capacity: 16 * (self.buckets.count + 1))
     }
 
     /// The buckets a sketch read from outside may hold: from below `minValue` (-345) to 5,000, whose value (about

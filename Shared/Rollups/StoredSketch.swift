@@ -50,6 +50,31 @@ public enum StoredSketch {
     }
 }
 
+extension StoredSketch {
+    /// `{"k":v,...}`, byte by byte: the stored form every sketch shares (the aggregator writes one for every watched
+    /// row it merges), with `zero` first under the key `z` when given.
+    static func json<K: BinaryInteger, V: BinaryInteger>(_ pairs: some Sequence<(K, V)>, zero: Int64? = nil, capacity: Int) -> String {
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(capacity)
+        func key(_ write: (inout [UInt8]) -> Void) {
+            if out.count > 1 { out.append(UInt8(ascii: ",")) }
+            out.append(UInt8(ascii: "\""))
+            write(&out)
+            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        }
+        if let zero {
+            key { $0.append(UInt8(ascii: "z")) }
+            out.appendDecimal(zero)
+        }
+        for (k, v) in pairs {
+            key { $0.appendDecimal(k) }
+            out.appendDecimal(v)
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
 extension [UInt8] {
     /// Appends the decimal digits of `value`.
     mutating func appendDecimal<T: BinaryInteger>(_ value: T) {

@@ -27,6 +27,19 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             precondition(key.windowStart <= event.timestamp.microsecondsSinceEpoch, "window after its event")
         }
     }
+    // A stored sketch as Postgres returns it (the aggregator reads these back to merge into): every reader refuses
+    // or builds a sketch whose merge and JSON round-trip hold.
+    if let entries = try? StoredSketch.entries(String(decoding: bytes, as: UTF8.self), column: "fuzz") {
+        if var q = try? QuantileSketch(entries: entries) {
+            let once = q
+            q.merge(once)
+            precondition(q.count >= once.count, "stored sketch merge wrapped")
+            precondition((try? QuantileSketch(json: once.json)) == once, "stored sketch round trip")
+        }
+        if let d = try? DistinctSketch(entries: entries) {
+            precondition((try? DistinctSketch(json: d.json)) == d && d.estimate >= 0, "stored registers round trip")
+        }
+    }
     if let record = try? RollupRecord(json: bytes) {
         var merged = record.values
         merged.merge(record.values)

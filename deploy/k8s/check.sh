@@ -2,7 +2,8 @@
 # Offline checks of the Kubernetes manifests (part of `make test`; `make k8s-check` alone):
 #   1. every kustomization (base, overlays, components applied to the base) renders with `kubectl kustomize`;
 #   2. every rendered built-in resource validates against the Kubernetes OpenAPI schemas bundled by
-#      kubernetes-validate (PyPI), strict about unknown fields, warnings treated as errors; custom resources
+#      kubernetes-validate (PyPI) for Kubernetes 1.30, 1.32 and 1.37, strict about unknown fields, warnings treated
+#      as errors; custom resources
 #      (KafkaTopic, ServiceMonitor, ScaledObject, TriggerAuthentication) validate against the operators' own CRDs
 #      (k8s/crds) and the cluster rules of deploy/k8s/crcheck.py, which must catch every case in deploy/k8s/bad;
 #   3. checkov's Kubernetes policies pass on each rendered overlay (exceptions are annotated in place, with why).
@@ -34,9 +35,14 @@ for target in "${targets[@]}"; do
     fi
     "$PY" "$ROOT/deploy/k8s/crcheck.py" "$rendered" "$ROOT/k8s/crds" "$OUT/$(echo "$label" | tr / -).core.yaml" || rc=1
     core="$OUT/$(echo "$label" | tr / -).core.yaml"
-    # Warnings (an unknown kind, a deprecated field) count as failures.
-    out=$("$BIN/kubernetes-validate" --strict --quiet "$core" 2>&1) || true
-    if [ -n "$out" ]; then echo "FAIL kubernetes-validate $label:"; echo "$out" | sed 's/^/  /'; rc=1; else echo "ok   $label: rendered, schemas valid (strict)"; fi
+    # Warnings (an unknown kind, a deprecated field) count as failures. The oldest Kubernetes the README supports
+    # (1.30), one in between and the newest the validator knows.
+    out=""
+    for version in 1.30.0 1.32.0 1.37.0; do
+        v=$("$BIN/kubernetes-validate" -k "$version" --strict --quiet "$core" 2>&1) || true
+        [ -n "$v" ] && out+="Kubernetes $version:"$'\n'"$v"$'\n'
+    done
+    if [ -n "$out" ]; then echo "FAIL kubernetes-validate $label:"; echo "$out" | sed 's/^/  /'; rc=1; else echo "ok   $label: rendered, schemas valid (strict; Kubernetes 1.30, 1.32, 1.37)"; fi
     case "$label" in
         k8s/overlays/*)
             # -f, not -d: checkov skips directories whose path has a hidden component (.state).
