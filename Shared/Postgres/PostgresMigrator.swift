@@ -57,7 +57,7 @@ public struct PostgresMigrator: Sendable {
             do {
                 try await connection.query("SELECT pg_advisory_lock(\(Self.lockKey))")
                 let applied = try await Self.applyMissing(migrations, on: connection, table: table, logger: logger)
-                if let privileges { try await Self.apply(privileges: privileges, on: connection, table: table) }
+                if let privileges { try await Self.apply(privileges: privileges, on: connection, table: table, afterMigrating: !applied.isEmpty) }
                 try await connection.query("SELECT pg_advisory_unlock(\(Self.lockKey))")
                 if lockTimeout != nil { try await connection.query("RESET lock_timeout") }
                 return applied
@@ -76,33 +76,40 @@ public struct PostgresMigrator: Sendable {
         let migrations = self.migrations
         let digest = self.privileges.map(Self.digest)
         return try await client.withConnection { connection in
-            let exists = try await connection.query("SELECT to_regclass(\(table)) IS NOT NULL AS present, to_regclass(\(table + "_privileges")) IS NOT NULL AS granted")
+            let exists = try await connection.query("SELECT to_regclass(\(table)) IS NOT NULL AS present")
             guard try exists.first?.decode("present", as: Bool.self) == true else { return migrations.map(\.version) + (digest == nil ? [] : [Self.privilegesPending]) }
             let done = try await Self.applied(migrations, on: connection, table: table)
             var missing = migrations.map(\.version).filter { done[$0] == nil }
-            if let digest {
-                let recorded = try exists.first?.decode("granted", as: Bool.self) == true
-                    ? try await connection.query("SELECT digest FROM \(identifier: table + "_privileges")").first?.decode("digest", as: String.self) : nil
-                if recorded != digest { missing.append(Self.privilegesPending) }
-            }
+            if let digest, try await Self.recordedDigest(on: connection, table: table) != digest { missing.append(Self.privilegesPending) }
             return missing
         }
     }
 
-    private static func apply(privileges: String, on connection: PostgresConnection, table: String) async throws {
+    /// Runs the script unless it already has and no migration ran since (a migration may have made a table anew):
+    /// every replica's start under `apply` would otherwise revoke and grant again, one at a time under the lock.
+    private static func apply(privileges: String, on connection: PostgresConnection, table: String, afterMigrating: Bool) async throws {
+        let digest = Self.digest(privileges)
+        if !afterMigrating, try await Self.recordedDigest(on: connection, table: table) == digest { return }
         do {
             try await connection.withTransaction { connection in
                 try connection.query("CREATE TABLE IF NOT EXISTS \(identifier: table + "_privileges") (digest text NOT NULL)")
                 try connection.execute(script: privileges)
                 try connection.query("DELETE FROM \(identifier: table + "_privileges")")
-                try connection.query("INSERT INTO \(identifier: table + "_privileges") (digest) VALUES (\(Self.digest(privileges)))")
+                try connection.query("INSERT INTO \(identifier: table + "_privileges") (digest) VALUES (\(digest))")
             }
         } catch let error as PostgresError {
             throw error.context("privileges")
         }
     }
 
-    /// FNV-1a of the script, as hex: identifies the script a database was granted by.
+    /// The digest of the privileges script last applied, nil before the first.
+    private static func recordedDigest(on connection: PostgresConnection, table: String) async throws -> String? {
+        let exists = try await connection.query("SELECT to_regclass(\(table + "_privileges")) IS NOT NULL AS present")
+        guard try exists.first?.decode("present", as: Bool.self) == true else { return nil }
+        return try await connection.query("SELECT digest FROM \(identifier: table + "_privileges")").first?.decode("digest", as: String.self)
+    }
+
+        /// FNV-1a of the script, as hex: identifies the script a database was granted by.
     static func digest(_ script: String) -> String {
         var h: UInt64 = 0xcbf29ce484222325
         for byte in script.utf8 { h = (h ^ UInt64(byte)) &* 0x100000001b3 }

@@ -36,23 +36,20 @@ public struct RollupBatch: Sendable {
         granularity == .minute ? self.minutes() : self.minutes().coarsened(to: granularity)
     }
 
+    /// Keys here are at their minute already: only the levels are derived.
     private func minutes() -> RollupDeltas {
-        let granularity = Granularity.minute
-        var out = RollupDeltas(granularity: granularity)
+        var out = RollupDeltas(granularity: .minute)
         for (key, values) in self.fine {
-            let start = granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: key.windowStart))
             for level in SeriesKey.eventLevels {
-                out.merge(RollupKey(series: key.series.projected(onto: level), windowStart: start), values)
+                out.merge(RollupKey(series: key.series.projected(onto: level), windowStart: key.windowStart), values)
             }
         }
         for (key, counters) in self.tags {
             var values = RollupValues()
             values.counters = counters
-            out.merge(RollupKey(series: key.series, windowStart: granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: key.windowStart))), values)
+            out.merge(key, values)
         }
-        for (key, values) in self.distinct {
-            out.merge(RollupKey(series: key.series, windowStart: granularity.windowStart(EventTimestamp(microsecondsSinceEpoch: key.windowStart))), values)
-        }
+        for (key, values) in self.distinct { out.merge(key, values) }
         return out
     }
 }

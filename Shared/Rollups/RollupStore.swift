@@ -17,10 +17,24 @@ public enum RollupStore {
     /// writers (a zombie and its successor, two partitions of one tenant) lock rows in the same order and never
     /// deadlock. Postgres sorts them: comparing keys of Swift strings cost more than building the statement.
     public static func upserts(_ deltas: RollupDeltas) -> [PostgresQuery] {
-        return [true, false].compactMap { distributions in
-            let rows = deltas.windows.filter { $0.key.series.keepsDistributions == distributions }.map { (key: $0.key, value: $0.value) }
-            return rows.isEmpty ? nil : Self.statement(rows, table: deltas.granularity.table, distributions: distributions)
+        let (watched, counted) = Self.split(deltas)
+        return [(watched, true), (counted, false)].compactMap { rows, distributions in
+            rows.isEmpty ? nil : Self.statement(rows, table: deltas.granularity.table, distributions: distributions)
         }
+    }
+
+    /// The rows keeping distributions (the watched levels) and those keeping counters only.
+    static func split(_ deltas: RollupDeltas) -> (watched: [(key: RollupKey, value: RollupValues)], counted: [(key: RollupKey, value: RollupValues)]) {
+        var watched: [(key: RollupKey, value: RollupValues)] = [], counted: [(key: RollupKey, value: RollupValues)] = []
+        for (key, value) in deltas.windows {
+            if key.series.keepsDistributions { watched.append((key, value)) } else { counted.append((key, value)) }
+        }
+        return (watched, counted)
+    }
+
+    /// The sketches of a row selected or returned with each sketch column as text.
+    static func storedSketches(_ row: PostgresRow, into values: inout RollupValues) throws {
+        for sketch in RollupValues.sketches { try sketch.readStored(&values, try StoredSketch.entries(try row.decode(sketch.column), column: sketch.column)) }
     }
 
     static let columnTypes = ["text[]"] + SeriesDimension.allCases.map { _ in "text[]" } + ["timestamptz[]"] + UsageCounters.fields.map { _ in "bigint[]" }
@@ -34,10 +48,7 @@ public enum RollupStore {
     /// transaction after this one's statement began still merges correctly: its conflict is a row that existed.
     public static func write(_ deltas: RollupDeltas, _ conn: isolated PostgresConnection) throws {
         let table = deltas.granularity.table
-        var watched: [(key: RollupKey, value: RollupValues)] = [], counted: [(key: RollupKey, value: RollupValues)] = []
-        for (key, value) in deltas.windows {
-            if key.series.keepsDistributions { watched.append((key, value)) } else { counted.append((key, value)) }
-        }
+        let (watched, counted) = Self.split(deltas)
         if !watched.isEmpty {
             var merged: [(key: RollupKey, value: RollupValues)] = []
             for row in try conn.query(Self.statement(watched, table: table, distributions: true, mergeSketches: false)) {
@@ -45,7 +56,7 @@ public enum RollupStore {
                 let key = RollupKey(series: try self.series(row), windowStart: try row.decode("window_us"))
                 guard let delta = deltas.windows[key] else { continue }
                 var stored = RollupValues()
-                for sketch in RollupValues.sketches { try sketch.readStored(&stored, try StoredSketch.entries(try row.decode(sketch.column), column: sketch.column)) }
+                try Self.storedSketches(row, into: &stored)
                 for sketch in RollupValues.sketches { sketch.merge(&stored, delta) }
                 merged.append((key, stored))
             }
@@ -122,7 +133,7 @@ public enum RollupStore {
     public static func record(_ row: PostgresRow, granularity: Granularity) throws -> RollupRecord {
         var v = RollupValues()
         v.counters = try UsageCounters(row: row)
-        for sketch in RollupValues.sketches { try sketch.readStored(&v, try StoredSketch.entries(try row.decode(sketch.column), column: sketch.column)) }
+        try Self.storedSketches(row, into: &v)
         return RollupRecord(key: RollupKey(series: try self.series(row), windowStart: try row.decode("window_us")), granularity: granularity, version: try row.decode("version"), values: v)
     }
 

@@ -518,7 +518,7 @@ extension TokenwatchSchema {
     }()
 
     /// The roles and grants of `servicePrivileges` as SQL, applied by the migrator after the migrations.
-    public static var privileges: String {
+    public static let privileges: String = {
         var sql = ""
         for (service, tables) in servicePrivileges.sorted(by: { $0.key < $1.key }) {
             let role = "tokenwatch_\(service)"
@@ -537,7 +537,7 @@ extension TokenwatchSchema {
             for (table, grants) in tables.sorted(by: { $0.key < $1.key }) { sql += "GRANT \(grants) ON \(table) TO \(role);\n" }
         }
         return sql
-    }
+    }()
 }
 
 /// The tables holding tenant data that the gateway reads on a caller's behalf.
