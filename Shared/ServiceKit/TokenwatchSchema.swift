@@ -491,8 +491,9 @@ extension TokenwatchSchema {
     /// DDL, no table it does not use). The roles are `tokenwatch_<service>`, LOGIN NOINHERIT without a password (give
     /// one: `ALTER ROLE ... PASSWORD`, or CloudNativePG's managed roles); each is a member of `tokenwatch_service`
     /// (every row of the tables under row-level security) and the gateway also of `tokenwatch_tenant` (which it
-    /// switches to for a caller's reads). Applied after the migrations by every migrating run (`privileges`), so a
-    /// release that uses a table differently changes its grants with its code; README, "Database roles".
+    /// switches to for a caller's reads). Applied after the migrations by the first migrating run of a release and any
+    /// run that applied a migration (`privileges`), so a release that uses a table differently changes its grants with
+    /// its code; README, "Database roles".
     public static let servicePrivileges: [String: [String: String]] = {
         let rollups = Dictionary(uniqueKeysWithValues: Granularity.allCases.map { ($0.table, "SELECT") })
         let read = "SELECT", write = "SELECT, INSERT, UPDATE", all = "SELECT, INSERT, UPDATE, DELETE"
