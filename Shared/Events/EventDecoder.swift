@@ -217,15 +217,16 @@ public struct EventDecoder: Sendable {
                 throw EventValidationError(field: "tags", reason: "tag name longer than \(self.limits.maxTagKeyLength) characters")
             case .failure(let error): throw error
             }
-            let field = "tags.\(key)"
             guard !key.isEmpty else { throw EventValidationError(field: "tags", reason: "tag name must not be empty") }
-            guard tags[key] == nil else { throw EventValidationError(field: field, reason: "duplicate tag") }
             guard tags.count < self.limits.maxTags else { throw EventValidationError(field: "tags", reason: "more than \(self.limits.maxTags) tags") }
             try s.expect(UInt8(ascii: ":"), "':'")
-            guard let value = try self.readString(field, &s, max: self.limits.maxTagValueLength) else {
-                throw EventValidationError(field: field, reason: "must be a string, got null")
+            // The field's name ("tags.<key>") is made only for an error.
+            let value: String?
+            do { value = try self.readString("", &s, max: self.limits.maxTagValueLength) } catch let error as EventValidationError {
+                throw EventValidationError(field: "tags.\(key)", reason: error.reason)
             }
-            tags[key] = value
+            guard let value else { throw EventValidationError(field: "tags.\(key)", reason: "must be a string, got null") }
+            guard tags.updateValue(value, forKey: key) == nil else { throw EventValidationError(field: "tags.\(key)", reason: "duplicate tag") }
         } while s.consume(UInt8(ascii: ","))
         try s.expect(UInt8(ascii: "}"), "',' or '}'")
         return tags

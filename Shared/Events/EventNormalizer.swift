@@ -31,27 +31,37 @@ public struct EventNormalizer: Sendable {
         var e = event
         e.provider = self.provider(event.provider)
         e.model = self.model(event.model, provider: event.provider)
-        e.operation = e.operation.lowercased()
-        if let errorType = e.errorType { e.errorType = errorType.lowercased() }
+        e.operation = lowercase(e.operation)
+        if let errorType = e.errorType { e.errorType = lowercase(errorType) }
         return e
     }
 
     /// The canonical provider name. Query filters go through this too, so a filter finds what ingest stored.
     public func provider(_ name: String) -> String {
-        let provider = name.lowercased()
+        let provider = lowercase(name)
         return self.providerAliases[provider] ?? provider
     }
 
     /// The canonical model name; `provider` is the name as given (its prefix is stripped in either spelling).
     /// With no provider (a query filtering by model alone), a `<known provider>/` prefix is stripped.
     public func model(_ name: String, provider: String?) -> String {
-        var model = name.lowercased()
-        let given = provider?.lowercased()
-        let candidates = given.map { [self.provider($0), $0] } ?? Array(Self.knownProviders.union(self.providerAliases.keys).union(self.providerAliases.values))
-        for p in candidates where model.hasPrefix(p + "/") {
-            model.removeFirst(p.count + 1)
-            break
+        var model = lowercase(name)
+        // Only a name with a '/' can carry a provider prefix (most have none: no candidates are made then).
+        if model.utf8.contains(UInt8(ascii: "/")) {
+            let given = provider.map(lowercase)
+            let candidates = given.map { [self.provider($0), $0] } ?? Array(Self.knownProviders.union(self.providerAliases.keys).union(self.providerAliases.values))
+            for p in candidates where model.hasPrefix(p + "/") {
+                model.removeFirst(p.count + 1)
+                break
+            }
         }
         return self.modelAliases[model] ?? model
     }
+}
+
+/// `text.lowercased()`, without making a new string when it has no uppercase ASCII letter and no non-ASCII byte (the
+/// usual provider, model and operation names; this runs for every event).
+func lowercase(_ text: String) -> String {
+    for b in text.utf8 where b >= 0x80 || (b >= UInt8(ascii: "A") && b <= UInt8(ascii: "Z")) { return text.lowercased() }
+    return text
 }

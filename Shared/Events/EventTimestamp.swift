@@ -106,14 +106,14 @@ public struct EventTimestamp: Sendable, Hashable, Comparable, CustomStringConver
             days -= 1
         }
         let (y, m, d) = civilFromDays(Int(days))
+        // In place, no array a field: every event is written with its timestamp.
         func put(_ v: Int, _ width: Int) {
-            var digits = [UInt8](repeating: 48, count: width)
-            var v = v
-            for i in stride(from: width - 1, through: 0, by: -1) {
-                digits[i] = UInt8(48 + v % 10)
-                v /= 10
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            while divisor > 0 {
+                out.append(UInt8(truncatingIfNeeded: 48 + v / divisor % 10))
+                divisor /= 10
             }
-            out.append(contentsOf: digits)
         }
         put(y, 4); out.append(UInt8(ascii: "-")); put(m, 2); out.append(UInt8(ascii: "-")); put(d, 2)
         out.append(UInt8(ascii: "T"))

@@ -9,27 +9,31 @@ extension LLMEvent {
     }
 
     public func writeJSON(into out: inout [UInt8]) {
+        // Every event passes here in the gateway and the ingestor: names are copied as they are (they need no
+        // escape) and numbers written digit by digit, with no string made on the way.
         var first = true
-        func key(_ name: String) {
+        func key(_ name: StaticString) {
             out.append(first ? UInt8(ascii: "{") : UInt8(ascii: ","))
             first = false
-            writeJSONString(name, into: &out)
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            out.append(UInt8(ascii: "\""))
             out.append(UInt8(ascii: ":"))
         }
-        func string(_ name: String, _ value: String?) {
+        func string(_ name: StaticString, _ value: String?) {
             guard let value else { return }
             key(name)
             writeJSONString(value, into: &out)
         }
-        func integer(_ name: String, _ value: Int64?) {
+        func integer(_ name: StaticString, _ value: Int64?) {
             guard let value else { return }
             key(name)
-            out.append(contentsOf: String(value).utf8)
+            out.appendDecimal(value)
         }
-        func number(_ name: String, _ value: Double?) {
+        func number(_ name: StaticString, _ value: Double?) {
             guard let value else { return }
             key(name)
-            out.append(contentsOf: (value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)).utf8)
+            if value == value.rounded() && abs(value) < 1e15 { out.appendDecimal(Int64(value)) } else { out.append(contentsOf: String(value).utf8) }
         }
         string("event_id", self.eventID)
         string("tenant_id", self.tenantID)
@@ -50,7 +54,7 @@ extension LLMEvent {
         string("error_type", self.errorType)
         if let cost = self.costNanos {
             key("cost_usd")
-            out.append(contentsOf: Self.decimalUSD(nanos: cost).utf8)
+            Self.writeDecimalUSD(nanos: cost, into: &out)
         }
         string("user_id", self.userID)
         string("session_id", self.sessionID)
@@ -79,13 +83,31 @@ extension LLMEvent {
 
     /// Exact decimal text of a nano-dollar amount ("0.00000024"), never through binary floating point.
     public static func decimalUSD(nanos: Int64) -> String {
-        let whole = nanos / nanosPerUSD
-        let fraction = nanos % nanosPerUSD
-        if fraction == 0 { return String(whole) }
-        var digits = String(fraction)
-        digits = String(repeating: "0", count: 9 - digits.count) + digits
-        while digits.hasSuffix("0") { digits.removeLast() }
-        return "\(whole).\(digits)"
+        var out: [UInt8] = []
+        Self.writeDecimalUSD(nanos: nanos, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `decimalUSD` appended to `out`.
+    public static func writeDecimalUSD(nanos: Int64, into out: inout [UInt8]) {
+        if nanos < 0 { out.append(UInt8(ascii: "-")) }
+        // Magnitudes: the most negative value has no positive counterpart.
+        let magnitude = nanos.magnitude, per = UInt64(nanosPerUSD)
+        out.appendDecimal(magnitude / per)
+        var fraction = magnitude % per
+        guard fraction != 0 else { return }
+        var width = 9
+        while fraction % 10 == 0 {
+            fraction /= 10
+            width -= 1
+        }
+        out.append(UInt8(ascii: "."))
+        var divisor: UInt64 = 1
+        for _ in 1..<width { divisor *= 10 }
+        while divisor > 0 {
+            out.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: fraction / divisor % 10))
+            divisor /= 10
+        }
     }
 }
 
@@ -123,4 +145,19 @@ public func writeJSONString(_ value: String, into out: inout [UInt8]) {
         }
     }
     out.append(UInt8(ascii: "\""))
+}
+
+extension [UInt8] {
+    /// Appends the decimal digits of `value`. Inlinable: other modules' hot loops (the aggregator's statements and
+    /// stored sketches) get it specialized to their integer type rather than through the generic witness table.
+    @inlinable
+    public mutating func appendDecimal<T: BinaryInteger>(_ value: T) {
+        if value < 0 {
+            self.append(UInt8(ascii: "-"))
+            // Magnitude first: the most negative value has no positive counterpart.
+            return self.appendDecimal(value.magnitude)
+        }
+        if value >= 10 { self.appendDecimal(value / 10) }
+        self.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: value % 10))
+    }
 }

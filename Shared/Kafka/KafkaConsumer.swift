@@ -81,8 +81,13 @@ public final class KafkaConsumer: Sendable {
     /// Batches of messages, each of at most `maxMessages`, as they arrive. Ends after `close()`.
     /// With `includeEmpty`, a poll that times out yields an empty batch, so a consumer can do periodic work while
     /// its partitions are quiet.
-    public func batches(maxMessages: Int = 1000, pollTimeout: Duration = .milliseconds(100), includeEmpty: Bool = false) -> KafkaMessageBatches {
-        KafkaMessageBatches(consumer: self, maxMessages: maxMessages, pollTimeout: pollTimeout, includeEmpty: includeEmpty)
+    /// With a `linger`, a poll that finds messages is followed by more polls, appended to it, until one finds none
+    /// (nothing more has arrived), `linger` has passed since the first, or the batch holds `maxMessages`: under
+    /// steady traffic a batch spans `linger`, so a consumer whose cost is per row written rather than per event
+    /// (the aggregator) writes each row once a `linger` instead of once a poll; a lone burst is handed over as soon
+    /// as it has all arrived.
+    public func batches(maxMessages: Int = 1000, pollTimeout: Duration = .milliseconds(100), includeEmpty: Bool = false, linger: Duration = .zero) -> KafkaMessageBatches {
+        KafkaMessageBatches(consumer: self, maxMessages: maxMessages, pollTimeout: pollTimeout, includeEmpty: includeEmpty, linger: linger)
     }
 
     /// One poll on the polling thread: nil when the consumer is closing, an empty array on timeout.
@@ -298,17 +303,30 @@ public struct KafkaMessageBatches: AsyncSequence, Sendable {
     let maxMessages: Int
     let pollTimeout: Duration
     let includeEmpty: Bool
+    let linger: Duration
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let consumer: KafkaConsumer
         let maxMessages: Int
         let timeoutMs: Int32
         let includeEmpty: Bool
+        let linger: Duration
 
         public mutating func next() async throws -> [KafkaMessage]? {
             while !Task.isCancelled {
-                guard let batch = try await self.consumer.poll(maxMessages: self.maxMessages, timeoutMilliseconds: self.timeoutMs) else {
+                guard var batch = try await self.consumer.poll(maxMessages: self.maxMessages, timeoutMilliseconds: self.timeoutMs) else {
                     return nil
+                }
+                if !batch.isEmpty && self.linger > .zero {
+                    let start = ContinuousClock.now
+                    while batch.count < self.maxMessages, ContinuousClock.now - start < self.linger, !Task.isCancelled {
+                        // Closing: what was gathered is not handed out; nothing of it was processed or committed.
+                        guard let more = try await self.consumer.poll(maxMessages: self.maxMessages - batch.count, timeoutMilliseconds: self.timeoutMs) else {
+                            return nil
+                        }
+                        if more.isEmpty { break }
+                        batch += more
+                    }
                 }
                 if !batch.isEmpty || self.includeEmpty { return batch }
             }
@@ -318,6 +336,6 @@ public struct KafkaMessageBatches: AsyncSequence, Sendable {
 
     public func makeAsyncIterator() -> AsyncIterator {
         let ms = self.pollTimeout.components.seconds * 1000 + self.pollTimeout.components.attoseconds / 1_000_000_000_000_000
-        return AsyncIterator(consumer: self.consumer, maxMessages: self.maxMessages, timeoutMs: Int32(Swift.max(ms, 1)), includeEmpty: self.includeEmpty)
+        return AsyncIterator(consumer: self.consumer, maxMessages: self.maxMessages, timeoutMs: Int32(Swift.max(ms, 1)), includeEmpty: self.includeEmpty, linger: self.linger)
     }
 }

@@ -94,8 +94,18 @@ public struct KafkaMessage: Sendable {
 extension Sequence where Element == KafkaMessage {
     /// For each partition in these messages, the offset to commit once all of them are processed (highest + 1).
     public var nextOffsets: [KafkaTopicPartition: Int64] {
+        // A batch holds runs of one partition: the dictionary is touched once a run, not twice a message.
         var out: [KafkaTopicPartition: Int64] = [:]
-        for m in self { out[m.topicPartition] = Swift.max(out[m.topicPartition] ?? 0, m.offset + 1) }
+        var run: (tp: KafkaTopicPartition, next: Int64)?
+        for m in self {
+            if let r = run, r.tp.partition == m.partition, r.tp.topic == m.topic {
+                run = (r.tp, Swift.max(r.next, m.offset + 1))
+                continue
+            }
+            if let r = run { out[r.tp] = Swift.max(out[r.tp] ?? 0, r.next) }
+            run = (m.topicPartition, m.offset + 1)
+        }
+        if let r = run { out[r.tp] = Swift.max(out[r.tp] ?? 0, r.next) }
         return out
     }
 }

@@ -74,16 +74,3 @@ extension StoredSketch {
         return String(decoding: out, as: UTF8.self)
     }
 }
-
-extension [UInt8] {
-    /// Appends the decimal digits of `value`.
-    mutating func appendDecimal<T: BinaryInteger>(_ value: T) {
-        if value < 0 {
-            self.append(UInt8(ascii: "-"))
-            // Magnitude first: the most negative value has no positive counterpart.
-            return self.appendDecimal(value.magnitude)
-        }
-        if value >= 10 { self.appendDecimal(value / 10) }
-        self.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: value % 10))
-    }
-}

@@ -32,7 +32,17 @@ extension UsageCounters {
 
     /// One `bigint[]` literal per counter, in `fields` order, over `rows`: the counter columns of an unnested upsert.
     static func columnArrays(_ rows: [UsageCounters]) -> [String?] {
-        Self.fields.map { field in "{" + rows.map { String($0[keyPath: field.keyPath]) }.joined(separator: ",") + "}" }
+        // Byte by byte: one string a counter a row, joined, was a tenth of the aggregator's time.
+        Self.fields.indices.map { field in
+            var out: [UInt8] = [UInt8(ascii: "{")]
+            out.reserveCapacity(rows.count * 8 + 2)
+            for (i, row) in rows.enumerated() {
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                out.appendDecimal(row.value(at: field))
+            }
+            out.append(UInt8(ascii: "}"))
+            return String(decoding: out, as: UTF8.self)
+        }
     }
 }
 

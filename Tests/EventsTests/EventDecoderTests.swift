@@ -203,6 +203,16 @@ struct EventDecoderTests {
         #expect(try EventDecoder().decode(weird.jsonBytes()).model == weird.model)
     }
 
+    @Test("cost in dollars is the exact decimal of the nano-dollars, shortest form, at every magnitude")
+    func decimalDollars() {
+        var rng = SystemRandomNumberGenerator()
+        let fixed: [Int64] = [0, 1, 5, 10, 999_999_999, 1_000_000_000, 1_500_000_000, 240_000_000, 123_456_789_012, .max]
+        for nanos in fixed + (0..<500).map({ _ in Int64.random(in: 0 ... .max, using: &rng) >> Int64.random(in: 0...60, using: &rng) }) {
+            let expected = (Decimal(nanos) / Decimal(1_000_000_000)).description
+            #expect(LLMEvent.decimalUSD(nanos: nanos) == expected, "\(nanos)")
+        }
+    }
+
     @Test("RFC 3339 parsing and formatting", arguments: [
         ("1970-01-01T00:00:00Z", Int64(0)), ("2026-11-23T06:37:02.123456789Z", 1_795_415_822_123_456),
         ("2024-02-29T23:59:59.5-01:30", 1_709_256_599_500_000), ("2016-12-31T23:59:60Z", 1_483_228_799_999_999),

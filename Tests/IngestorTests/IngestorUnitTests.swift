@@ -25,6 +25,17 @@ struct IngestorUnitTests {
         _ = p2
     }
 
+    @Test("only partitions that do not go on where this member left off are checked against the committed offsets")
+    func fetchGapsChecked() {
+        func m(_ partition: Int32, _ offset: Int64) -> KafkaMessage { KafkaMessage(topic: "raw", partition: partition, offset: offset, key: nil, value: []) }
+        let p = (0...3).map { KafkaTopicPartition(topic: "raw", partition: Int32($0)) }
+        // p0 goes on at 300 as expected; p1 starts past where this member left off (a stale fetch, perhaps); p2 is
+        // before it (a seek back); p3 was never processed here.
+        let batch = [m(0, 301), m(0, 300), m(1, 60), m(2, 10), m(3, 7)]
+        #expect(FetchGap.unverified(in: batch, expected: [p[0]: 300, p[1]: 50, p[2]: 40]) == [p[1], p[2], p[3]])
+        #expect(FetchGap.unverified(in: [], expected: [p[0]: 300]).isEmpty)
+    }
+
     @Test("providers and models take one canonical spelling", arguments: [
         ("OpenAI", "GPT-4o", "openai", "gpt-4o"),
         ("openai", "openai/gpt-4o-mini", "openai", "gpt-4o-mini"),

@@ -109,15 +109,28 @@ struct KafkaIntegrationTests {
         broker.stop()
     }
 
+    @Test("with a linger, a backlog comes in batches of the maximum, and the rest as soon as a poll finds nothing more")
+    func lingerGathersPolls() async throws {
+        let topic = try await producedTopic("linger", partitions: 4, count: 2500, keys: 13)
+        let consumer = try makeConsumer(group: TestEnvironment.unique("g"))
+        try consumer.subscribe(topics: [topic])
+        // A linger far past the test's limit: the last batch can only come from a poll that found nothing.
+        let sizes = try await within(.seconds(60), "2500 in lingering batches") {
+            var sizes: [Int] = [], total = 0
+            for try await batch in consumer.batches(maxMessages: 1000, linger: .seconds(3600)) {
+                sizes.append(batch.count)
+                total += batch.count
+                if total >= 2500 { break }
+            }
+            return sizes
+        }
+        await consumer.close()
+        #expect(sizes == [1000, 1000, 500])
+    }
+
     @Test("committed offsets resume a new member with no loss and no duplicate")
     func commitAndResume() async throws {
-        let topic = TestEnvironment.unique("resume")
-        try MockBrokerControl.createTopic(topic, partitions: 3)
-        let producer = try makeProducer()
-        try await producer.sendAll((0..<300).map { i in
-            KafkaProducerMessage(topic: topic, key: Array("k\(i % 11)".utf8), value: Array("\(i)".utf8))
-        })
-        await producer.shutdown()
+        let topic = try await producedTopic("resume", partitions: 3, count: 300, keys: 11)
         let group = TestEnvironment.unique("g")
 
         // First member: processes 120 messages, commits exactly those, leaves.

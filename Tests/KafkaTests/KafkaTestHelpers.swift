@@ -20,6 +20,18 @@ func makeConsumer(group: String, handler: (any KafkaRebalanceHandler)? = nil, br
     return try KafkaConsumer(configuration: config, rebalanceHandler: handler, logger: testLogger)
 }
 
+/// A new topic holding `count` messages, values "0", "1", ..., keyed over `keys` keys.
+func producedTopic(_ prefix: String, partitions: Int, count: Int, keys: Int) async throws -> String {
+    let topic = TestEnvironment.unique(prefix)
+    try MockBrokerControl.createTopic(topic, partitions: partitions)
+    let producer = try makeProducer()
+    try await producer.sendAll((0..<count).map { i in
+        KafkaProducerMessage(topic: topic, key: Array("k\(i % keys)".utf8), value: Array("\(i)".utf8))
+    })
+    await producer.shutdown()
+    return topic
+}
+
 /// Records assignments and lets a test await a state of them.
 final class RecordingRebalanceHandler: KafkaRebalanceHandler {
     private let state = Mutex<(assigned: Set<KafkaTopicPartition>, waiters: [(@Sendable (Set<KafkaTopicPartition>) -> Bool, CheckedContinuation<Void, Never>)])>(([], []))

@@ -38,40 +38,41 @@ public final class DimensionRegistry: Sendable {
     /// concurrent replicas cannot exceed the cap.
     public func apply(_ events: [LLMEvent], promoted: [[String: String]]? = nil) async throws -> (events: [LLMEvent], promoted: [[String: String]]) {
         var promoted = promoted ?? Array(repeating: [:], count: events.count)
-        // Each event's capped values, once (this runs for every event at full ingest rate).
-        let items: [[(slot: Slot, value: String)]] = events.indices.map { i in
-            guard let tenant = events[i].tenantID else { return [] }
-            var out: [(Slot, String)] = []
-            if let app = events[i].app, app != Self.other { out.append((Slot(tenant: tenant, name: SeriesDimension.app.rawValue), app)) }
-            if let environment = events[i].environment, environment != Self.other { out.append((Slot(tenant: tenant, name: SeriesDimension.environment.rawValue), environment)) }
-            for (key, value) in promoted[i] where value != Self.other { out.append((Slot(tenant: tenant, name: "tag:" + key), value)) }
-            return out
-        }
+        // One look per value at full ingest rate: values already admitted (nearly all) are done with; the others are
+        // kept to be looked at again once this batch's new values are admitted.
+        var pending: [(event: Int, slot: Slot, value: String)] = []
         // In the order the batch holds them: the first values sent are the ones admitted.
         var unseen: [Slot: [String]] = [:]
         self.admitted.withLock { admitted in
-            for (slot, value) in items.joined() {
+            func check(_ i: Int, _ slot: Slot, _ value: String) {
                 let known = admitted[slot]
-                if known?.contains(value) != true && (known?.count ?? 0) < self.cap && unseen[slot]?.contains(value) != true {
-                    unseen[slot, default: []].append(value)
+                if known?.contains(value) == true { return }
+                pending.append((i, slot, value))
+                if (known?.count ?? 0) < self.cap && unseen[slot]?.contains(value) != true { unseen[slot, default: []].append(value) }
+            }
+            for i in events.indices {
+                guard let tenant = events[i].tenantID else { continue }
+                if let app = events[i].app, app != Self.other { check(i, Slot(tenant: tenant, name: SeriesDimension.app.rawValue), app) }
+                if let environment = events[i].environment, environment != Self.other {
+                    check(i, Slot(tenant: tenant, name: SeriesDimension.environment.rawValue), environment)
                 }
+                for (key, value) in promoted[i] where value != Self.other { check(i, Slot(tenant: tenant, name: "tag:" + key), value) }
             }
         }
+        guard !pending.isEmpty else { return (events, promoted) }
         for (slot, values) in unseen.sorted(by: { $0.key < $1.key }) {
             let admitted = try await self.admit(values, tenant: slot.tenant, dimension: slot.name)
             self.admitted.withLock { $0[slot, default: []].formUnion(admitted) }
         }
         var out = events
         self.admitted.withLock { admitted in
-            for i in events.indices {
-                for (slot, value) in items[i] where admitted[slot]?.contains(value) != true {
-                    switch slot.name {
-                    case SeriesDimension.app.rawValue: out[i].app = Self.other
-                    case SeriesDimension.environment.rawValue: out[i].environment = Self.other
-                    default: promoted[i][String(slot.name.dropFirst(4))] = Self.other
-                    }
-                    self.overflow(slot.name).increment()
+            for (i, slot, value) in pending where admitted[slot]?.contains(value) != true {
+                switch slot.name {
+                case SeriesDimension.app.rawValue: out[i].app = Self.other
+                case SeriesDimension.environment.rawValue: out[i].environment = Self.other
+                default: promoted[i][String(slot.name.dropFirst(4))] = Self.other
                 }
+                self.overflow(slot.name).increment()
             }
         }
         return (out, promoted)

@@ -51,17 +51,21 @@ public struct PriceTable: Sendable {
     }
 
     private var prices: [Key: ModelPrice] = [:]
+    /// Tenants with rows of their own: the others skip the first lookup (two hashes of three strings an event).
+    private var overridden: Set<String> = []
 
     public init() {}
 
     public mutating func set(_ price: ModelPrice, tenant: String = "", provider: String, model: String) {
         self.prices[Key(tenant: tenant, provider: provider, model: model)] = price
+        if !tenant.isEmpty { self.overridden.insert(tenant) }
     }
 
     public var count: Int { self.prices.count }
 
     public func price(tenant: String, provider: String, model: String) -> ModelPrice? {
-        self.prices[Key(tenant: tenant, provider: provider, model: model)] ?? self.prices[Key(tenant: "", provider: provider, model: model)]
+        if self.overridden.contains(tenant), let own = self.prices[Key(tenant: tenant, provider: provider, model: model)] { return own }
+        return self.prices[Key(tenant: "", provider: provider, model: model)]
     }
 
     /// Reads the whole `prices` table.

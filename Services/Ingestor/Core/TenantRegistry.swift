@@ -42,6 +42,25 @@ public final class TenantRegistry: Sendable {
     }
 
     /// The tag keys the tenant aggregates (`promoted_tags`).
+    /// What a batch needs of each of its tenants, under one lock: status, promoted tag keys, cost policy.
+    public struct Info: Sendable {
+        public var status: Status
+        public var promotedTags: Set<String>
+        public var costPolicy: CostPolicy
+    }
+
+    public func infos(_ tenants: Set<String>) -> [String: Info] {
+        self.state.withLock { state in
+            var out: [String: Info] = [:]
+            for tenant in tenants {
+                let known = state.known[tenant]
+                out[tenant] = Info(status: known.map { $0.disabled ? .disabled : .active } ?? .unknown,
+                                   promotedTags: Set(known?.promotedTags ?? []), costPolicy: known?.costPolicy ?? .default)
+            }
+            return out
+        }
+    }
+
     public func promotedTags(_ tenant: String) -> [String] {
         self.state.withLock { $0.known[tenant]?.promotedTags } ?? []
     }

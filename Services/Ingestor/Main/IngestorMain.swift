@@ -5,6 +5,7 @@ import Logging
 import Postgres
 import Redis
 import ServiceKit
+import Synchronization
 
 /// The ingestor: llm.events.raw.v1 -> validated, normalized, deduplicated, priced events on llm.events.v1, rejects on
 /// llm.events.dlq.v1; source offsets committed only after every output of a batch is acknowledged.
@@ -25,13 +26,16 @@ struct IngestorMain {
                 prices: try await PriceTable.load(from: postgres), tenants: tenants,
                 dimensions: DimensionRegistry(postgres: postgres, cap: settings.dimensionCap), logger: runtime.logger)
             let logger = runtime.logger
+            // Per partition, the offset after the last message this member processed (or sought back to).
+            let expected = Mutex<[KafkaTopicPartition: Int64]>([:])
             let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics.raw], logger: logger, batchSize: settings.batchSize) { fetched in
                 // A stale fetch (see `FetchGap`): that partition's messages are dropped and it is read again from the
                 // committed offset, unless retention deleted what lies in between. Without the committed offsets
                 // (the broker busy with a rebalance) the batch goes on as it is.
                 var batch = fetched
-                let committed = (try? await consumer.committed(Array(Set(fetched.map(\.topicPartition))))) ?? [:]
-                var gaps = FetchGap.gaps(in: fetched, committed: committed)
+                let unverified = FetchGap.unverified(in: fetched, expected: expected.withLock { $0 })
+                let committed = unverified.isEmpty ? [:] : ((try? await consumer.committed(Array(unverified))) ?? [:])
+                var gaps = FetchGap.gaps(in: fetched.filter { unverified.contains($0.topicPartition) }, committed: committed)
                 for (tp, offset) in gaps {
                     if let low = try? await consumer.lowWatermark(tp), low > offset {
                         logger.error("Raw events deleted by retention before they were ingested", metadata: ["kafka.partition": "\(tp)", "from": "\(offset)", "to": "\(low)"])
@@ -42,9 +46,11 @@ struct IngestorMain {
                     logger.warning("Stale fetch: reading partitions again from their committed offsets", metadata: ["kafka.partitions": "\(gaps.keys.sorted { $0.partition < $1.partition })"])
                     batch.removeAll { gaps[$0.topicPartition] != nil }
                     try await consumer.seek(gaps.mapValues { .offset($0) })
+                    expected.withLock { for (tp, offset) in gaps { $0[tp] = offset } }
                 }
                 guard !batch.isEmpty else { return }
                 let (_, commit) = try await pipeline.process(batch)
+                expected.withLock { $0.merge(commit) { $1 } }
                 do {
                     try await consumer.commit(commit)
                 } catch {
