@@ -179,6 +179,45 @@ struct AggregatorIntegrationTests {
         await world.postgres.close()
     }
 
+    @Test("per-user totals stay exact when rows are removed or added behind the aggregator's back: the batch is written again with upserts")
+    func knownUsersOutOfDate() async throws {
+        let world = try await World.make()
+        var events = workload(world, count: 400, seed: 11)
+        // One tenant's user in the first and second quarters, and one only in the last quarter.
+        events[10].userID = "both-user"
+        events[250].userID = "both-user"
+        events[250].tenantID = events[10].tenantID
+        events[250].timestamp = events[10].timestamp
+        events[350].userID = "late-user"
+        let both = events[250], late = events[350]
+        func key(_ e: LLMEvent) -> String { "\(e.tenantID!)|\(e.timestamp.rfc3339.prefix(10))|\(e.userID!)" }
+        func day(_ e: LLMEvent) -> String { String(e.timestamp.rfc3339.prefix(10)) }
+        let input = events.enumerated().map { message($0.element, offset: Int64($0.offset), sourceOffset: Int64($0.offset), topic: world.topics.events) }
+        let core = world.core()
+        try await world.assign(core)
+        #expect(try await core.process(Array(input[0..<200])).applied == 200)
+
+        // Another writer removes both-user's row: the aggregator's update of it finds nothing.
+        try await world.postgres.query("DELETE FROM user_totals_1d WHERE tenant_id = \(both.tenantID!) AND day = \(day(both))::date AND user_id = 'both-user'")
+        #expect(try await core.process(Array(input[200..<300])).applied == 100)
+        var expected = userGroundTruth(Array(events[0..<300]))
+        expected[key(both)] = userGroundTruth([both])[key(both)]
+        #expect(try await userTotals(world) == expected, "both-user holds the second batch only; nothing else lost or doubled")
+
+        // Another writer adds late-user's row: the aggregator's insert of it meets it.
+        try await world.postgres.query("""
+            INSERT INTO user_totals_1d (tenant_id, day, user_id, requests, errors, input_tokens, output_tokens, cached_input_tokens, reasoning_tokens, cost_nanos)
+            VALUES (\(late.tenantID!), \(day(late))::date, 'late-user', 5, 0, 7, 0, 0, 0, 0)
+            """)
+        #expect(try await core.process(Array(input[300...])).applied == 100)
+        expected = userGroundTruth(events)
+        expected[key(both)] = userGroundTruth([both])[key(both)]
+        expected[key(late)] = zip(expected[key(late)]!, [5, 0, 7, 0, 0]).map { $0 + $1 }
+        #expect(try await userTotals(world) == expected)
+        await world.producer.shutdown()
+        await world.postgres.close()
+    }
+
     @Test("a batch that starts past the stored offset (fetched before a revocation or a seek) is not applied: the member seeks back, and nothing is lost")
     func staleFetch() async throws {
         let world = try await World.make()

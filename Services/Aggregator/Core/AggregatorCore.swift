@@ -20,6 +20,8 @@ public final class AggregatorCore: Sendable {
     public let states: PartitionStates
     public let settings: AggregatorSettings
     public let topics: Topics
+    /// The per-user rows known to exist (`KnownUsers`; nil with `TW_AGGREGATOR_KNOWN_USERS=0`).
+    let knownUsers: KnownUsers?
     let logger: Logger
     private let applied = Counter(label: "tw_aggregator_events_total", dimensions: [("outcome", "applied")])
     private let replays = Counter(label: "tw_aggregator_events_total", dimensions: [("outcome", "replay")])
@@ -50,6 +52,7 @@ public final class AggregatorCore: Sendable {
         self.settings = settings
         self.topics = topics
         self.logger = logger
+        self.knownUsers = settings.knownUsers > 0 ? KnownUsers(capacity: settings.knownUsers) : nil
     }
 
     public struct Summary: Sendable, Equatable {
@@ -99,6 +102,8 @@ public final class AggregatorCore: Sendable {
                         summary = Summary()
                         self.logger.warning("Batch not applied: reloading partition state", metadata: ["kafka.partition": "\(tp)", "error": "\(error)"])
                         (error is Fenced ? self.fenced : self.gaps).increment()
+                        // Another member may have written this partition's tenants meanwhile.
+                        self.knownUsers?.forgetAll()
                         self.states[tp] = try await PartitionState.load(tp, postgres: self.postgres)
                         summary.fenced.append(tp)
                     }
@@ -194,8 +199,9 @@ public final class AggregatorCore: Sendable {
         let expected = state.nextOffset
         let final = next
         let rollupDeltas = [minutes, hours, days].filter { !$0.isEmpty }
-        let upserts = UserTotalsStore.upserts(users) + evidence.statements()
-        try await self.postgres.withTransaction { conn in
+        let upserts = evidence.statements()
+        let userDeltas = users
+        let transaction: @Sendable (isolated PostgresConnection, KnownUsers?) throws -> [UserDayKey] = { conn, known in
             let moved = try conn.query("""
                 UPDATE aggregator_partitions SET next_offset = \(final.nextOffset), watermark_us = \(final.watermark)
                 WHERE topic = \(tp.topic) AND partition = \(tp.partition) AND next_offset = \(expected)
@@ -209,6 +215,7 @@ public final class AggregatorCore: Sendable {
                     """)
             }
             for deltas in rollupDeltas { try RollupStore.write(deltas, conn) }
+            let inserted = try UserTotalsStore.write(userDeltas, known: known, conn)
             for upsert in upserts { try conn.query(upsert) }
             if !emits.isEmpty {
                 // One statement: the windows' keys as arrays, unnested.
@@ -224,7 +231,18 @@ public final class AggregatorCore: Sendable {
                         """,
                     parameters: [tp.topic, String(tp.partition)] + arrays.map { Optional($0) }))
             }
+            return inserted
         }
+        let inserted: [UserDayKey]
+        do {
+            inserted = try await self.postgres.withTransaction { conn in try transaction(conn, self.knownUsers) }
+        } catch where KnownUsers.isStale(error) {
+            // Another writer added or removed per-user rows of these tenants: written again with upserts.
+            self.logger.info("Per-user rows not as known: batch written again with upserts", metadata: ["kafka.partition": "\(tp)", "error": "\(error)"])
+            self.knownUsers?.forgetAll()
+            inserted = try await self.postgres.withTransaction { conn in try transaction(conn, nil) }
+        }
+        self.knownUsers?.inserted(inserted)
         self.states[tp] = next
     }
 

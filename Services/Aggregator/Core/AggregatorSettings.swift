@@ -18,6 +18,9 @@ public struct AggregatorSettings: Sendable {
     /// main cost, follow the number of batches, not of events. The price is freshness: a rollup lags its events by
     /// up to this much more (`make bench`, end-to-end delay). 0 makes every poll a batch.
     public var linger: Duration = .seconds(1)
+    /// `TW_AGGREGATOR_KNOWN_USERS`: most per-user row keys held in memory (`KnownUsers`, about 40 bytes each), so
+    /// that new users' rows are inserted plainly rather than upserted. Default: 1000000. 0 upserts every row.
+    public var knownUsers = 1_000_000
 
     public init(allowedLateness: Duration = .seconds(600), emitDelay: Duration = .seconds(5), batchSize: Int = 50_000, linger: Duration = .seconds(1)) {
         self.allowedLateness = allowedLateness
@@ -32,6 +35,7 @@ public struct AggregatorSettings: Sendable {
         self.emitDelay = try environment.duration("TW_EMIT_DELAY", default: self.emitDelay, in: .seconds(0) ... .seconds(3600))
         self.batchSize = try environment.int("TW_AGGREGATOR_BATCH", default: self.batchSize, in: 1...100_000)
         self.linger = try environment.duration("TW_AGGREGATOR_LINGER", default: self.linger, in: .seconds(0) ... .seconds(60))
+        self.knownUsers = try environment.int("TW_AGGREGATOR_KNOWN_USERS", default: self.knownUsers, in: 0...100_000_000)
     }
 }
 
