@@ -115,11 +115,14 @@ public final class IngestPipeline: Sendable {
         var summary = Summary()
         var outputs: [KafkaProducerMessage] = []
         outputs.reserveCapacity(batch.count)
-        var valid: [(message: KafkaMessage, event: LLMEvent)] = []
-        valid.reserveCapacity(batch.count)
+        // The valid events and the index of each one's message: parallel arrays, so that no step copies a message
+        // (four reference counts each) or an event more than it must.
+        var events: [LLMEvent] = [], sources: [Int] = []
+        events.reserveCapacity(batch.count)
+        sources.reserveCapacity(batch.count)
         let decoder = EventDecoder(limits: self.configuration.limits)
 
-        for message in batch {
+        for (i, message) in batch.enumerated() {
             let event: LLMEvent
             do {
                 event = try decoder.decode(message.value, now: now)
@@ -133,66 +136,74 @@ public final class IngestPipeline: Sendable {
                 summary.rejected += 1
                 continue
             }
-            valid.append((message, self.normalizer.normalize(event)))
+            events.append(self.normalizer.normalize(event))
+            sources.append(i)
         }
 
         // Tenants must exist and be enabled (a commas in an id cannot occur: ids are validated identifiers).
-        let tenantIDs = Set(valid.map { $0.event.tenantID! })
+        let tenantIDs = Set(events.map { $0.tenantID! })
         try await self.tenants.resolve(tenantIDs)
         // Each tenant's settings once a batch (not three lookups under a lock an event).
         let tenants = self.tenants.infos(tenantIDs)
-        valid.removeAll { message, event in
-            let tenant = event.tenantID!
+        var kept = 0
+        for k in events.indices {
+            let tenant = events[k].tenantID!
             switch tenants[tenant]?.status ?? .unknown {
-            case .active: return false
+            case .active:
+                if kept != k {
+                    events.swapAt(kept, k)
+                    sources.swapAt(kept, k)
+                }
+                kept += 1
+                continue
             case .unknown:
-                outputs.append(self.deadLetter(message, reason: .unknownTenant, detail: "tenant_id: no tenant '\(tenant)' exists"))
+                outputs.append(self.deadLetter(batch[sources[k]], reason: .unknownTenant, detail: "tenant_id: no tenant '\(tenant)' exists"))
             case .disabled:
-                outputs.append(self.deadLetter(message, reason: .tenantDisabled, detail: "tenant_id: tenant '\(tenant)' is disabled"))
+                outputs.append(self.deadLetter(batch[sources[k]], reason: .tenantDisabled, detail: "tenant_id: tenant '\(tenant)' is disabled"))
             }
             summary.rejected += 1
-            return true
         }
+        events.removeLast(events.count - kept)
+        sources.removeLast(sources.count - kept)
 
         // Promoted tags (the tenant's keys the event carries), then the cardinality cap on them, app and environment.
-        var promoted: [[String: String]] = valid.map { _, event in
+        var promoted: [[String: String]] = events.map { event in
             guard let keys = tenants[event.tenantID!]?.promotedTags, !keys.isEmpty, !event.tags.isEmpty else { return [:] }
             return event.tags.filter { keys.contains($0.key) }
         }
         if let dimensions = self.dimensions {
-            let capped = try await dimensions.apply(valid.map(\.event), promoted: promoted)
-            for i in valid.indices { valid[i].event = capped.events[i] }
-            promoted = capped.promoted
+            (events, promoted) = try await dimensions.apply(events, promoted: promoted)
         }
-        let verdicts = try await self.deduplicator.classify(valid.map {
-            Deduplicator.Item(tenant: $0.event.tenantID!, eventID: $0.event.eventID, partition: $0.message.partition, offset: $0.message.offset)
+        let verdicts = try await self.deduplicator.classify(events.indices.map { k in
+            Deduplicator.Item(tenant: events[k].tenantID!, eventID: events[k].eventID, partition: batch[sources[k]].partition, offset: batch[sources[k]].offset)
         })
         let prices = self.prices.withLock { $0 }
-        var sources: [CostPolicy.Source: Int] = [:]
-        defer { for (source, n) in sources { self.costSources[source]?.increment(by: n) } }
-        for (((message, event), verdict), tags) in zip(zip(valid, verdicts), promoted) {
-            switch verdict {
+        var costSources: [CostPolicy.Source: Int] = [:]
+        defer { for (source, n) in costSources { self.costSources[source]?.increment(by: n) } }
+        for k in events.indices {
+            switch verdicts[k] {
             case .duplicate:
                 summary.duplicates += 1
                 continue
             case .replay: summary.replayed += 1
             case .first: summary.accepted += 1
             }
-            var priced = event
+            let event = events[k]
             let table = prices.price(tenant: event.tenantID!, provider: event.provider, model: event.model).map { $0.costNanos(of: event) }
             let usedTokens = event.inputTokens > 0 || event.outputTokens > 0
             let (cost, source) = (tenants[event.tenantID!]?.costPolicy ?? .default).resolve(clientCost: event.costNanos, tablePrice: table, usedTokens: usedTokens)
-            priced.costNanos = cost
+            events[k].costNanos = cost
             // Unknown model: priced 0 and flagged in a header and a metric, never silently.
             if source == .unknownModel { summary.unpriced += 1 }
-            sources[source, default: 0] += 1
+            costSources[source, default: 0] += 1
             let costSource = source.rawValue
-            var headers = self.sourceHeaders(message)
+            var headers = self.sourceHeaders(batch[sources[k]])
+            headers.reserveCapacity(6)
             headers.append(KafkaHeader(key: EventHeaders.schemaVersion, string: "1"))
             headers.append(KafkaHeader(key: EventHeaders.costSource, string: costSource))
             if costSource == "unknown_model" { headers.append(KafkaHeader(key: EventHeaders.unpriced, string: "1")) }
-            if !tags.isEmpty { headers.append(KafkaHeader(key: EventHeaders.promotedTags, string: PromotedTags.header(tags))) }
-            outputs.append(KafkaProducerMessage(topic: self.configuration.topics.events, key: Array(priced.tenantID!.utf8), value: priced.jsonBytes(), headers: headers))
+            if !promoted[k].isEmpty { headers.append(KafkaHeader(key: EventHeaders.promotedTags, string: PromotedTags.header(promoted[k]))) }
+            outputs.append(KafkaProducerMessage(topic: self.configuration.topics.events, key: Array(event.tenantID!.utf8), value: events[k].jsonBytes(), headers: headers))
         }
 
         try await self.producer.sendAll(outputs)
