@@ -154,7 +154,7 @@ public struct TenantDay: Hashable, Sendable {
 /// it does not (a zombie member, partitions added to the topic, rows removed by hand), an insert meets a row or an
 /// update misses one, the statement fails, and the aggregator forgets everything and writes that batch with upserts:
 /// the table's key, not this, keeps the totals exact. A tenant's day is read once (its user ids) when a batch first
-/// needs it; at most `capacity` ids are held (about 40 bytes each), beyond which further days are upserted. Days more
+/// needs it; at most `capacity` ids are held (about 25 bytes each up to 15 bytes long, 100 for a UUID), beyond which further days are upserted. Days more
 /// than two before the newest seen are let go.
 public final class KnownUsers: Sendable {
     public let capacity: Int

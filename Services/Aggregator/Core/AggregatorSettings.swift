@@ -18,7 +18,7 @@ public struct AggregatorSettings: Sendable {
     /// main cost, follow the number of batches, not of events. The price is freshness: a rollup lags its events by
     /// up to this much more (`make bench`, end-to-end delay). 0 makes every poll a batch.
     public var linger: Duration = .seconds(1)
-    /// `TW_AGGREGATOR_KNOWN_USERS`: most per-user row keys held in memory (`KnownUsers`, about 40 bytes each), so
+    /// `TW_AGGREGATOR_KNOWN_USERS`: most per-user row keys held in memory (`KnownUsers`, 25–100 bytes each), so
     /// that new users' rows are inserted plainly rather than upserted. Default: 1000000. 0 upserts every row.
     public var knownUsers = 1_000_000
 
