@@ -107,14 +107,7 @@ public struct EventTimestamp: Sendable, Hashable, Comparable, CustomStringConver
         }
         let (y, m, d) = civilFromDays(Int(days))
         // In place, no array a field: every event is written with its timestamp.
-        func put(_ v: Int, _ width: Int) {
-            var divisor = 1
-            for _ in 1..<width { divisor *= 10 }
-            while divisor > 0 {
-                out.append(UInt8(truncatingIfNeeded: 48 + v / divisor % 10))
-                divisor /= 10
-            }
-        }
+        func put(_ v: Int, _ width: Int) { out.appendDecimal(v, width: width) }
         put(y, 4); out.append(UInt8(ascii: "-")); put(m, 2); out.append(UInt8(ascii: "-")); put(d, 2)
         out.append(UInt8(ascii: "T"))
         put(Int(secondOfDay / 3600), 2); out.append(UInt8(ascii: ":"))

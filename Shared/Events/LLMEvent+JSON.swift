@@ -102,12 +102,7 @@ extension LLMEvent {
             width -= 1
         }
         out.append(UInt8(ascii: "."))
-        var divisor: UInt64 = 1
-        for _ in 1..<width { divisor *= 10 }
-        while divisor > 0 {
-            out.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: fraction / divisor % 10))
-            divisor /= 10
-        }
+        out.appendDecimal(fraction, width: width)
     }
 }
 
@@ -159,5 +154,17 @@ extension [UInt8] {
         }
         if value >= 10 { self.appendDecimal(value / 10) }
         self.append(UInt8(ascii: "0") + UInt8(truncatingIfNeeded: value % 10))
+    }
+
+    /// Appends the last `width` (at most 18) decimal digits of `value`, zero-padded: timestamp fields, cost
+    /// fractions. A negative value writes other bytes but never traps (the digit is added before truncating).
+    @inlinable
+    public mutating func appendDecimal<T: BinaryInteger>(_ value: T, width: Int) {
+        var divisor: T = 1
+        for _ in 1..<Swift.min(Swift.max(width, 1), 18) { divisor *= 10 }
+        while divisor > 0 {
+            self.append(UInt8(truncatingIfNeeded: value / divisor % 10 + 48))
+            divisor /= 10
+        }
     }
 }

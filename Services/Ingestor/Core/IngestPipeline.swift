@@ -76,6 +76,14 @@ public final class IngestPipeline: Sendable {
             self.rejected = rejected
             self.unpriced = unpriced
         }
+
+        mutating func add(_ other: Summary) {
+            self.accepted += other.accepted
+            self.replayed += other.replayed
+            self.duplicates += other.duplicates
+            self.rejected += other.rejected
+            self.unpriced += other.unpriced
+        }
     }
 
     /// Processes `batch` and returns the offsets to commit (next offset per partition). Throws when an output could
@@ -94,13 +102,7 @@ public final class IngestPipeline: Sendable {
         } else {
             try await withThrowingTaskGroup(of: Summary.self) { group in
                 for messages in parts.values { group.addTask { try await self.processPartition(messages, now: now) } }
-                for try await part in group {
-                    summary.accepted += part.accepted
-                    summary.replayed += part.replayed
-                    summary.duplicates += part.duplicates
-                    summary.rejected += part.rejected
-                    summary.unpriced += part.unpriced
-                }
+                for try await part in group { summary.add(part) }
             }
         }
         self.accepted.increment(by: summary.accepted)
@@ -233,25 +235,28 @@ public final class IngestPipeline: Sendable {
 /// be handed messages of a partition fetched before it lost it, starting past the group's committed offset, while the
 /// messages in between were never processed by anyone. Committing after such a batch would skip them for good.
 public enum FetchGap {
-    /// The partitions of `batch` whose first message lies past the committed offset, with the offset to seek back
-    /// to. A partition without a committed offset (nothing processed yet) has no gap.
     /// The partitions of `batch` that need the check: those whose first message is not the one after what this
     /// member processed last (`expected`). A partition that goes on where this member left off has no gap, whatever
     /// the group committed since (at worst a replay), so the broker is asked only after a rebalance or a seek, not
     /// once a batch.
     public static func unverified(in batch: [KafkaMessage], expected: [KafkaTopicPartition: Int64]) -> Set<KafkaTopicPartition> {
-        var first: [KafkaTopicPartition: Int64] = [:]
-        for message in batch where first[message.topicPartition].map({ message.offset < $0 }) ?? true { first[message.topicPartition] = message.offset }
-        return Set(first.filter { expected[$0.key] != $0.value }.keys)
+        Set(Self.firstOffsets(batch).filter { expected[$0.key] != $0.value }.keys)
     }
 
+    /// The partitions of `batch` whose first message lies past the committed offset, with the offset to seek back
+    /// to. A partition without a committed offset (nothing processed yet, or not asked) has no gap.
     public static func gaps(in batch: [KafkaMessage], committed: [KafkaTopicPartition: Int64?]) -> [KafkaTopicPartition: Int64] {
-        var first: [KafkaTopicPartition: Int64] = [:]
-        for message in batch where first[message.topicPartition].map({ message.offset < $0 }) ?? true { first[message.topicPartition] = message.offset }
         var out: [KafkaTopicPartition: Int64] = [:]
-        for (tp, offset) in first {
+        for (tp, offset) in Self.firstOffsets(batch) {
             if case let committed?? = committed[tp], offset > committed { out[tp] = committed }
         }
         return out
+    }
+
+    /// The lowest offset of each partition in `batch`.
+    static func firstOffsets(_ batch: [KafkaMessage]) -> [KafkaTopicPartition: Int64] {
+        var first: [KafkaTopicPartition: Int64] = [:]
+        for message in batch where first[message.topicPartition].map({ message.offset < $0 }) ?? true { first[message.topicPartition] = message.offset }
+        return first
     }
 }

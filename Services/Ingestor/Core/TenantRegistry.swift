@@ -41,8 +41,8 @@ public final class TenantRegistry: Sendable {
         self.state.withLock { $0.known[tenant] = Tenant(disabled: disabled, costPolicy: costPolicy, promotedTags: promotedTags) }
     }
 
-    /// The tag keys the tenant aggregates (`promoted_tags`).
-    /// What a batch needs of each of its tenants, under one lock: status, promoted tag keys, cost policy.
+    /// What a batch needs of each of its tenants, read under one lock: whether it may send, the tag keys it
+    /// aggregates (`promoted_tags`), and its cost policy (the default for a tenant not known).
     public struct Info: Sendable {
         public var status: Status
         public var promotedTags: Set<String>
@@ -59,19 +59,6 @@ public final class TenantRegistry: Sendable {
             }
             return out
         }
-    }
-
-    public func promotedTags(_ tenant: String) -> [String] {
-        self.state.withLock { $0.known[tenant]?.promotedTags } ?? []
-    }
-
-    public func status(_ tenant: String) -> Status {
-        self.state.withLock { state in state.known[tenant].map { $0.disabled ? .disabled : .active } ?? .unknown }
-    }
-
-    /// The tenant's `cost_policy` (the default for a tenant not known).
-    public func costPolicy(_ tenant: String) -> CostPolicy {
-        self.state.withLock { $0.known[tenant]?.costPolicy } ?? .default
     }
 
     static let columns = "tenant_id, disabled, cost_policy, array_to_string(promoted_tags, chr(31)) AS promoted_tags"

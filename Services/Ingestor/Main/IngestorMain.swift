@@ -35,7 +35,8 @@ struct IngestorMain {
                 var batch = fetched
                 let unverified = FetchGap.unverified(in: fetched, expected: expected.withLock { $0 })
                 let committed = unverified.isEmpty ? [:] : ((try? await consumer.committed(Array(unverified))) ?? [:])
-                var gaps = FetchGap.gaps(in: fetched.filter { unverified.contains($0.topicPartition) }, committed: committed)
+                // Only the unverified partitions were asked for: the others have no committed offset here, so no gap.
+                var gaps = FetchGap.gaps(in: fetched, committed: committed)
                 for (tp, offset) in gaps {
                     if let low = try? await consumer.lowWatermark(tp), low > offset {
                         logger.error("Raw events deleted by retention before they were ingested", metadata: ["kafka.partition": "\(tp)", "from": "\(offset)", "to": "\(low)"])
