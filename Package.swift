@@ -169,7 +169,7 @@ let package = Package(
         .target(
             name: "TestSupport", dependencies: ["Kafka", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport", swiftSettings: swiftSettings),
-        .testTarget(name: "RollupsTests", dependencies: ["Rollups", "Events", "TestSupport"], path: "Tests/RollupsTests", swiftSettings: swiftSettings),
+        .testTarget(name: "RollupsTests", dependencies: ["Rollups", "Events", "Postgres", "TestSupport"], path: "Tests/RollupsTests", swiftSettings: swiftSettings),
         .testTarget(name: "EventsTests", dependencies: ["Events"], path: "Tests/EventsTests", swiftSettings: swiftSettings),
         .testTarget(name: "OTLPTests", dependencies: ["OTLP", "Events"], path: "Tests/OTLPTests", swiftSettings: swiftSettings),
         .testTarget(

@@ -370,3 +370,38 @@ public enum PromotedTags {
         }
     }
 }
+
+/// A 64-bit FNV-1a hash of UTF-8 bytes and integers, the same in every process (Swift's `Hasher` is seeded per
+/// process): the order in which a statement sends its rows, so that every writer of a row takes its locks in one order.
+struct StableHash {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    mutating func add(_ s: String) {
+        // Each string ends with a byte UTF-8 never holds, so ("ab", "c") and ("a", "bc") differ.
+        for byte in s.utf8 { self.add(byte: byte) }
+        self.add(byte: 0xff)
+    }
+
+    mutating func add(_ n: Int64) {
+        var n = UInt64(bitPattern: n)
+        for _ in 0..<8 {
+            self.add(byte: UInt8(truncatingIfNeeded: n))
+            n >>= 8
+        }
+    }
+
+    private mutating func add(byte: UInt8) {
+        self.value = (self.value ^ UInt64(byte)) &* 0x100_0000_01b3
+    }
+}
+
+extension RollupKey {
+    /// `StableHash` of the key: upserts send their rows in this order.
+    var lockOrder: UInt64 {
+        var h = StableHash()
+        h.add(self.series.tenant)
+        h.add(self.windowStart)
+        for d in SeriesDimension.allCases { h.add(self.series[d]) }
+        return h.value
+    }
+}

@@ -13,9 +13,13 @@ public enum RollupStore {
     /// ON CONFLICT DO UPDATE requires. Rows of the multiplying levels (the cross product, tags) carry counters only
     /// (`SeriesKey.keepsDistributions`), so their upserts skip the jsonb merges that dominate the cost of a row.
     /// Rows travel as one array per column, unnested (21 array parameters bind and parse far faster than 21
-    /// parameters a row: `make bench`, realistic workload), and are inserted in primary-key order, so concurrent
-    /// writers (a zombie and its successor, two partitions of one tenant) lock rows in the same order and never
-    /// deadlock. Postgres sorts them: comparing keys of Swift strings cost more than building the statement.
+    /// parameters a row: `make bench`, realistic workload), in the order of a stable hash of their keys
+    /// (`RollupKey.lockOrder`), so concurrent writers of one row (two partitions holding one tenant's events after
+    /// partitions were added) lock rows in the same order and do not deadlock (a zombie and its successor never
+    /// reach the rows together: the offset's compare-and-set locks their partition's row first). Sorting by the
+    /// key itself cost more: Postgres's sort by collation was a tenth of its time, and Swift comparing strings
+    /// added a third to the aggregator's. A deadlock all the same (a release sending another order) is a transient
+    /// fault: the batch is applied again.
     public static func upserts(_ deltas: RollupDeltas) -> [PostgresQuery] {
         let (watched, counted) = Self.split(deltas)
         return [(watched, true), (counted, false)].compactMap { rows, distributions in
@@ -41,20 +45,25 @@ public enum RollupStore {
         + RollupValues.sketches.map { _ in "jsonb[]" }
 
     /// Writes `deltas` within the caller's transaction, as `upserts` would, with the sketches of watched rows merged
-    /// here instead of in SQL: one statement adds the counters (inserting new rows whole) and returns the stored
-    /// sketches of the rows that existed, now locked by this transaction; Swift merges the deltas into them; a second
-    /// statement writes the merged values. The SQL merges (`tw_jsonb_add` over a latency sketch, `tw_jsonb_max` over
-    /// 4,096 registers) were half of Postgres's time in the realistic `make bench` workload. A row inserted by another
-    /// transaction after this one's statement began still merges correctly: its conflict is a row that existed.
+    /// here instead of in SQL: one statement adds the counters (inserting new rows with empty sketches) and returns
+    /// the stored sketches of the rows that existed, now locked by this transaction; Swift merges the deltas into
+    /// them; a second statement writes every watched row's sketches. The SQL merges (`tw_jsonb_add` over a latency
+    /// sketch, `tw_jsonb_max` over 4,096 registers) were half of Postgres's time in the realistic `make bench`
+    /// workload; sending the deltas' sketches with the first statement too had Postgres parse the JSON of most rows
+    /// twice (most watched rows of a batch exist already). A row inserted by another transaction after this one's
+    /// statement began still merges correctly: its conflict is a row that existed.
     public static func write(_ deltas: RollupDeltas, _ conn: isolated PostgresConnection) throws {
         let table = deltas.granularity.table
         let (watched, counted) = Self.split(deltas)
         if !watched.isEmpty {
             var merged: [(key: RollupKey, value: RollupValues)] = []
-            for row in try conn.query(Self.statement(watched, table: table, distributions: true, mergeSketches: false)) {
-                guard try row.decode("existed", as: Bool.self) else { continue }
+            for row in try conn.query(Self.statement(watched, table: table, distributions: false, returningStored: true)) {
                 let key = RollupKey(series: try self.series(row), windowStart: try row.decode("window_us"))
                 guard let delta = deltas.windows[key] else { continue }
+                guard try row.decode("existed", as: Bool.self) else {
+                    merged.append((key, delta))
+                    continue
+                }
                 var stored = RollupValues()
                 try Self.storedSketches(row, into: &stored)
                 for sketch in RollupValues.sketches { sketch.merge(&stored, delta) }
@@ -91,9 +100,10 @@ public enum RollupStore {
         return parameters
     }
 
-    /// With `mergeSketches` false (and `distributions`), conflicting rows keep their stored sketches, which the
-    /// statement returns for `write` to merge.
-    static func statement(_ rows: [(key: RollupKey, value: RollupValues)], table: String, distributions: Bool, mergeSketches: Bool = true) -> PostgresQuery {
+    /// With `distributions`, the rows' sketches are inserted or merged in SQL; without, new rows get empty ones and
+    /// stored ones are kept, which with `returningStored` the statement returns for `write` to merge.
+    static func statement(_ rows: [(key: RollupKey, value: RollupValues)], table: String, distributions: Bool, returningStored: Bool = false) -> PostgresQuery {
+        let rows = rows.map { ($0.key.lockOrder, $0) }.sorted { $0.0 < $1.0 }.map(\.1)
         var parameters = Self.keyArrays(rows)
         parameters += UsageCounters.columnArrays(rows.map(\.value.counters))
         // Counter rows leave the sketch columns to their defaults, the empty object (migration 21).
@@ -103,13 +113,13 @@ public enum RollupStore {
         let columns = distributions ? Self.columns : Array(Self.columns.dropLast(RollupValues.sketches.count))
         let arrays = Self.columnTypes.prefix(columns.count).enumerated().map { "$\($0.offset + 1)::\($0.element)" }.joined(separator: ", ")
         let add = UsageCounters.fields.map { "\($0.column) = r.\($0.column) + EXCLUDED.\($0.column)" }
-        let merge = distributions && mergeSketches ? RollupValues.sketches.map { "\($0.column) = \($0.sqlMerge)(r.\($0.column), EXCLUDED.\($0.column))" } : []
+        let merge = distributions ? RollupValues.sketches.map { "\($0.column) = \($0.sqlMerge)(r.\($0.column), EXCLUDED.\($0.column))" } : []
         let sql = """
             INSERT INTO \(table) AS r (\(columns.joined(separator: ", ")))
-            SELECT * FROM unnest(\(arrays)) AS u(\(columns.joined(separator: ", "))) ORDER BY \(Self.primaryKey)
+            SELECT * FROM unnest(\(arrays)) AS u(\(columns.joined(separator: ", ")))
             ON CONFLICT (\(Self.primaryKey)) DO UPDATE SET
             \((add + merge).joined(separator: ", ")), version = r.version + 1, updated_at = now()
-            """ + (distributions && !mergeSketches ? "\n" + Self.returningStored : "")
+            """ + (returningStored ? "\n" + Self.returningStored : "")
         return PostgresQuery(sql: sql, parameters: parameters)
     }
 

@@ -11,6 +11,15 @@ import Synchronization
 /// total. One row per (tenant, day, active user): about 230 bytes with its index entry, 230 MB per million active
 /// users a day (`make bench`; README, "Users").
 public struct UserDayKey: Hashable, Sendable {
+    /// `StableHash` of the key: the order in which statements send their rows.
+    var lockOrder: UInt64 {
+        var h = StableHash()
+        h.add(self.tenant)
+        h.add(self.day)
+        h.add(self.user)
+        return h.value
+    }
+
     public var tenant: String
     /// The UTC day's start, microseconds since the epoch.
     public var day: Int64
@@ -64,8 +73,7 @@ public struct UserTotalDeltas: Sendable {
 public enum UserTotalsStore {
     static let columns = ["tenant_id", "day", "user_id"] + UsageCounters.fields.map(\.column)
 
-    /// Multi-row additive upserts in key order (Postgres sorts them), so that concurrent writers (a zombie and its
-    /// successor) lock rows in the same order and never deadlock.
+    /// Multi-row additive upserts, their rows in one order for every writer (`UserDayKey.lockOrder`).
     public static func upserts(_ deltas: UserTotalDeltas) -> [PostgresQuery] {
         deltas.isEmpty ? [] : [Self.statement(Array(deltas.rows), .upsert)]
     }
@@ -99,6 +107,8 @@ public enum UserTotalsStore {
     enum Form { case upsert, insert, update }
 
     static func statement(_ rows: [(key: UserDayKey, value: UsageCounters)], _ form: Form) -> PostgresQuery {
+        // In one order for every writer, as `RollupStore.upserts` sends its rows and for the same reasons.
+        let rows = rows.map { ($0.key.lockOrder, $0) }.sorted { $0.0 < $1.0 }.map(\.1)
         // A batch spans a day or two: each day's date text is made once, not once a row.
         var dates: [Int64: String] = [:]
         for day in Set(rows.map(\.key.day)) { dates[day] = Self.dateText(day) }
@@ -120,11 +130,11 @@ public enum UserTotalsStore {
             let add = UsageCounters.fields.map { "\($0.column) = u.\($0.column) + EXCLUDED.\($0.column)" }.joined(separator: ", ")
             sql = """
                 INSERT INTO user_totals_1d AS u (\(columns.joined(separator: ", ")))
-                SELECT * FROM \(rowsSQL) ORDER BY tenant_id, day, user_id
+                SELECT * FROM \(rowsSQL)
                 ON CONFLICT (tenant_id, day, user_id) DO UPDATE SET \(add)
                 """
         case .insert:
-            sql = "INSERT INTO user_totals_1d (\(columns.joined(separator: ", "))) SELECT * FROM \(rowsSQL) ORDER BY tenant_id, day, user_id"
+            sql = "INSERT INTO user_totals_1d (\(columns.joined(separator: ", "))) SELECT * FROM \(rowsSQL)"
         case .update:
             let add = UsageCounters.fields.map { "\($0.column) = u.\($0.column) + r.\($0.column)" }.joined(separator: ", ")
             sql = """

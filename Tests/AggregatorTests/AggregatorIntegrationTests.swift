@@ -62,14 +62,15 @@ func workload(_ world: World, count: Int, seed: UInt64) -> [LLMEvent] {
     return (0..<count).map { i in
         let (provider, model) = models[Int(rng.next() % 3)]
         let error = rng.next() % 10 == 0
-        // Ids with the characters an array literal must escape, too.
+        // Ids with the characters an array literal must escape, too. Times to first token stay below the smallest latency.
         let user = rng.next() % 5 == 0 ? nil : ["user-\(rng.next() % 20)", #"o"dd, {id}\ "#][Int(rng.next() % 2)]
         return LLMEvent(
             eventID: "\(world.run)-\(i)", tenantID: world.tenant(Int(rng.next() % 2)),
             timestamp: EventTimestamp(microsecondsSinceEpoch: world.base + Int64(i) * 180_000_000 / Int64(count) + Int64(rng.next() % 1000)),
             provider: provider, model: model, inputTokens: Int64(rng.next() % 5000), outputTokens: Int64(rng.next() % 800),
-            cachedInputTokens: 0, latencyMs: Double(50 + rng.next() % 5000), status: error ? .error : .ok,
-            errorType: error ? (rng.next() % 2 == 0 ? "timeout" : "rate_limit") : nil, costNanos: Int64(rng.next() % 40_000), userID: user)
+            cachedInputTokens: 0, latencyMs: Double(50 + rng.next() % 5000), timeToFirstTokenMs: i % 3 == 0 ? nil : Double(1 + i % 49),
+            status: error ? .error : .ok, errorType: error ? (rng.next() % 2 == 0 ? "timeout" : "rate_limit") : nil, costNanos: Int64(rng.next() % 40_000),
+            userID: user, sessionID: i % 4 == 0 ? nil : "s-\(i % 37)")
     }
 }
 
@@ -125,7 +126,8 @@ func expectEqual(_ actual: [RollupKey: RollupRecord], _ expected: [RollupKey: Ro
         guard let got = actual[key]?.values else { continue }
         #expect(got.requests == values.requests && got.errors == values.errors && got.errorsByType == values.errorsByType, "\(key)", sourceLocation: sourceLocation)
         #expect(got.inputTokens == values.inputTokens && got.outputTokens == values.outputTokens && got.costNanos == values.costNanos, "\(key)", sourceLocation: sourceLocation)
-        #expect(got.latency == values.latency, "sketches merge exactly", sourceLocation: sourceLocation)
+        #expect(got.latency == values.latency && got.timeToFirstToken == values.timeToFirstToken, "sketches merge exactly", sourceLocation: sourceLocation)
+        #expect(got.users == values.users && got.sessions == values.sessions, "distinct-id registers merge exactly: \(key)", sourceLocation: sourceLocation)
     }
 }
 
