@@ -122,23 +122,22 @@ public enum UserTotalsStore {
         ]
         parameters += UsageCounters.columnArrays(rows.map(\.value))
         let types = ["text[]", "date[]", "text[]"] + UsageCounters.fields.map { _ in "bigint[]" }
-        let arrays = types.enumerated().map { "$\($0.offset + 1)::\($0.element)" }.joined(separator: ", ")
-        let rowsSQL = "unnest(\(arrays)) AS r(\(columns.joined(separator: ", ")))"
+        let rowsSQL = PostgresQuery.zippedRows(Array(zip(columns, types)))
         let sql: String
         switch form {
         case .upsert:
             let add = UsageCounters.fields.map { "\($0.column) = u.\($0.column) + EXCLUDED.\($0.column)" }.joined(separator: ", ")
             sql = """
                 INSERT INTO user_totals_1d AS u (\(columns.joined(separator: ", ")))
-                SELECT * FROM \(rowsSQL)
+                \(rowsSQL)
                 ON CONFLICT (tenant_id, day, user_id) DO UPDATE SET \(add)
                 """
         case .insert:
-            sql = "INSERT INTO user_totals_1d (\(columns.joined(separator: ", "))) SELECT * FROM \(rowsSQL)"
+            sql = "INSERT INTO user_totals_1d (\(columns.joined(separator: ", "))) \(rowsSQL)"
         case .update:
             let add = UsageCounters.fields.map { "\($0.column) = u.\($0.column) + r.\($0.column)" }.joined(separator: ", ")
             sql = """
-                UPDATE user_totals_1d AS u SET \(add) FROM \(rowsSQL)
+                UPDATE user_totals_1d AS u SET \(add) FROM (\(rowsSQL)) AS r
                 WHERE u.tenant_id = r.tenant_id AND u.day = r.day AND u.user_id = r.user_id
                 """
         }

@@ -223,11 +223,11 @@ public final class AggregatorCore: Sendable {
                 var arrays = [PostgresQuery.textArray(sorted.map(\.0.tenant))]
                 for d in SeriesDimension.allCases { arrays.append(PostgresQuery.textArray(sorted.map { $0.0[d] })) }
                 arrays.append(PostgresQuery.textArray(sorted.map { EventTimestamp(microsecondsSinceEpoch: $0.1).rfc3339 }))
-                let casts = (["text[]"] + SeriesDimension.allCases.map { _ in "text[]" } + ["timestamptz[]"]).enumerated().map { "$\($0.offset + 3)::\($0.element)" }
+                let columns = [("tenant_id", "text[]")] + SeriesDimension.allCases.map { ($0.rawValue, "text[]") } + [("window_start", "timestamptz[]")]
                 try conn.query(PostgresQuery(
                     sql: """
                         INSERT INTO rollup_emits (topic, partition, tenant_id, \(SeriesKey.columns), window_start)
-                        SELECT $1, $2::integer, * FROM unnest(\(casts.joined(separator: ", "))) ON CONFLICT DO NOTHING
+                        SELECT $1, $2::integer, u.* FROM (\(PostgresQuery.zippedRows(columns, firstParameter: 3))) AS u ON CONFLICT DO NOTHING
                         """,
                     parameters: [tp.topic, String(tp.partition)] + arrays.map { Optional($0) }))
             }
