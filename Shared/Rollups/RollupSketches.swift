@@ -14,9 +14,10 @@ public struct RollupSketch: Sendable {
     /// The SQL function merging a stored value with a delta (migration 19).
     let sqlMerge: String
     let merge: @Sendable (inout RollupValues, RollupValues) -> Void
-    /// The stored JSON (the column's value; also inside the payload).
+    /// The stored JSON (the column's value).
     let stored: @Sendable (RollupValues) -> String
-    let readStored: @Sendable (inout RollupValues, [StoredSketch.Entry]) throws -> Void
+    /// Reads the column's text as Postgres prints it (the column's name for errors).
+    let readStored: @Sendable (inout RollupValues, String, String) throws -> Void
     /// The payload value, nil to leave the field out; and its reading (`nil` when the field is absent).
     let payload: @Sendable (RollupValues) -> String?
     let readPayload: @Sendable (inout RollupValues, Any?) throws -> Void
@@ -27,7 +28,7 @@ extension RollupValues {
         RollupSketch(
             column: "errors_by_type", payloadField: "errors_by_type", sqlMerge: "tw_jsonb_add",
             merge: { a, b in for (k, v) in b.errorsByType { a.errorsByType[k, default: 0] +|= v } },
-            stored: { $0.errorsByTypeJSON }, readStored: { v, entries in v.errorsByType = try Self.errorMap(entries) },
+            stored: { $0.errorsByTypeJSON }, readStored: { v, text, column in v.errorsByType = try Self.errorMap(StoredSketch.entries(text, column: column)) },
             payload: { $0.errorsByTypeJSON },
             readPayload: { v, raw in
                 guard let raw else { return }
@@ -47,7 +48,8 @@ extension RollupValues {
                              merge: @escaping @Sendable (inout RollupValues, RollupValues) -> Void) -> RollupSketch {
         RollupSketch(
             column: column, payloadField: field, sqlMerge: "tw_jsonb_add", merge: merge,
-            stored: { $0[keyPath: path].json }, readStored: { v, entries in v[keyPath: path] = try QuantileSketch(entries: entries) },
+            stored: { $0[keyPath: path].json },
+            readStored: { v, text, column in v[keyPath: path] = try QuantileSketch(entries: StoredSketch.entries(text, column: column)) },
             payload: { v in
                 let sketch = v[keyPath: path]
                 let p = [0.5, 0.9, 0.95, 0.99].map { q in sketch.quantile(q).map { String(format: "%.3f", $0) } ?? "null" }
@@ -63,7 +65,7 @@ extension RollupValues {
                          merge: @escaping @Sendable (inout RollupValues, RollupValues) -> Void) -> RollupSketch {
         RollupSketch(
             column: column, payloadField: field, sqlMerge: "tw_jsonb_max", merge: merge,
-            stored: { $0[keyPath: path].json }, readStored: { v, entries in v[keyPath: path] = try DistinctSketch(entries: entries) },
+            stored: { $0[keyPath: path].storedJSON }, readStored: { v, text, column in v[keyPath: path] = try DistinctSketch(stored: text, column: column) },
             payload: { v in v[keyPath: path].isEmpty ? nil : "{\"estimate\":\(v[keyPath: path].estimate),\"sketch\":\(v[keyPath: path].json)}" },
             readPayload: { v, raw in
                 guard let raw else { return }

@@ -38,7 +38,7 @@ public enum RollupStore {
 
     /// The sketches of a row selected or returned with each sketch column as text.
     static func storedSketches(_ row: PostgresRow, into values: inout RollupValues) throws {
-        for sketch in RollupValues.sketches { try sketch.readStored(&values, try StoredSketch.entries(try row.decode(sketch.column), column: sketch.column)) }
+        for sketch in RollupValues.sketches { try sketch.readStored(&values, try row.decode(sketch.column), sketch.column) }
     }
 
     static let columnTypes = ["text[]"] + SeriesDimension.allCases.map { _ in "text[]" } + ["timestamptz[]"] + UsageCounters.fields.map { _ in "bigint[]" }

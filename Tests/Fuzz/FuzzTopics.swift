@@ -40,6 +40,10 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             precondition((try? DistinctSketch(json: d.json)) == d && d.estimate >= 0, "stored registers round trip")
         }
     }
+    // Either stored form of distinct-id registers, the dense string included.
+    if let d = try? DistinctSketch(stored: String(decoding: bytes, as: UTF8.self), column: "fuzz") {
+        precondition((try? DistinctSketch(stored: d.storedJSON, column: "fuzz")) == d && d.estimate >= 0, "dense registers round trip")
+    }
     if let record = try? RollupRecord(json: bytes) {
         var merged = record.values
         merged.merge(record.values)

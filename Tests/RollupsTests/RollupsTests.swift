@@ -194,7 +194,18 @@ struct RollupsTests {
         #expect(try DistinctSketch(json: merged.json) == merged)
         #expect(throws: SketchError.self) { try DistinctSketch(json: #"{"4096":1}"#) }
         #expect(throws: SketchError.self) { try DistinctSketch(json: #"{"7":60}"#) }
-        // Only the tenant's total keeps them.
+        // Stored: a few registers as the sparse object, many as one dense string a seventh of the object's size.
+        #expect(a.storedJSON.first == "\"" && a.storedJSON.utf8.count < a.json.utf8.count / 5)
+        #expect(try DistinctSketch(stored: a.storedJSON, column: "users_hll") == a)
+        var few = DistinctSketch()
+        for i in 0..<50 { few.add("u\(i)") }
+        #expect(few.storedJSON == few.json)
+        #expect(try DistinctSketch(stored: few.storedJSON, column: "users_hll") == few)
+        let dense = a.storedJSON
+        for bad in ["\"" + dense.dropFirst(5), String(dense.dropLast()), "\"" + String(repeating: "!", count: dense.utf8.count - 2) + "\"",
+                    "\"" + Data(repeating: 60, count: DistinctSketch.registerCount).base64EncodedString() + "\""] {
+            #expect { try DistinctSketch(stored: bad, column: "users_hll") } throws: { "\($0)".contains("users_hll") }
+        }
         var d = RollupDeltas(granularity: .minute)
         d.add(LLMEvent(eventID: "e", tenantID: "t", timestamp: EventTimestamp(microsecondsSinceEpoch: 0), provider: "openai", model: "m", inputTokens: 1, outputTokens: 1,
                        latencyMs: 1, status: .ok, userID: "alice", sessionID: "s1"))
