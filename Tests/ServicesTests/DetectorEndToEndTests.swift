@@ -32,7 +32,10 @@ struct DetectorEndToEndTests {
         let logger = Logger(label: "detector-e2e")
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
         let now = EventTimestamp.now().microsecondsSinceEpoch / 60_000_000 * 60_000_000
-        let live = now - 9 * 60_000_000
+        // The first live event must still be within the allowed lateness (600 s) when it is posted: up to a minute
+        // after `now` (floored) plus the seeding below. Nine minutes back failed when the test began late in a minute;
+        // seven leaves two minutes of margin, and the last live minute still ends by `now`.
+        let live = now - 7 * 60_000_000
         var minutes = RollupDeltas(granularity: .minute), hours = RollupDeltas(granularity: .hour)
         var rng = SeededRandom(seed: 11)
         func event(_ id: String, at t: Int64, latency: Double) -> LLMEvent {
