@@ -14,12 +14,12 @@ public enum RollupStore {
     /// (`SeriesKey.keepsDistributions`), so their upserts skip the jsonb merges that dominate the cost of a row.
     /// Rows travel as one array per column, unnested in the select list (`PostgresQuery.zippedRows`; 21 array
     /// parameters bind and parse far faster than 21 parameters a row: `make bench`, realistic workload), in the
-    /// order of a stable hash of their keys (`RollupKey.lockOrder`), so concurrent writers of one row (two partitions holding one tenant's events after
-    /// partitions were added) lock rows in the same order and do not deadlock (a zombie and its successor never
-    /// reach the rows together: the offset's compare-and-set locks their partition's row first). Sorting by the
-    /// key itself cost more: Postgres's sort by collation was a tenth of its time, and Swift comparing strings
-    /// added a third to the aggregator's. A deadlock all the same (a release sending another order) is a transient
-    /// fault: the batch is applied again.
+    /// order of a stable hash of their keys (`RollupKey.lockOrder`), so concurrent writers of one row (two
+    /// partitions holding one tenant's events after partitions were added) lock rows in the same order and do not
+    /// deadlock (a zombie and its successor never reach the rows together: the offset's compare-and-set locks their
+    /// partition's row first). Sorting by the key itself cost more: Postgres's sort by collation was a tenth of its
+    /// time, and Swift comparing strings added a third to the aggregator's. A deadlock all the same (a release
+    /// sending another order) is a transient fault: the batch is applied again.
     public static func upserts(_ deltas: RollupDeltas) -> [PostgresQuery] {
         let (watched, counted) = Self.split(deltas)
         return [(watched, true), (counted, false)].compactMap { rows, distributions in

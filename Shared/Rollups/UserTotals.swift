@@ -11,15 +11,6 @@ import Synchronization
 /// total. One row per (tenant, day, active user): about 230 bytes with its index entry, 230 MB per million active
 /// users a day (`make bench`; README, "Users").
 public struct UserDayKey: Hashable, Sendable {
-    /// `StableHash` of the key: the order in which statements send their rows.
-    var lockOrder: UInt64 {
-        var h = StableHash()
-        h.add(self.tenant)
-        h.add(self.day)
-        h.add(self.user)
-        return h.value
-    }
-
     public var tenant: String
     /// The UTC day's start, microseconds since the epoch.
     public var day: Int64
@@ -30,6 +21,17 @@ public struct UserDayKey: Hashable, Sendable {
         self.tenant = tenant
         self.day = day
         self.user = user
+    }
+}
+
+extension UserDayKey {
+    /// `StableHash` of the key: the order in which statements send their rows.
+    var lockOrder: UInt64 {
+        var h = StableHash()
+        h.add(self.tenant)
+        h.add(self.day)
+        h.add(self.user)
+        return h.value
     }
 }
 

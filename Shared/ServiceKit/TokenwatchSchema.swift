@@ -501,7 +501,7 @@ public enum TokenwatchSchema {
                 IF b IS NULL OR b = '{}'::jsonb THEN RETURN acc; END IF;
                 RETURN acc || COALESCE((SELECT jsonb_object_agg(key, value::integer) FROM jsonb_each_text(b) WHERE COALESCE((acc ->> key)::integer, -1) < value::integer), '{}'::jsonb);
             END $$;
-        """),
+            """),
     ]
 }
 
