@@ -92,6 +92,13 @@ public struct KafkaMessage: Sendable {
 }
 
 extension Sequence where Element == KafkaMessage {
+    /// These messages by partition, each partition's in their order here.
+    public var byPartition: [KafkaTopicPartition: [KafkaMessage]] {
+        var out: [KafkaTopicPartition: [KafkaMessage]] = [:]
+        for message in self { out[message.topicPartition, default: []].append(message) }
+        return out
+    }
+
     /// For each partition in these messages, the offset to commit once all of them are processed (highest + 1).
     public var nextOffsets: [KafkaTopicPartition: Int64] {
         // A batch holds runs of one partition: the dictionary is touched once a run, not twice a message.

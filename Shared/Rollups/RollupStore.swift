@@ -103,7 +103,7 @@ public enum RollupStore {
     /// With `distributions`, the rows' sketches are inserted or merged in SQL; without, new rows get empty ones and
     /// stored ones are kept, which with `returningStored` the statement returns for `write` to merge.
     static func statement(_ rows: [(key: RollupKey, value: RollupValues)], table: String, distributions: Bool, returningStored: Bool = false) -> PostgresQuery {
-        let rows = rows.map { ($0.key.lockOrder, $0) }.sorted { $0.0 < $1.0 }.map(\.1)
+        let rows = inLockOrder(rows, \.lockOrder)
         var parameters = Self.keyArrays(rows)
         parameters += UsageCounters.columnArrays(rows.map(\.value.counters))
         // Counter rows leave the sketch columns to their defaults, the empty object (migration 21).

@@ -109,8 +109,7 @@ public enum UserTotalsStore {
     enum Form { case upsert, insert, update }
 
     static func statement(_ rows: [(key: UserDayKey, value: UsageCounters)], _ form: Form) -> PostgresQuery {
-        // In one order for every writer, as `RollupStore.upserts` sends its rows and for the same reasons.
-        let rows = rows.map { ($0.key.lockOrder, $0) }.sorted { $0.0 < $1.0 }.map(\.1)
+        let rows = inLockOrder(rows, \.lockOrder)
         // A batch spans a day or two: each day's date text is made once, not once a row.
         var dates: [Int64: String] = [:]
         for day in Set(rows.map(\.key.day)) { dates[day] = Self.dateText(day) }
@@ -165,8 +164,8 @@ public struct TenantDay: Hashable, Sendable {
 /// it does not (a zombie member, partitions added to the topic, rows removed by hand), an insert meets a row or an
 /// update misses one, the statement fails, and the aggregator forgets everything and writes that batch with upserts:
 /// the table's key, not this, keeps the totals exact. A tenant's day is read once (its user ids) when a batch first
-/// needs it; at most `capacity` ids are held (about 25 bytes each up to 15 bytes long, 100 for a UUID), beyond which further days are upserted. Days more
-/// than two before the newest seen are let go.
+/// needs it; at most `capacity` ids are held (about 25 bytes each up to 15 bytes long, 100 for a UUID), beyond which
+/// further days are upserted. Days more than two before the newest seen are let go.
 public final class KnownUsers: Sendable {
     public let capacity: Int
     private let state = Mutex<(days: [TenantDay: Set<String>], count: Int, newest: Int64)>(([:], 0, .min))
@@ -231,8 +230,7 @@ public final class KnownUsers: Sendable {
         self.state.withLock { state in
             for key in keys {
                 let day = TenantDay(tenant: key.tenant, day: key.day)
-                guard state.days[day] != nil, state.days[day]!.insert(key.user).inserted else { continue }
-                state.count += 1
+                if state.days[day]?.insert(key.user).inserted == true { state.count += 1 }
             }
         }
     }

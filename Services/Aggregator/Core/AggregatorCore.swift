@@ -84,8 +84,7 @@ public final class AggregatorCore: Sendable {
     /// can trail a revocation). A fenced partition's state is reloaded and the returned summary names it: the
     /// caller seeks it back to the reloaded offset.
     public func process(_ batch: [KafkaMessage]) async throws -> Summary {
-        var byPartition: [KafkaTopicPartition: [KafkaMessage]] = [:]
-        for message in batch { byPartition[message.topicPartition, default: []].append(message) }
+        let byPartition = batch.byPartition
         // Partitions apply concurrently, each in its own transaction on its own connection: one partition's Postgres
         // time overlaps another's decoding (`make bench`). They cannot deadlock: every transaction takes its rows in
         // one global order (statement by statement, keys sorted within each).

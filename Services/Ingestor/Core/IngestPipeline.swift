@@ -94,8 +94,7 @@ public final class IngestPipeline: Sendable {
     /// coming in turn (`make bench`). A tenant's events keep their order (the gateway keys them by tenant, so they
     /// share a partition), and a partition's events are produced in order.
     public func process(_ batch: [KafkaMessage], now: EventTimestamp = .now()) async throws -> (summary: Summary, commit: [KafkaTopicPartition: Int64]) {
-        var parts: [KafkaTopicPartition: [KafkaMessage]] = [:]
-        for message in batch { parts[message.topicPartition, default: []].append(message) }
+        let parts = batch.byPartition
         var summary = Summary()
         if parts.count <= 1 {
             summary = try await self.processPartition(batch, now: now)
