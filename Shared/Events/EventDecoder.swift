@@ -15,10 +15,14 @@ public struct EventDecoder: Sendable {
     /// True where the tenant comes from elsewhere (the gateway: the API key): a body's `tenant_id`, whatever its
     /// value or type, is skipped unread, as the README promises, instead of rejecting the event. Default: false.
     public var ignoresTenantID: Bool
+    /// True where an event's tags are not used (the aggregator: the promoted ones travel in a header): `tags` is
+    /// skipped like an unknown field (strict JSON, bounded depth) and the event has none (`[:]`). Default: false.
+    public var skipsTags: Bool
 
-    public init(limits: EventLimits = .default, ignoresTenantID: Bool = false) {
+    public init(limits: EventLimits = .default, ignoresTenantID: Bool = false, skipsTags: Bool = false) {
         self.limits = limits
         self.ignoresTenantID = ignoresTenantID
+        self.skipsTags = skipsTags
     }
 
     /// Decodes `bytes`; `now` bounds the timestamp skew.
@@ -66,7 +70,7 @@ public struct EventDecoder: Sendable {
                         throw EventValidationError(field: "body", reason: "more than \(self.limits.maxFields) fields")
                     }
                     try scanner.expect(UInt8(ascii: ":"), "':'")
-                    if let field, !(field == .tenantID && self.ignoresTenantID) {
+                    if let field, !(field == .tenantID && self.ignoresTenantID), !(field == .tags && self.skipsTags) {
                         try self.readField(field, into: &fields, scanner: &scanner)
                     } else {
                         try scanner.skipValue(depth: 1)

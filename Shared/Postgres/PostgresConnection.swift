@@ -53,7 +53,21 @@ public actor PostgresConnection: PooledConnection {
     /// Returns the number of rows copied.
     @discardableResult
     public func copy(into table: String, columns: [String], rows: [[any PostgresEncodable]]) throws(PostgresError) -> Int {
-        try self.checked { () throws(PostgresError) in try self.conn.copyIn(table: table, columns: columns, rows: rows) }
+        var text = PostgresCopyText()
+        for row in rows {
+            guard row.count == columns.count else { throw PostgresError(.client, "COPY into \(table): a row has \(row.count) values for \(columns.count) columns") }
+            for value in row {
+                if let field = value.postgresText { text.append(field) } else { text.appendNull() }
+            }
+            text.endRow()
+        }
+        return try self.copy(into: table, columns: columns, text)
+    }
+
+    /// Bulk-loads rows already in COPY's text format (`PostgresCopyText`). Returns the number of rows copied.
+    @discardableResult
+    public func copy(into table: String, columns: [String], _ text: PostgresCopyText) throws(PostgresError) -> Int {
+        try self.checked { () throws(PostgresError) in try self.conn.copyIn(table: table, columns: columns, data: text.bytes) }
     }
 
     /// Runs `body` in a transaction: COMMIT when it returns, ROLLBACK when it throws.
@@ -139,7 +153,7 @@ final class LibPQConnection: @unchecked Sendable {
         return try self.consume(PQexec(conn, sql), context: "script")
     }
 
-    func copyIn(table: String, columns: [String], rows: [[any PostgresEncodable]]) throws(PostgresError) -> Int {
+    func copyIn(table: String, columns: [String], data: [UInt8]) throws(PostgresError) -> Int {
         guard let conn = self.pointer else { throw PostgresError(.connection, "connection is closed") }
         let quote = { (name: String) in "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
         let qualified = table.split(separator: ".").map { quote(String($0)) }.joined(separator: ".")
@@ -147,28 +161,18 @@ final class LibPQConnection: @unchecked Sendable {
         guard let start = PQexec(conn, sql) else { throw PostgresError(.connection, Self.trimmed(PQerrorMessage(conn))) }
         guard PQresultStatus(start) == PGRES_COPY_IN else { _ = try self.consume(start, context: sql); return 0 }
         PQclear(start)
-        var buffer: [UInt8] = []
-        buffer.reserveCapacity(64 * 1024)
         var failure: String?
-        func flush() {
-            guard !buffer.isEmpty, failure == nil else { return }
-            let sent = buffer.withUnsafeBytes { PQputCopyData(conn, $0.baseAddress!.assumingMemoryBound(to: CChar.self), Int32($0.count)) }
-            if sent != 1 { failure = Self.trimmed(PQerrorMessage(conn)) }
-            buffer.removeAll(keepingCapacity: true)
-        }
-        for row in rows {
-            guard row.count == columns.count else {
-                failure = "a row has \(row.count) values for \(columns.count) columns"
-                break
+        // In pieces of 64 kB: libpq buffers what it is given, and a piece is sent while the next is copied.
+        data.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count, failure == nil {
+                let count = min(64 * 1024, bytes.count - offset)
+                if PQputCopyData(conn, bytes.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self), Int32(count)) != 1 {
+                    failure = Self.trimmed(PQerrorMessage(conn))
+                }
+                offset += count
             }
-            for (i, value) in row.enumerated() {
-                if i > 0 { buffer.append(0x09) }
-                if let text = value.postgresText { Self.appendCopyEscaped(text, to: &buffer) } else { buffer.append(contentsOf: Array("\\N".utf8)) }
-            }
-            buffer.append(0x0A)
-            if buffer.count >= 60 * 1024 { flush() }
         }
-        flush()
         if PQputCopyEnd(conn, failure) != 1 { failure = failure ?? Self.trimmed(PQerrorMessage(conn)) }
         var copied = 0
         var serverError: PostgresError?
@@ -183,19 +187,6 @@ final class LibPQConnection: @unchecked Sendable {
         if let failure, serverError == nil { throw PostgresError(.client, "COPY into \(table): \(failure)") }
         if let serverError { throw serverError }
         return copied
-    }
-
-    /// COPY text format: backslash, tab, newline and carriage return are escaped.
-    private static func appendCopyEscaped(_ text: String, to buffer: inout [UInt8]) {
-        for b in text.utf8 {
-            switch b {
-            case UInt8(ascii: "\\"): buffer.append(contentsOf: [0x5C, 0x5C])
-            case 0x09: buffer.append(contentsOf: [0x5C, UInt8(ascii: "t")])
-            case 0x0A: buffer.append(contentsOf: [0x5C, UInt8(ascii: "n")])
-            case 0x0D: buffer.append(contentsOf: [0x5C, UInt8(ascii: "r")])
-            default: buffer.append(b)
-            }
-        }
     }
 
     /// Copies a result out of libpq and frees it; turns error results into `PostgresError`.

@@ -141,3 +141,50 @@ extension PostgresQuery {
         "SELECT " + columns.enumerated().map { "unnest($\($0.offset + firstParameter)::\($0.element.type)) AS \($0.element.name)" }.joined(separator: ", ")
     }
 }
+
+/// Rows in the text format of `COPY ... FROM STDIN`, built byte by byte: fields separated by tabs, rows ended by a
+/// newline, `\N` for NULL, and backslash, tab, newline and carriage return escaped within a field.
+public struct PostgresCopyText: Sendable {
+    public private(set) var bytes: [UInt8] = []
+    private var rowStarted = false
+
+    public init(capacity: Int = 0) {
+        self.bytes.reserveCapacity(capacity)
+    }
+
+    public var isEmpty: Bool { self.bytes.isEmpty }
+
+    private mutating func separate() {
+        if self.rowStarted { self.bytes.append(0x09) }
+        self.rowStarted = true
+    }
+
+    public mutating func append(_ text: String) {
+        self.separate()
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\\"): self.bytes.append(contentsOf: [0x5C, 0x5C])
+            case 0x09: self.bytes.append(contentsOf: [0x5C, UInt8(ascii: "t")])
+            case 0x0A: self.bytes.append(contentsOf: [0x5C, UInt8(ascii: "n")])
+            case 0x0D: self.bytes.append(contentsOf: [0x5C, UInt8(ascii: "r")])
+            default: self.bytes.append(byte)
+            }
+        }
+    }
+
+    /// A field written by the caller as plain bytes that need no escaping (digits, a date).
+    public mutating func appendUnescaped(_ write: (inout [UInt8]) -> Void) {
+        self.separate()
+        write(&self.bytes)
+    }
+
+    public mutating func appendNull() {
+        self.separate()
+        self.bytes.append(contentsOf: [0x5C, UInt8(ascii: "N")])
+    }
+
+    public mutating func endRow() {
+        self.bytes.append(0x0A)
+        self.rowStarted = false
+    }
+}

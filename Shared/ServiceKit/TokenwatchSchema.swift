@@ -502,6 +502,20 @@ public enum TokenwatchSchema {
                 RETURN acc || COALESCE((SELECT jsonb_object_agg(key, value::integer) FROM jsonb_each_text(b) WHERE COALESCE((acc ->> key)::integer, -1) < value::integer), '{}'::jsonb);
             END $$;
             """),
+        PostgresMigration(version: 23, name: "user_totals_tenant_view", sql: """
+            -- New per-user rows are inserted with COPY (UserTotalsStore.copyText), which Postgres refuses on a table
+            -- under row-level security for every role a policy applies to (the services' runtime roles included).
+            -- Tenants read the rows through a security-barrier view with the condition the policy had, run with the
+            -- owner's rights; tokenwatch_tenant may no longer read the table, so a tenant read naming it fails instead
+            -- of seeing other tenants. The view lists the table's columns as of now: a later column needs it replaced.
+            DROP POLICY IF EXISTS tenant_isolation ON user_totals_1d;
+            DROP POLICY IF EXISTS service_access ON user_totals_1d;
+            ALTER TABLE user_totals_1d DISABLE ROW LEVEL SECURITY;
+            REVOKE SELECT ON user_totals_1d FROM tokenwatch_tenant;
+            CREATE VIEW user_totals_1d_tenant WITH (security_barrier) AS
+                SELECT * FROM user_totals_1d WHERE tenant_id = current_setting('tokenwatch.tenant_id');
+            GRANT SELECT ON user_totals_1d_tenant TO tokenwatch_tenant;
+            """),
     ]
 }
 
@@ -521,7 +535,7 @@ extension TokenwatchSchema {
             "gateway": rollups.merging([
                 "tenants": write, "api_keys": write, "detector_settings": write, "notification_channels": all, "notification_outbox": append,
                 "alert_rules": write, "budgets": write, "rule_alerts": read, "anomalies": read, "evidence_samples": read,
-                "dead_letter_counts": read, "dead_letter_samples": read, "user_totals_1d": read,
+                "dead_letter_counts": read, "dead_letter_samples": read,
             ]) { $1 },
             "ingestor": ["tenants": read, "prices": read, "dimension_values": append],
             "aggregator": Dictionary(uniqueKeysWithValues: Granularity.allCases.map { ($0.table, write) }).merging([

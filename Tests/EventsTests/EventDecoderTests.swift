@@ -162,6 +162,20 @@ struct EventDecoderTests {
         #expect(rejection(variant("tags", "{\"k\":\"a\",\"k\":\"b\"}")) == EventValidationError(field: "tags.k", reason: "duplicate tag"))
     }
 
+    @Test("a decoder that skips tags reads every other field, and still refuses tags that are not JSON")
+    func skippedTags() throws {
+        let skipping = EventDecoder(skipsTags: true)
+        let e = try skipping.decode(Array(validJSON.utf8), now: now)
+        var full = try decode(validJSON)
+        #expect(e.tags.isEmpty && !full.tags.isEmpty)
+        full.tags = [:]
+        #expect(e == full)
+        // Tags it does not read are not validated, but the document still must be JSON, and bounded.
+        #expect((try? skipping.decode(Array(variant("tags", "{\"k\":5}").utf8), now: now)) != nil)
+        #expect(throws: EventValidationError.self) { try skipping.decode(Array(variant("tags", "{\"k\":}").utf8), now: now) }
+        #expect(throws: EventValidationError.self) { try skipping.decode(Array(variant("tags", String(repeating: "[", count: 200) + String(repeating: "]", count: 200)).utf8), now: now) }
+    }
+
     @Test("timestamps outside the allowed skew are rejected")
     func skew() {
         #expect(rejection(variant("timestamp", "\"2026-11-23T12:05:01Z\"")) == EventValidationError(field: "timestamp", reason: "more than 300 s in the future"))

@@ -17,7 +17,7 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     var anyAge = EventLimits()
     anyAge.maxAgeSeconds = 100 * 365 * 86400
     anyAge.maxFutureSkewSeconds = 100 * 365 * 86400
-    for decoder in [EventDecoder(), EventDecoder(limits: anyAge)] {
+    for decoder in [EventDecoder(), EventDecoder(limits: anyAge), EventDecoder(limits: anyAge, skipsTags: true)] {
         guard let event = try? decoder.decode(bytes, now: now) else { continue }
         var deltas = RollupDeltas(granularity: .minute)
         deltas.add(event)

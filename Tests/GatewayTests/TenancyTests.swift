@@ -41,12 +41,14 @@ struct TenancyTests {
         let keyB = try await gateway.keys.createTenant(id: b, name: "B").key
         let origin = (EventTimestamp.now().microsecondsSinceEpoch - 7_200_000_000) / 3_600_000_000 * 3_600_000_000
         var minutes = RollupDeltas(granularity: .minute), hours = RollupDeltas(granularity: .hour)
+        var users = UserTotalDeltas()
         for (tenant, count, cost) in [(a, 7, Int64(100)), (b, 5, Int64(10_000))] {
             for i in 0..<count {
                 let e = LLMEvent(eventID: "\(tenant)-\(i)", tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: origin + Int64(i) * 1_000_000),
                                  provider: "openai", model: i % 2 == 0 ? "gpt-4o" : "gpt-4o-mini", inputTokens: 10, outputTokens: 1, latencyMs: 50, status: .ok, costNanos: cost)
                 minutes.add(e)
                 hours.add(e)
+                users.add(e)
             }
             try await gateway.postgres.query("""
                 INSERT INTO anomalies (tenant_id, anomaly_id, window_start, body) VALUES
@@ -55,6 +57,7 @@ struct TenancyTests {
         }
         for q in RollupStore.upserts(minutes) { try await gateway.postgres.query(q) }
         for q in RollupStore.upserts(hours) { try await gateway.postgres.query(q) }
+        for q in UserTotalsStore.upserts(users) { try await gateway.postgres.query(q) }
         let range = "from=\(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)&to=\(EventTimestamp(microsecondsSinceEpoch: origin + 3_600_000_000).rfc3339)"
 
         try await gateway.app.test(.router) { client in
@@ -88,11 +91,23 @@ struct TenancyTests {
         #expect(try rows.map { try $0.decode("tenant_id", as: String.self) } == [a])
         let anomalies = try await TenantDatabase(postgres: gateway.postgres, tenantID: b).query("SELECT count(*)::bigint AS n FROM anomalies")
         #expect(try anomalies[0].decode("n", as: Int64.self) == 1)
+        // Per-user totals (inserted by COPY, so not under row-level security): the role reads them only through the
+        // view, which shows its tenant's rows alone; the table itself is refused.
+        let userRows = try await TenantDatabase(postgres: gateway.postgres, tenantID: a).query("SELECT DISTINCT tenant_id FROM user_totals_1d_tenant WHERE tenant_id IN (\(a), \(b))")
+        #expect(try userRows.map { try $0.decode("tenant_id", as: String.self) } == [a])
+        await #expect(throws: PostgresError.self, "the tenant role may not read the per-user table") {
+            try await TenantDatabase(postgres: gateway.postgres, tenantID: a).query("SELECT count(*) FROM user_totals_1d")
+        }
         let unset = try? await gateway.postgres.withTransaction { conn in
             try conn.query("SET LOCAL ROLE tokenwatch_tenant")
             return try conn.query("SELECT count(*)::bigint AS n FROM rollups_1m")[0].decode("n", as: Int64.self)
         }
         #expect(unset == nil || unset == 0)
+        let unsetUsers = try? await gateway.postgres.withTransaction { conn in
+            try conn.query("SET LOCAL ROLE tokenwatch_tenant")
+            return try conn.query("SELECT count(*)::bigint AS n FROM user_totals_1d_tenant")[0].decode("n", as: Int64.self)
+        }
+        #expect(unsetUsers == nil || unsetUsers == 0)
         await gateway.producer.shutdown()
     }
 

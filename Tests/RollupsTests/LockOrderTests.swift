@@ -37,12 +37,20 @@ struct LockOrderTests {
         for e in Self.events(300) { deltas.add(e) }
         let rows = Array(deltas.rows)
         var rng = SeededRandom(seed: 4)
-        for form in [UserTotalsStore.Form.upsert, .insert, .update] {
+        for form in [UserTotalsStore.Form.upsert, .update] {
             let reference = UserTotalsStore.statement(rows, form)
             let shuffled = rows.shuffled(using: &rng)
             #expect(shuffled.map(\.key) != rows.map(\.key))
             #expect(UserTotalsStore.statement(shuffled, form).parameters == reference.parameters)
         }
+        // New users go by COPY, in the same order.
+        let copied = UserTotalsStore.copyText(rows)
+        #expect(UserTotalsStore.copyText(rows.shuffled(using: &rng)).bytes == copied.bytes)
+        let keys = String(decoding: copied.bytes, as: UTF8.self).split(separator: "\n").map { line in
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false)
+            return "\(fields[0])/\(fields[2])"
+        }
+        #expect(keys == inLockOrder(rows, \.lockOrder).map { "\($0.key.tenant)/\($0.key.user)" })
     }
 
     @Test("the order is a function of the key: equal keys hash equal, and strings cannot run into each other")

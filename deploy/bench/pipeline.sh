@@ -47,10 +47,14 @@ python3 - "$STATE" <<'PY'
 import json, sys, uuid, random, time
 state = sys.argv[1]
 now = time.time()
+# Timestamps over 50 s that always straddle a minute boundary (25 s either side of the minute before this one), so
+# every run writes the same rollup rows: from the last 50 s, a run starting late in a minute had every event in one
+# minute and wrote half the minute rows of the others.
+first = now - now % 60 - 85
 models = [("openai", "gpt-4o"), ("openai", "gpt-4o-mini"), ("anthropic", "claude-sonnet-4")]
 def event():
     p, m = random.choice(models)
-    return {"event_id": str(uuid.uuid4()), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now - random.randint(0, 50))) + "Z",
+    return {"event_id": str(uuid.uuid4()), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(first + random.randint(0, 50))) + "Z",
             "provider": p, "model": m, "input_tokens": random.randint(10, 5000), "output_tokens": random.randint(1, 900),
             "latency_ms": random.randint(50, 9000), "status": "ok", "user_id": "u-%d" % random.randint(1, 500)}
 for n in (100, 1000):

@@ -32,11 +32,12 @@ public final class AggregatorCore: Sendable {
     private let retentionGaps = Counter(label: "tw_aggregator_retention_gaps_total")
 
     /// Events on llm.events.v1 were validated by the ingestor; re-reading them must not reject them for their age.
+    /// Their tags are skipped: the promoted ones come resolved in a header, and the rest are not aggregated.
     let decoder: EventDecoder = {
         var limits = EventLimits()
         limits.maxAgeSeconds = 100 * 365 * 86400
         limits.maxFutureSkewSeconds = 100 * 365 * 86400
-        return EventDecoder(limits: limits)
+        return EventDecoder(limits: limits, skipsTags: true)
     }()
 
     /// The broker's low watermark of a partition (`KafkaConsumer.lowWatermark`), to tell a gap retention made from

@@ -208,7 +208,7 @@ public struct QueryRoutes: Sendable {
         let rows = try await tenant.database.query(PostgresQuery(
             sql: """
                 SELECT (extract(epoch FROM day::timestamp AT TIME ZONE 'UTC') * 1000000)::bigint AS day_us, \(UsageCounters.fields.map(\.column).joined(separator: ", "))
-                FROM user_totals_1d WHERE tenant_id = $1 AND user_id = $2 AND day >= $3::timestamptz::date AND day < $4::timestamptz::date
+                FROM user_totals_1d_tenant WHERE tenant_id = $1 AND user_id = $2 AND day >= $3::timestamptz::date AND day < $4::timestamptz::date
                 """,
             parameters: [tenant.tenantID, user, EventTimestamp(microsecondsSinceEpoch: from).rfc3339, EventTimestamp(microsecondsSinceEpoch: to).rfc3339]))
         var byDay: [Int64: RollupValues] = [:]

@@ -53,7 +53,7 @@ struct UserRoutes: Sendable {
     func top(tenant: TenantRequest, from: Int64, to: Int64, orderName: String, order: String, limit: Int, cursor: Cursor?, csv: Bool, by: String?) async throws -> Response {
         let range: [String?] = [tenant.tenantID, Self.date(from), Self.date(to)]
         var query = PostgresQuery(
-            sql: "SELECT user_id, \(UserTotalsStore.sums), \(order) AS sort_value FROM user_totals_1d WHERE tenant_id = $1 AND day >= $2::date AND day < $3::date AND user_id <> '' GROUP BY user_id",
+            sql: "SELECT user_id, \(UserTotalsStore.sums), \(order) AS sort_value FROM user_totals_1d_tenant WHERE tenant_id = $1 AND day >= $2::date AND day < $3::date AND user_id <> '' GROUP BY user_id",
             parameters: range)
         if let cursor {
             query.parameters += [String(cursor.value), cursor.user]
@@ -76,7 +76,7 @@ struct UserRoutes: Sendable {
         let totals = try await tenant.database.query(PostgresQuery(
             sql: """
                 SELECT (user_id = '') AS unattributed, count(DISTINCT user_id)::bigint AS users, \(UserTotalsStore.sums)
-                FROM user_totals_1d WHERE tenant_id = $1 AND day >= $2::date AND day < $3::date GROUP BY (user_id = '')
+                FROM user_totals_1d_tenant WHERE tenant_id = $1 AND day >= $2::date AND day < $3::date GROUP BY (user_id = '')
                 """,
             parameters: range))
         var all = UsageCounters()
@@ -98,7 +98,7 @@ struct UserRoutes: Sendable {
         let rows = try await tenant.database.query(PostgresQuery(
             sql: """
                 SELECT to_char(day, 'YYYY-MM-DD') AS day, \(UsageCounters.fields.map(\.column).joined(separator: ", "))
-                FROM user_totals_1d WHERE tenant_id = $1 AND day >= $2::date AND day < $3::date AND user_id = $4 ORDER BY day
+                FROM user_totals_1d_tenant WHERE tenant_id = $1 AND day >= $2::date AND day < $3::date AND user_id = $4 ORDER BY day
                 """,
             parameters: [tenant.tenantID, Self.date(from), Self.date(to), user]))
         var days: [(day: String, counters: UsageCounters)] = []
