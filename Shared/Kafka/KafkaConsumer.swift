@@ -91,12 +91,12 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// One poll on the polling thread: nil when the consumer is closing, an empty array on timeout.
-    func poll(maxMessages: Int, timeoutMilliseconds: Int32) async throws -> [KafkaMessage]? {
+    func poll(maxMessages: Int, timeoutMilliseconds: Int32, prompt: Bool = false) async throws -> [KafkaMessage]? {
         if self.state.withLock({ $0 }) != .open { return nil }
         let queue = self.queue
         let logger = self.logger
         let messages = try await self.pollThread.run { () throws -> [KafkaMessage] in
-            try queue.consume(max: maxMessages, timeoutMilliseconds: timeoutMilliseconds, logger: logger)
+            try queue.consume(max: maxMessages, timeoutMilliseconds: timeoutMilliseconds, prompt: prompt, logger: logger)
         }
         if let failure = self.rebalance.takeFailure() { throw failure }
         return messages
@@ -234,11 +234,20 @@ final class ConsumerQueue: @unchecked Sendable {
         self.pointer = nil
     }
 
-    func consume(max: Int, timeoutMilliseconds: Int32, logger: Logger) throws -> [KafkaMessage] {
+    /// Up to `max` messages. `rd_kafka_consume_batch_queue` returns when it has `max` or the timeout has passed, so a
+    /// poll for many messages waits out its timeout whenever fewer are coming. With `prompt`, it returns as soon as
+    /// any are there: what is queued at once, else the first to arrive within the timeout and what came with it.
+    func consume(max: Int, timeoutMilliseconds: Int32, prompt: Bool = false, logger: Logger) throws -> [KafkaMessage] {
         guard let pointer else { return [] }
         if self.buffer.count < max { self.buffer = Array(repeating: nil, count: max) }
-        let count = self.buffer.withUnsafeMutableBufferPointer { buf in
-            rd_kafka_consume_batch_queue(pointer, timeoutMilliseconds, buf.baseAddress, max)
+        var count = self.buffer.withUnsafeMutableBufferPointer { buf in
+            rd_kafka_consume_batch_queue(pointer, prompt ? 0 : timeoutMilliseconds, buf.baseAddress, max)
+        }
+        if prompt && count == 0, let first = rd_kafka_consume_queue(pointer, timeoutMilliseconds) {
+            self.buffer[0] = first
+            count = 1 + self.buffer.withUnsafeMutableBufferPointer { buf in
+                Swift.max(0, rd_kafka_consume_batch_queue(pointer, 0, buf.baseAddress! + 1, max - 1))
+            }
         }
         if count < 0 { throw KafkaError(.consume, "consume", err: rd_kafka_last_error()) }
         var messages: [KafkaMessage] = []
@@ -313,8 +322,12 @@ public struct KafkaMessageBatches: AsyncSequence, Sendable {
         let linger: Duration
 
         public mutating func next() async throws -> [KafkaMessage]? {
+            // With a linger, a batch's first poll takes what is queued at once (`prompt`; after a long batch, the
+            // backlog) instead of waiting out its timeout for `maxMessages`; the polls that follow gather for the
+            // linger as before (each waits to fill, so a trickle is not polled message by message).
+            let prompt = self.linger > .zero
             while !Task.isCancelled {
-                guard var batch = try await self.consumer.poll(maxMessages: self.maxMessages, timeoutMilliseconds: self.timeoutMs) else {
+                guard var batch = try await self.consumer.poll(maxMessages: self.maxMessages, timeoutMilliseconds: self.timeoutMs, prompt: prompt) else {
                     return nil
                 }
                 if !batch.isEmpty && self.linger > .zero {

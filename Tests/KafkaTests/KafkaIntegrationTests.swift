@@ -128,6 +128,25 @@ struct KafkaIntegrationTests {
         #expect(sizes == [1000, 1000, 500])
     }
 
+    @Test("with a linger, a batch's first poll hands over what is queued instead of waiting out its timeout for the maximum")
+    func promptFirstPoll() async throws {
+        let topic = try await producedTopic("prompt", partitions: 2, count: 50, keys: 5)
+        let consumer = try makeConsumer(group: TestEnvironment.unique("g"))
+        try consumer.subscribe(topics: [topic])
+        // A poll timeout far past the test's limit, and a linger over before a second poll: every batch is one poll,
+        // which without `prompt` would wait the whole timeout for 1000 messages that never come.
+        let total = try await within(.seconds(60), "50 messages without waiting out the poll timeout") {
+            var total = 0
+            for try await batch in consumer.batches(maxMessages: 1000, pollTimeout: .seconds(3600), linger: .nanoseconds(1)) {
+                total += batch.count
+                if total >= 50 { break }
+            }
+            return total
+        }
+        await consumer.close()
+        #expect(total == 50)
+    }
+
     @Test("committed offsets resume a new member with no loss and no duplicate")
     func commitAndResume() async throws {
         let topic = try await producedTopic("resume", partitions: 3, count: 300, keys: 11)
