@@ -139,11 +139,30 @@ final class LibPQConnection: @unchecked Sendable {
 
     func execute(_ query: PostgresQuery) throws(PostgresError) -> PostgresRows {
         guard let conn = self.pointer else { throw PostgresError(.connection, "connection is closed") }
-        let params: [UnsafeMutablePointer<CChar>?] = query.parameters.map { $0.flatMap { strdup($0) } }
-        defer { params.forEach { free($0) } }
+        var params: [UnsafeMutablePointer<CChar>?] = query.parameters.map { $0.flatMap { strdup($0) } }
+        var lengths = [Int32](repeating: 0, count: params.count), formats = [Int32](repeating: 0, count: params.count)
+        for (index, bytes) in query.binaryParameters where index < params.count {
+            let copy = UnsafeMutablePointer<CChar>.allocate(capacity: Swift.max(bytes.count, 1))
+            bytes.withUnsafeBytes { raw in
+                if let base = raw.bindMemory(to: CChar.self).baseAddress { copy.update(from: base, count: bytes.count) }
+            }
+            free(params[index])
+            params[index] = copy
+            lengths[index] = Int32(bytes.count)
+            formats[index] = 1
+        }
+        defer {
+            for (index, pointer) in params.enumerated() {
+                if query.binaryParameters[index] != nil { pointer?.deallocate() } else { free(pointer) }
+            }
+        }
         var values: [UnsafePointer<CChar>?] = params.map { $0.map { UnsafePointer($0) } }
         let result = values.withUnsafeMutableBufferPointer { buffer in
-            PQexecParams(conn, query.sql, Int32(params.count), nil, buffer.baseAddress, nil, nil, 0)
+            lengths.withUnsafeBufferPointer { lengths in
+                formats.withUnsafeBufferPointer { formats in
+                    PQexecParams(conn, query.sql, Int32(params.count), nil, buffer.baseAddress, lengths.baseAddress, formats.baseAddress, 0)
+                }
+            }
         }
         return try self.consume(result, context: query.sql)
     }

@@ -9,10 +9,19 @@ import Foundation
 public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation, CustomStringConvertible {
     public var sql: String
     public var parameters: [String?]
+    /// Parameters sent in Postgres's binary format (`PostgresBinaryArray`), by index into `parameters`, whose entry
+    /// is nil for them.
+    public var binaryParameters: [Int: [UInt8]] = [:]
 
     public init(sql: String, parameters: [String?] = []) {
         self.sql = sql
         self.parameters = parameters
+    }
+
+    public init(sql: String, parameters: PostgresParameters) {
+        self.sql = sql
+        self.parameters = parameters.text
+        self.binaryParameters = parameters.binary
     }
 
     public init(stringLiteral value: String) {
@@ -186,5 +195,107 @@ public struct PostgresCopyText: Sendable {
     public mutating func endRow() {
         self.bytes.append(0x0A)
         self.rowStarted = false
+    }
+}
+
+/// Parameters gathered for a statement, text or binary (`PostgresBinaryArray`); `$n` is the nth appended.
+public struct PostgresParameters: Sendable, Equatable {
+    public private(set) var text: [String?] = []
+    public private(set) var binary: [Int: [UInt8]] = [:]
+
+    public init() {}
+
+    public var count: Int { self.text.count }
+
+    public mutating func append(_ value: String?) {
+        self.text.append(value)
+    }
+
+    public mutating func append(binary bytes: [UInt8]) {
+        self.binary[self.text.count] = bytes
+        self.text.append(nil)
+    }
+}
+
+/// One-dimensional arrays in Postgres's binary format (`array_send`), for `$n::<type>[]` parameters. Postgres reads
+/// each element with its type's receive function instead of scanning a text literal for quotes and escapes: the
+/// aggregator sends a few arrays of thousands of elements a statement, and `array_in` was a tenth of Postgres's time.
+public enum PostgresBinaryArray {
+    /// Element type oids (`pg_type`), which Postgres checks against the parameter's declared element type.
+    static let int8: UInt32 = 20, text: UInt32 = 25, date: UInt32 = 1082, timestamptz: UInt32 = 1184, jsonb: UInt32 = 3802
+    /// 2000-01-01T00:00:00Z, Postgres's epoch, in microseconds and days since 1970-01-01.
+    static let epochMicroseconds: Int64 = 946_684_800_000_000, epochDays: Int64 = 10_957
+
+    private static func header(_ count: Int, _ oid: UInt32, capacity: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(20 + capacity)
+        // An empty array has no dimensions.
+        out.appendBigEndian(UInt32(count == 0 ? 0 : 1))
+        out.appendBigEndian(UInt32(0))  // no NULL element
+        out.appendBigEndian(oid)
+        if count > 0 {
+            out.appendBigEndian(UInt32(truncatingIfNeeded: count))
+            out.appendBigEndian(UInt32(1))  // lower bound
+        }
+        return out
+    }
+
+    public static func int8(_ values: [Int64]) -> [UInt8] {
+        var out = Self.header(values.count, Self.int8, capacity: values.count * 12)
+        for value in values {
+            out.appendBigEndian(UInt32(8))
+            out.appendBigEndian(UInt64(bitPattern: value))
+        }
+        return out
+    }
+
+    public static func text(_ values: [String]) -> [UInt8] {
+        Self.strings(values, Self.text, version: nil)
+    }
+
+    /// JSON documents as `jsonb` (version 1, then the text).
+    public static func jsonb(_ values: [String]) -> [UInt8] {
+        Self.strings(values, Self.jsonb, version: 1)
+    }
+
+    private static func strings(_ values: [String], _ oid: UInt32, version: UInt8?) -> [UInt8] {
+        let extra = version == nil ? 0 : 1
+        var out = Self.header(values.count, oid, capacity: values.reduce(0) { $0 + $1.utf8.count + 4 + extra })
+        for value in values {
+            out.appendBigEndian(UInt32(truncatingIfNeeded: value.utf8.count + extra))
+            if let version { out.append(version) }
+            out.append(contentsOf: value.utf8)
+        }
+        return out
+    }
+
+    public static func timestamptz(microsecondsSinceEpoch values: [Int64]) -> [UInt8] {
+        var out = Self.header(values.count, Self.timestamptz, capacity: values.count * 12)
+        for value in values {
+            out.appendBigEndian(UInt32(8))
+            out.appendBigEndian(UInt64(bitPattern: value &- Self.epochMicroseconds))
+        }
+        return out
+    }
+
+    /// Days given by their start, microseconds since the epoch (a UTC midnight).
+    public static func date(dayStartMicroseconds values: [Int64]) -> [UInt8] {
+        var out = Self.header(values.count, Self.date, capacity: values.count * 8)
+        for value in values {
+            out.appendBigEndian(UInt32(4))
+            let days = (value / 86_400_000_000) &- Self.epochDays
+            out.appendBigEndian(UInt32(truncatingIfNeeded: days))
+        }
+        return out
+    }
+}
+
+extension [UInt8] {
+    @inline(__always) mutating func appendBigEndian(_ value: UInt32) {
+        Swift.withUnsafeBytes(of: value.bigEndian) { self.append(contentsOf: $0) }
+    }
+
+    @inline(__always) mutating func appendBigEndian(_ value: UInt64) {
+        Swift.withUnsafeBytes(of: value.bigEndian) { self.append(contentsOf: $0) }
     }
 }

@@ -77,7 +77,7 @@ public enum RollupStore {
     /// Sets the sketches of rows this transaction has locked.
     static func sketchUpdate(_ rows: [(key: RollupKey, value: RollupValues)], table: String) -> PostgresQuery {
         var parameters = Self.keyArrays(rows)
-        for sketch in RollupValues.sketches { parameters.append(PostgresQuery.textArray(rows.map { sketch.stored($0.value) })) }
+        for sketch in RollupValues.sketches { parameters.append(binary: PostgresBinaryArray.jsonb(rows.map { sketch.stored($0.value) })) }
         let keyColumns = ["tenant_id"] + SeriesDimension.allCases.map(\.rawValue) + ["window_start"]
         let types = Self.columnTypes.prefix(keyColumns.count) + RollupValues.sketches.map { _ in "jsonb[]" }
         let names = keyColumns + RollupValues.sketches.map(\.column)
@@ -90,13 +90,12 @@ public enum RollupStore {
             parameters: parameters)
     }
 
-    /// The key columns' arrays: tenant, each dimension, window start.
-    static func keyArrays(_ rows: [(key: RollupKey, value: RollupValues)]) -> [String?] {
-        var parameters: [String?] = [PostgresQuery.textArray(rows.map(\.key.series.tenant))]
-        for d in SeriesDimension.allCases { parameters.append(PostgresQuery.textArray(rows.map { $0.key.series[d] })) }
-        var instants: [Int64: String] = [:]  // a batch spans a few windows: each one's text is made once
-        for start in Set(rows.map(\.key.windowStart)) { instants[start] = EventTimestamp(microsecondsSinceEpoch: start).rfc3339 }
-        parameters.append(PostgresQuery.textArray(rows.map { instants[$0.key.windowStart]! }))
+    /// The key columns' arrays (binary, `PostgresBinaryArray`): tenant, each dimension, window start.
+    static func keyArrays(_ rows: [(key: RollupKey, value: RollupValues)]) -> PostgresParameters {
+        var parameters = PostgresParameters()
+        parameters.append(binary: PostgresBinaryArray.text(rows.map(\.key.series.tenant)))
+        for d in SeriesDimension.allCases { parameters.append(binary: PostgresBinaryArray.text(rows.map { $0.key.series[d] })) }
+        parameters.append(binary: PostgresBinaryArray.timestamptz(microsecondsSinceEpoch: rows.map(\.key.windowStart)))
         return parameters
     }
 
@@ -105,10 +104,10 @@ public enum RollupStore {
     static func statement(_ rows: [(key: RollupKey, value: RollupValues)], table: String, distributions: Bool, returningStored: Bool = false) -> PostgresQuery {
         let rows = inLockOrder(rows, \.lockOrder)
         var parameters = Self.keyArrays(rows)
-        parameters += UsageCounters.columnArrays(rows.map(\.value.counters))
+        UsageCounters.appendColumnArrays(rows.map(\.value.counters), to: &parameters)
         // Counter rows leave the sketch columns to their defaults, the empty object (migration 21).
         if distributions {
-            for sketch in RollupValues.sketches { parameters.append(PostgresQuery.textArray(rows.map { sketch.stored($0.value) })) }
+            for sketch in RollupValues.sketches { parameters.append(binary: PostgresBinaryArray.jsonb(rows.map { sketch.stored($0.value) })) }
         }
         let columns = distributions ? Self.columns : Array(Self.columns.dropLast(RollupValues.sketches.count))
         let add = UsageCounters.fields.map { "\($0.column) = r.\($0.column) + EXCLUDED.\($0.column)" }

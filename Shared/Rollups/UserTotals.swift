@@ -42,19 +42,10 @@ extension UsageCounters {
         for field in Self.fields { self[keyPath: field.keyPath] = try row.decode(field.column) }
     }
 
-    /// One `bigint[]` literal per counter, in `fields` order, over `rows`: the counter columns of an unnested upsert.
-    static func columnArrays(_ rows: [UsageCounters]) -> [String?] {
-        // Byte by byte: one string a counter a row, joined, was a tenth of the aggregator's time.
-        Self.fields.indices.map { field in
-            var out: [UInt8] = [UInt8(ascii: "{")]
-            out.reserveCapacity(rows.count * 8 + 2)
-            for (i, row) in rows.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                out.appendDecimal(row.value(at: field))
-            }
-            out.append(UInt8(ascii: "}"))
-            return String(decoding: out, as: UTF8.self)
-        }
+    /// Appends one binary `bigint[]` per counter, in `fields` order, over `rows`: the counter columns of an unnested
+    /// upsert.
+    static func appendColumnArrays(_ rows: [UsageCounters], to parameters: inout PostgresParameters) {
+        for field in Self.fields.indices { parameters.append(binary: PostgresBinaryArray.int8(rows.map { $0.value(at: field) })) }
     }
 }
 
@@ -130,18 +121,14 @@ public enum UserTotalsStore {
 
     static func statement(_ rows: [(key: UserDayKey, value: UsageCounters)], _ form: Form) -> PostgresQuery {
         let rows = inLockOrder(rows, \.lockOrder)
-        // A batch spans a day or two: each day's date text is made once, not once a row.
-        var dates: [Int64: String] = [:]
-        for day in Set(rows.map(\.key.day)) { dates[day] = Self.dateText(day) }
         let columns = Self.columns
-        // One array per column, unnested into rows: a batch holds about one row per event (a day's users rarely
-        // repeat within it), and 10 array parameters bind and parse far faster than 10 parameters a row.
-        var parameters: [String?] = [
-            PostgresQuery.textArray(rows.map(\.key.tenant)),
-            PostgresQuery.textArray(rows.map { dates[$0.key.day]! }),
-            PostgresQuery.textArray(rows.map(\.key.user)),
-        ]
-        parameters += UsageCounters.columnArrays(rows.map(\.value))
+        // One array per column, unnested into rows: 10 array parameters bind and parse far faster than 10 parameters
+        // a row.
+        var parameters = PostgresParameters()
+        parameters.append(binary: PostgresBinaryArray.text(rows.map(\.key.tenant)))
+        parameters.append(binary: PostgresBinaryArray.date(dayStartMicroseconds: rows.map(\.key.day)))
+        parameters.append(binary: PostgresBinaryArray.text(rows.map(\.key.user)))
+        UsageCounters.appendColumnArrays(rows.map(\.value), to: &parameters)
         let types = ["text[]", "date[]", "text[]"] + UsageCounters.fields.map { _ in "bigint[]" }
         let rowsSQL = PostgresQuery.zippedRows(Array(zip(columns, types)))
         let sql: String

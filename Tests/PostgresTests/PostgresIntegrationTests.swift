@@ -115,6 +115,47 @@ struct PostgresIntegrationTests {
         await pg.close()
     }
 
+    @Test("binary array parameters read back equal to their values, whatever text they hold, and empty arrays are empty")
+    func binaryArrays() async throws {
+        let pg = try makePostgres()
+        let texts = ["", "plain", "a,b", "{brace}", "quote\"d", "back\\slash", "NULL", "tab\tnew\nline", "é😀", String(repeating: "x", count: 3000)]
+        let numbers: [Int64] = [0, 1, -1, .max, .min, 1_234_567_890_123]
+        // 2000-01-01 (Postgres's epoch) and instants either side of it, and days either side too.
+        let instants: [Int64] = [946_684_800_000_000, 946_684_799_999_999, 0, 1_796_000_000_123_456]
+        let days: [Int64] = [946_684_800_000_000, 0, 1_796_256_000_000_000, 946_598_400_000_000]
+        let documents = [#"{"a":[1,2.5,"x\"y"]}"#, "{}", #""dense""#]
+        var parameters = PostgresParameters()
+        parameters.append(binary: PostgresBinaryArray.text(texts))
+        parameters.append(binary: PostgresBinaryArray.int8(numbers))
+        parameters.append(binary: PostgresBinaryArray.timestamptz(microsecondsSinceEpoch: instants))
+        parameters.append(binary: PostgresBinaryArray.date(dayStartMicroseconds: days))
+        parameters.append(binary: PostgresBinaryArray.jsonb(documents))
+        parameters.append("text in between")
+        parameters.append(binary: PostgresBinaryArray.text([]))
+        let rows = try await pg.query(PostgresQuery(sql: """
+            SELECT (SELECT array_agg(t ORDER BY i) FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i)) = $1::text[] AS same,
+                   (SELECT string_agg(n::text, ',' ORDER BY i) FROM unnest($2::bigint[]) WITH ORDINALITY AS u(n, i)) AS numbers,
+                   (SELECT string_agg(((extract(epoch FROM t) * 1000000)::bigint)::text, ',' ORDER BY i) FROM unnest($3::timestamptz[]) WITH ORDINALITY AS u(t, i)) AS instants,
+                   (SELECT string_agg(to_char(d, 'YYYY-MM-DD'), ',' ORDER BY i) FROM unnest($4::date[]) WITH ORDINALITY AS u(d, i)) AS days,
+                   (SELECT string_agg(j::text, '|' ORDER BY i) FROM unnest($5::jsonb[]) WITH ORDINALITY AS u(j, i)) AS documents,
+                   $6 AS between, cardinality($7::text[]) AS empty,
+                   (SELECT string_agg(t, '|' ORDER BY i) FROM unnest($1::text[]) WITH ORDINALITY AS u(t, i)) AS texts
+            """, parameters: parameters))
+        let row = try #require(rows.first)
+        #expect(try row.decode("same", as: Bool.self))
+        #expect(try row.decode("texts", as: String.self) == texts.joined(separator: "|"))
+        #expect(try row.decode("numbers", as: String.self) == numbers.map(String.init).joined(separator: ","))
+        #expect(try row.decode("instants", as: String.self) == instants.map(String.init).joined(separator: ","))
+        #expect(try row.decode("days", as: String.self) == "2000-01-01,1970-01-01,2026-12-03,1999-12-31")
+        #expect(try row.decode("documents", as: String.self) == #"{"a": [1, 2.5, "x\"y"]}|{}|"dense""#)
+        #expect(try row.decode("between", as: String.self) == "text in between")
+        #expect(try row.decode("empty", as: Int64.self) == 0)
+        // An element type other than the parameter's is refused by the server, not misread.
+        var wrong = PostgresParameters()
+        wrong.append(binary: PostgresBinaryArray.int8([1]))
+        await #expect(throws: PostgresError.self) { try await pg.query(PostgresQuery(sql: "SELECT cardinality($1::text[])", parameters: wrong)) }
+    }
+
     @Test("migrations run twice concurrently apply each version exactly once")
     func concurrentMigrations() async throws {
         let history = TestEnvironment.unique("mig").replacingOccurrences(of: "-", with: "_")

@@ -220,16 +220,19 @@ public final class AggregatorCore: Sendable {
             if !emits.isEmpty {
                 // One statement: the windows' keys as arrays, unnested.
                 let sorted = emits.sorted(by: { ($0.0, $0.1) < ($1.0, $1.1) })
-                var arrays = [PostgresQuery.textArray(sorted.map(\.0.tenant))]
-                for d in SeriesDimension.allCases { arrays.append(PostgresQuery.textArray(sorted.map { $0.0[d] })) }
-                arrays.append(PostgresQuery.textArray(sorted.map { EventTimestamp(microsecondsSinceEpoch: $0.1).rfc3339 }))
+                var parameters = PostgresParameters()
+                parameters.append(tp.topic)
+                parameters.append(String(tp.partition))
+                parameters.append(binary: PostgresBinaryArray.text(sorted.map(\.0.tenant)))
+                for d in SeriesDimension.allCases { parameters.append(binary: PostgresBinaryArray.text(sorted.map { $0.0[d] })) }
+                parameters.append(binary: PostgresBinaryArray.timestamptz(microsecondsSinceEpoch: sorted.map(\.1)))
                 let columns = [("tenant_id", "text[]")] + SeriesDimension.allCases.map { ($0.rawValue, "text[]") } + [("window_start", "timestamptz[]")]
                 try conn.query(PostgresQuery(
                     sql: """
                         INSERT INTO rollup_emits (topic, partition, tenant_id, \(SeriesKey.columns), window_start)
                         SELECT $1, $2::integer, u.* FROM (\(PostgresQuery.zippedRows(columns, firstParameter: 3))) AS u ON CONFLICT DO NOTHING
                         """,
-                    parameters: [tp.topic, String(tp.partition)] + arrays.map { Optional($0) }))
+                    parameters: parameters))
             }
             return inserted
         }
