@@ -85,9 +85,13 @@ public final class KafkaConsumer: Sendable {
     /// (nothing more has arrived), `linger` has passed since the first, or the batch holds `maxMessages`: under
     /// steady traffic a batch spans `linger`, so a consumer whose cost is per row written rather than per event
     /// (the aggregator) writes each row once a `linger` instead of once a poll; a lone burst is handed over as soon
-    /// as it has all arrived.
-    public func batches(maxMessages: Int = 1000, pollTimeout: Duration = .milliseconds(100), includeEmpty: Bool = false, linger: Duration = .zero) -> KafkaMessageBatches {
-        KafkaMessageBatches(consumer: self, maxMessages: maxMessages, pollTimeout: pollTimeout, includeEmpty: includeEmpty, linger: linger)
+    /// as it has all arrived. `quiet` (at least `pollTimeout`, which it defaults to) is the timeout of the lingering
+    /// polls: one that finds nothing in that long ends the batch. Longer rides out a producer's pauses (a busy
+    /// machine, a slow dependency) that would otherwise cut batches short, and gathers in fewer polls; the last
+    /// events of a burst wait up to twice as long (the poll they came in, then the empty one).
+    public func batches(maxMessages: Int = 1000, pollTimeout: Duration = .milliseconds(100), includeEmpty: Bool = false, linger: Duration = .zero,
+                        quiet: Duration? = nil) -> KafkaMessageBatches {
+        KafkaMessageBatches(consumer: self, maxMessages: maxMessages, pollTimeout: pollTimeout, includeEmpty: includeEmpty, linger: linger, quiet: quiet ?? pollTimeout)
     }
 
     /// One poll on the polling thread: nil when the consumer is closing, an empty array on timeout.
@@ -313,6 +317,7 @@ public struct KafkaMessageBatches: AsyncSequence, Sendable {
     let pollTimeout: Duration
     let includeEmpty: Bool
     let linger: Duration
+    let quiet: Duration
 
     public struct AsyncIterator: AsyncIteratorProtocol {
         let consumer: KafkaConsumer
@@ -320,6 +325,8 @@ public struct KafkaMessageBatches: AsyncSequence, Sendable {
         let timeoutMs: Int32
         let includeEmpty: Bool
         let linger: Duration
+        /// The lingering polls' timeout: a poll that finds nothing in this long ends the batch.
+        let quietMs: Int32
 
         public mutating func next() async throws -> [KafkaMessage]? {
             // With a linger, a batch's first poll takes what is queued at once (`prompt`; after a long batch, the
@@ -334,7 +341,7 @@ public struct KafkaMessageBatches: AsyncSequence, Sendable {
                     let start = ContinuousClock.now
                     while batch.count < self.maxMessages, ContinuousClock.now - start < self.linger, !Task.isCancelled {
                         // Closing: what was gathered is not handed out; nothing of it was processed or committed.
-                        guard let more = try await self.consumer.poll(maxMessages: self.maxMessages - batch.count, timeoutMilliseconds: self.timeoutMs) else {
+                        guard let more = try await self.consumer.poll(maxMessages: self.maxMessages - batch.count, timeoutMilliseconds: self.quietMs) else {
                             return nil
                         }
                         if more.isEmpty { break }
@@ -348,7 +355,8 @@ public struct KafkaMessageBatches: AsyncSequence, Sendable {
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        let ms = self.pollTimeout.components.seconds * 1000 + self.pollTimeout.components.attoseconds / 1_000_000_000_000_000
-        return AsyncIterator(consumer: self.consumer, maxMessages: self.maxMessages, timeoutMs: Int32(Swift.max(ms, 1)), includeEmpty: self.includeEmpty, linger: self.linger)
+        func ms(_ d: Duration) -> Int32 { Int32(Swift.max(1, Swift.min(d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000, 3_600_000))) }
+        return AsyncIterator(consumer: self.consumer, maxMessages: self.maxMessages, timeoutMs: ms(self.pollTimeout), includeEmpty: self.includeEmpty, linger: self.linger,
+                             quietMs: ms(Swift.max(self.quiet, self.pollTimeout)))
     }
 }

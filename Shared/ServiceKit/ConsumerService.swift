@@ -15,17 +15,21 @@ public struct ConsumerService: Service {
     public let includeEmpty: Bool
     /// `KafkaConsumer.batches(linger:)`: how long a consumer that is behind gathers polls into one batch.
     public let linger: Duration
+    /// `KafkaConsumer.batches(quiet:)`: how long without a message ends a lingering batch (nil: a poll's timeout).
+    public let quiet: Duration?
     private let consumed: Counter
 
     /// With `includeEmpty`, `process` is also called with an empty batch whenever a poll finds nothing (about every
     /// 100 ms), for periodic work.
-    public init(consumer: KafkaConsumer, topics: [String], logger: Logger, batchSize: Int = 1000, includeEmpty: Bool = false, linger: Duration = .zero, process: @escaping @Sendable ([KafkaMessage]) async throws -> Void) {
+    public init(consumer: KafkaConsumer, topics: [String], logger: Logger, batchSize: Int = 1000, includeEmpty: Bool = false, linger: Duration = .zero,
+                quiet: Duration? = nil, process: @escaping @Sendable ([KafkaMessage]) async throws -> Void) {
         self.consumer = consumer
         self.topics = topics
         self.logger = logger
         self.batchSize = batchSize
         self.includeEmpty = includeEmpty
         self.linger = linger
+        self.quiet = quiet
         self.process = process
         self.consumed = Counter(label: "tw_consumed_messages_total", dimensions: [("topic", topics.joined(separator: ","))])
     }
@@ -33,7 +37,7 @@ public struct ConsumerService: Service {
     public func run() async throws {
         try self.consumer.subscribe(topics: self.topics)
         let consumer = self.consumer
-        let stream = consumer.batches(maxMessages: self.batchSize, includeEmpty: self.includeEmpty, linger: self.linger)
+        let stream = consumer.batches(maxMessages: self.batchSize, includeEmpty: self.includeEmpty, linger: self.linger, quiet: self.quiet)
         do {
             // Cancellation only interrupts the wait for the next batch; a batch in `process` runs to its end
             // because the loop checks for shutdown between batches.

@@ -147,6 +147,36 @@ struct KafkaIntegrationTests {
         #expect(total == 50)
     }
 
+    @Test("with a quiet longer than a poll, a producer's pause shorter than the quiet does not cut a lingering batch")
+    func quietRidesOutPauses() async throws {
+        let topic = TestEnvironment.unique("quiet")
+        try MockBrokerControl.createTopic(topic, partitions: 2)
+        let producer = try makeProducer()
+        func send(_ range: Range<Int>) async throws {
+            try await producer.sendAll(range.map { KafkaProducerMessage(topic: topic, key: Array("k\($0 % 3)".utf8), value: Array("\($0)".utf8)) })
+        }
+        let consumer = try makeConsumer(group: TestEnvironment.unique("g"))
+        try consumer.subscribe(topics: [topic])
+        let batches = Mutex<[Int]>([])
+        let reading = Task {
+            for try await batch in consumer.batches(maxMessages: 1000, pollTimeout: .milliseconds(100), linger: .seconds(60), quiet: .seconds(3)) {
+                batches.withLock { $0.append(batch.count) }
+            }
+        }
+        // One message first, handed over once quiet: the member is then assigned and waiting.
+        try await send(0..<1)
+        try await eventually(.seconds(30), "the first message in a batch of its own") { batches.withLock { $0 } == [1] }
+        // Fifty, a pause of several polls (the stimulus, shorter than the quiet), fifty more: one batch.
+        try await send(1..<51)
+        try await Task.sleep(for: .milliseconds(700))
+        try await send(51..<101)
+        try await eventually(.seconds(30), "the hundred handed over") { batches.withLock { $0.reduce(0, +) } == 101 }
+        #expect(batches.withLock { $0 } == [1, 100], "a pause of 700 ms, seven poll timeouts, did not end the batch")
+        reading.cancel()
+        await consumer.close()
+        await producer.shutdown()
+    }
+
     @Test("committed offsets resume a new member with no loss and no duplicate")
     func commitAndResume() async throws {
         let topic = try await producedTopic("resume", partitions: 3, count: 300, keys: 11)

@@ -18,6 +18,12 @@ public struct AggregatorSettings: Sendable {
     /// main cost, follow the number of batches, not of events. The price is freshness: a rollup lags its events by
     /// up to this much more (`make bench`, end-to-end delay). 0 makes every poll a batch.
     public var linger: Duration = .seconds(1)
+    /// `TW_AGGREGATOR_QUIET`: the lingering polls' timeout; one that finds no event in this long ends the batch
+    /// early. Default: 250ms. Under load the ingestor pauses now and then (its own batches, a busy machine); a
+    /// shorter quiet cut batches at each pause, and every extra batch writes its rows again (`make bench`,
+    /// realistic workload: 100 ms wrote about twice the rollup rows of 250 ms, and Postgres time with them). The
+    /// price: the last events of a burst reach the rollups up to twice this later.
+    public var quiet: Duration = .milliseconds(250)
     /// `TW_AGGREGATOR_KNOWN_USERS`: most per-user row keys held in memory (`KnownUsers`, 25–100 bytes each), so
     /// that new users' rows are inserted plainly rather than upserted. Default: 1000000. 0 upserts every row.
     public var knownUsers = 1_000_000
@@ -35,6 +41,7 @@ public struct AggregatorSettings: Sendable {
         self.emitDelay = try environment.duration("TW_EMIT_DELAY", default: self.emitDelay, in: .seconds(0) ... .seconds(3600))
         self.batchSize = try environment.int("TW_AGGREGATOR_BATCH", default: self.batchSize, in: 1...100_000)
         self.linger = try environment.duration("TW_AGGREGATOR_LINGER", default: self.linger, in: .seconds(0) ... .seconds(60))
+        self.quiet = try environment.duration("TW_AGGREGATOR_QUIET", default: self.quiet, in: .milliseconds(100) ... .seconds(10))
         self.knownUsers = try environment.int("TW_AGGREGATOR_KNOWN_USERS", default: self.knownUsers, in: 0...100_000_000)
     }
 }

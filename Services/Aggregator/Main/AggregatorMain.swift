@@ -22,7 +22,7 @@ struct AggregatorMain {
             let emitter = RollupEmitter(core: core)
             let logger = runtime.logger
             let lastEmit = Mutex(ContinuousClock.now)
-            let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics.events], logger: logger, batchSize: settings.batchSize, includeEmpty: true, linger: settings.linger) { batch in
+            let loop = ConsumerService(consumer: consumer, topics: [runtime.configuration.topics.events], logger: logger, batchSize: settings.batchSize, includeEmpty: true, linger: settings.linger, quiet: settings.quiet) { batch in
                 if !batch.isEmpty {
                     let summary = try await core.process(batch)
                     if !summary.fenced.isEmpty {
