@@ -87,8 +87,8 @@ public final class KafkaConsumer: Sendable {
     /// (the aggregator) writes each row once a `linger` instead of once a poll; a lone burst is handed over as soon
     /// as it has all arrived. `quiet` (at least `pollTimeout`, which it defaults to) is the timeout of the lingering
     /// polls: one that finds nothing in that long ends the batch. Longer rides out a producer's pauses (a busy
-    /// machine, a slow dependency) that would otherwise cut batches short, and gathers in fewer polls; the last
-    /// events of a burst wait up to twice as long (the poll they came in, then the empty one).
+    /// machine, a slow dependency) that would otherwise cut batches short; the last events of a burst wait that
+    /// much longer.
     public func batches(maxMessages: Int = 1000, pollTimeout: Duration = .milliseconds(100), includeEmpty: Bool = false, linger: Duration = .zero,
                         quiet: Duration? = nil) -> KafkaMessageBatches {
         KafkaMessageBatches(consumer: self, maxMessages: maxMessages, pollTimeout: pollTimeout, includeEmpty: includeEmpty, linger: linger, quiet: quiet ?? pollTimeout)
@@ -329,9 +329,10 @@ public struct KafkaMessageBatches: AsyncSequence, Sendable {
         let quietMs: Int32
 
         public mutating func next() async throws -> [KafkaMessage]? {
-            // With a linger, a batch's first poll takes what is queued at once (`prompt`; after a long batch, the
-            // backlog) instead of waiting out its timeout for `maxMessages`; the polls that follow gather for the
-            // linger as before (each waits to fill, so a trickle is not polled message by message).
+            // With a linger, polls take what is queued at once (`prompt`; after a long batch, the backlog) instead of
+            // waiting out their timeout for `maxMessages`: the linger does the gathering, a batch ends at its linger,
+            // and the last events of a burst wait one quiet, not the rest of a poll and then a quiet. (Under load a
+            // poll returns a fetch's worth of messages, not one.)
             let prompt = self.linger > .zero
             while !Task.isCancelled {
                 guard var batch = try await self.consumer.poll(maxMessages: self.maxMessages, timeoutMilliseconds: self.timeoutMs, prompt: prompt) else {
@@ -341,7 +342,7 @@ public struct KafkaMessageBatches: AsyncSequence, Sendable {
                     let start = ContinuousClock.now
                     while batch.count < self.maxMessages, ContinuousClock.now - start < self.linger, !Task.isCancelled {
                         // Closing: what was gathered is not handed out; nothing of it was processed or committed.
-                        guard let more = try await self.consumer.poll(maxMessages: self.maxMessages - batch.count, timeoutMilliseconds: self.quietMs) else {
+                        guard let more = try await self.consumer.poll(maxMessages: self.maxMessages - batch.count, timeoutMilliseconds: self.quietMs, prompt: true) else {
                             return nil
                         }
                         if more.isEmpty { break }

@@ -22,7 +22,7 @@ public struct AggregatorSettings: Sendable {
     /// early. Default: 250ms. Under load the ingestor pauses now and then (its own batches, a busy machine); a
     /// shorter quiet cut batches at each pause, and every extra batch writes its rows again (`make bench`,
     /// realistic workload: 100 ms wrote about twice the rollup rows of 250 ms, and Postgres time with them). The
-    /// price: the last events of a burst reach the rollups up to twice this later.
+    /// price: the last events of a burst reach the rollups up to this much later.
     public var quiet: Duration = .milliseconds(250)
     /// `TW_AGGREGATOR_KNOWN_USERS`: most per-user row keys held in memory (`KnownUsers`, 25–100 bytes each), so
     /// that new users' rows are inserted plainly rather than upserted. Default: 1000000. 0 upserts every row.
