@@ -133,11 +133,12 @@ struct KafkaIntegrationTests {
         let topic = try await producedTopic("prompt", partitions: 2, count: 50, keys: 5)
         let consumer = try makeConsumer(group: TestEnvironment.unique("g"))
         try consumer.subscribe(topics: [topic])
-        // A poll timeout far past the test's limit, and a linger over before a second poll: every batch is one poll,
-        // which without `prompt` would wait the whole timeout for 1000 messages that never come.
-        let total = try await within(.seconds(60), "50 messages without waiting out the poll timeout") {
+        // A poll timeout past the deadline, and a linger over before a second poll: every batch is one poll, which
+        // without `prompt` would wait its whole 40 s for 1000 messages that never come (the deadline then fails the
+        // test once that poll returns; a blocked poll cannot be interrupted).
+        let total = try await within(.seconds(20), "50 messages without waiting out the poll timeout") {
             var total = 0
-            for try await batch in consumer.batches(maxMessages: 1000, pollTimeout: .seconds(3600), linger: .nanoseconds(1)) {
+            for try await batch in consumer.batches(maxMessages: 1000, pollTimeout: .seconds(40), linger: .nanoseconds(1)) {
                 total += batch.count
                 if total >= 50 { break }
             }
