@@ -141,21 +141,16 @@ final class LibPQConnection: @unchecked Sendable {
         guard let conn = self.pointer else { throw PostgresError(.connection, "connection is closed") }
         var params: [UnsafeMutablePointer<CChar>?] = query.parameters.map { $0.flatMap { strdup($0) } }
         var lengths = [Int32](repeating: 0, count: params.count), formats = [Int32](repeating: 0, count: params.count)
+        // Binary values are copied to malloc'd memory like the strdup'd text ones, so one free releases either.
         for (index, bytes) in query.binaryParameters where index < params.count {
-            let copy = UnsafeMutablePointer<CChar>.allocate(capacity: Swift.max(bytes.count, 1))
-            bytes.withUnsafeBytes { raw in
-                if let base = raw.bindMemory(to: CChar.self).baseAddress { copy.update(from: base, count: bytes.count) }
-            }
+            let copy = malloc(Swift.max(bytes.count, 1))!.assumingMemoryBound(to: CChar.self)
+            bytes.withUnsafeBytes { raw in if let base = raw.baseAddress { memcpy(copy, base, bytes.count) } }
             free(params[index])
             params[index] = copy
             lengths[index] = Int32(bytes.count)
             formats[index] = 1
         }
-        defer {
-            for (index, pointer) in params.enumerated() {
-                if query.binaryParameters[index] != nil { pointer?.deallocate() } else { free(pointer) }
-            }
-        }
+        defer { params.forEach { free($0) } }
         var values: [UnsafePointer<CChar>?] = params.map { $0.map { UnsafePointer($0) } }
         let result = values.withUnsafeMutableBufferPointer { buffer in
             lengths.withUnsafeBufferPointer { lengths in

@@ -161,8 +161,6 @@ public struct PostgresCopyText: Sendable {
         self.bytes.reserveCapacity(capacity)
     }
 
-    public var isEmpty: Bool { self.bytes.isEmpty }
-
     private mutating func separate() {
         if self.rowStarted { self.bytes.append(0x09) }
         self.rowStarted = true
@@ -204,8 +202,6 @@ public struct PostgresParameters: Sendable, Equatable {
     public private(set) var binary: [Int: [UInt8]] = [:]
 
     public init() {}
-
-    public var count: Int { self.text.count }
 
     public mutating func append(_ value: String?) {
         self.text.append(value)

@@ -512,9 +512,7 @@ public enum TokenwatchSchema {
             DROP POLICY IF EXISTS service_access ON user_totals_1d;
             ALTER TABLE user_totals_1d DISABLE ROW LEVEL SECURITY;
             REVOKE SELECT ON user_totals_1d FROM tokenwatch_tenant;
-            CREATE VIEW user_totals_1d_tenant WITH (security_barrier) AS
-                SELECT * FROM user_totals_1d WHERE tenant_id = current_setting('tokenwatch.tenant_id');
-            GRANT SELECT ON user_totals_1d_tenant TO tokenwatch_tenant;
+            \(userTotalsTenantView)
             """),
         PostgresMigration(version: 24, name: "bytewise_key_collation", sql: """
             -- The text columns of the rollup, emit and per-user keys compare bytewise (COLLATE "C"): they hold ids and
@@ -524,15 +522,13 @@ public enum TokenwatchSchema {
             -- are dropped and made again around the change, as Postgres requires.
             \(Granularity.allCases.map { g in """
                 DROP POLICY tenant_isolation ON \(g.table);
-                ALTER TABLE \(g.table) \((["tenant_id"] + SeriesDimension.allCases.map(\.rawValue)).map { "ALTER COLUMN \($0) TYPE text COLLATE \"C\"" }.joined(separator: ", "));
-                CREATE POLICY tenant_isolation ON \(g.table) TO tokenwatch_tenant USING (tenant_id = current_setting('tokenwatch.tenant_id'));
+                ALTER TABLE \(g.table) \(bytewise(["tenant_id"] + SeriesDimension.allCases.map(\.rawValue)));
+                \(tenantPolicy(g.table))
                 """ }.joined(separator: "\n"))
-            ALTER TABLE rollup_emits \((["tenant_id"] + SeriesDimension.allCases.map(\.rawValue)).map { "ALTER COLUMN \($0) TYPE text COLLATE \"C\"" }.joined(separator: ", "));
+            ALTER TABLE rollup_emits \(bytewise(["tenant_id"] + SeriesDimension.allCases.map(\.rawValue)));
             DROP VIEW user_totals_1d_tenant;
-            ALTER TABLE user_totals_1d ALTER COLUMN tenant_id TYPE text COLLATE "C", ALTER COLUMN user_id TYPE text COLLATE "C";
-            CREATE VIEW user_totals_1d_tenant WITH (security_barrier) AS
-                SELECT * FROM user_totals_1d WHERE tenant_id = current_setting('tokenwatch.tenant_id');
-            GRANT SELECT ON user_totals_1d_tenant TO tokenwatch_tenant;
+            ALTER TABLE user_totals_1d \(bytewise(["tenant_id", "user_id"]));
+            \(userTotalsTenantView)
             """),
     ]
 }
@@ -602,10 +598,29 @@ private func rowLevelSecurity(_ table: String) -> String {
     """
     GRANT SELECT ON \(table) TO tokenwatch_tenant;
     ALTER TABLE \(table) ENABLE ROW LEVEL SECURITY;
-    CREATE POLICY tenant_isolation ON \(table) TO tokenwatch_tenant
-        USING (tenant_id = current_setting('tokenwatch.tenant_id'));
+    \(tenantPolicy(table))
     \(serviceAccess(table))
     """
+}
+
+/// The policy showing `tokenwatch_tenant` the rows of the tenant named by `tokenwatch.tenant_id`.
+private func tenantPolicy(_ table: String) -> String {
+    """
+    CREATE POLICY tenant_isolation ON \(table) TO tokenwatch_tenant
+        USING (tenant_id = current_setting('tokenwatch.tenant_id'));
+    """
+}
+
+/// The per-user totals as tenants read them (migration 23): the tenant policy's condition in a security-barrier view.
+private let userTotalsTenantView = """
+    CREATE VIEW user_totals_1d_tenant WITH (security_barrier) AS
+        SELECT * FROM user_totals_1d WHERE tenant_id = current_setting('tokenwatch.tenant_id');
+    GRANT SELECT ON user_totals_1d_tenant TO tokenwatch_tenant;
+    """
+
+/// `ALTER COLUMN ... TYPE text COLLATE "C"` for each of `columns` (migration 24).
+private func bytewise(_ columns: [String]) -> String {
+    columns.map { "ALTER COLUMN \($0) TYPE text COLLATE \"C\"" }.joined(separator: ", ")
 }
 
 /// Every row to the services' own runtime role (a member of `tokenwatch_service`, NOINHERIT, when the schema's owner

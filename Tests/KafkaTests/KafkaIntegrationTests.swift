@@ -112,40 +112,21 @@ struct KafkaIntegrationTests {
     @Test("with a linger, a backlog comes in batches of the maximum, and the rest as soon as a poll finds nothing more")
     func lingerGathersPolls() async throws {
         let topic = try await producedTopic("linger", partitions: 4, count: 2500, keys: 13)
-        let consumer = try makeConsumer(group: TestEnvironment.unique("g"))
-        try consumer.subscribe(topics: [topic])
         // A linger far past the test's limit: the last batch can only come from a poll that found nothing.
-        let sizes = try await within(.seconds(60), "2500 in lingering batches") {
-            var sizes: [Int] = [], total = 0
-            for try await batch in consumer.batches(maxMessages: 1000, linger: .seconds(3600)) {
-                sizes.append(batch.count)
-                total += batch.count
-                if total >= 2500 { break }
-            }
-            return sizes
-        }
-        await consumer.close()
+        let sizes = try await batchSizes(topic, count: 2500, within: .seconds(60)) { $0.batches(maxMessages: 1000, linger: .seconds(3600)) }
         #expect(sizes == [1000, 1000, 500])
     }
 
     @Test("with a linger, a batch's first poll hands over what is queued instead of waiting out its timeout for the maximum")
     func promptFirstPoll() async throws {
         let topic = try await producedTopic("prompt", partitions: 2, count: 50, keys: 5)
-        let consumer = try makeConsumer(group: TestEnvironment.unique("g"))
-        try consumer.subscribe(topics: [topic])
         // A poll timeout past the deadline, and a linger over before a second poll: every batch is one poll, which
         // without `prompt` would wait its whole 40 s for 1000 messages that never come (the deadline then fails the
         // test once that poll returns; a blocked poll cannot be interrupted).
-        let total = try await within(.seconds(20), "50 messages without waiting out the poll timeout") {
-            var total = 0
-            for try await batch in consumer.batches(maxMessages: 1000, pollTimeout: .seconds(40), linger: .nanoseconds(1)) {
-                total += batch.count
-                if total >= 50 { break }
-            }
-            return total
+        let sizes = try await batchSizes(topic, count: 50, within: .seconds(20)) {
+            $0.batches(maxMessages: 1000, pollTimeout: .seconds(40), linger: .nanoseconds(1))
         }
-        await consumer.close()
-        #expect(total == 50)
+        #expect(sizes.reduce(0, +) == 50)
     }
 
     @Test("with a quiet longer than a poll, a producer's pause shorter than the quiet does not cut a lingering batch")

@@ -32,6 +32,23 @@ func producedTopic(_ prefix: String, partitions: Int, count: Int, keys: Int) asy
     return topic
 }
 
+/// The sizes of the batches a new member of a new group reads from `topic` (with `batches`) until it holds `count`
+/// messages; throws if that takes longer than `limit`.
+func batchSizes(_ topic: String, count: Int, within limit: Duration, _ batches: @escaping @Sendable (KafkaConsumer) -> KafkaMessageBatches) async throws -> [Int] {
+    let consumer = try makeConsumer(group: TestEnvironment.unique("g"))
+    try consumer.subscribe(topics: [topic])
+    let sizes = try await within(limit, "\(count) messages from \(topic)") {
+        var sizes: [Int] = []
+        for try await batch in batches(consumer) {
+            sizes.append(batch.count)
+            if sizes.reduce(0, +) >= count { break }
+        }
+        return sizes
+    }
+    await consumer.close()
+    return sizes
+}
+
 /// Records assignments and lets a test await a state of them.
 final class RecordingRebalanceHandler: KafkaRebalanceHandler {
     private let state = Mutex<(assigned: Set<KafkaTopicPartition>, waiters: [(@Sendable (Set<KafkaTopicPartition>) -> Bool, CheckedContinuation<Void, Never>)])>(([], []))
