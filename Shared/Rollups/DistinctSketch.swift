@@ -5,7 +5,7 @@ import Foundation
 /// 1.6% (so within ±3.3% 95% of the time), exact below a few hundred (linear counting). Merging takes the larger
 /// register, so windows merge into hours, days and any range, and a replayed event changes nothing. Stored sparse
 /// (`{index: rank}`, only the set ones), so a window of a few users stays small, and dense once that is larger
-/// (`storedJSON`); merged by the aggregator (`RollupStore.write`) or in Postgres by `tw_jsonb_max`.
+/// (`storedJSON`); merged by the aggregator (`RollupStore.write`).
 public struct DistinctSketch: Sendable, Hashable {
     public static let precision = 12
     public static let registerCount = 1 << precision

@@ -396,7 +396,7 @@ struct StableHash {
 }
 
 /// `rows` in the order of `lockOrder` of their keys (a `StableHash`, computed once a row): the order every statement
-/// writing rollup or per-user rows sends them in (`RollupStore.upserts` says why).
+/// writing rollup or per-user rows sends them in (`RollupStore.write` says why).
 func inLockOrder<Key, Value>(_ rows: [(key: Key, value: Value)], _ lockOrder: (Key) -> UInt64) -> [(key: Key, value: Value)] {
     rows.map { (lockOrder($0.key), $0) }.sorted { $0.0 < $1.0 }.map(\.1)
 }

@@ -2,17 +2,15 @@ import Events
 import Foundation
 
 /// A measure of a window that merges but does not add like a counter (an error map, a quantile sketch, distinct-id
-/// registers), declared once: `RollupValues.sketches` drives the merge in memory, the rollup tables' columns, the
-/// SQL merge in the upsert, the select, and the llm.rollups.v1 payload, as `UsageCounters.fields` does for the
-/// counters. Adding one is a property of `RollupValues`, an entry here, a jsonb column in a migration, and its
-/// documentation.
+/// registers), declared once: `RollupValues.sketches` drives the merge (in memory, also into stored rows:
+/// `RollupStore.write`), the rollup tables' columns and stored form, the select, and the llm.rollups.v1 payload, as
+/// `UsageCounters.fields` does for the counters. Adding one is a property of `RollupValues`, an entry here, a jsonb
+/// column in a migration, and its documentation.
 public struct RollupSketch: Sendable {
     /// The jsonb column of the rollup tables.
     public let column: String
     /// The field of the llm.rollups.v1 payload.
     public let payloadField: String
-    /// The SQL function merging a stored value with a delta (migration 19).
-    let sqlMerge: String
     let merge: @Sendable (inout RollupValues, RollupValues) -> Void
     /// The stored JSON (the column's value).
     let stored: @Sendable (RollupValues) -> String
@@ -26,7 +24,7 @@ public struct RollupSketch: Sendable {
 extension RollupValues {
     public static let sketches: [RollupSketch] = [
         RollupSketch(
-            column: "errors_by_type", payloadField: "errors_by_type", sqlMerge: "tw_jsonb_add",
+            column: "errors_by_type", payloadField: "errors_by_type",
             merge: { a, b in for (k, v) in b.errorsByType { a.errorsByType[k, default: 0] +|= v } },
             stored: { $0.errorsByTypeJSON }, readStored: { v, text, column in v.errorsByType = try Self.errorMap(StoredSketch.entries(text, column: column)) },
             payload: { $0.errorsByTypeJSON },
@@ -47,9 +45,9 @@ extension RollupValues {
     static func distribution(_ column: String, _ field: String, _ path: any WritableKeyPath<RollupValues, QuantileSketch> & Sendable,
                              merge: @escaping @Sendable (inout RollupValues, RollupValues) -> Void) -> RollupSketch {
         RollupSketch(
-            column: column, payloadField: field, sqlMerge: "tw_jsonb_add", merge: merge,
-            stored: { $0[keyPath: path].json },
-            readStored: { v, text, column in v[keyPath: path] = try QuantileSketch(entries: StoredSketch.entries(text, column: column)) },
+            column: column, payloadField: field, merge: merge,
+            stored: { $0[keyPath: path].storedJSON },
+            readStored: { v, text, column in v[keyPath: path] = try QuantileSketch(stored: text, column: column) },
             payload: { v in
                 let sketch = v[keyPath: path]
                 let p = [0.5, 0.9, 0.95, 0.99].map { q in sketch.quantile(q).map { String(format: "%.3f", $0) } ?? "null" }
@@ -64,7 +62,7 @@ extension RollupValues {
     static func distinct(_ column: String, _ field: String, _ path: any WritableKeyPath<RollupValues, DistinctSketch> & Sendable,
                          merge: @escaping @Sendable (inout RollupValues, RollupValues) -> Void) -> RollupSketch {
         RollupSketch(
-            column: column, payloadField: field, sqlMerge: "tw_jsonb_max", merge: merge,
+            column: column, payloadField: field, merge: merge,
             stored: { $0[keyPath: path].storedJSON }, readStored: { v, text, column in v[keyPath: path] = try DistinctSketch(stored: text, column: column) },
             payload: { v in v[keyPath: path].isEmpty ? nil : "{\"estimate\":\(v[keyPath: path].estimate),\"sketch\":\(v[keyPath: path].json)}" },
             readPayload: { v, raw in

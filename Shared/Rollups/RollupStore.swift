@@ -5,27 +5,9 @@ import Postgres
 
 /// The SQL of rollups: additive upserts of deltas, and reads of whole windows.
 public enum RollupStore {
-    static let columns = ["tenant_id"] + SeriesDimension.allCases.map(\.rawValue) + ["window_start"] + UsageCounters.fields.map(\.column)
-        + RollupValues.sketches.map(\.column)
-
-    /// Multi-row upserts adding `deltas` to their windows: counters add, sketches and error maps merge
-    /// (`tw_jsonb_add`, `tw_jsonb_max`), `version` grows. Each key appears once per statement (deltas are grouped), as
-    /// ON CONFLICT DO UPDATE requires. Rows of the multiplying levels (the cross product, tags) carry counters only
-    /// (`SeriesKey.keepsDistributions`), so their upserts skip the jsonb merges that dominate the cost of a row.
-    /// Rows travel as one array per column, unnested in the select list (`PostgresQuery.zippedRows`; 21 array
-    /// parameters bind and parse far faster than 21 parameters a row: `make bench`, realistic workload), in the
-    /// order of a stable hash of their keys (`RollupKey.lockOrder`), so concurrent writers of one row (two
-    /// partitions holding one tenant's events after partitions were added) lock rows in the same order and do not
-    /// deadlock (a zombie and its successor never reach the rows together: the offset's compare-and-set locks their
-    /// partition's row first). Sorting by the key itself cost more: Postgres's sort by collation was a tenth of its
-    /// time, and Swift comparing strings added a third to the aggregator's. A deadlock all the same (a release
-    /// sending another order) is a transient fault: the batch is applied again.
-    public static func upserts(_ deltas: RollupDeltas) -> [PostgresQuery] {
-        let (watched, counted) = Self.split(deltas)
-        return [(watched, true), (counted, false)].compactMap { rows, distributions in
-            rows.isEmpty ? nil : Self.statement(rows, table: deltas.granularity.table, distributions: distributions)
-        }
-    }
+    /// The columns an upsert writes: the key and the counters (the sketches are written by `sketchUpdate`).
+    static let keyColumns = ["tenant_id"] + SeriesDimension.allCases.map(\.rawValue) + ["window_start"]
+    static let columns = Self.keyColumns + UsageCounters.fields.map(\.column)
 
     /// The rows keeping distributions (the watched levels) and those keeping counters only.
     static func split(_ deltas: RollupDeltas) -> (watched: [(key: RollupKey, value: RollupValues)], counted: [(key: RollupKey, value: RollupValues)]) {
@@ -42,22 +24,32 @@ public enum RollupStore {
     }
 
     static let columnTypes = ["text[]"] + SeriesDimension.allCases.map { _ in "text[]" } + ["timestamptz[]"] + UsageCounters.fields.map { _ in "bigint[]" }
-        + RollupValues.sketches.map { _ in "jsonb[]" }
 
-    /// Writes `deltas` within the caller's transaction, as `upserts` would, with the sketches of watched rows merged
-    /// here instead of in SQL: one statement adds the counters (inserting new rows with empty sketches) and returns
-    /// the stored sketches of the rows that existed, now locked by this transaction; Swift merges the deltas into
-    /// them; a second statement writes every watched row's sketches. The SQL merges (`tw_jsonb_add` over a latency
-    /// sketch, `tw_jsonb_max` over 4,096 registers) were half of Postgres's time in the realistic `make bench`
-    /// workload; sending the deltas' sketches with the first statement too had Postgres parse the JSON of most rows
-    /// twice (most watched rows of a batch exist already). A row inserted by another transaction after this one's
-    /// statement began still merges correctly: its conflict is a row that existed.
+    /// Writes `deltas` within the caller's transaction: counters add, sketches and error maps merge, `version` grows.
+    /// One multi-row upsert adds the counters (inserting new rows with empty sketches) and returns the stored
+    /// sketches of the watched rows that existed, now locked by this transaction; Swift merges the deltas into them;
+    /// a second statement writes every watched row's sketches. Rows of the multiplying levels (the cross product,
+    /// tags) carry counters only (`SeriesKey.keepsDistributions`). Merging in SQL (migrations 3, 16, 19) was half of
+    /// Postgres's time in the realistic `make bench` workload, and sending the deltas' sketches with the first
+    /// statement had Postgres parse the JSON of most rows twice (most watched rows of a batch exist already). A row
+    /// inserted by another transaction after this one's statement began still merges correctly: its conflict is a
+    /// row that existed.
+    ///
+    /// Each key appears once per statement (deltas are grouped), as ON CONFLICT DO UPDATE requires. Rows travel as
+    /// one array per column, unnested in the select list (`PostgresQuery.zippedRows`; 21 array parameters bind and
+    /// parse far faster than 21 parameters a row), in the order of a stable hash of their keys
+    /// (`RollupKey.lockOrder`), so concurrent writers of one row (two partitions holding one tenant's events after
+    /// partitions were added) lock rows in the same order and do not deadlock (a zombie and its successor never
+    /// reach the rows together: the offset's compare-and-set locks their partition's row first). Sorting by the key
+    /// itself cost more: Postgres's sort by collation was a tenth of its time, and Swift comparing strings added a
+    /// third to the aggregator's. A deadlock all the same (a release sending another order) is a transient fault:
+    /// the batch is applied again.
     public static func write(_ deltas: RollupDeltas, _ conn: isolated PostgresConnection) throws {
         let table = deltas.granularity.table
         let (watched, counted) = Self.split(deltas)
         if !watched.isEmpty {
             var merged: [(key: RollupKey, value: RollupValues)] = []
-            for row in try conn.query(Self.statement(watched, table: table, distributions: false, returningStored: true)) {
+            for row in try conn.query(Self.statement(watched, table: table, returningStored: true)) {
                 let key = RollupKey(series: try self.series(row), windowStart: try row.decode("window_us"))
                 guard let delta = deltas.windows[key] else { continue }
                 guard try row.decode("existed", as: Bool.self) else {
@@ -71,21 +63,27 @@ public enum RollupStore {
             }
             if !merged.isEmpty { try conn.query(Self.sketchUpdate(merged, table: table)) }
         }
-        if !counted.isEmpty { try conn.query(Self.statement(counted, table: table, distributions: false)) }
+        if !counted.isEmpty { try conn.query(Self.statement(counted, table: table)) }
+    }
+
+    /// Writes `deltas` in one transaction of its own (a backfill, a test's fixture).
+    public static func write(_ deltas: RollupDeltas..., to postgres: PostgresClient) async throws {
+        try await postgres.withTransaction { conn in
+            for d in deltas { try Self.write(d, conn) }
+        }
     }
 
     /// Sets the sketches of rows this transaction has locked.
     static func sketchUpdate(_ rows: [(key: RollupKey, value: RollupValues)], table: String) -> PostgresQuery {
         var parameters = Self.keyArrays(rows)
         for sketch in RollupValues.sketches { parameters.append(binary: PostgresBinaryArray.jsonb(rows.map { sketch.stored($0.value) })) }
-        let keyColumns = ["tenant_id"] + SeriesDimension.allCases.map(\.rawValue) + ["window_start"]
-        let types = Self.columnTypes.prefix(keyColumns.count) + RollupValues.sketches.map { _ in "jsonb[]" }
-        let names = keyColumns + RollupValues.sketches.map(\.column)
+        let types = Self.columnTypes.prefix(Self.keyColumns.count) + RollupValues.sketches.map { _ in "jsonb[]" }
+        let names = Self.keyColumns + RollupValues.sketches.map(\.column)
         return PostgresQuery(
             sql: """
                 UPDATE \(table) AS r SET \(RollupValues.sketches.map { "\($0.column) = u.\($0.column)" }.joined(separator: ", "))
                 FROM (\(PostgresQuery.zippedRows(Array(zip(names, types))))) AS u
-                WHERE \(keyColumns.map { "r.\($0) = u.\($0)" }.joined(separator: " AND "))
+                WHERE \(Self.keyColumns.map { "r.\($0) = u.\($0)" }.joined(separator: " AND "))
                 """,
             parameters: parameters)
     }
@@ -99,24 +97,20 @@ public enum RollupStore {
         return parameters
     }
 
-    /// With `distributions`, the rows' sketches are inserted or merged in SQL; without, new rows get empty ones and
-    /// stored ones are kept, which with `returningStored` the statement returns for `write` to merge.
-    static func statement(_ rows: [(key: RollupKey, value: RollupValues)], table: String, distributions: Bool, returningStored: Bool = false) -> PostgresQuery {
+    /// Adds the rows' counters; new rows get empty sketches and stored ones are kept, which with `returningStored`
+    /// the statement returns for `write` to merge.
+    static func statement(_ rows: [(key: RollupKey, value: RollupValues)], table: String, returningStored: Bool = false) -> PostgresQuery {
         let rows = inLockOrder(rows, \.lockOrder)
         var parameters = Self.keyArrays(rows)
         UsageCounters.appendColumnArrays(rows.map(\.value.counters), to: &parameters)
-        // Counter rows leave the sketch columns to their defaults, the empty object (migration 21).
-        if distributions {
-            for sketch in RollupValues.sketches { parameters.append(binary: PostgresBinaryArray.jsonb(rows.map { sketch.stored($0.value) })) }
-        }
-        let columns = distributions ? Self.columns : Array(Self.columns.dropLast(RollupValues.sketches.count))
+        // The sketch columns start as their defaults, the empty object (migration 21).
+        let columns = Self.columns
         let add = UsageCounters.fields.map { "\($0.column) = r.\($0.column) + EXCLUDED.\($0.column)" }
-        let merge = distributions ? RollupValues.sketches.map { "\($0.column) = \($0.sqlMerge)(r.\($0.column), EXCLUDED.\($0.column))" } : []
         let sql = """
             INSERT INTO \(table) AS r (\(columns.joined(separator: ", ")))
             \(PostgresQuery.zippedRows(Array(zip(columns, Self.columnTypes))))
             ON CONFLICT (\(Self.primaryKey)) DO UPDATE SET
-            \((add + merge).joined(separator: ", ")), version = r.version + 1, updated_at = now()
+            \(add.joined(separator: ", ")), version = r.version + 1, updated_at = now()
             """ + (returningStored ? "\n" + Self.returningStored : "")
         return PostgresQuery(sql: sql, parameters: parameters)
     }

@@ -530,6 +530,15 @@ public enum TokenwatchSchema {
             ALTER TABLE user_totals_1d \(bytewise(["tenant_id", "user_id"]));
             \(userTotalsTenantView)
             """),
+        PostgresMigration(version: 25, name: "packed_quantile_sketches", sql: """
+            -- Latency and TTFT sketches are now written packed (QuantileSketch.storedJSON: a JSON string, the base64 of
+            -- varint-packed buckets), which these SQL merges would not read: jsonb's || would turn a string and an
+            -- object into an array, a wrong sketch without an error. Nothing calls them since the aggregator merges
+            -- stored rows itself (RollupStore.write), so they are dropped rather than left to mislead ad-hoc SQL.
+            DROP FUNCTION IF EXISTS tw_jsonb_add(jsonb, jsonb);
+            DROP FUNCTION IF EXISTS tw_jsonb_max(jsonb, jsonb);
+            DROP FUNCTION IF EXISTS tw_hll_sparse(jsonb);
+            """),
     ]
 }
 

@@ -9,41 +9,50 @@ import TestSupport
 
 @Suite("Schema migrations on existing data", .timeLimit(.minutes(2)))
 struct MigrationTests {
-    @Test("the SQL merges of sketches, error maps and distinct registers equal the Swift merges, with empty and missing sides", arguments: [1, 2, 3])
-    func sqlMergesEqualSwift(seed: UInt64) async throws {
+    @Test("rows stored before migration 25 (every sketch an object) merge exactly with the aggregator's packed writes; the SQL merges are gone")
+    func objectFormRowsMergeWithPackedWrites() async throws {
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: Logger(label: "migration-test"))
         _ = try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
-        var rng = SeededRandom(seed: seed)
-        func sketch(_ n: Int) -> QuantileSketch {
-            var s = QuantileSketch()
-            for _ in 0..<n { s.add(Double(rng.next() % 20_000) / 3, count: Int64(rng.next() % 5 + 1)) }
-            return s
+        var rng = SeededRandom(seed: 5)
+        let tenant = TestEnvironment.unique("packed")
+        var before = RollupBatch(), after = RollupBatch(), reference = RollupBatch()
+        for i in 0..<1_200 {
+            let event = LLMEvent(
+                eventID: "e\(i)", tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: 1_795_000_000_000_000 + Int64(rng.next() % 120_000_000)),
+                provider: "openai", model: ["m1", "m2"][Int(rng.next() % 2)], inputTokens: 10, outputTokens: 5,
+                latencyMs: Double(rng.next() % 9000) + 0.5, timeToFirstTokenMs: Double(rng.next() % 400), status: i % 7 == 0 ? .error : .ok,
+                errorType: i % 7 == 0 ? "timeout" : nil, costNanos: 1_000, userID: "u\(rng.next() % 3_000)", sessionID: "s\(rng.next() % 50)", app: "chat", environment: "prod")
+            if i < 600 { before.add(event, promoted: [:]) } else { after.add(event, promoted: [:]) }
+            reference.add(event, promoted: [:])
         }
-        func distinct(_ n: Int) -> DistinctSketch {
-            var s = DistinctSketch()
-            for _ in 0..<n { s.add("u\(rng.next() % 50_000)") }
-            return s
+        let table = Granularity.minute.table
+        try await RollupStore.write(before.deltas(.minute), to: postgres)
+        // As a release before migration 25 left its rows: every sketch and register column an object.
+        var rewritten = 0
+        for row in try await postgres.query("SELECT \(unescaped: RollupStore.selectColumns) FROM \(identifier: table) WHERE tenant_id = \(tenant)") {
+            let record = try RollupStore.record(row, granularity: .minute)
+            guard !record.values.latency.isEmpty else { continue }
+            let dimensions = SeriesDimension.allCases
+            let conditions = dimensions.enumerated().map { "\($0.element.rawValue) = $\($0.offset + 6)" } + ["(extract(epoch FROM window_start) * 1000000)::bigint = $\(dimensions.count + 6)::bigint"]
+            try await postgres.query(PostgresQuery(
+                sql: "UPDATE \(table) SET latency_sketch = $1::jsonb, ttft_sketch = $2::jsonb, users_hll = $3::jsonb, sessions_hll = $4::jsonb WHERE tenant_id = $5 AND \(conditions.joined(separator: " AND "))",
+                parameters: [record.values.latency.json, record.values.timeToFirstToken.json, record.values.users.json, record.values.sessions.json, tenant]
+                    + dimensions.map { record.key.series[$0] } + [String(record.key.windowStart)]))
+            rewritten += 1
         }
-        func merged(_ function: String, _ a: String?, _ b: String?) async throws -> String {
-            try await postgres.query("SELECT \(unescaped: function)(\(a)::jsonb, \(b)::jsonb)::text AS m")[0].decode("m")
+        let objects: Int64 = try await postgres.query("SELECT count(*) AS n FROM \(identifier: table) WHERE tenant_id = \(tenant) AND jsonb_typeof(latency_sketch) = 'object' AND latency_sketch <> '{}'")[0].decode("n")
+        #expect(rewritten > 3 && objects == rewritten)
+        try await RollupStore.write(after.deltas(.minute), to: postgres)
+        var stored: [RollupKey: RollupValues] = [:]
+        for row in try await postgres.query("SELECT \(unescaped: RollupStore.selectColumns) FROM \(identifier: table) WHERE tenant_id = \(tenant)") {
+            let record = try RollupStore.record(row, granularity: .minute)
+            stored[record.key] = record.values
         }
-        for (n, m) in [(0, 0), (0, 40), (300, 0), (5, 2_000), (2_000, 300), (1_500, 1_500)] {
-            let (a, b) = (sketch(n), sketch(m))
-            var expected = a
-            expected.merge(b)
-            #expect(try QuantileSketch(json: try await merged("tw_jsonb_add", a.json, b.json)) == expected, "sketches of \(n) and \(m) values")
-            let (x, y) = (distinct(n * 3), distinct(m * 3))
-            var union = x
-            union.merge(y)
-            #expect(try DistinctSketch(json: try await merged("tw_jsonb_max", x.json, y.json)) == union, "registers of \(n * 3) and \(m * 3) ids")
-            // Busy windows are stored dense (a string): the SQL merge reads either form on either side.
-            #expect(try DistinctSketch(json: try await merged("tw_jsonb_max", x.storedJSON, y.json)) == union, "dense and sparse")
-            #expect(try DistinctSketch(json: try await merged("tw_jsonb_max", x.json, y.storedJSON)) == union, "sparse and dense")
-        }
-        #expect(try await merged("tw_jsonb_add", #"{"timeout":2,"rate_limit":1}"#, #"{"timeout":5,"server":1}"#) == #"{"server": 1, "timeout": 7, "rate_limit": 1}"#)
-        #expect(try await merged("tw_jsonb_add", nil, #"{"a":1}"#) == #"{"a": 1}"#)
-        #expect(try await merged("tw_jsonb_max", #"{"3":2}"#, nil) == #"{"3": 2}"#)
-        #expect(try await merged("tw_jsonb_add", #"{"a":9223372036854775807}"#, #"{"a":1}"#) == #"{"a": 9223372036854775808}"#, "sums past 2^63 are written, not an error")
+        #expect(stored == reference.deltas(.minute).windows, "every sketch, register and counter equals the events added at once")
+        let packed: Int64 = try await postgres.query("SELECT count(*) AS n FROM \(identifier: table) WHERE tenant_id = \(tenant) AND jsonb_typeof(latency_sketch) = 'string'")[0].decode("n")
+        #expect(packed == rewritten, "the merged rows were written packed")
+        let functions: Int64 = try await postgres.query("SELECT count(*) AS n FROM pg_proc WHERE proname IN ('tw_jsonb_add', 'tw_jsonb_max', 'tw_hll_sparse')")[0].decode("n")
+        #expect(functions == 0, "no SQL merge is left to misread a packed sketch")
         await postgres.close()
     }
 
@@ -102,6 +111,8 @@ struct MigrationTests {
             #expect(expected.values.contains { $0.users.estimate > 1_000 } && expected.values.contains { !$0.errorsByType.isEmpty })
             let dense: Int64 = try await postgres.query("SELECT count(*) AS n FROM \(identifier: granularity.table) WHERE tenant_id = \(tenant) AND jsonb_typeof(users_hll) = 'string'")[0].decode("n")
             #expect(dense > 0, "\(granularity): the busiest registers were stored dense and read back")
+            let packed: Int64 = try await postgres.query("SELECT count(*) AS n FROM \(identifier: granularity.table) WHERE tenant_id = \(tenant) AND jsonb_typeof(latency_sketch) = 'string'")[0].decode("n")
+            #expect(packed > 0, "\(granularity): latency sketches were stored packed and read back")
         }
         await postgres.close()
     }

@@ -40,9 +40,16 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
             precondition((try? DistinctSketch(json: d.json)) == d && d.estimate >= 0, "stored registers round trip")
         }
     }
-    // Either stored form of distinct-id registers, the dense string included.
+    // Either stored form of distinct-id registers and of quantile sketches, the dense and packed strings included.
     if let d = try? DistinctSketch(stored: String(decoding: bytes, as: UTF8.self), column: "fuzz") {
         precondition((try? DistinctSketch(stored: d.storedJSON, column: "fuzz")) == d && d.estimate >= 0, "dense registers round trip")
+    }
+    if var q = try? QuantileSketch(stored: String(decoding: bytes, as: UTF8.self), column: "fuzz") {
+        precondition((try? QuantileSketch(stored: q.storedJSON, column: "fuzz")) == q, "packed sketch round trip")
+        for p in [0.0, 0.5, 0.99, 1.0] { _ = q.quantile(p) }
+        let once = q
+        q.merge(once)
+        precondition(q.count >= once.count && (try? QuantileSketch(stored: q.storedJSON, column: "fuzz")) == q, "merged packed sketch round trip")
     }
     if let record = try? RollupRecord(json: bytes) {
         var merged = record.values

@@ -29,8 +29,7 @@ struct QueryTests {
         events.append(LLMEvent(eventID: "b0", tenantID: b, timestamp: EventTimestamp(microsecondsSinceEpoch: origin), provider: "openai", model: "gpt-4o",
                                inputTokens: 1, outputTokens: 1, latencyMs: 1, status: .ok, costNanos: 999_999))
         for e in events { minutes.add(e); hours.add(e) }
-        for q in RollupStore.upserts(minutes) { try await gateway.postgres.query(q) }
-        for q in RollupStore.upserts(hours) { try await gateway.postgres.query(q) }
+        try await RollupStore.write(minutes, hours, to: gateway.postgres)
         let latencies = events.filter { $0.tenantID == a }.map(\.latencyMs).sorted()
         let from = EventTimestamp(microsecondsSinceEpoch: origin).rfc3339
         let to = EventTimestamp(microsecondsSinceEpoch: origin + 3_600_000_000).rfc3339
@@ -131,8 +130,7 @@ struct QueryTests {
         var users = UserTotalDeltas(), minutes = RollupDeltas(granularity: .minute), days = RollupDeltas(granularity: .day)
         for e in events { users.add(e); minutes.add(e); days.add(e) }
         for query in UserTotalsStore.upserts(users) { try await gateway.postgres.query(query) }
-        for q in RollupStore.upserts(minutes) { try await gateway.postgres.query(q) }
-        for q in RollupStore.upserts(days) { try await gateway.postgres.query(q) }
+        try await RollupStore.write(minutes, days, to: gateway.postgres)
         let from = String(EventTimestamp(microsecondsSinceEpoch: day0).rfc3339.prefix(10))
         let to = String(EventTimestamp(microsecondsSinceEpoch: day0 + 2 * day).rfc3339.prefix(10))
 
@@ -241,8 +239,7 @@ struct QueryTests {
         }
         var minutes = RollupDeltas(granularity: .minute), hours = RollupDeltas(granularity: .hour)
         for e in events { minutes.add(e); hours.add(e) }
-        for q in RollupStore.upserts(minutes) { try await gateway.postgres.query(q) }
-        for q in RollupStore.upserts(hours) { try await gateway.postgres.query(q) }
+        try await RollupStore.write(minutes, hours, to: gateway.postgres)
         let range = "from=\(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)&to=\(EventTimestamp(microsecondsSinceEpoch: origin + 3_600_000_000).rfc3339)"
         let all = events
         @Sendable func expected(_ keep: (LLMEvent) -> Bool) -> Int { all.filter(keep).count }
@@ -299,7 +296,7 @@ struct QueryTests {
         }
         var hours = RollupDeltas(granularity: .hour)
         for e in events { hours.add(e, promoted: e.tags.filter { $0.key == "feature" }) }
-        for q in RollupStore.upserts(hours) { try await gateway.postgres.query(q) }
+        try await RollupStore.write(hours, to: gateway.postgres)
         let range = "from=\(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)&to=\(EventTimestamp(microsecondsSinceEpoch: origin + 3_600_000_000).rfc3339)"
         let expectedCost = events.filter { $0.tags["feature"] == "search" }.reduce(Int64(0)) { $0 + ($1.costNanos ?? 0) }
 

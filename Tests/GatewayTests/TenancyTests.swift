@@ -55,8 +55,7 @@ struct TenancyTests {
                 (\(tenant), \(tenant + "-x"), \(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)::timestamptz, jsonb_build_object('tenant_id', \(tenant)::text))
                 """)
         }
-        for q in RollupStore.upserts(minutes) { try await gateway.postgres.query(q) }
-        for q in RollupStore.upserts(hours) { try await gateway.postgres.query(q) }
+        try await RollupStore.write(minutes, hours, to: gateway.postgres)
         for q in UserTotalsStore.upserts(users) { try await gateway.postgres.query(q) }
         let range = "from=\(EventTimestamp(microsecondsSinceEpoch: origin).rfc3339)&to=\(EventTimestamp(microsecondsSinceEpoch: origin + 3_600_000_000).rfc3339)"
 

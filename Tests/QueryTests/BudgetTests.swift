@@ -57,7 +57,7 @@ struct BudgetTests {
         for granularity in [Granularity.hour, .day] {
             var deltas = RollupDeltas(granularity: granularity)
             deltas.add(event)
-            for q in RollupStore.upserts(deltas) { try await postgres.query(q) }
+            try await RollupStore.write(deltas, to: postgres)
         }
     }
 

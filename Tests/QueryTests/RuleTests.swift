@@ -50,7 +50,7 @@ struct RuleTests {
                                 provider: "openai", model: model, inputTokens: 10, outputTokens: 10, latencyMs: latency, status: i < errors ? .error : .ok,
                                 errorType: i < errors ? "rate_limit" : nil, costNanos: cost))
         }
-        for q in RollupStore.upserts(deltas) { try await w.postgres.query(q) }
+        try await RollupStore.write(deltas, to: w.postgres)
     }
 
     func rule(_ w: World, metric: String, provider: String? = "openai", model: String? = "gpt-4o", comparison: String = "above", threshold: Double, minutes: Int32 = 3) async throws -> String {

@@ -23,11 +23,11 @@ struct LockOrderTests {
         let rows = Array(deltas.windows)
         #expect(rows.count > 100)
         var rng = SeededRandom(seed: 3)
-        let reference = RollupStore.statement(rows, table: "rollups_1m", distributions: false)
+        let reference = RollupStore.statement(rows, table: "rollups_1m")
         for _ in 0..<5 {
             let shuffled = rows.shuffled(using: &rng)
             #expect(shuffled.map(\.key) != rows.map(\.key))
-            #expect(RollupStore.statement(shuffled, table: "rollups_1m", distributions: false).binaryParameters == reference.binaryParameters)
+            #expect(RollupStore.statement(shuffled, table: "rollups_1m").binaryParameters == reference.binaryParameters)
         }
     }
 

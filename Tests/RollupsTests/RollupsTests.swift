@@ -87,6 +87,43 @@ struct RollupsTests {
         #expect(throws: (any Error).self) { try QuantileSketch(json: "{\"x\":1}") }
     }
 
+    @Test("stored sketches are packed: round trips with the zero bucket, sub-millisecond and saturated counts; the object form is still read; hostile strings are refused naming the column")
+    func packedSketch() throws {
+        var rng = SeededRandom(seed: 7)
+        var busy = QuantileSketch()
+        for _ in 0..<5_000 { busy.add(Double(rng.next() % 9_000) + 50) }
+        busy.add(0)
+        busy.add(0.002)
+        busy.add(86_400_000)
+        let packed = busy.storedJSON
+        #expect(packed.first == "\"" && packed.utf8.count * 3 < busy.json.utf8.count, "\(packed.utf8.count) against \(busy.json.utf8.count) bytes")
+        #expect(try QuantileSketch(stored: packed, column: "latency_sketch") == busy)
+        #expect(try QuantileSketch(stored: busy.json, column: "latency_sketch") == busy, "rows written before the packed form")
+        #expect(QuantileSketch().storedJSON == "{}")
+        #expect(try QuantileSketch(stored: "{}", column: "latency_sketch").isEmpty)
+        var saturated = QuantileSketch()
+        saturated.add(5, count: .max)
+        saturated.add(5, count: 3)
+        saturated.add(0, count: 1 << 60)
+        #expect(try QuantileSketch(stored: saturated.storedJSON, column: "ttft_sketch") == saturated, "a saturated count is read back, not refused")
+
+        func packedString(_ bytes: [UInt8]) -> String { "\"" + Data(bytes).base64EncodedString() + "\"" }
+        #expect(try QuantileSketch(stored: packedString([1, 3, 2, 0xAE, 0x03, 4, 2, 1]), column: "c") == QuantileSketch(stored: #"{"z":3,"215":4,"216":1}"#, column: "c"),
+                "the zero bucket 3, then buckets 215 (zigzag 430) and 216 (delta 1)")
+        let hostile: [(String, String)] = [
+            ("\"not base64!\"", "alphabet"), ("\"" + packed.dropFirst(2), "cut base64"), (String(packed.dropLast()), "unterminated"),
+            (packedString([2, 0, 0]), "format 2"), (packedString([1, 0, 1, 2]), "count missing"), (packedString([1, 0, 0, 9]), "a byte left over"),
+            (packedString([1, 0, 1, 0xD0, 0x5D, 1]), "bucket 5,992, past the range"), (packedString([1, 0, 2, 4, 1, 0, 1]), "the same bucket twice"),
+            (packedString([1, 0, 2, 4, 1, 1, 1]), "descending"), (packedString([1] + [UInt8](repeating: 0xFF, count: 10) + [1, 0]), "an 11-byte varint"),
+            (packedString([1, 0, 0xFF, 0xFF, 0x03]), "more buckets than the range"), (packedString([1, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0]), "a count past Int64"),
+            ("\"\"", "empty"), ("[1]", "an array"),
+        ]
+        for (bad, why) in hostile {
+            #expect(throws: SketchError.self, "\(why)") { try QuantileSketch(stored: bad, column: "latency_sketch") }
+            do { _ = try QuantileSketch(stored: bad, column: "latency_sketch") } catch { #expect("\(error)".contains("latency_sketch"), "\(why): \(error)") }
+        }
+    }
+
     @Test("windows align to UTC minutes, hours and days, also before 1970")
     func windows() {
         let t = EventTimestamp(rfc3339: "2026-11-23T06:37:02.5Z")!

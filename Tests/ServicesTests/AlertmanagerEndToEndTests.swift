@@ -49,8 +49,7 @@ struct AlertmanagerEndToEndTests {
                 }
             }
         }
-        for q in RollupStore.upserts(minutes) { try await postgres.query(q) }
-        for q in RollupStore.upserts(hours) { try await postgres.query(q) }
+        try await RollupStore.write(minutes, hours, to: postgres)
         func post(minutes range: Range<Int>, silent: Set<String>) async throws {
             var events: [LLMEvent] = []
             for m in range {

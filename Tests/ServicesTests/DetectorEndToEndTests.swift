@@ -50,8 +50,7 @@ struct DetectorEndToEndTests {
                 hours.add(e)
             }
         }
-        for q in RollupStore.upserts(minutes) { try await postgres.query(q) }
-        for q in RollupStore.upserts(hours) { try await postgres.query(q) }
+        try await RollupStore.write(minutes, hours, to: postgres)
 
         // Watch the live stream from before the degradation.
         let streamPath = NSTemporaryDirectory() + "tw-stream-\(run)"
@@ -133,8 +132,7 @@ struct DetectorEndToEndTests {
                 }
             }
         }
-        for q in RollupStore.upserts(minutes) { try await postgres.query(q) }
-        for q in RollupStore.upserts(hours) { try await postgres.query(q) }
+        try await RollupStore.write(minutes, hours, to: postgres)
 
         // Live: both models for three minutes, then gpt-4o stops while gpt-4o-mini goes on for five more.
         var events: [LLMEvent] = []
