@@ -258,4 +258,56 @@ struct IngestorIntegrationTests {
         #expect(stored == 2)
         await producer.shutdown()
     }
+
+    @Test("replicas admitting a tenant's new values at once never exceed the cap: one batch's values of several dimensions and tags are admitted in order, the rest are other, and every replica maps each value as stored")
+    func dimensionCapRacingReplicas() async throws {
+        let (producer, _, postgres) = try await makeClients()
+        // Each replica with its own connections, opened before the race (as two ingestor processes have them).
+        let clients = (0..<2).map { _ in PostgresClient(configuration: PostgresConfiguration(url: try! TestEnvironment.postgresURL()), logger: logger) }
+        for c in clients { _ = try await c.query("SELECT 1") }
+        let cap = 4
+        let orders = [Array(0..<10), Array((0..<10).reversed())]
+        for round in 0..<5 {
+            let tenant = TestEnvironment.unique("race\(round)")
+            func events(_ order: [Int]) -> ([LLMEvent], [[String: String]]) {
+                let events = order.map { i in
+                    LLMEvent(eventID: "e\(i)", tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: 0), provider: "p", model: "m",
+                             inputTokens: 1, outputTokens: 1, latencyMs: 1, status: .ok, app: "app-\(i)", environment: "env-\(i % 3)")
+                }
+                return (events, order.map { ["feature": "f-\(9 - $0)"] })
+            }
+            // Two replicas, each from nothing in memory, with the same ten new apps and tag values in opposite orders.
+            let replicas = clients.map { DimensionRegistry(postgres: $0, cap: cap) }
+            let outputs = try await withThrowingTaskGroup(of: (Int, [LLMEvent], [[String: String]]).self) { group in
+                for r in 0..<2 {
+                    group.addTask {
+                        let (e, p) = events(orders[r])
+                        let out = try await replicas[r].apply(e, promoted: p)
+                        return (r, out.events, out.promoted)
+                    }
+                }
+                var all: [Int: ([LLMEvent], [[String: String]])] = [:]
+                for try await (r, e, p) in group { all[r] = (e, p) }
+                return all
+            }
+            func stored(_ dimension: String) async throws -> Set<String> {
+                Set(try await postgres.query("SELECT value FROM dimension_values WHERE tenant_id = \(tenant) AND dimension = \(dimension)").map { try $0.decode("value", as: String.self) })
+            }
+            let (apps, environments, features) = (try await stored("app"), try await stored("environment"), try await stored("tag:feature"))
+            #expect(apps.count == cap && features.count == cap, "no more than the cap, though two replicas admitted at once: \(apps.sorted()), \(features.sorted())")
+            #expect(environments == ["env-0", "env-1", "env-2"], "three values, under the cap, all admitted")
+            // Whichever replica took the locks first admitted its batch's first values, in its order.
+            #expect(orders.map { Set($0.prefix(cap).map { "app-\($0)" }) }.contains(apps), "\(apps.sorted())")
+            for r in 0..<2 {
+                let (e, p) = outputs[r]!
+                for (i, event) in e.enumerated() {
+                    let sent = "app-\(orders[r][i])", tag = "f-\(9 - orders[r][i])"
+                    #expect(event.app == (apps.contains(sent) ? sent : "other"), "replica \(r): \(sent)")
+                    #expect(p[i]["feature"] == (features.contains(tag) ? tag : "other"), "replica \(r): \(tag)")
+                }
+            }
+        }
+        for c in clients { await c.close() }
+        await producer.shutdown()
+    }
 }

@@ -29,13 +29,40 @@ public final class DimensionRegistry: Sendable {
         static func < (a: Slot, b: Slot) -> Bool { (a.tenant, a.name) < (b.tenant, b.name) }
     }
 
-    /// Admitted values per slot. Values are never removed, so what is here stays true.
-    private let admitted = Mutex<[Slot: Set<String>]>([:])
+    /// A tenant's admitted values, by dimension: the tenant's id is hashed once an event (once a run of its events),
+    /// not once a dimension, and no slot name is built for a value already admitted (nearly all of them).
+    struct TenantValues {
+        var app: Set<String> = []
+        var environment: Set<String> = []
+        var tags: [String: Set<String>] = [:]
+
+        subscript(name: String) -> Set<String> {
+            get {
+                switch name {
+                case SeriesDimension.app.rawValue: self.app
+                case SeriesDimension.environment.rawValue: self.environment
+                default: self.tags[String(name.dropFirst(DimensionRegistry.tagPrefix.count))] ?? []
+                }
+            }
+            set {
+                switch name {
+                case SeriesDimension.app.rawValue: self.app = newValue
+                case SeriesDimension.environment.rawValue: self.environment = newValue
+                default: self.tags[String(name.dropFirst(DimensionRegistry.tagPrefix.count))] = newValue
+                }
+            }
+        }
+    }
+
+    static let tagPrefix = "tag:"
+
+    /// Admitted values per tenant. Values are never removed, so what is here stays true.
+    private let admitted = Mutex<[String: TenantValues]>([:])
 
     /// `events` with every value beyond its tenant's cap replaced by `other`: their app and environment, and the
     /// values of their promoted tags (`promoted`, one map per event, key -> value; capped per key as `tag:<key>`).
-    /// Values not seen yet are admitted in one transaction per (tenant, dimension), under an advisory lock so
-    /// concurrent replicas cannot exceed the cap.
+    /// Values not seen yet are admitted in one transaction per batch (`admit`), under advisory locks so concurrent
+    /// replicas cannot exceed the cap.
     public func apply(_ events: [LLMEvent], promoted: [[String: String]]? = nil) async throws -> (events: [LLMEvent], promoted: [[String: String]]) {
         var promoted = promoted ?? Array(repeating: [:], count: events.count)
         // One look per value at full ingest rate: values already admitted (nearly all) are done with; the others are
@@ -44,33 +71,37 @@ public final class DimensionRegistry: Sendable {
         // In the order the batch holds them: the first values sent are the ones admitted.
         var unseen: [Slot: [String]] = [:]
         self.admitted.withLock { admitted in
-            func check(_ i: Int, _ slot: Slot, _ value: String) {
-                let known = admitted[slot]
-                if known?.contains(value) == true { return }
+            var tenant: String? = nil
+            var known = TenantValues()
+            func check(_ i: Int, _ have: Set<String>, _ name: @autoclosure () -> String, _ value: String) {
+                if have.contains(value) { return }
+                let slot = Slot(tenant: tenant!, name: name())
                 pending.append((i, slot, value))
-                if (known?.count ?? 0) < self.cap && unseen[slot]?.contains(value) != true { unseen[slot, default: []].append(value) }
+                if have.count < self.cap && unseen[slot]?.contains(value) != true { unseen[slot, default: []].append(value) }
             }
             for i in events.indices {
-                guard let tenant = events[i].tenantID else { continue }
-                if let app = events[i].app, app != Self.other { check(i, Slot(tenant: tenant, name: SeriesDimension.app.rawValue), app) }
-                if let environment = events[i].environment, environment != Self.other {
-                    check(i, Slot(tenant: tenant, name: SeriesDimension.environment.rawValue), environment)
+                guard let t = events[i].tenantID else { continue }
+                if t != tenant {
+                    tenant = t
+                    known = admitted[t] ?? TenantValues()
                 }
-                for (key, value) in promoted[i] where value != Self.other { check(i, Slot(tenant: tenant, name: "tag:" + key), value) }
+                if let app = events[i].app, app != Self.other { check(i, known.app, SeriesDimension.app.rawValue, app) }
+                if let environment = events[i].environment, environment != Self.other {
+                    check(i, known.environment, SeriesDimension.environment.rawValue, environment)
+                }
+                for (key, value) in promoted[i] where value != Self.other { check(i, known.tags[key] ?? [], Self.tagPrefix + key, value) }
             }
         }
         guard !pending.isEmpty else { return (events, promoted) }
-        for (slot, values) in unseen.sorted(by: { $0.key < $1.key }) {
-            let admitted = try await self.admit(values, tenant: slot.tenant, dimension: slot.name)
-            self.admitted.withLock { $0[slot, default: []].formUnion(admitted) }
-        }
+        let admittedNow = try await self.admit(unseen.sorted(by: { $0.key < $1.key }).map { ($0.key, $0.value) })
         var out = events
         self.admitted.withLock { admitted in
-            for (i, slot, value) in pending where admitted[slot]?.contains(value) != true {
+            for (slot, values) in admittedNow { admitted[slot.tenant, default: TenantValues()][slot.name].formUnion(values) }
+            for (i, slot, value) in pending where admitted[slot.tenant]?[slot.name].contains(value) != true {
                 switch slot.name {
                 case SeriesDimension.app.rawValue: out[i].app = Self.other
                 case SeriesDimension.environment.rawValue: out[i].environment = Self.other
-                default: promoted[i][String(slot.name.dropFirst(4))] = Self.other
+                default: promoted[i][String(slot.name.dropFirst(Self.tagPrefix.count))] = Self.other
                 }
                 self.overflow(slot.name).increment()
             }
@@ -82,18 +113,44 @@ public final class DimensionRegistry: Sendable {
         Counter(label: "tw_ingest_dimension_overflow_total", dimensions: [("dimension", name.hasPrefix("tag:") ? "tag" : name)])
     }
 
-    /// Admits what the cap allows of `values` and returns every admitted value of the slot.
-    func admit(_ values: [String], tenant: String, dimension: String) async throws -> Set<String> {
-        guard let postgres = self.postgres else { return Set(values.prefix(self.cap)) }
-        let cap = Int64(self.cap)
+    /// Admits what the cap allows of each slot's new values (in the order given: the first sent are admitted) and
+    /// returns every admitted value of those slots, in one transaction: the slots' advisory locks in one statement
+    /// (slots in order, so two replicas admitting overlapping slots lock in the same order), then one statement a
+    /// slot. A new tenant's first batch names a few hundred values (apps, environments, tag values); a statement a
+    /// value made that batch wait a round trip each, which the aggregator downstream saw as a pause.
+    func admit(_ slots: [(slot: Slot, values: [String])]) async throws -> [Slot: Set<String>] {
+        guard let postgres = self.postgres else { return Dictionary(uniqueKeysWithValues: slots.map { ($0.slot, Set($0.values.prefix(self.cap))) }) }
+        let cap = self.cap
         return try await postgres.withTransaction { conn in
-            try conn.query("SELECT pg_advisory_xact_lock(hashtext(\(tenant)), hashtext(\(dimension)))")
-            var have = Set(try conn.query("SELECT value FROM dimension_values WHERE tenant_id = \(tenant) AND dimension = \(dimension)").map { try $0.decode("value", as: String.self) })
-            for value in values where !have.contains(value) && Int64(have.count) < cap {
-                try conn.query("INSERT INTO dimension_values (tenant_id, dimension, value) VALUES (\(tenant), \(dimension), \(value)) ON CONFLICT DO NOTHING")
-                have.insert(value)
+            var locks = PostgresParameters()
+            locks.append(binary: PostgresBinaryArray.text(slots.map(\.slot.tenant)))
+            locks.append(binary: PostgresBinaryArray.text(slots.map(\.slot.name)))
+            try conn.query(PostgresQuery(
+                sql: "SELECT count(pg_advisory_xact_lock(hashtext(t), hashtext(d))) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(t, d, i)",
+                parameters: locks))
+            var out: [Slot: Set<String>] = [:]
+            for (slot, values) in slots {
+                var parameters = PostgresParameters()
+                parameters.append(slot.tenant)
+                parameters.append(slot.name)
+                parameters.append(binary: PostgresBinaryArray.text(values))
+                parameters.append(String(cap))
+                // What is stored, and as many of the new values, in order, as the cap leaves room for.
+                let rows = try conn.query(PostgresQuery(
+                    sql: """
+                        WITH have AS (SELECT value FROM dimension_values WHERE tenant_id = $1 AND dimension = $2),
+                        added AS (
+                            INSERT INTO dimension_values (tenant_id, dimension, value)
+                            SELECT $1, $2, u.v FROM unnest($3::text[]) WITH ORDINALITY AS u(v, i)
+                            WHERE u.v NOT IN (SELECT value FROM have)
+                            ORDER BY u.i LIMIT GREATEST($4::bigint - (SELECT count(*) FROM have), 0)
+                            ON CONFLICT DO NOTHING RETURNING value)
+                        SELECT value FROM have UNION ALL SELECT value FROM added
+                        """,
+                    parameters: parameters))
+                out[slot] = Set(try rows.map { try $0.decode("value", as: String.self) })
             }
-            return have
+            return out
         }
     }
 }
