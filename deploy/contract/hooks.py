@@ -31,18 +31,32 @@ def _format(value):
     return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _dependent(path, query):
+def _drop(operation, query, *names):
+    """Leaves out parameters another one rules out, when their values are valid by the schema. A value the schema
+    refuses is kept: it makes the case a negative one, which the server must refuse whatever else is sent, and
+    schemathesis does not notice that a parameter it made invalid was left out (it would report the server's
+    answer to the rest as accepted negative data)."""
+    for name in names:
+        if name not in query:
+            continue
+        try:
+            valid = operation.get_parameter(name, "query").is_valid(query[name])
+        except Exception:
+            valid = True
+        if valid:
+            query.pop(name)
+
+
+def _dependent(operation, path, query):
     """Parameters whose validity depends on another one."""
     if path == "/v1/series" and "user" in query:
         # A user's series: daily counters, no other filter.
         query["step"] = "1d"
         if query.get("metric") not in ("requests", "errors", "error_rate", "input_tokens", "output_tokens", "cost_usd"):
             query["metric"] = "requests"
-        for name in ("app", "environment", "provider", "model", "error_type"):
-            query.pop(name, None)
+        _drop(operation, query, "app", "environment", "provider", "model", "error_type")
     if path == "/v1/series" and query.get("metric") in ("users", "sessions"):
-        for name in ("app", "environment", "provider", "model"):
-            query.pop(name, None)
+        _drop(operation, query, "app", "environment", "provider", "model")
     if path == "/v1/series" and "error_type" in query and query.get("metric") not in ("errors", "error_rate"):
         query["metric"] = "errors"
     if path == "/v1/breakdown":
@@ -50,14 +64,12 @@ def _dependent(path, query):
             query["order"] = "errors"
         # Per-user totals and promoted tags are rolled up on their own: no series filter goes with them.
         if query.get("by") == "user" or str(query.get("by", "")).startswith("tag:"):
-            for name in ("app", "environment", "provider", "model"):
-                query.pop(name, None)
+            _drop(operation, query, "app", "environment", "provider", "model")
     if path == "/v1/users":
         # An opaque cursor is only valid as the API returned it; JSON pages hold at most 1000 users.
-        query.pop("cursor", None)
+        _drop(operation, query, "cursor")
         if "user" in query:
-            for name in ("order", "limit"):
-                query.pop(name, None)
+            _drop(operation, query, "order", "limit")
         if query.get("format") != "csv" and _number(query.get("limit")) and query["limit"] > 1000:
             query["limit"] = 1000
 
@@ -80,7 +92,7 @@ def _whole_days(query):
 def map_query(ctx, query):
     path = getattr(ctx.operation, "path", "")
     if query:
-        _dependent(path, query)
+        _dependent(ctx.operation, path, query)
     if not query or ("from" not in query and "to" not in query):
         return query
     if path == "/v1/users" or (path == "/v1/breakdown" and query.get("by") == "user"):
