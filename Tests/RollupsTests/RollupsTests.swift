@@ -100,6 +100,8 @@ struct RollupsTests {
         #expect(try QuantileSketch(stored: packed, column: "latency_sketch") == busy)
         #expect(try QuantileSketch(stored: busy.json, column: "latency_sketch") == busy, "rows written before the packed form")
         #expect(QuantileSketch().storedJSON == "{}")
+        let withEmptyBucket = try QuantileSketch(stored: #"{"8":0,"9":2}"#, column: "latency_sketch")
+        #expect(try QuantileSketch(stored: withEmptyBucket.storedJSON, column: "latency_sketch") == withEmptyBucket, "an empty bucket is no bucket in either form")
         #expect(try QuantileSketch(stored: "{}", column: "latency_sketch").isEmpty)
         var saturated = QuantileSketch()
         saturated.add(5, count: .max)
