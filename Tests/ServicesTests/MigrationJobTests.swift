@@ -36,7 +36,7 @@ struct MigrationJobTests {
         #expect(try await http.call("POST", "/v1/events", token: key, body: "[\(validEvent("\(database)-1"))]").status == 202)
         for service in services {
             #expect(!service.log.contains("permission denied"), "\(service.name): the runtime role's grants cover what it does: \(service.log.suffix(1500))")
-            #expect(try service.stop() == 0, "\(service.name) stops cleanly")
+            #expect(try service.stop() == 0, "\(service.name) stops cleanly: \(service.log.suffix(1500))")
         }
 
         // Each role reads and writes what its service uses, and may not change the schema or read another's tables.
