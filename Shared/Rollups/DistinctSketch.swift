@@ -89,8 +89,7 @@ public struct DistinctSketch: Sendable, Hashable {
             return
         }
         let invalid = SketchError(message: "column \(column): must be the base64 of \(Self.registerCount) registers of rank 0...\(65 - Self.precision)")
-        guard text.utf8.count == 2 + (Self.registerCount + 2) / 3 * 4, text.utf8.last == UInt8(ascii: "\""),
-              let bytes = Data(base64Encoded: String(text.dropFirst().dropLast())), bytes.count == Self.registerCount,
+        guard text.utf8.count == 2 + (Self.registerCount + 2) / 3 * 4, let bytes = StoredSketch.base64String(text), bytes.count == Self.registerCount,
               bytes.allSatisfy({ $0 <= 65 - Self.precision })
         else { throw invalid }
         self.init()

@@ -96,9 +96,7 @@ public struct QuantileSketch: Sendable, Hashable {
             return
         }
         let invalid = SketchError(message: "column \(column): must be the base64 of a packed quantile sketch (format \(Self.packedFormat))")
-        guard text.utf8.count >= 2, text.utf8.last == UInt8(ascii: "\""),
-              let data = Data(base64Encoded: String(text.dropFirst().dropLast()))
-        else { throw invalid }
+        guard let data = StoredSketch.base64String(text) else { throw invalid }
         self.init()
         var reader = VarintReader(bytes: [UInt8](data))
         guard reader.byte() == Self.packedFormat, let zero = reader.count(), let buckets = reader.varint(),

@@ -104,11 +104,10 @@ public enum RollupStore {
         var parameters = Self.keyArrays(rows)
         UsageCounters.appendColumnArrays(rows.map(\.value.counters), to: &parameters)
         // The sketch columns start as their defaults, the empty object (migration 21).
-        let columns = Self.columns
         let add = UsageCounters.fields.map { "\($0.column) = r.\($0.column) + EXCLUDED.\($0.column)" }
         let sql = """
-            INSERT INTO \(table) AS r (\(columns.joined(separator: ", ")))
-            \(PostgresQuery.zippedRows(Array(zip(columns, Self.columnTypes))))
+            INSERT INTO \(table) AS r (\(Self.columns.joined(separator: ", ")))
+            \(PostgresQuery.zippedRows(Array(zip(Self.columns, Self.columnTypes))))
             ON CONFLICT (\(Self.primaryKey)) DO UPDATE SET
             \(add.joined(separator: ", ")), version = r.version + 1, updated_at = now()
             """ + (returningStored ? "\n" + Self.returningStored : "")

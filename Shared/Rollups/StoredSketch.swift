@@ -41,6 +41,12 @@ public enum StoredSketch {
         }
     }
 
+    /// The bytes of a stored JSON string holding base64 (a sketch's dense or packed form), nil unless `text` is one.
+    static func base64String(_ text: String) -> Data? {
+        guard text.utf8.count >= 2, text.utf8.first == UInt8(ascii: "\""), text.utf8.last == UInt8(ascii: "\"") else { return nil }
+        return Data(base64Encoded: String(text.dropFirst().dropLast()))
+    }
+
     /// The pairs of a parsed JSON object (a topic payload), each count checked by `exactCount`.
     static func entries(_ object: [String: Any], invalid: (String) -> SketchError) throws -> [Entry] {
         try object.map { key, value in

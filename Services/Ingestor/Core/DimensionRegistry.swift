@@ -110,7 +110,7 @@ public final class DimensionRegistry: Sendable {
     }
 
     func overflow(_ name: String) -> Counter {
-        Counter(label: "tw_ingest_dimension_overflow_total", dimensions: [("dimension", name.hasPrefix("tag:") ? "tag" : name)])
+        Counter(label: "tw_ingest_dimension_overflow_total", dimensions: [("dimension", name.hasPrefix(Self.tagPrefix) ? "tag" : name)])
     }
 
     /// Admits what the cap allows of each slot's new values (in the order given: the first sent are admitted) and
@@ -126,7 +126,7 @@ public final class DimensionRegistry: Sendable {
             locks.append(binary: PostgresBinaryArray.text(slots.map(\.slot.tenant)))
             locks.append(binary: PostgresBinaryArray.text(slots.map(\.slot.name)))
             try conn.query(PostgresQuery(
-                sql: "SELECT count(pg_advisory_xact_lock(hashtext(t), hashtext(d))) FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS s(t, d, i)",
+                sql: "SELECT count(pg_advisory_xact_lock(hashtext(t), hashtext(d))) FROM unnest($1::text[], $2::text[]) AS s(t, d)",
                 parameters: locks))
             var out: [Slot: Set<String>] = [:]
             for (slot, values) in slots {
