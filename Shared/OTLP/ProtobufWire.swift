@@ -42,16 +42,10 @@ struct ProtobufReader {
     }
 
     mutating func varint() throws(Malformed) -> UInt64 {
-        var result: UInt64 = 0
-        var shift: UInt64 = 0
-        while true {
-            guard self.index < self.end else { throw Malformed(reason: "truncated varint") }
-            let byte = self.bytes[self.index]
-            self.index += 1
-            if shift == 63 && byte > 1 { throw Malformed(reason: "varint longer than 64 bits") }
-            result |= UInt64(byte & 0x7F) << shift
-            if byte & 0x80 == 0 { return result }
-            shift += 7
+        do throws(Varint.Invalid) {
+            return try Varint.read(self.bytes, at: &self.index, end: self.end)
+        } catch {
+            throw Malformed(reason: error == .truncated ? "truncated varint" : "varint longer than 64 bits")
         }
     }
 
@@ -125,12 +119,7 @@ public struct ProtobufWriter: Sendable {
     }
 
     public mutating func varint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            self.bytes.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        self.bytes.append(UInt8(v))
+        Varint.append(value, to: &self.bytes)
     }
 
     public mutating func varintField(_ field: UInt64, _ value: UInt64) {

@@ -73,13 +73,13 @@ public struct QuantileSketch: Sendable, Hashable {
         guard !self.isEmpty else { return "{}" }
         var bytes: [UInt8] = [Self.packedFormat]
         bytes.reserveCapacity(8 + 5 * self.buckets.count)
-        bytes.appendVarint(UInt64(self.zeroCount))
-        bytes.appendVarint(UInt64(self.buckets.count))
+        Varint.append(UInt64(self.zeroCount), to: &bytes)
+        Varint.append(UInt64(self.buckets.count), to: &bytes)
         var previous: Int64 = 0
         for (index, n) in self.buckets.sorted(by: { $0.key < $1.key }) {
             let delta = Int64(index) - previous
-            bytes.appendVarint(UInt64(bitPattern: (delta << 1) ^ (delta >> 63)))
-            bytes.appendVarint(UInt64(n))
+            Varint.append(UInt64(bitPattern: (delta << 1) ^ (delta >> 63)), to: &bytes)
+            Varint.append(UInt64(n), to: &bytes)
             previous = Int64(index)
         }
         return "\"" + Data(bytes).base64EncodedString() + "\""
@@ -167,19 +167,7 @@ public struct SketchError: Error, CustomStringConvertible {
     public var description: String { self.message }
 }
 
-/// LEB128: seven bits a byte, least significant first.
-extension [UInt8] {
-    mutating func appendVarint(_ value: UInt64) {
-        var v = value
-        while v >= 0x80 {
-            self.append(UInt8(truncatingIfNeeded: v) | 0x80)
-            v >>= 7
-        }
-        self.append(UInt8(v))
-    }
-}
-
-/// Reads what `appendVarint` wrote; nil past the end or for a varint longer than 64 bits.
+/// Reads what `Varint.append` wrote; nil past the end or for a varint longer than 64 bits.
 struct VarintReader {
     let bytes: [UInt8]
     var position = 0
@@ -193,14 +181,9 @@ struct VarintReader {
     }
 
     mutating func varint() -> UInt64? {
-        var value: UInt64 = 0
-        for shift in stride(from: 0, to: 64, by: 7) {
-            guard let b = self.byte() else { return nil }
-            guard shift < 63 || b <= 1 else { return nil }
-            value |= UInt64(b & 0x7f) << UInt64(shift)
-            if b < 0x80 { return value }
-        }
-        return nil
+        var position = self.position
+        defer { self.position = position }
+        return self.bytes.withUnsafeBytes { raw in try? Varint.read(raw, at: &position, end: raw.count) }
     }
 
     /// A count: a varint that fits Int64 (a saturated sum included).
