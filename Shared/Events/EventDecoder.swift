@@ -34,11 +34,22 @@ public struct EventDecoder: Sendable {
     }
 
     public func decode(_ bytes: UnsafeRawBufferPointer, now: EventTimestamp = .now()) throws(EventValidationError) -> LLMEvent {
-        guard bytes.count <= self.limits.maxEventBytes else {
-            throw EventValidationError(field: "body", reason: "event larger than \(self.limits.maxEventBytes) bytes")
-        }
-        var fields = RawFields()
+        guard bytes.count <= self.limits.maxEventBytes else { throw self.tooLarge }
         var scanner = JSONScanner(bytes, maxDepth: self.limits.maxNestingDepth)
+        let fields = try self.readObject(&scanner)
+        scanner.skipWhitespace()
+        guard scanner.isAtEnd else { throw EventValidationError(field: "body", reason: "unexpected data after the event object") }
+        return try fields.build(limits: self.limits, now: now)
+    }
+
+    var tooLarge: EventValidationError { EventValidationError(field: "body", reason: "event larger than \(self.limits.maxEventBytes) bytes") }
+
+    /// Reads the event object at `scanner.index` (whitespace before it skipped) and leaves the scanner just past
+    /// its `}`: `decode` for a whole buffer, `EventBatchReader.decode` for each element of a batch's array in place.
+    /// Syntax errors give their offset from `origin`, the event's first byte.
+    func readObject(_ scanner: inout JSONScanner, origin: Int = 0) throws(EventValidationError) -> RawFields {
+        let bytes = scanner.bytes
+        var fields = RawFields()
         var current = "body"
         do {
             try scanner.expect(UInt8(ascii: "{"), "an object")
@@ -79,16 +90,14 @@ public struct EventDecoder: Sendable {
                 current = "body"
                 try scanner.expect(UInt8(ascii: "}"), "',' or '}'")
             }
-            scanner.skipWhitespace()
-            guard scanner.isAtEnd else { throw EventValidationError(field: "body", reason: "unexpected data after the event object") }
         } catch let error as EventValidationError {
             throw error
         } catch let error as JSONScanner.SyntaxError {
-            throw EventValidationError(field: current, reason: "invalid JSON at byte \(error.offset): \(error.reason)")
+            throw EventValidationError(field: current, reason: "invalid JSON at byte \(error.offset - origin): \(error.reason)")
         } catch {
             throw EventValidationError(field: current, reason: "\(error)")
         }
-        return try fields.build(limits: self.limits, now: now)
+        return fields
     }
 
     // MARK: - Fields
