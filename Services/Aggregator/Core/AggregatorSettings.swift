@@ -20,9 +20,10 @@ public struct AggregatorSettings: Sendable {
     public var linger: Duration = .seconds(1)
     /// `TW_AGGREGATOR_QUIET`: the lingering polls' timeout; one that finds no event in this long ends the batch
     /// early. Default: 250ms. Under load the ingestor pauses now and then (its own batches, a busy machine); a
-    /// shorter quiet cut batches at each pause, and every extra batch writes its rows again (`make bench`,
-    /// realistic workload: 100 ms wrote about twice the rollup rows of 250 ms, and Postgres time with them). The
-    /// price: the last events of a burst reach the rollups up to this much later.
+    /// shorter quiet cuts batches at such pauses, and every extra batch writes its rows again (`make bench`,
+    /// realistic workload: 100 ms wrote about twice the rollup rows of 250 ms while the local broker held empty
+    /// fetches for 500 ms; with the 100 ms fetch wait, as many rows and no faster). The price: the last events of a
+    /// burst reach the rollups up to this much later.
     public var quiet: Duration = .milliseconds(250)
     /// `TW_AGGREGATOR_KNOWN_USERS`: most per-user row keys held in memory (`KnownUsers`, 25–100 bytes each), so
     /// that new users' rows are inserted plainly rather than upserted. Default: 1000000. 0 upserts every row.
