@@ -6,8 +6,9 @@ public enum EventBatchFormat: Sendable {
     case ndjson
 }
 
-/// Splits a batch body into the byte ranges of its events, checking the batch's own syntax and size; each event is
-/// then decoded and validated on its own, so one bad event does not reject its neighbours.
+/// Reads a batch body: its own syntax and size are checked for the whole batch, each event is decoded and validated
+/// on its own, so one bad event does not reject its neighbours. `decode` does both (the gateway); `split` gives
+/// only the events' byte ranges.
 public enum EventBatchReader {
     public static func split(_ body: [UInt8], format: EventBatchFormat, maxEvents: Int, maxDepth: Int = 16) throws(EventValidationError) -> [Range<Int>] {
         let result: Result<[Range<Int>], EventValidationError> = body.withUnsafeBytes { buffer in

@@ -41,20 +41,22 @@ public final class DimensionRegistry: Sendable {
                 switch name {
                 case SeriesDimension.app.rawValue: self.app
                 case SeriesDimension.environment.rawValue: self.environment
-                default: self.tags[String(name.dropFirst(DimensionRegistry.tagPrefix.count))] ?? []
+                default: self.tags[DimensionRegistry.tagKey(name)] ?? []
                 }
             }
             set {
                 switch name {
                 case SeriesDimension.app.rawValue: self.app = newValue
                 case SeriesDimension.environment.rawValue: self.environment = newValue
-                default: self.tags[String(name.dropFirst(DimensionRegistry.tagPrefix.count))] = newValue
+                default: self.tags[DimensionRegistry.tagKey(name)] = newValue
                 }
             }
         }
     }
 
+    /// A promoted tag's slot name is this and its key.
     static let tagPrefix = "tag:"
+    static func tagKey(_ slotName: String) -> String { String(slotName.dropFirst(Self.tagPrefix.count)) }
 
     /// Admitted values per tenant. Values are never removed, so what is here stays true.
     private let admitted = Mutex<[String: TenantValues]>([:])
@@ -101,7 +103,7 @@ public final class DimensionRegistry: Sendable {
                 switch slot.name {
                 case SeriesDimension.app.rawValue: out[i].app = Self.other
                 case SeriesDimension.environment.rawValue: out[i].environment = Self.other
-                default: promoted[i][String(slot.name.dropFirst(Self.tagPrefix.count))] = Self.other
+                default: promoted[i][Self.tagKey(slot.name)] = Self.other
                 }
                 self.overflow(slot.name).increment()
             }
