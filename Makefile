@@ -17,12 +17,13 @@ CONTRACT_VENV := $(ROOT)/.state/contract-venv
 FUZZ_STATE  := $(ROOT)/.state/fuzz
 FUZZ_SECONDS ?= 60
 
-.PHONY: help install build run stop status test bench eval fuzz fuzz-merge otel-fixtures k8s-check image-check image images image-lock clean
+.PHONY: help install build run stop status unit test bench eval fuzz fuzz-merge otel-fixtures k8s-check image-check image images image-lock clean
 
 help:
 	@echo "make run     install, build, start Postgres/Redis/broker and the five services with demo traffic"
 	@echo "make stop    stop what make run started"
 	@echo "make status  what is running"
+	@echo "make unit    the stack-free unit tests only (no servers; a couple of minutes on a warm build)"
 	@echo "make test    install, build, start a test stack, run every test, stop the stack"
 	@echo "make bench   benchmarks (figures printed, not asserted)"
 	@echo "make eval    detector accuracy on the seeded labelled corpus, against two baselines"
@@ -85,6 +86,16 @@ status:
 	  kill -0 $$(cat $$p) 2>/dev/null && echo "$$(basename $$p .pid) running pid $$(cat $$p)" || echo "$$(basename $$p .pid) stopped"; done
 
 # MARK: - test
+
+# The stack-free stage: whole test targets that need no server, and the unit suites of targets that also hold
+# integration tests. It runs with every TW_ variable unset, so a test added here that needs a server fails here
+# rather than passing by luck on a developer's machine. CI runs it first, so a broken unit fails in minutes.
+UNIT_TARGETS := DetectorTests|EventsTests|NotifyTests|OTLPTests|RollupsTests|ServiceKitTests
+UNIT_SUITES  := IngestorUnitTests|KafkaConfigurationTests|KafkaMessageTests
+unit: install
+	swift build --build-tests
+	@for v in $$(compgen -e | grep '^TW_'); do unset $$v; done; \
+	swift test --skip-build --filter '^($(UNIT_TARGETS))\.|\.($(UNIT_SUITES))(/|$$)'
 
 # The test stack lives in its own state folder, so `make test` never touches a running `make run`, and is stopped
 # whatever the tests' outcome.
