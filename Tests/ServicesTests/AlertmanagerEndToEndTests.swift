@@ -30,7 +30,8 @@ struct AlertmanagerEndToEndTests {
                                           body: #"{"name":"alertmanager","kind":"alertmanager","url":"http://127.0.0.1:\#(alertmanager.port)","min_severity":"warning"}"#)
         #expect(channel.status == 201, "\(channel.json)")
 
-        // Two hours of history for two models (60 and 30 requests a minute), half an hour ago.
+        // Four hours of history (the detector's warm-up is 200 windows) for two models (60 and 30 requests a minute), half
+        // an hour ago.
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: ownURL), logger: logger)
         let now = EventTimestamp.now().microsecondsSinceEpoch / 60_000_000 * 60_000_000
         let live = now - 30 * 60_000_000
@@ -40,10 +41,10 @@ struct AlertmanagerEndToEndTests {
         }
         let models = [("gpt-4o", 60), ("gpt-4o-mini", 30)]
         var minutes = RollupDeltas(granularity: .minute), hours = RollupDeltas(granularity: .hour)
-        for m in 0..<120 {
+        for m in 0..<240 {
             for (model, rate) in models {
                 for i in 0..<rate {
-                    let e = event("h\(model)-\(m)-\(i)", model: model, at: live - Int64(120 - m) * 60_000_000 + Int64(i) * 60_000_000 / Int64(rate))
+                    let e = event("h\(model)-\(m)-\(i)", model: model, at: live - Int64(240 - m) * 60_000_000 + Int64(i) * 60_000_000 / Int64(rate))
                     minutes.add(e)
                     hours.add(e)
                 }

@@ -27,8 +27,8 @@ struct DetectorEndToEndTests {
     func latencyDegradation() async throws {
         let (run, processes, http, tenant, key) = try await Self.pipeline("det", services: ["gateway", "ingestor", "aggregator", "detector", "query"])
 
-        // Two hours of normal history in the rollups (what the detector rebuilds the series from): 20 requests a
-        // minute, p95 latency about 900 ms.
+        // Four hours of normal history in the rollups (what the detector rebuilds the series from; its warm-up is 200
+        // windows): 20 requests a minute, p95 latency about 900 ms.
         let logger = Logger(label: "detector-e2e")
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
         let now = EventTimestamp.now().microsecondsSinceEpoch / 60_000_000 * 60_000_000
@@ -42,8 +42,8 @@ struct DetectorEndToEndTests {
             LLMEvent(eventID: id, tenantID: tenant, timestamp: EventTimestamp(microsecondsSinceEpoch: t), provider: "openai", model: "gpt-4o",
                      inputTokens: 500, outputTokens: 200, latencyMs: latency, status: .ok, costNanos: 3000)
         }
-        for m in 0..<120 {
-            let start = live - Int64(120 - m) * 60_000_000
+        for m in 0..<240 {
+            let start = live - Int64(240 - m) * 60_000_000
             for i in 0..<20 {
                 let e = event("\(run)-h\(m)-\(i)", at: start + Int64(i) * 2_000_000, latency: 500 + Double(rng.next() % 450))
                 minutes.add(e)
@@ -111,7 +111,7 @@ struct DetectorEndToEndTests {
         // Silence judged 30 s after a minute closes (the default is 2 minutes).
         let (run, processes, http, tenant, key) = try await Self.pipeline("sil", services: ["gateway", "ingestor", "aggregator", "detector"], extra: ["TW_DETECTOR_SILENCE_AFTER": "30s"])
 
-        // Two hours of history for two models, 60 and 30 requests a minute.
+        // Four hours of history (past the 200-window warm-up) for two models, 60 and 30 requests a minute.
         let logger = Logger(label: "silence-e2e")
         let postgres = PostgresClient(configuration: PostgresConfiguration(url: try TestEnvironment.postgresURL()), logger: logger)
         let now = EventTimestamp.now().microsecondsSinceEpoch / 60_000_000 * 60_000_000
@@ -122,8 +122,8 @@ struct DetectorEndToEndTests {
         }
         let models = [("gpt-4o", 60), ("gpt-4o-mini", 30)]
         var minutes = RollupDeltas(granularity: .minute), hours = RollupDeltas(granularity: .hour)
-        for m in 0..<120 {
-            let start = live - Int64(120 - m) * 60_000_000
+        for m in 0..<240 {
+            let start = live - Int64(240 - m) * 60_000_000
             for (model, rate) in models {
                 for i in 0..<rate {
                     let e = event("\(run)-h\(model)-\(m)-\(i)", model: model, at: start + Int64(i) * 60_000_000 / Int64(rate))

@@ -29,6 +29,8 @@ public struct Anomaly: Sendable, Equatable {
     public var revision: Int
     /// The series' window length (microseconds): what a request rate is counted per.
     public var interval: Int64 = 60_000_000
+    /// How much history the normal range was learned from (microseconds; 0 when not said, as for error bursts).
+    public var learnedOver: Int64 = 0
 
     /// sha256(tenant, [app, environment,] provider, model, metric, start), hex, 32 characters: the same anomaly gets
     /// the same id on every replica, after every restart and replay. App and environment enter only when set, so the
@@ -45,18 +47,30 @@ public struct Anomaly: Sendable, Equatable {
         let m = self.metric
         let seen = Self.format(self.observed, m, interval: self.interval), usual = Self.format(self.expected, m, interval: self.interval)
         let range = "\(Self.format(self.expectedLow, m, interval: self.interval))–\(Self.format(self.expectedHigh, m, interval: self.interval))"
+        let learned = Self.period(self.learnedOver).map { ", learned over the last \($0)" } ?? ""
         switch self.detector {
         case .errorBurst:
             return "Error burst on \(subject): \(seen) of requests failed against a usual \(usual)."
         case .levelShift:
-            return "The \(m.phrase) of \(subject) shifted to \(seen) and stayed there; it was \(usual) (normal \(range))."
+            return "The \(m.phrase) of \(subject) shifted to \(seen) and stayed there; it was \(usual) (ten-window means normally \(range)\(learned))."
         case .seasonal:
-            return "The \(m.phrase) of \(subject) was \(seen), far from the \(usual) usual at this hour of the day (normal \(range))."
+            return "The \(m.phrase) of \(subject) was \(seen), far from the \(usual) usual at this time of day (normal \(range)\(learned))."
+        case .silence:
+            return "\(subject) received no requests: usually \(usual) (normal \(range)\(learned))."
         case .spike:
             let ratio = self.expected > 0 ? self.observed / self.expected : 0
             let factor = ratio >= 1.5 || (ratio > 0 && ratio <= 0.67) ? " (\(ratio >= 1 ? String(format: "%.1fx", ratio) : String(format: "%.0f%% of", ratio * 100)) its usual \(usual))" : " (usual \(usual))"
-            return "The \(m.phrase) of \(subject) was \(seen)\(factor), outside the normal \(range)."
+            return "The \(m.phrase) of \(subject) was \(seen)\(factor), outside the normal \(range)\(learned)."
         }
+    }
+
+    /// "2.8 days", "5.0 hours", "45 minutes"; nil for none.
+    static func period(_ microseconds: Int64) -> String? {
+        guard microseconds > 0 else { return nil }
+        let minutes = Double(microseconds) / 60_000_000
+        if minutes >= 2 * 1440 { return String(format: "%.1f days", minutes / 1440) }
+        if minutes >= 120 { return String(format: "%.1f hours", minutes / 60) }
+        return String(format: "%.0f minutes", minutes)
     }
 
     static func format(_ value: Double, _ metric: DetectorMetric, interval: Int64 = 60_000_000) -> String {

@@ -93,8 +93,10 @@ public enum Backtest {
 
     /// Every anomaly publication the detectors would have made over `observations` (in time order), and the
     /// anomalies as they ended (one per anomaly: the last publication).
-    public static func run(series: SeriesKey, observations: [WindowObservation], parameters: DetectorParameters, muted: MetricMask = .none) -> (events: [Anomaly], anomalies: [Anomaly]) {
-        var detector = SeriesDetector(parameters: parameters)
+    /// `generic`: the request-rate slot carries a series of unknown kind (`MetricPolicy.generic`).
+    public static func run(series: SeriesKey, observations: [WindowObservation], parameters: DetectorParameters, muted: MetricMask = .none,
+                           generic: Bool = false) -> (events: [Anomaly], anomalies: [Anomaly]) {
+        var detector = SeriesDetector(parameters: parameters, generic: generic)
         var events: [Anomaly] = []
         for o in observations { events += detector.observe(o, series: series, parameters: parameters, muted: muted) }
         var last: [String: Anomaly] = [:]
@@ -140,9 +142,13 @@ extension Backtest {
         public var expectedLow: Double
         public var expectedHigh: Double
         public var rows: Int
+        /// Which test opened it (`robust_level`, `level_shift`, `seasonal`) and the sentence the live detector writes.
+        public var test: String
+        public var explanation: String
 
         enum CodingKeys: String, CodingKey {
-            case start = "window_start", end = "window_end", direction, peak = "observed", expectedLow = "expected_low", expectedHigh = "expected_high", rows
+            case start = "window_start", end = "window_end", direction, peak = "observed", expectedLow = "expected_low", expectedHigh = "expected_high", rows,
+                 test = "detector", explanation
         }
     }
 
@@ -153,26 +159,28 @@ extension Backtest {
         return gaps.max { ($0.value, -$0.key) < ($1.value, -$1.key) }?.key
     }
 
-    /// `--metric generic`: the generic detector over the values, both directions.
-    public static func generic(_ rows: [Row], interval: Int64, parameters: GenericDetector.Parameters) -> [GenericAnomaly] {
-        var detector = GenericDetector(parameters: parameters, interval: interval)
-        var out: [GenericAnomaly] = []
-        for row in rows {
-            switch detector.observe(row.value) {
-            case .opened(let low, let high):
-                out.append(GenericAnomaly(
-                    start: EventTimestamp(microsecondsSinceEpoch: row.time).rfc3339, end: EventTimestamp(microsecondsSinceEpoch: row.time + interval).rfc3339,
-                    direction: row.value > high ? "up" : "down", peak: row.value, expectedLow: low, expectedHigh: high, rows: 1))
-            case .continuing:
-                guard var last = out.popLast() else { break }
-                last.end = EventTimestamp(microsecondsSinceEpoch: row.time + interval).rfc3339
-                last.rows += 1
-                if (last.direction == "up" && row.value > last.peak) || (last.direction == "down" && row.value < last.peak) { last.peak = row.value }
-                out.append(last)
-            case .normal:
-                break
-            }
+    /// `--metric generic`: the values as a series of unknown kind, through the live detector (`MetricPolicy.generic`).
+    public static func generic(_ rows: [Row], interval: Int64, parameters: DetectorParameters) -> [GenericAnomaly] {
+        let observations = rows.map { WindowObservation(windowStart: $0.time, interval: interval, requests: $0.value) }
+        let series = SeriesKey(tenant: "csv", provider: "", model: "series")
+        let found = Self.run(series: series, observations: observations, parameters: parameters, muted: Self.only(.requestRate), generic: true).anomalies
+        let index = Dictionary(rows.enumerated().map { ($1.time, $0) }, uniquingKeysWith: { a, _ in a })
+        return found.map { a in
+            let first = index[a.start] ?? 0
+            let last = max(first, (index[a.end - interval] ?? first))
+            let span = rows[first...last].map(\.value)
+            let up = a.observed > a.expected
+            return GenericAnomaly(
+                start: EventTimestamp(microsecondsSinceEpoch: a.start).rfc3339, end: EventTimestamp(microsecondsSinceEpoch: a.end).rfc3339,
+                direction: up ? "up" : "down", peak: (up ? span.max() : span.min()) ?? a.observed, expectedLow: a.expectedLow, expectedHigh: a.expectedHigh,
+                rows: last - first + 1, test: a.detector.name, explanation: a.explanation)
         }
-        return out
+    }
+
+    /// Every metric muted but `metric`.
+    public static func only(_ metric: DetectorMetric) -> MetricMask {
+        var muted = MetricMask.all
+        muted.bits &= ~MetricMask([metric]).bits
+        return muted
     }
 }

@@ -172,7 +172,7 @@ public final class DetectorEngine: Sendable {
                 let (p, _) = self.parameters(for: series.tenant, in: state)
                 if let past = loaded[series] {
                     for hour in past.hours where hour.start < request.replayStart {
-                        detector.learnHour(hourStart: hour.start, requests: hour.requests, windowsPerHour: 60)
+                        detector.learnHour(hourStart: hour.start, requests: hour.requests, windowsPerHour: 60, p: p)
                     }
                     for window in past.minutes where window.windowStart < request.before {
                         detector.learn(window, series: series, parameters: p)
@@ -222,7 +222,10 @@ public final class DetectorEngine: Sendable {
         }
     }
 
-    static func hourStart(_ t: Int64) -> Int64 { SeasonalProfile.hour(of: t) * 3_600_000_000 }
+    static func hourStart(_ t: Int64) -> Int64 {
+        let hour: Int64 = 3_600_000_000
+        return (t >= 0 ? t / hour : (t - hour + 1) / hour) * hour
+    }
 }
 
 /// Drops the revoked partitions' series.

@@ -48,17 +48,6 @@ public enum DetectorMetric: Int, CaseIterable, Sendable, Codable, Hashable {
         }
     }
 
-    /// Only the harmful direction alerts: more errors, slower, dearer, longer answers; the request rate both ways
-    /// (a surge and a collapse of traffic both matter).
-    var alertsBelow: Bool { self == .requestRate }
-
-    /// Multiplicative quantities are modelled in log space, where a doubling is the same step at any level.
-    var logScale: Bool {
-        switch self {
-        case .latencyP95, .costPerRequest, .outputTokensPerRequest, .timeToFirstTokenP95: return true
-        case .requestRate, .errorRate: return false
-        }
-    }
 }
 
 /// One window of one series as the detector sees it. Per-request metrics are NaN in a window without requests;

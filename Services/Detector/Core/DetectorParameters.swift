@@ -1,39 +1,51 @@
-/// The detectors' parameters. Every threshold is in "z" units (deviations from the baseline in units of its robust
-/// scale) and divided by the sensitivity: 2.0 alerts on half the deviation, 0.5 on twice.
+/// The detectors' parameters: those of the model every metric is scored by (`AdaptiveModel`), chosen on the tune half
+/// of the labelled dev set only (the README gives both halves' scores), and the error-burst test and the anomaly
+/// lifecycle. The sensitivity divides every margin: 2.0 alerts on half the deviation, 0.5 on twice.
 public struct DetectorParameters: Sendable, Equatable {
     /// Overall sensitivity (a tenant setting). Default: 1.
     public var sensitivity = 1.0
-    /// Windows a series (and metric) must have seen before it may alert. Default: 60 (an hour of 1-minute windows).
-    public var warmupWindows = 60
+    /// Values a metric must have seen before it may alert (its range is learned over them first). Default: 200.
+    public var warmupWindows = 200
 
-    // MARK: Robust level detector (spikes)
-    /// Weight of a new window in the exponentially weighted level and scale (memory about 1/alpha windows).
-    /// Default: 0.05.
-    public var alpha = 0.05
-    /// The request rate's weight (it follows the day's traffic curve, so it may be slower than the others).
-    /// Default: 0.03.
-    public var rateAlpha = 0.03
-    /// Residuals are clipped at this many scales before they update the baseline, so an anomaly barely moves it.
-    /// Default: 3.
-    public var clip = 3.0
-    /// |z| that makes a single window anomalous. Default: 6.
-    public var spikeThreshold = 6.0
-
-    // MARK: Level shift (CUSUM on clipped z)
-    /// Per-window allowance subtracted from each z before it accumulates. Default: 1.
-    public var shiftDrift = 1.0
-    /// z values are clipped at this before accumulating, so one spike cannot look like a shift. Default: 4.
-    public var shiftClip = 4.0
-    /// Accumulated evidence that signals a shift. Default: 10.
-    public var shiftThreshold = 10.0
-
-    // MARK: Seasonal detector (request rate)
-    /// Days of history per hour-of-day slot (a ring). Default: 7.
+    // MARK: The model (AdaptiveModel)
+    /// Values the ranges describe: each value's weight halves after about 0.69 x `memory` later values. Default: 4000.
+    public var memory = 4000
+    /// Quantiles that span the normal range of values and of ten-value means. Default: 0.005 and 0.995.
+    public var lowQuantile = 0.005
+    public var highQuantile = 0.995
+    /// Quantiles that span the normal range of residuals against the daily profile. Default: 0.001 and 0.999.
+    public var residualLowQuantile = 0.001
+    public var residualHighQuantile = 0.999
+    /// How far beyond a range, as a share of it, a value must lie (times the policy's scale, over the sensitivity).
+    /// Default: 0.25.
+    public var margin = 0.25
+    /// The LLM metrics' margin over the model's (`MetricPolicy.live`), chosen on the synthetic corpus, the live
+    /// regime of 1-minute windows: per-request metrics, and the request rate. Defaults: 2.5 and 2.
+    public var liveMargin = 2.5
+    public var rateMargin = 2.0
+    /// The ten-value mean tests speak after this many warm-ups (overlapping means are far from independent, and a
+    /// range learned from a few hundred of them is too narrow). Default: 3.
+    public var levelWarmupFactor = 3
+    /// 0: the ten-value mean is tested against the range of past such means; n > 0: its distance from an exponentially
+    /// weighted mean of about the last n values is, against the range of past such distances, so a shift that stays
+    /// within the day's usual range still stands out against where the series just was. Default: 60.
+    public var levelMemory = 60
+    /// Values the centre of a per-request metric's log follows (`MetricPolicy.Scale.perRequest`). Default: 20.
+    public var centerMemory = 20
+    /// How much a value of an LLM metric (`MetricPolicy.live`) counts in what is learned while an anomaly of the
+    /// metric is open, so that a long incident does not become the range the next one is judged by (a series of
+    /// unknown kind learns every value fully: the dev set's tune half scores that higher). Default: 0.05.
+    public var anomalyWeight = 0.05
+    /// Weight of a new day in each slot of the daily profile (about three days of memory). Default: 0.34.
+    public var profileWeight = 0.34
+    /// Days a slot needs before the daily tests use it. Default: 3.
+    public var profileMinDays = 3
+    /// Margin multiplier each alert adds to its metric, and the half-life of that extra margin in days. Defaults:
+    /// 1.5 and 2.
+    public var fatigue = 1.5
+    public var fatigueHalfLifeDays = 2.0
+    /// Days of hourly rollups loaded to rebuild the daily profile of a series. Default: 7.
     public var seasonalDays = 7
-    /// Days a slot needs before the seasonal detector uses it. Default: 3.
-    public var seasonalMinDays = 3
-    /// |z| against the hour-of-day baseline that alerts. Default: 7.
-    public var seasonalThreshold = 7.0
 
     // MARK: Error bursts (binomial likelihood ratio)
     /// Fewest errors in a window that may alert. Default: 3.
@@ -44,11 +56,19 @@ public struct DetectorParameters: Sendable, Equatable {
     // MARK: Anomaly lifecycle
     /// Normal windows in a row that end an anomaly; a new deviation before then extends it. Default: 10.
     public var resolveWindows = 10
+    /// Windows from its start during which an anomaly also goes on while the metric stays beyond the range it opened
+    /// against: a model that learns every value soon counts a lasting incident as normal (after a few values when its
+    /// history is short), and "resolved" must not be said of a metric still three times its usual. A level that is
+    /// new for good is accepted after this. Default: 45.
+    public var holdWindows = 45
     // (Severity follows impact, not the score: `Severity.assess`.)
 
     public init() {}
 
     public static let `default` = DetectorParameters()
+
+    /// Weight an earlier value keeps per later value.
+    var decay: Float { Float(1 - 1 / Double(max(self.memory, 1))) }
 }
 
 /// How bad an anomaly is.
@@ -73,7 +93,7 @@ public enum Severity: Int, Sendable, Comparable, CaseIterable, Codable {
 
 /// Which detector spoke loudest.
 public enum DetectorKind: UInt8, Sendable, Codable {
-    case spike, levelShift, seasonal, errorBurst
+    case spike, levelShift, seasonal, errorBurst, silence
 
     public var name: String {
         switch self {
@@ -81,6 +101,7 @@ public enum DetectorKind: UInt8, Sendable, Codable {
         case .levelShift: return "level_shift"
         case .seasonal: return "seasonal"
         case .errorBurst: return "error_burst"
+        case .silence: return "silence"
         }
     }
 }

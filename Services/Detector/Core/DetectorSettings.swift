@@ -4,7 +4,7 @@ import ServiceKit
 public struct DetectorSettings: Sendable {
     /// `TW_DETECTOR_BATCH`: most rollup windows scored (and committed) together. Default: 2000.
     public var batchSize = 2000
-    /// `TW_DETECTOR_WARMUP_WINDOWS`: windows a series needs before it may alert. Default: 60.
+    /// `TW_DETECTOR_WARMUP_WINDOWS`: values a metric's model learns before it may alert. Default: 200.
     public var warmupWindows = DetectorParameters.default.warmupWindows
     /// `TW_DETECTOR_REPLAY_HOURS`: hours of 1-minute windows replayed to rebuild a series (plus 7 days of hourly
     /// rollups for the hour-of-day profile). Default: 6.

@@ -220,19 +220,6 @@ public enum Evaluation {
         return score(name: "tokenwatch", corpus: corpus, days: days, alerts: alerts)
     }
 
-    /// Prints the request-rate baseline window by window over [from, to) of one series (tuning aid: `eval --trace`).
-    public static func trace(_ s: LabelledSeries, from: Int, to: Int, parameters p: DetectorParameters = .default) {
-        var detector = SeriesDetector(parameters: p)
-        for (t, o) in s.observations.enumerated() {
-            if t >= from && t < to {
-                let b = detector.requests
-                print("t=\(t) n=\(o.requests) level=\(b.level) scale=\(b.scale) z=\(b.z(2 * (o.requests + 0.375).squareRoot(), floor: 1)) up=\(b.cusumUp) down=\(b.cusumDown) open=\(detector.open.map { "\($0.metric.name)@\($0.start)" })")
-            }
-            if t >= to { break }
-            _ = detector.observe(o, series: s.series, parameters: p)
-        }
-    }
-
     /// Flags per window and metric become alerts the way the detector's lifecycle does (gaps under 10 windows join).
     static func alerts(from flags: [[Bool]]) -> [Alert] {
         var out: [Alert] = []
@@ -290,7 +277,7 @@ public enum Evaluation {
                     let sd = (window.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(window.count)).squareRoot()
                     guard sd > 0 else { continue }
                     let z = (values[t] - mean) / sd
-                    flags[t][metric.rawValue] = metric.alertsBelow ? abs(z) > 3 : z > 3
+                    flags[t][metric.rawValue] = metric.policy.alertsBelow ? abs(z) > 3 : z > 3
                 }
             }
             return self.alerts(from: flags)

@@ -1,4 +1,5 @@
 import Foundation
+import Rollups
 
 /// Scoring by the rules of the Numenta Anomaly Benchmark (https://github.com/numenta/NAB, `nab/scorer.py`), over
 /// labelled real series: `make eval`'s real-data report.
@@ -180,18 +181,59 @@ public enum NABBenchmark {
 
     // MARK: - Detectors
 
-    /// Tokenwatch's generic detector: an alert where an excursion opens.
-    public static func generic(_ parameters: GenericDetector.Parameters = .default) -> ([Double], [Int64]) -> [Int] {
+    /// The live detector (`SeriesDetector`, as `detector backtest` runs it) with the values in `metric`'s slot, under
+    /// that metric's policy, or as a series of unknown kind (`metric` nil: `MetricPolicy.generic`): an alert where an
+    /// anomaly opens.
+    public static func live(_ metric: DetectorMetric? = nil, parameters: DetectorParameters = .default) -> ([Double], [Int64]) -> [Int] {
         return { values, times in
-            var detector = GenericDetector(parameters: parameters, interval: Backtest.regularInterval(times))
+            let interval = Backtest.regularInterval(times) ?? 60_000_000
+            let rows = zip(times, values).map { Backtest.Row(time: $0, value: $1) }
+            let slot = metric ?? .requestRate
+            guard let observations = try? Backtest.observations(rows, metric: slot, interval: interval) else { return [] }
+            let index = Dictionary(times.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+            return Backtest.run(series: SeriesKey(tenant: "nab", provider: "", model: "file"), observations: observations, parameters: parameters,
+                                muted: Backtest.only(slot), generic: metric == nil).anomalies.compactMap { index[$0.start] }.sorted()
+        }
+    }
+
+    /// The model alone under the generic policy, with exact windows or the live sketches: what the sketches cost.
+    /// Alerts open and close as `SeriesDetector`'s lifecycle does (`resolveWindows` normal values close one).
+    static func model<Points: RangeSketch, Means: RangeSketch>(_ kind: AdaptiveModel<Points, Means>.Type, parameters p: DetectorParameters = .default) -> ([Double], [Int64]) -> [Int] {
+        return { values, times in
+            let interval = Backtest.regularInterval(times) ?? 60_000_000
+            var model = AdaptiveModel<Points, Means>(memory: p.memory)
             var out: [Int] = []
-            for (i, x) in values.enumerated() { if case .opened = detector.observe(x) { out.append(i) } }
+            var open = false, streak = 0
+            for (i, (x, t)) in zip(values, times).enumerated() {
+                let (up, down) = model.observe(x, time: t, interval: interval, margin: p.margin / p.sensitivity, weight: 1, rhythm: true, p: p)
+                if max(up.score, down.score) >= 1 {
+                    if !open {
+                        out.append(i)
+                        model.alerted(p: p)
+                    }
+                    open = true
+                    streak = 0
+                } else if open {
+                    streak += 1
+                    if streak >= p.resolveWindows { open = false }
+                }
+            }
             return out
         }
     }
 
-    /// An alert per excursion of a score beyond a threshold (the excursion rule of `GenericDetector`, so baselines
-    /// are not penalized for repeating themselves): the baselines below use it.
+    /// The model's exact reference (`SlidingQuantiles` windows) and the live sketches, for `make eval`.
+    public static func exactModel(_ p: DetectorParameters = .default) -> ([Double], [Int64]) -> [Int] { Self.model(AdaptiveModel<SlidingQuantiles, SlidingQuantiles>.self, parameters: p) }
+    public static func sketchedModel(_ p: DetectorParameters = .default) -> ([Double], [Int64]) -> [Int] { Self.model(LiveModel.self, parameters: p) }
+
+    /// `split.json` beside the labels (half name -> files), if present.
+    public static func split(directory: String) -> [String: [String]]? {
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: directory).appendingPathComponent("split.json")) else { return nil }
+        return try? JSONDecoder().decode([String: [String]].self, from: data)
+    }
+
+    /// An alert per excursion of a score beyond a threshold (an excursion closes after `quiet` normal rows, so
+    /// baselines are not penalized for repeating themselves): the baselines below use it.
     static func excursions(_ count: Int, quiet: Int = 30, _ anomalous: (Int) -> Bool) -> [Int] {
         var out: [Int] = []
         var open = false, streak = 0

@@ -15,7 +15,16 @@ extension Severity {
     /// 72, magnitude 3.6) is critical, and a p95 going from 1 to 3 s in a minute of 25 calls (impact 2.5) is info.
     /// Ratios are capped at 11 so one absurd window cannot make a quiet series critical.
     public static func assess(metric: DetectorMetric, observed: Double, expected: Double, requests: Double, interval: Int64, slowShare: Double = 0.05) -> Severity {
-        guard observed.isFinite, expected.isFinite, requests.isFinite else { return .info }
+        let (perMinute, magnitude) = Self.impact(metric: metric, observed: observed, expected: expected, requests: requests, interval: interval, slowShare: slowShare)
+        if perMinute >= 30 && magnitude >= 1 { return .critical }
+        if perMinute >= 3 && magnitude >= 0.25 { return .warning }
+        return .info
+    }
+
+    /// The impact in requests a minute and the magnitude, as above (0 and 0 for what cannot be judged).
+    static func impact(metric: DetectorMetric, observed: Double, expected: Double, requests: Double, interval: Int64, slowShare: Double = 0.05)
+        -> (perMinute: Double, magnitude: Double) {
+        guard observed.isFinite, expected.isFinite, requests.isFinite else { return (0, 0) }
         let minutes = max(Double(interval) / 60_000_000, 1e-9)
         let n = max(requests, 0)
         let ratio = expected > 0 ? min(observed / expected, 11) : (observed > 0 ? 11 : 1)
@@ -35,9 +44,6 @@ extension Severity {
             impact = abs(observed - expected)
             magnitude = abs(observed - expected) / max(expected, 1)
         }
-        let perMinute = impact / minutes
-        if perMinute >= 30 && magnitude >= 1 { return .critical }
-        if perMinute >= 3 && magnitude >= 0.25 { return .warning }
-        return .info
+        return (impact / minutes, magnitude)
     }
 }
