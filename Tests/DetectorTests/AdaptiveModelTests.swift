@@ -52,7 +52,7 @@ struct AdaptiveModelTests {
     func memory() {
         var detector = SeriesDetector()
         for o in steady(300) { _ = detector.observe(o, series: series, parameters: .default) }
-        #expect(detector.rate.rhythm.count == 1 && (0..<4).allSatisfy { detector.ratios[$0].rhythm.isEmpty })
+        #expect(detector.rate.rhythm.count == 1 && [detector.latency, detector.cost, detector.tokens, detector.ttft].allSatisfy { $0.rhythm.isEmpty })
         // The struct itself, and the request rate's daily part on the heap (with an array's header and malloc's).
         let bytes = MemoryLayout<SeriesDetector>.stride + MemoryLayout<LiveModel.RhythmPart>.stride + 32 + 16
         #expect(bytes <= 2048, "\(bytes) bytes: \(MemoryLayout<SeriesDetector>.stride) + \(MemoryLayout<LiveModel.RhythmPart>.stride); model \(MemoryLayout<LiveModel>.stride), channel \(MemoryLayout<Channel<DecayedDigest<20>, DecayedDigest<10>>>.stride), digest \(MemoryLayout<DecayedDigest<20>>.stride)")
@@ -100,5 +100,19 @@ struct AdaptiveModelTests {
         let counts = Units(scale: .counts, requests: 0, center: 0)
         #expect(abs(counts.value(counts.input(150)!) - 150) < 1e-9 && counts.value(-3) == 0)
         #expect(p.margin(DetectorMetric.latencyP95.policy) > p.margin(.generic))
+    }
+}
+
+extension AdaptiveModelTests {
+    @Test("an outage of a perfectly steady series resolves within the usual run of normal windows once traffic returns")
+    func outageResolves() {
+        var windows = (0..<300).map { WindowObservation(windowStart: day0 + Int64($0) * 60_000_000, requests: 60) }
+        for t in 250..<257 { windows[t].requests = 0 }
+        let published = Backtest.run(series: series, observations: windows, parameters: .default).events.filter { $0.metric == .requestRate }
+        let resolved = published.first { $0.status == .resolved }
+        #expect(published.first?.start == windows[250].windowStart && published.first?.detector == .silence)
+        // Its last anomalous window is the last silent one: the ten-value mean still catching up is not a shift.
+        #expect(resolved.map { $0.end == windows[257].windowStart } == true, "ends \(resolved.map { ($0.end - day0) / 60_000_000 } ?? -1)")
+        #expect(Set(published.map(\.id)).count == 1, "one anomaly")
     }
 }

@@ -54,8 +54,10 @@ struct AdaptiveModel<Points: RangeSketch, Means: RangeSketch>: Sendable {
     /// microseconds. Before the warm-up every score is 0.
     /// `weight`: how much `x` counts in what is learned (less while an anomaly of the stream is open, so a long
     /// incident does not become the range the next one is judged by).
-    /// `rhythm`: whether the stream has a daily profile (the metric's policy; the same on every call).
-    mutating func observe(_ x: Double, time: Int64, interval: Int64, margin: Double, weight: Float = 1, rhythm: Bool, p: DetectorParameters) -> (up: Assessment, down: Assessment) {
+    /// `rhythm`: whether the stream has a daily profile (the metric's policy; the same on every call). `robust`: from
+    /// which score a test's statistic counts less in what it learns (`robust(_:_:)`; 0: never).
+    mutating func observe(_ x: Double, time: Int64, interval: Int64, margin: Double, weight: Float = 1, robust: Float = 0, rhythm: Bool,
+                          p: DetectorParameters) -> (up: Assessment, down: Assessment) {
         var up = Assessment(), down = Assessment()
         guard x.isFinite else { return (up, down) }
         let value = Float(x)
@@ -67,19 +69,23 @@ struct AdaptiveModel<Points: RangeSketch, Means: RangeSketch>: Sendable {
         // baseline before it, so a shift within the day's usual range still stands out against where the series was.
         let baseline = p.levelMemory > 0 ? self.values.baseline : 0
         if p.levelMemory > 0, let m = mean { mean = m - baseline }
+        var pointScore: Float = 0, meanScore: Float = 0
         if warm {
-            Self.score(value, self.values.points, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: m, test: .range, offset: 0, expected: nil, up: &up, down: &down)
-            if let mean, Int(self.values.count) >= p.warmupWindows * p.levelWarmupFactor {
-                Self.score(mean, self.values.means, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: m, test: .level, offset: baseline,
+            pointScore = Self.score(value, self.values.points, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: m, test: .range, offset: 0, expected: nil, up: &up, down: &down)
+            // A level is off while the latest value is off the same way: a mean still catching up after a return
+            // (an outage that ended) is not a shift.
+            if let mean, Int(self.values.count) >= p.warmupWindows * p.levelWarmupFactor, p.levelMemory == 0 || (mean > 0) == (value > baseline) {
+                meanScore = Self.score(mean, self.values.means, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: m, test: .level, offset: baseline,
                            expected: p.levelMemory > 0 ? baseline : nil, up: &up, down: &down)
             }
         }
-        self.values.learn(value, mean: mean, decay: p.decay, weight: weight)
-        if p.levelMemory > 0 { self.values.follow(value, weight: weight * max(1 / Float(p.levelMemory), 1 / Float(self.values.count))) }
+        let meanWeight = weight * Self.robust(meanScore, from: robust)
+        self.values.learn(value, mean: mean, decay: p.decay, weight: weight * Self.robust(pointScore, from: robust), meanWeight: meanWeight)
+        if p.levelMemory > 0 { self.values.follow(value, weight: meanWeight * max(1 / Float(p.levelMemory), 1 / Float(self.values.count))) }
         if rhythm {
             if self.rhythm.isEmpty, let slots = RhythmPart.slots(interval: interval) { self.rhythm = [RhythmPart(memory: p.memory, slots: slots)] }
             if !self.rhythm.isEmpty {
-                self.rhythm[0].observe(value, time: time, interval: interval, warm: warm, margin: m, weight: weight, p: p, up: &up, down: &down)
+                self.rhythm[0].observe(value, time: time, interval: interval, warm: warm, margin: m, weight: weight, robust: robust, p: p, up: &up, down: &down)
             }
         }
         return (up, down)
@@ -103,19 +109,31 @@ struct AdaptiveModel<Points: RangeSketch, Means: RangeSketch>: Sendable {
     /// Raises `up` or `down` to the score of `x` against the sketch's [low, high] quantiles plus `margin` times their
     /// range (floored at 1% of the level). `offset` moves the bounds into the stream's units (the daily expectation
     /// for residuals). `expected` nil: the sketch's median, read only when the score is reported.
+    /// Returns the test's own score (0 within the quantiles).
+    @discardableResult
     static func score(_ x: Float, _ sketch: some RangeSketch, low: Float, high: Float, margin: Float, test: ModelTest, offset: Float, expected: Float?,
-                      up: inout Assessment, down: inout Assessment) {
-        guard let (ql, qh) = sketch.quantiles(low, high) else { return }
-        let range = max(qh - ql, 0.01 * max(abs(qh), abs(ql)), 1e-9)
+                      up: inout Assessment, down: inout Assessment) -> Float {
+        guard let (ql, qh) = sketch.quantiles(low, high) else { return 0 }
+        // The 1% floor is of the level in the stream's units: for a distance or a residual, of what it is added to.
+        let range = max(qh - ql, 0.01 * max(abs(qh + offset), abs(ql + offset)), 1e-9)
         let unit = max(margin * range, 1e-12)
         let lowBound = offset + ql - margin * range, highBound = offset + qh + margin * range
         if x > qh {
             let s = (x - qh) / unit
             if s > up.score { up = Assessment(score: s, test: test, expected: expected ?? offset + (sketch.quantile(0.5) ?? x), low: lowBound, high: highBound) }
+            return s
         } else if x < ql {
             let s = (ql - x) / unit
             if s > down.score { down = Assessment(score: s, test: test, expected: expected ?? offset + (sketch.quantile(0.5) ?? x), low: lowBound, high: highBound) }
+            return s
         }
+        return 0
+    }
+
+    /// How much a value counts in what its test learns: fully up to the score `from`, from / score beyond, so a shift
+    /// in progress does not widen, value by value, the range that would reveal it (0: always fully).
+    static func robust(_ score: Float, from: Float) -> Float {
+        from > 0 && score > from ? from / score : 1
     }
 }
 
@@ -156,9 +174,9 @@ struct Channel<Points: RangeSketch, Means: RangeSketch>: Sendable {
         self.baseline += weight * (x - self.baseline)
     }
 
-    mutating func learn(_ x: Float, mean: Float?, decay: Float, weight: Float) {
+    mutating func learn(_ x: Float, mean: Float?, decay: Float, weight: Float, meanWeight: Float) {
         self.points.add(x, decay: decay, weight: weight)
-        if let mean { self.means.add(mean, decay: decay, weight: weight) }
+        if let mean { self.means.add(mean, decay: decay, weight: meanWeight) }
         if self.count < Int32.max { self.count += 1 }
     }
 }
@@ -207,22 +225,24 @@ struct Rhythm<Points: RangeSketch, Means: RangeSketch>: Sendable {
 
     func rowsPerDay(_ interval: Int64) -> Int { Int(86_400_000_000 / max(interval, 1)) }
 
-    mutating func observe(_ x: Float, time: Int64, interval: Int64, warm: Bool, margin: Float, weight: Float, p: DetectorParameters,
+    mutating func observe(_ x: Float, time: Int64, interval: Int64, warm: Bool, margin: Float, weight: Float, robust: Float, p: DetectorParameters,
                           up: inout Assessment, down: inout Assessment) {
         if let expected = self.expected(at: time, p: p) {
             let residual = x - expected
             let mean = self.residuals.shortMean(adding: residual)
+            var pointScore: Float = 0, meanScore: Float = 0
             if warm && Int(self.residuals.count) >= p.warmupWindows {
                 let lowQ = Float(p.residualLowQuantile), highQ = Float(p.residualHighQuantile)
-                AdaptiveModel<Points, Means>.score(residual, self.residuals.points, low: lowQ, high: highQ, margin: margin,
+                pointScore = AdaptiveModel<Points, Means>.score(residual, self.residuals.points, low: lowQ, high: highQ, margin: margin,
                                                    test: .rhythm, offset: expected, expected: expected, up: &up, down: &down)
                 // Residual means vary most around the day's transitions: their range is learned over three whole days.
                 if let mean, Int(self.residuals.count) >= max(p.warmupWindows * p.levelWarmupFactor, 3 * self.rowsPerDay(interval)) {
-                    AdaptiveModel<Points, Means>.score(mean, self.residuals.means, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: margin,
+                    meanScore = AdaptiveModel<Points, Means>.score(mean, self.residuals.means, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: margin,
                                                        test: .rhythmLevel, offset: expected, expected: expected, up: &up, down: &down)
                 }
             }
-            self.residuals.learn(residual, mean: mean, decay: p.decay, weight: weight)
+            self.residuals.learn(residual, mean: mean, decay: p.decay, weight: weight * AdaptiveModel<Points, Means>.robust(pointScore, from: robust),
+                                 meanWeight: weight * AdaptiveModel<Points, Means>.robust(meanScore, from: robust))
         }
         self.accumulate(x, time: time, p: p)
     }

@@ -64,8 +64,13 @@ struct DecayedDigest<let capacity: Int>: RangeSketch, Equatable {
             self.unit = 1
         }
         let n = Int(self.used)
-        var at = 0
-        while at < n && self.means[at] < x { at += 1 }
+        // Where `x` goes (the first mean not below it), and the weights' sum, in one pass.
+        var at = n
+        var sum: Float = 0
+        for i in 0..<n {
+            if at == n && !(self.means[i] < x) { at = i }
+            sum += self.weights[i]
+        }
         if n < capacity {
             var i = n
             while i > at {
@@ -79,38 +84,62 @@ struct DecayedDigest<let capacity: Int>: RangeSketch, Equatable {
             return
         }
         let w = self.unit * weight
-        let total = self.total + w
-        // The capacity + 1 centroids with the new one at `at`, read in place; then the cheapest adjacent pair merged.
-        let oldMeans = self.means, oldWeights = self.weights
-        @inline(__always) func centroid(_ j: Int) -> (m: Float, w: Float) {
-            j < at ? (oldMeans[j], oldWeights[j]) : j == at ? (x, w) : (oldMeans[j - 1], oldWeights[j - 1])
-        }
+        let total = sum + w
+        // The cheapest adjacent pair of the capacity + 1 centroids, the new one at `at` ("virtual" indexes), is merged;
+        // the arrays are then moved only between the pair and `at` (usually the pair is the new value and a neighbour).
         var best = 0
         var bestCost = Float.infinity
         var cumulative: Float = 0
-        var left = centroid(0)
-        for j in 0..<capacity {
-            let right = centroid(j + 1)
-            let q = (cumulative + left.w) / total
-            let cost = (left.w + right.w) / max(q * (1 - q), 1e-9)
+        @inline(__always) func consider(_ v: Int, _ left: Float, _ right: Float) {
+            let q = (cumulative + left) / total
+            let cost = (left + right) / max(q * (1 - q), 1e-9)
             if cost < bestCost {
                 bestCost = cost
-                best = j
+                best = v
             }
-            cumulative += left.w
-            left = right
+            cumulative += left
         }
-        for j in 0..<capacity {
-            if j < best {
-                (self.means[j], self.weights[j]) = centroid(j)
-            } else if j == best {
-                let a = centroid(j), b = centroid(j + 1)
-                let merged = a.w + b.w
-                self.means[j] = (a.m * a.w + b.m * b.w) / merged
-                self.weights[j] = merged
-            } else {
-                (self.means[j], self.weights[j]) = centroid(j + 1)
+        for i in 0..<at { consider(i, self.weights[i], i + 1 < at ? self.weights[i + 1] : w) }
+        if at < capacity { consider(at, w, self.weights[at]) }
+        if at + 1 < capacity {
+            for i in at..<(capacity - 1) { consider(i + 1, self.weights[i], self.weights[i + 1]) }
+        }
+        @inline(__always) func merge(into k: Int, _ m: Float, _ mw: Float) {
+            let merged = self.weights[k] + mw
+            self.means[k] = (self.means[k] * self.weights[k] + m * mw) / merged
+            self.weights[k] = merged
+        }
+        if best == at - 1 {
+            merge(into: at - 1, x, w)
+        } else if best == at {
+            // (The new value is the pair's left one: the same sum, in the virtual order.)
+            let merged = w + self.weights[at]
+            self.means[at] = (x * w + self.means[at] * self.weights[at]) / merged
+            self.weights[at] = merged
+        } else if best < at {
+            // old[best] + old[best + 1]; old[best + 2 ..< at] one to the left; the new value at at - 1.
+            merge(into: best, self.means[best + 1], self.weights[best + 1])
+            var k = best + 1
+            while k < at - 1 {
+                self.means[k] = self.means[k + 1]
+                self.weights[k] = self.weights[k + 1]
+                k += 1
             }
+            self.means[at - 1] = x
+            self.weights[at - 1] = w
+        } else {
+            // old[best - 1] + old[best] at best; old[at ..< best - 1] one to the right; the new value at at.
+            let merged = self.weights[best - 1] + self.weights[best]
+            self.means[best] = (self.means[best - 1] * self.weights[best - 1] + self.means[best] * self.weights[best]) / merged
+            self.weights[best] = merged
+            var k = best - 1
+            while k > at {
+                self.means[k] = self.means[k - 1]
+                self.weights[k] = self.weights[k - 1]
+                k -= 1
+            }
+            self.means[at] = x
+            self.weights[at] = w
         }
     }
 

@@ -67,7 +67,7 @@ public struct HistoryRequest: Sendable, Hashable {
     public var series: SeriesKey
     /// Start of the first window not to load (the one about to be scored).
     public var before: Int64
-    /// Start of the minute replay (hour-aligned, so the hour-of-day profile gets whole hours).
+    /// Start of the minute replay (hour-aligned, so the daily profile gets whole hours).
     public var replayStart: Int64
     public var seasonalStart: Int64
 }
@@ -83,9 +83,9 @@ public struct SeriesHistory: Sendable {
 }
 
 /// Scores every series of the partitions this replica owns. State lives in memory; a series seen for the first time
-/// (after a start, a restart or a rebalance) is first rebuilt from its history, so the decisions do not depend on
-/// which replica scores it or whether it restarted: the rebuilt state equals the one kept all along (up to the
-/// baseline's forgotten tail, below a millionth after the replayed hours).
+/// (after a start, a restart or a rebalance) is first rebuilt from its history, so a replica that takes a series over
+/// finds the same incidents as one that kept it all along (its ranges are learned over the replayed hours rather
+/// than days, so marginal windows may be judged differently).
 public final class DetectorEngine: Sendable {
     struct State {
         var series: [SeriesKey: SeriesDetector] = [:]

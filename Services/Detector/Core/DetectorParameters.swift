@@ -30,6 +30,11 @@ public struct DetectorParameters: Sendable, Equatable {
     /// weighted mean of about the last n values is, against the range of past such distances, so a shift that stays
     /// within the day's usual range still stands out against where the series just was. Default: 60.
     public var levelMemory = 60
+    /// For the LLM metrics (`MetricPolicy.live`): a test's statistic counts fully in what it learns up to this score,
+    /// and robustLearning / score beyond, so a level shift in progress does not widen the range that would reveal it
+    /// (chosen on the synthetic corpus; a series of unknown kind learns every value fully: the dev set's tune half
+    /// scores that higher). Default: 0.5.
+    public var robustLearning = 0.5
     /// Values the centre of a per-request metric's log follows (`MetricPolicy.Scale.perRequest`). Default: 20.
     public var centerMemory = 20
     /// How much a value of an LLM metric (`MetricPolicy.live`) counts in what is learned while an anomaly of the

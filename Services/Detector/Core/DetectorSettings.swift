@@ -7,7 +7,7 @@ public struct DetectorSettings: Sendable {
     /// `TW_DETECTOR_WARMUP_WINDOWS`: values a metric's model learns before it may alert. Default: 200.
     public var warmupWindows = DetectorParameters.default.warmupWindows
     /// `TW_DETECTOR_REPLAY_HOURS`: hours of 1-minute windows replayed to rebuild a series (plus 7 days of hourly
-    /// rollups for the hour-of-day profile). Default: 6.
+    /// rollups for the daily profile). Default: 6.
     public var replayHours = 6
     /// `TW_DETECTOR_SETTINGS_REFRESH`: how often tenants' sensitivity and muted series are reloaded. Default: 30s.
     public var settingsRefresh: Duration = .seconds(30)

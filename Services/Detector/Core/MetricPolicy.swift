@@ -53,7 +53,7 @@ public struct MetricPolicy: Sendable, Equatable {
 extension DetectorMetric {
     public var policy: MetricPolicy {
         switch self {
-        case .requestRate: return MetricPolicy(alertsBelow: true, live: true, minimumImpact: 3, dailyRhythm: true, scale: .counts)
+        case .requestRate: return MetricPolicy(alertsBelow: true, live: true, minimumImpact: 5, dailyRhythm: true, scale: .counts)
         case .errorRate: return MetricPolicy(alertsBelow: false, live: false, minimumImpact: 0, dailyRhythm: false, scale: .raw)
         case .latencyP95, .timeToFirstTokenP95, .outputTokensPerRequest:
             return MetricPolicy(alertsBelow: false, live: true, minimumImpact: 0, dailyRhythm: false, scale: .perRequest(offset: 1), holdScale: 6)

@@ -3,7 +3,7 @@ import Foundation
 import Postgres
 import Rollups
 
-/// Rebuild history from the aggregator's rollups: hourly requests for the hour-of-day profile, 1-minute windows for
+/// Rebuild history from the aggregator's rollups: hourly requests for the daily profile, 1-minute windows for
 /// the replay. One statement per kind for all the series of a batch.
 public struct PostgresDetectorHistory: DetectorHistory {
     let postgres: PostgresClient

@@ -63,8 +63,12 @@ typealias LiveModel = AdaptiveModel<DecayedDigest<20>, DecayedDigest<10>>
 public struct SeriesDetector: Sendable {
     /// The request rate's model, with its daily profile.
     var rate: LiveModel
-    /// P95 latency, cost per request, output tokens per request, p95 time to first token.
-    var ratios: InlineArray<4, LiveModel>
+    /// P95 latency, cost per request, output tokens per request, p95 time to first token (stored properties, not an
+    /// InlineArray: a mutating call through its subscript copied the model out and back, a fifth of the time).
+    var latency: LiveModel
+    var cost: LiveModel
+    var tokens: LiveModel
+    var ttft: LiveModel
     /// Per ratio model, the slowly learned centre of its metric's log (`MetricPolicy.Scale.perRequest`).
     var centers: InlineArray<4, Float> = .init(repeating: 0)
     var errors = ErrorBaseline()
@@ -84,7 +88,10 @@ public struct SeriesDetector: Sendable {
     public init(parameters: DetectorParameters = .default, generic: Bool = false) {
         self.generic = generic
         self.rate = LiveModel(memory: parameters.memory)
-        self.ratios = InlineArray { _ in LiveModel(memory: parameters.memory) }
+        self.latency = LiveModel(memory: parameters.memory)
+        self.cost = self.latency
+        self.tokens = self.latency
+        self.ttft = self.latency
     }
 
     func policy(_ metric: DetectorMetric) -> MetricPolicy {
@@ -148,13 +155,14 @@ public struct SeriesDetector: Sendable {
             let units = Units(scale: policy.scale, requests: o.requests, center: i == 0 ? 0 : Double(self.centers[i - 1]))
             guard let input = units.input(value) else { continue }
             let weight = policy.live && self.open.contains { $0.metric == metric } ? Float(p.anomalyWeight) : 1
-            let (up, down) = i == 0
-                ? self.rate.observe(input, time: o.windowStart, interval: o.interval, margin: p.margin(policy), weight: weight, rhythm: policy.dailyRhythm, p: p)
-                : self.ratios[i - 1].observe(input, time: o.windowStart, interval: o.interval, margin: p.margin(policy), weight: weight, rhythm: policy.dailyRhythm, p: p)
+            let robust = policy.live ? Float(p.robustLearning) : 0
+            let (up, down) = self.withModel(i) {
+                $0.observe(input, time: o.windowStart, interval: o.interval, margin: p.margin(policy), weight: weight, robust: robust, rhythm: policy.dailyRhythm, p: p)
+            }
             var verdict = self.verdict(metric, value: value, up: up, down: down, policy: policy, units: units, window: o)
             verdict.learned = Int32(min(self.count(i), p.memory))
             if self.track(metric, verdict, window: o, warm: !muted.contains(metric), series: series, p: p, out: &out) {
-                if i == 0 { self.rate.alerted(p: p) } else { self.ratios[i - 1].alerted(p: p) }
+                self.withModel(i) { $0.alerted(p: p) }
             }
             if case .perRequest(let offset) = policy.scale {
                 // A metric that alerts upward only follows a fall ten times slower: an hour of faster calls must not
@@ -167,7 +175,26 @@ public struct SeriesDetector: Sendable {
     }
 
     /// Values the model of `modelled[i]` has learned.
-    func count(_ i: Int) -> Int { Int(i == 0 ? self.rate.values.count : self.ratios[i - 1].values.count) }
+    func count(_ i: Int) -> Int {
+        switch i {
+        case 0: return Int(self.rate.values.count)
+        case 1: return Int(self.latency.values.count)
+        case 2: return Int(self.cost.values.count)
+        case 3: return Int(self.tokens.values.count)
+        default: return Int(self.ttft.values.count)
+        }
+    }
+
+    /// Calls `body` with the model of `modelled[i]`, in place.
+    mutating func withModel<R>(_ i: Int, _ body: (inout LiveModel) -> R) -> R {
+        switch i {
+        case 0: return body(&self.rate)
+        case 1: return body(&self.latency)
+        case 2: return body(&self.cost)
+        case 3: return body(&self.tokens)
+        default: return body(&self.ttft)
+        }
+    }
 
     /// Moves a per-request metric's centre toward `y` (a plain mean at first, then an exponential weight of
     /// 1 / `centerMemory`),
@@ -179,7 +206,7 @@ public struct SeriesDetector: Sendable {
             self.centers[i - 1] = Float(y)
             return
         }
-        let spread = (i == 0 ? self.rate.values.spread : self.ratios[i - 1].values.spread).map(Double.init) ?? 1
+        let spread = self.withModel(i) { $0.values.spread }.map(Double.init) ?? 1
         let bound = 3 * max(spread, 1e-3) * noise
         self.centers[i - 1] = Float(c + weight * max(1 / Double(max(p.centerMemory, 1)), 1 / Double(count)) * min(max(y - c, -bound), bound))
     }

@@ -169,7 +169,7 @@ struct EvalCommand: AsyncParsableCommand {
     @Option(help: "A directory of labelled real series in NAB's layout (labels/windows.json, data/...): adds the NAB-scored report.") var nab: String?
     @Flag(help: "With --nab: also the generic detector's score per file (windows found, false alerts, standard raw score).") var nabFiles = false
     @Flag(help: "With --nab: only the real-data report, not the synthetic corpus.") var nabOnly = false
-    @Option(help: "Tuning aid: override a detector parameter, NAME=VALUE (memory, warmup, margin, liveMargin, rateMargin, levelMemory, levelWarmupFactor, anomalyWeight, centerMemory, holdWindows, fatigue, fatigueHalfLifeDays, profileWeight, profileMinDays); repeatable.")
+    @Option(help: "Tuning aid: override a detector parameter, NAME=VALUE (memory, warmup, margin, liveMargin, rateMargin, levelMemory, levelWarmupFactor, anomalyWeight, centerMemory, holdWindows, robustLearning, fatigue, fatigueHalfLifeDays, profileWeight, profileMinDays); repeatable.")
     var set: [String] = []
 
     var parameters: DetectorParameters {
@@ -189,6 +189,7 @@ struct EvalCommand: AsyncParsableCommand {
                 case "anomalyWeight": p.anomalyWeight = min(value, 1)
                 case "centerMemory": p.centerMemory = max(Int(value), 1)
                 case "holdWindows": p.holdWindows = Int(value)
+                case "robustLearning": p.robustLearning = value
                 case "fatigue": p.fatigue = max(value, 1)
                 case "fatigueHalfLifeDays": p.fatigueHalfLifeDays = value
                 case "profileWeight": p.profileWeight = min(value, 1)
