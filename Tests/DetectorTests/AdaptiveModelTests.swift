@@ -116,3 +116,15 @@ extension AdaptiveModelTests {
         #expect(Set(published.map(\.id)).count == 1, "one anomaly")
     }
 }
+
+extension AdaptiveModelTests {
+    @Test("values beyond what a Float holds, as an imported CSV may carry, are skipped like missing ones: nothing infinite reaches an anomaly")
+    func hugeValues() throws {
+        var text = "timestamp,value\n"
+        for i in 0..<400 { text += "\(1_767_225_600 + i * 300),\(i == 300 ? "1e300" : i == 350 ? "9000" : String(100 + i % 7))\n" }
+        let (interval, rows, _) = try Backtest.parseCSV(text)
+        let found = Backtest.generic(rows, interval: interval, parameters: .default)
+        #expect(found.count == 1 && found[0].peak == 9000, "\(found)")
+        #expect(found.allSatisfy { $0.expectedLow.isFinite && $0.expectedHigh.isFinite })
+    }
+}

@@ -59,8 +59,9 @@ struct AdaptiveModel<Points: RangeSketch, Means: RangeSketch>: Sendable {
     mutating func observe(_ x: Double, time: Int64, interval: Int64, margin: Double, weight: Float = 1, robust: Float = 0, rhythm: Bool,
                           p: DetectorParameters) -> (up: Assessment, down: Assessment) {
         var up = Assessment(), down = Assessment()
-        guard x.isFinite else { return (up, down) }
+        // (A finite Double beyond Float's range, from an imported CSV, is no value either.)
         let value = Float(x)
+        guard value.isFinite else { return (up, down) }
         self.relax(interval: interval, p: p)
         let m = Float(margin) * self.strictness
         let warm = Int(self.values.count) >= p.warmupWindows
