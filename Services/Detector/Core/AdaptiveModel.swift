@@ -25,14 +25,15 @@ struct Assessment: Sendable {
 ///   heavy-tailed, multimodal (a daily square wave) and often near zero or in integer steps; a range rather than a
 ///   median absolute deviation, because the deviation of a series that sits still most of the day is 0. The range
 ///   is floored at 1% of the level, so a flat line does not alert on rounding.
-/// - **level** (`level_shift`): the mean of the last ten values against the range of past such means. A shift
-///   smaller than the noise of single values moves the mean of ten well outside the range such means ever span.
+/// - **level** (`level_shift`): the mean of about the last ten values (exponentially weighted) minus a slow mean of
+///   about the last `levelMemory`, against the range of past such distances. A shift smaller than the noise of single
+///   values, or inside the day's usual range, moves it well outside the range it ever spans.
 /// - **rhythm** (`seasonal`), for metrics with a daily rhythm: the value minus what is usual at this time of day (a
 ///   profile of 48 half-hour slots, each an exponentially weighted mean over about three days, interpolated
 ///   between slot centres) is a residual, tested against the range of past residuals (0.1% to 99.9%): a peak that
 ///   does not come, a surge at night.
-/// - **rhythm level**: the mean of the last ten residuals against the range of past such means: a day whose shape
-///   is off for an hour by less than the transitions of the daily curve are noisy (a lower peak, a flat afternoon).
+/// - **rhythm level**: the mean of about the last ten residuals against the range of past such means: an hour whose
+///   shape is off by less than single residuals vary (a lower peak, a flat afternoon).
 ///
 /// A series that alerts often is held to more: each alert multiplies the margin by `fatigue`, and the extra margin
 /// halves every `fatigueHalfLifeDays`. Anomalous values are learned like any other, so a level that is new for good
@@ -55,7 +56,7 @@ struct AdaptiveModel<Points: RangeSketch, Means: RangeSketch>: Sendable {
     /// `weight`: how much `x` counts in what is learned (less while an anomaly of the stream is open, so a long
     /// incident does not become the range the next one is judged by).
     /// `rhythm`: whether the stream has a daily profile (the metric's policy; the same on every call). `robust`: from
-    /// which score a test's statistic counts less in what it learns (`robust(_:_:)`; 0: never).
+    /// which score a test's statistic counts less in what it learns (`robust(_:from:)`; 0: never).
     mutating func observe(_ x: Double, time: Int64, interval: Int64, margin: Double, weight: Float = 1, robust: Float = 0, rhythm: Bool,
                           p: DetectorParameters) -> (up: Assessment, down: Assessment) {
         var up = Assessment(), down = Assessment()
