@@ -84,13 +84,16 @@ struct AdaptiveModel<Points: RangeSketch, Means: RangeSketch>: Sendable {
         let meanWeight = weight * Self.robust(meanScore, from: robust)
         self.values.learn(value, mean: mean, decay: p.decay, weight: weight * Self.robust(pointScore, from: robust), meanWeight: meanWeight)
         if p.levelMemory > 0 { self.values.follow(value, weight: meanWeight * max(1 / Float(p.levelMemory), 1 / Float(self.values.count))) }
-        if rhythm {
-            if self.rhythm.isEmpty, let slots = RhythmPart.slots(interval: interval) { self.rhythm = [RhythmPart(memory: p.memory, slots: slots)] }
-            if !self.rhythm.isEmpty {
+        if rhythm, self.hasRhythm(interval: interval, p: p) {
                 self.rhythm[0].observe(value, time: time, interval: interval, warm: warm, margin: m, weight: weight, robust: robust, p: p, up: &up, down: &down)
-            }
         }
         return (up, down)
+    }
+
+    /// Whether the stream has its daily part, made on first need; false when rows `interval` apart allow none.
+    mutating func hasRhythm(interval: Int64, p: DetectorParameters) -> Bool {
+        if self.rhythm.isEmpty, let slots = RhythmPart.slots(interval: interval) { self.rhythm = [RhythmPart(memory: p.memory, slots: slots)] }
+        return !self.rhythm.isEmpty
     }
 
     /// An anomaly opened on this stream: hold it to a larger margin for a while.
@@ -213,6 +216,11 @@ struct Rhythm<Points: RangeSketch, Means: RangeSketch>: Sendable {
 
     var slotLength: Int64 { 86_400_000_000 / Int64(self.slots) }
 
+    /// The slot holding `time`, counted from the epoch (rounded down before it too).
+    func slot(of time: Int64) -> Int64 {
+        time >= 0 ? time / self.slotLength : (time - self.slotLength + 1) / self.slotLength
+    }
+
     /// What is usual at `time`: the two nearest slot centres interpolated, once both have `profileMinDays` days.
     func expected(at time: Int64, p: DetectorParameters) -> Float? {
         let n = Int(self.slots)
@@ -251,7 +259,7 @@ struct Rhythm<Points: RangeSketch, Means: RangeSketch>: Sendable {
 
     /// Adds a row to its slot; a slot is folded into the profile when the next one starts.
     mutating func accumulate(_ x: Float, time: Int64, p: DetectorParameters) {
-        let slot = Int32(clamping: time >= 0 ? time / self.slotLength : (time - self.slotLength + 1) / self.slotLength)
+        let slot = Int32(clamping: self.slot(of: time))
         if slot != self.current {
             if self.current >= 0 && self.n > 0 { self.commit(slot: Int64(self.current), mean: self.sum / self.n, p: p) }
             self.current = slot

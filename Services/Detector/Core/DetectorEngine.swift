@@ -1,3 +1,4 @@
+import Events
 import Kafka
 import Logging
 import Metrics
@@ -222,10 +223,7 @@ public final class DetectorEngine: Sendable {
         }
     }
 
-    static func hourStart(_ t: Int64) -> Int64 {
-        let hour: Int64 = 3_600_000_000
-        return (t >= 0 ? t / hour : (t - hour + 1) / hour) * hour
-    }
+    static func hourStart(_ t: Int64) -> Int64 { Granularity.hour.windowStart(EventTimestamp(microsecondsSinceEpoch: t)) }
 }
 
 /// Drops the revoked partitions' series.

@@ -197,8 +197,8 @@ public struct SeriesDetector: Sendable {
     }
 
     /// Moves a per-request metric's centre toward `y` (a plain mean at first, then an exponential weight of
-    /// 1 / `centerMemory`),
-    /// by at most three learned spreads and by `weight` of that while an anomaly is open, so an incident barely drags it.
+    /// 1 / `centerMemory`), by at most three learned spreads, and by `weight` of that while an anomaly is open, so an
+    /// incident barely drags it.
     private mutating func recenter(_ i: Int, _ y: Double, noise: Double, weight: Double, p: DetectorParameters) {
         let count = self.count(i)
         let c = Double(self.centers[i - 1])
@@ -219,8 +219,8 @@ public struct SeriesDetector: Sendable {
         var score = Double(a.score)
         let expected = units.value(Double(a.expected))
         if score >= 1 && policy.minimumImpact > 0 {
-            let slowShare = metric == .latencyP95 && o.latencyP50 >= expected ? 0.5 : 0.05
-            let impact = Severity.impact(metric: metric, observed: value, expected: expected, requests: o.requests, interval: o.interval, slowShare: slowShare)
+            let impact = Severity.impact(metric: metric, observed: value, expected: expected, requests: o.requests, interval: o.interval,
+                                         slowShare: Severity.slowShare(metric, window: o, expected: expected))
             if impact.perMinute < policy.minimumImpact { score = 0 }
         }
         let detector: DetectorKind
@@ -261,8 +261,8 @@ public struct SeriesDetector: Sendable {
             return false
         }
         // For the request rate the window's own count is the observation; other metrics touch the window's calls.
-        let slowShare = metric == .latencyP95 && o.latencyP50 >= v.expected ? 0.5 : 0.05
-        let severity = Severity.assess(metric: metric, observed: v.observed, expected: v.expected, requests: o.requests, interval: o.interval, slowShare: slowShare)
+        let severity = Severity.assess(metric: metric, observed: v.observed, expected: v.expected, requests: o.requests, interval: o.interval,
+                                       slowShare: Severity.slowShare(metric, window: o, expected: v.expected))
         let end = o.windowStart + o.interval
         if let i = index {
             self.open[i].end = end
@@ -324,13 +324,9 @@ public struct SeriesDetector: Sendable {
     /// replayed minutes): each of its slots gets the hour's mean requests per window.
     public mutating func learnHour(hourStart: Int64, requests: Double, windowsPerHour: Double, p: DetectorParameters = .default) {
         guard windowsPerHour > 0, self.policy(.requestRate).dailyRhythm else { return }
-        let interval = Int64(3_600_000_000 / windowsPerHour)
-        if self.rate.rhythm.isEmpty, let slots = LiveModel.RhythmPart.slots(interval: interval) {
-            self.rate.rhythm = [Rhythm(memory: p.memory, slots: slots)]
-        }
-        guard !self.rate.rhythm.isEmpty else { return }
+        guard self.rate.hasRhythm(interval: Int64(3_600_000_000 / windowsPerHour), p: p) else { return }
         let length = self.rate.rhythm[0].slotLength
-        var slot = hourStart >= 0 ? hourStart / length : (hourStart - length + 1) / length
+        var slot = self.rate.rhythm[0].slot(of: hourStart)
         while slot * length < hourStart + 3_600_000_000 {
             self.rate.rhythm[0].commit(slot: slot, mean: Float(requests / windowsPerHour), p: p)
             slot += 1

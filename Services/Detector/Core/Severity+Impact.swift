@@ -21,6 +21,12 @@ extension Severity {
         return .info
     }
 
+    /// The share of a window's calls a latency anomaly touches: half when its median is beyond the usual p95 (every
+    /// call got slower), else 5% (the p95 alone); `impact` weighs other metrics' calls whole.
+    static func slowShare(_ metric: DetectorMetric, window o: WindowObservation, expected: Double) -> Double {
+        metric == .latencyP95 && o.latencyP50 >= expected ? 0.5 : 0.05
+    }
+
     /// The impact in requests a minute and the magnitude, as above (0 and 0 for what cannot be judged).
     static func impact(metric: DetectorMetric, observed: Double, expected: Double, requests: Double, interval: Int64, slowShare: Double = 0.05)
         -> (perMinute: Double, magnitude: Double) {
