@@ -30,14 +30,24 @@ func detectBenchmark(seriesCount: Int = 100_000) {
     var anomalies = 0
     let rounds = 20
     let inputs = (0..<rounds).map { r in (0..<seriesCount).map { observation($0, warmup + r) } }
-    let start = ContinuousClock.now
-    for r in 0..<rounds {
-        let row = inputs[r]
-        for s in 0..<seriesCount { anomalies += states[s].observe(row[s], series: keys[s], parameters: p).count }
+    // Three passes of `rounds` windows each; this machine's speed varies by half between runs, so the median and the
+    // best pass are printed (the best is the code's speed with the least interference).
+    var rates: [Double] = []
+    for pass in 0..<3 {
+        let start = ContinuousClock.now
+        for r in 0..<rounds {
+            let row = inputs[r]
+            for s in 0..<seriesCount {
+                var o = row[s]
+                o.windowStart += Int64(pass * rounds) * 60_000_000
+                anomalies += states[s].observe(o, series: keys[s], parameters: p).count
+            }
+        }
+        let elapsed = ContinuousClock.now - start
+        rates.append(Double(rounds * seriesCount) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
     }
-    let elapsed = ContinuousClock.now - start
-    let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-    let rate = Double(rounds * seriesCount) / seconds
+    rates.sort()
+    let rate = rates[1]
 
     var byKey = Dictionary(uniqueKeysWithValues: zip(keys, states))
     states = []
@@ -46,13 +56,13 @@ func detectBenchmark(seriesCount: Int = 100_000) {
         let row = inputs[r]
         for s in 0..<seriesCount {
             var o = row[s]
-            o.windowStart += Int64(rounds) * 60_000_000
+            o.windowStart += Int64(3 * rounds) * 60_000_000
             anomalies += byKey[keys[s]]!.observe(o, series: keys[s], parameters: p).count
         }
     }
     let dictElapsed = ContinuousClock.now - dictStart
     let dictSeconds = Double(dictElapsed.components.seconds) + Double(dictElapsed.components.attoseconds) / 1e18
-    print(String(format: "detector: %.0f series-windows/s on one core, all detectors on (%.2f of the 1,000,000 target); %.0f/s with states in a dictionary by series key", rate, rate / 1_000_000, Double(rounds * seriesCount) / dictSeconds))
+    print(String(format: "detector: %.0f series-windows/s on one core (median of 3 passes; best %.0f), all detectors on (%.2f of the 1,000,000 target); %.0f/s with states in a dictionary by series key", rate, rates[2], rate / 1_000_000, Double(rounds * seriesCount) / dictSeconds))
     print(String(format: "detector: %d live series hold %.0f MB (%.0f bytes per series; target: 100,000 series under 200 MB); %d anomalies on steady input", seriesCount, Double(after - before) / 1_048_576, perSeries, anomalies))
     _ = byKey.count
 }

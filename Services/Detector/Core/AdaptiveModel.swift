@@ -73,11 +73,11 @@ struct AdaptiveModel<Points: RangeSketch, Means: RangeSketch>: Sendable {
         if p.levelMemory > 0, let m = mean { mean = m - baseline }
         var pointScore: Float = 0, meanScore: Float = 0
         if warm {
-            pointScore = Self.score(value, self.values.points, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: m, test: .range, offset: 0, expected: nil, up: &up, down: &down)
+            pointScore = self.values.points.score(value, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: m, test: .range, offset: 0, expected: nil, up: &up, down: &down)
             // A level is off while the latest value is off the same way: a mean still catching up after a return
             // (an outage that ended) is not a shift.
             if let mean, Int(self.values.count) >= p.warmupWindows * p.levelWarmupFactor, p.levelMemory == 0 || (mean > 0) == (value > baseline) {
-                meanScore = Self.score(mean, self.values.means, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: m, test: .level, offset: baseline,
+                meanScore = self.values.means.score(mean, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: m, test: .level, offset: baseline,
                            expected: p.levelMemory > 0 ? baseline : nil, up: &up, down: &down)
             }
         }
@@ -109,30 +109,6 @@ struct AdaptiveModel<Points: RangeSketch, Means: RangeSketch>: Sendable {
         let rowsPerDay = 86_400_000_000 / Double(max(interval, 1))
         let relaxation = Float(pow(0.5, 1 / max(p.fatigueHalfLifeDays * rowsPerDay, 1)))
         self.strictness = 1 + (self.strictness - 1) * relaxation
-    }
-
-    /// Raises `up` or `down` to the score of `x` against the sketch's [low, high] quantiles plus `margin` times their
-    /// range (floored at 1% of the level). `offset` moves the bounds into the stream's units (the daily expectation
-    /// for residuals). `expected` nil: the sketch's median, read only when the score is reported.
-    /// Returns the test's own score (0 within the quantiles).
-    @discardableResult
-    static func score(_ x: Float, _ sketch: some RangeSketch, low: Float, high: Float, margin: Float, test: ModelTest, offset: Float, expected: Float?,
-                      up: inout Assessment, down: inout Assessment) -> Float {
-        guard let (ql, qh) = sketch.quantiles(low, high) else { return 0 }
-        // The 1% floor is of the level in the stream's units: for a distance or a residual, of what it is added to.
-        let range = max(qh - ql, 0.01 * max(abs(qh + offset), abs(ql + offset)), 1e-9)
-        let unit = max(margin * range, 1e-12)
-        let lowBound = offset + ql - margin * range, highBound = offset + qh + margin * range
-        if x > qh {
-            let s = (x - qh) / unit
-            if s > up.score { up = Assessment(score: s, test: test, expected: expected ?? offset + (sketch.quantile(0.5) ?? x), low: lowBound, high: highBound) }
-            return s
-        } else if x < ql {
-            let s = (ql - x) / unit
-            if s > down.score { down = Assessment(score: s, test: test, expected: expected ?? offset + (sketch.quantile(0.5) ?? x), low: lowBound, high: highBound) }
-            return s
-        }
-        return 0
     }
 
     /// How much a value counts in what its test learns: fully up to the score `from`, from / score beyond, so a shift
@@ -243,11 +219,11 @@ struct Rhythm<Points: RangeSketch, Means: RangeSketch>: Sendable {
             var pointScore: Float = 0, meanScore: Float = 0
             if warm && Int(self.residuals.count) >= p.warmupWindows {
                 let lowQ = Float(p.residualLowQuantile), highQ = Float(p.residualHighQuantile)
-                pointScore = AdaptiveModel<Points, Means>.score(residual, self.residuals.points, low: lowQ, high: highQ, margin: margin,
+                pointScore = self.residuals.points.score(residual, low: lowQ, high: highQ, margin: margin,
                                                    test: .rhythm, offset: expected, expected: expected, up: &up, down: &down)
                 // Residual means vary most around the day's transitions: their range is learned over three whole days.
                 if let mean, Int(self.residuals.count) >= max(p.warmupWindows * p.levelWarmupFactor, 3 * self.rowsPerDay(interval)) {
-                    meanScore = AdaptiveModel<Points, Means>.score(mean, self.residuals.means, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: margin,
+                    meanScore = self.residuals.means.score(mean, low: Float(p.lowQuantile), high: Float(p.highQuantile), margin: margin,
                                                        test: .rhythmLevel, offset: expected, expected: expected, up: &up, down: &down)
                 }
             }
@@ -282,4 +258,32 @@ struct Rhythm<Points: RangeSketch, Means: RangeSketch>: Sendable {
     }
 
     func dayCount(_ k: Int) -> Int { Int(self.days[k / 2] >> UInt8(k % 2 * 4) & 0xF) }
+}
+
+extension RangeSketch {
+    /// Raises `up` or `down` to the score of `x` against the sketch's [low, high] quantiles plus `margin` times their
+    /// range (floored at 1% of the level). `offset` moves the bounds into the stream's units (the daily expectation
+    /// for residuals). `expected` nil: the sketch's median, read only when the score is reported.
+    /// Returns the test's own score (0 within the quantiles). A method of the sketch, so the sketch is read in place
+    /// (passed as an argument from a mutating context, each was copied: a tenth of the time).
+    @discardableResult
+    func score(_ x: Float, low: Float, high: Float, margin: Float, test: ModelTest, offset: Float, expected: Float?,
+                      up: inout Assessment, down: inout Assessment) -> Float {
+        guard let (ql, qh) = self.quantiles(low, high) else { return 0 }
+        // The 1% floor is of the level in the stream's units: for a distance or a residual, of what it is added to.
+        let range = max(qh - ql, 0.01 * max(abs(qh + offset), abs(ql + offset)), 1e-9)
+        let unit = max(margin * range, 1e-12)
+        let lowBound = offset + ql - margin * range, highBound = offset + qh + margin * range
+        if x > qh {
+            let s = (x - qh) / unit
+            if s > up.score { up = Assessment(score: s, test: test, expected: expected ?? offset + (self.quantile(0.5) ?? x), low: lowBound, high: highBound) }
+            return s
+        } else if x < ql {
+            let s = (ql - x) / unit
+            if s > down.score { down = Assessment(score: s, test: test, expected: expected ?? offset + (self.quantile(0.5) ?? x), low: lowBound, high: highBound) }
+            return s
+        }
+        return 0
+    }
+
 }

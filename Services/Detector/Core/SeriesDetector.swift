@@ -185,6 +185,17 @@ public struct SeriesDetector: Sendable {
         }
     }
 
+    /// The spread of the values of `modelled[i]`'s model (read in place: through `withModel` it was copied).
+    func spread(_ i: Int) -> Float? {
+        switch i {
+        case 0: return self.rate.values.spread
+        case 1: return self.latency.values.spread
+        case 2: return self.cost.values.spread
+        case 3: return self.tokens.values.spread
+        default: return self.ttft.values.spread
+        }
+    }
+
     /// Calls `body` with the model of `modelled[i]`, in place.
     mutating func withModel<R>(_ i: Int, _ body: (inout LiveModel) -> R) -> R {
         switch i {
@@ -206,7 +217,7 @@ public struct SeriesDetector: Sendable {
             self.centers[i - 1] = Float(y)
             return
         }
-        let spread = self.withModel(i) { $0.values.spread }.map(Double.init) ?? 1
+        let spread = self.spread(i).map(Double.init) ?? 1
         let bound = 3 * max(spread, 1e-3) * noise
         self.centers[i - 1] = Float(c + weight * max(1 / Double(max(p.centerMemory, 1)), 1 / Double(count)) * min(max(y - c, -bound), bound))
     }
