@@ -75,6 +75,7 @@ let package = Package(
             dependencies: [
                 "Codecs",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -104,6 +105,7 @@ let package = Package(
         .target(
             name: "GatewayCore", dependencies: ["ServiceKit", "Events", "OTLP", "Rollups", "Codecs", "Kafka", "Redis", "Postgres", "Notify",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),

@@ -138,6 +138,17 @@ public struct EgressPolicy: Sendable {
             if bytes[0..<12] == [0x00, 0x64, 0xFF, 0x9B, 0, 0, 0, 0, 0, 0, 0, 0] {
                 return Self.forbiddenV4(embedded).map { "a NAT64 " + $0 }
             }
+            // Beyond those, only global unicast (2000::/3) is public: this refuses every other form that reaches IPv4
+            // or local space (IPv4-compatible ::a.b.c.d, IPv4-translated ::ffff:0:a.b.c.d, local-use NAT64
+            // 64:ff9b:1::/48, site-local fec0::/10, discard-only 100::/64) without listing each.
+            guard bytes[0] & 0xE0 == 0x20 else { return "not a global unicast address" }
+            if bytes[0] == 0x20 && bytes[1] == 0x02 {
+                // 6to4: the IPv4 address in bytes 2-5.
+                let v4 = bytes[2..<6].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+                return Self.forbiddenV4(v4).map { "a 6to4 " + $0 }
+            }
+            if bytes[0..<4] == [0x20, 0x01, 0x00, 0x00] { return "a Teredo address" }
+            if bytes[0..<4] == [0x20, 0x01, 0x0D, 0xB8] { return "a documentation address" }
             return nil
         case .unixDomainSocket:
             return "a local socket"

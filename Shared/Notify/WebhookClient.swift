@@ -13,6 +13,12 @@ public struct WebhookClient: Sendable {
         public var status: Int
         public var retryAfter: String?
         public var body: [UInt8]
+
+        /// The status and its standard reason phrase ("503 Service Unavailable").
+        public var statusLine: String {
+            let phrase = HTTPResponseStatus(statusCode: self.status).reasonPhrase
+            return phrase.isEmpty ? "\(self.status)" : "\(self.status) \(phrase)"
+        }
     }
 
     public struct Failure: Error, CustomStringConvertible {
@@ -51,6 +57,15 @@ public struct WebhookClient: Sendable {
 
     struct Unconnected: Error { var failure: Failure }
 
+    /// A failure after connecting, said without the error's internals: a TLS error names itself (the receiver's
+    /// certificate is the tenant's to fix), anything else is the connection failing before an answer.
+    static func failure(_ error: any Error) -> Failure {
+        if error is NIOSSLError || error is BoringSSLError {
+            return Failure(description: "TLS handshake failed: \(error)")
+        }
+        return Failure(description: "the connection closed before a complete answer")
+    }
+
     func post(_ target: EgressPolicy.Target, address: SocketAddress, headers extra: [(String, String)], body: [UInt8]) async throws -> Response {
         let group = MultiThreadedEventLoopGroup.singleton
         let eventLoop = group.next()
@@ -80,7 +95,9 @@ public struct WebhookClient: Sendable {
             channel = try await bootstrap.connect(to: address).get()
         } catch {
             promise.fail(error)
-            throw Unconnected(failure: Failure(description: "cannot connect to \(address.ipAddress ?? target.host):\(target.port): \(error)"))
+            // One sentence whatever went wrong: the log must not tell a refused port from a silent one (a channel URL
+            // would scan a network), nor show the error's source paths.
+            throw Unconnected(failure: Failure(description: "cannot connect to \(target.host):\(target.port) (refused, unreachable or no answer)"))
         }
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: target.path)
         let defaultPort = target.tls ? 443 : 80
@@ -99,7 +116,7 @@ public struct WebhookClient: Sendable {
             return response
         } catch {
             channel.close(promise: nil)
-            throw error as? Failure ?? Failure(description: "\(error)")
+            throw error as? Failure ?? Self.failure(error)
         }
     }
 }

@@ -98,12 +98,19 @@ public struct OTLPResourceSpans: Sendable, Hashable {
 /// An `ExportTraceServiceRequest` (opentelemetry/proto/collector/trace/v1/trace_service.proto).
 public struct OTLPTraceRequest: Sendable, Hashable {
     public var resourceSpans: [OTLPResourceSpans] = []
+    /// Elements the decoder worked through (resource spans, scope spans, spans, attributes and events at every level,
+    /// kept or not): what the request cost, charged to its tenant (`OTLPLimits.maxElements`).
+    public var elements = 0
 
     public init(resourceSpans: [OTLPResourceSpans] = []) {
         self.resourceSpans = resourceSpans
     }
 
     public var spanCount: Int { self.resourceSpans.reduce(0) { $0 + $1.spans.count } }
+
+    /// The content: two requests holding the same spans are equal however much decoding each cost.
+    public static func == (a: Self, b: Self) -> Bool { a.resourceSpans == b.resourceSpans }
+    public func hash(into hasher: inout Hasher) { hasher.combine(self.resourceSpans) }
 }
 
 /// Which attribute keys the decoder keeps; everything else (prompts, completions, HTTP details) is skipped unread.
@@ -145,7 +152,7 @@ public struct OTLPKeep: Sendable {
 
 /// Why a body could not be decoded: where (`resourceSpans[0].scopeSpans[1].spans[2].traceId`) and why.
 public struct OTLPDecodingError: Error, Sendable, CustomStringConvertible {
-    public enum Kind: Sendable { case malformed, tooManySpans }
+    public enum Kind: Sendable { case malformed, tooManySpans, tooManyElements }
     public var kind: Kind
     public var path: String
     public var reason: String
@@ -166,9 +173,42 @@ public struct OTLPLimits: Sendable {
     /// JSON nesting depth (arrays and key-value lists in attribute values are skipped, but only this deep).
     public var maxJSONDepth: Int
 
-    public init(maxSpans: Int = 10_000, maxJSONDepth: Int = 32) {
+    /// Elements in one request (`OTLPTraceRequest.elements`): bounds the work of a small body that holds millions of
+    /// empty messages (19 KB of gzip inflating to 10 million empty `resourceSpans` took 6.6 s of CPU).
+    public var maxElements: Int
+
+    public init(maxSpans: Int = 10_000, maxJSONDepth: Int = 32, maxElements: Int = 1_000_000) {
         self.maxSpans = maxSpans
         self.maxJSONDepth = maxJSONDepth
+        self.maxElements = maxElements
+    }
+
+    var tooManyElements: OTLPDecodingError {
+        OTLPDecodingError(.tooManyElements, path: "", reason: "more than \(self.maxElements) elements (resource spans, scope spans, spans, attributes, events) in one request")
+    }
+}
+
+/// Where a decoder is in the document, formatted only when an error names it (formatting `spans[12]` for every
+/// element was most of the cost of a body of empty messages).
+struct DecodePath {
+    enum Part {
+        case key(String)
+        case item(String, Int)
+    }
+
+    var parts: [Part] = []
+
+    mutating func append(_ key: String) { self.parts.append(.key(key)) }
+    mutating func append(_ name: String, _ index: Int) { self.parts.append(.item(name, index)) }
+    mutating func removeLast() { self.parts.removeLast() }
+
+    var description: String {
+        self.parts.map { part in
+            switch part {
+            case .key(let key): return key
+            case .item(let name, let index): return "\(name)[\(index)]"
+            }
+        }.joined(separator: ".")
     }
 }
 
@@ -186,7 +226,8 @@ private struct ProtobufTraceDecoder {
     let keep: OTLPKeep
     let limits: OTLPLimits
     var spanCount = 0
-    var path: [String] = []
+    var elements = 0
+    var path = DecodePath()
 
     init(keep: OTLPKeep, limits: OTLPLimits) {
         self.keep = keep
@@ -194,16 +235,27 @@ private struct ProtobufTraceDecoder {
     }
 
     func fail(_ reason: String) -> OTLPDecodingError {
-        OTLPDecodingError(path: self.path.joined(separator: "."), reason: reason)
+        OTLPDecodingError(path: self.path.description, reason: reason)
     }
 
-    /// Runs `body`, turning wire errors into errors that name the field being read.
-    mutating func at<T>(_ component: String, _ body: (inout Self) throws(ProtobufReader.Malformed) -> T) throws(OTLPDecodingError) -> T {
-        if !component.isEmpty { self.path.append(component) }
+    /// Counts one element against `maxElements`.
+    mutating func element() throws(OTLPDecodingError) {
+        self.elements += 1
+        guard self.elements <= self.limits.maxElements else {
+            throw self.limits.tooManyElements
+        }
+    }
+
+    /// Runs `body`, turning wire errors into errors that name the field being read (`component`, item `index`).
+    mutating func at<T>(_ component: String, index: Int = -1, _ body: (inout Self) throws(ProtobufReader.Malformed) -> T) throws(OTLPDecodingError) -> T {
+        if !component.isEmpty { if index >= 0 { self.path.append(component, index) } else { self.path.append(component) } }
         defer { if !component.isEmpty { self.path.removeLast() } }
         do {
             return try body(&self)
         } catch {
+            if error.reason == Self.tooManyElements {
+                throw self.limits.tooManyElements
+            }
             throw self.fail(error.reason)
         }
     }
@@ -213,12 +265,13 @@ private struct ProtobufTraceDecoder {
         var out = OTLPTraceRequest()
         while let field = try self.at("", { _ throws(ProtobufReader.Malformed) in try r.nextField() }) {
             if field.number == 1 {
+                try self.element()
                 let index = out.resourceSpans.count
-                let sub = try self.at("resourceSpans[\(index)]") { _ throws(ProtobufReader.Malformed) in
+                let sub = try self.at("resourceSpans", index: index) { _ throws(ProtobufReader.Malformed) in
                     try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "resourceSpans")
                     return try r.message()
                 }
-                self.path.append("resourceSpans[\(index)]")
+                self.path.append("resourceSpans", index)
                 let item = try self.resourceSpans(sub)
                 self.path.removeLast()
                 out.resourceSpans.append(item)
@@ -226,6 +279,7 @@ private struct ProtobufTraceDecoder {
                 try self.at("") { _ throws(ProtobufReader.Malformed) in try r.skip(field.wireType) }
             }
         }
+        out.elements = self.elements
         return out
     }
 
@@ -242,6 +296,7 @@ private struct ProtobufTraceDecoder {
                     var attributes = OTLPAttributes()
                     while let f = try res.nextField() {
                         if f.number == 1 {
+                            try d.countElement()
                             try ProtobufReader.expect(f.wireType, .lengthDelimited, field: "attributes")
                             var kv = try res.message()
                             try d.keyValue(&kv, resource: true, into: &attributes)
@@ -252,11 +307,12 @@ private struct ProtobufTraceDecoder {
                     return attributes
                 }
             case 2:
-                let sub = try self.at("scopeSpans[\(scopes)]") { _ throws(ProtobufReader.Malformed) in
+                try self.element()
+                let sub = try self.at("scopeSpans", index: scopes) { _ throws(ProtobufReader.Malformed) in
                     try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "scopeSpans")
                     return try r.message()
                 }
-                self.path.append("scopeSpans[\(scopes)]")
+                self.path.append("scopeSpans", scopes)
                 try self.scopeSpans(sub, into: &out.spans)
                 self.path.removeLast()
                 scopes += 1
@@ -299,7 +355,8 @@ private struct ProtobufTraceDecoder {
             guard self.spanCount <= self.limits.maxSpans else {
                 throw OTLPDecodingError(.tooManySpans, path: "", reason: "more than \(self.limits.maxSpans) spans in one request")
             }
-            let span = try self.at("spans[\(index)]") { d throws(ProtobufReader.Malformed) in
+            try self.element()
+            let span = try self.at("spans", index: index) { d throws(ProtobufReader.Malformed) in
                 try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "spans")
                 var s = try r.message()
                 return try d.span(&s)
@@ -332,10 +389,12 @@ private struct ProtobufTraceDecoder {
                 try ProtobufReader.expect(field.wireType, .fixed64, field: "endTimeUnixNano")
                 span.endTimeUnixNano = try r.fixed64()
             case 9:
+                try self.countElement()
                 try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "attributes")
                 var kv = try r.message()
                 try self.keyValue(&kv, resource: false, into: &span.attributes)
             case 11:
+                try self.countElement()
                 try ProtobufReader.expect(field.wireType, .lengthDelimited, field: "events")
                 var event = try r.message()
                 var time: UInt64 = 0
@@ -372,6 +431,14 @@ private struct ProtobufTraceDecoder {
         }
         return span
     }
+
+    /// `element()` inside a wire-level reader (the limit reported as a wire error names where it was reached).
+    mutating func countElement() throws(ProtobufReader.Malformed) {
+        self.elements += 1
+        guard self.elements <= self.limits.maxElements else { throw ProtobufReader.Malformed(reason: Self.tooManyElements) }
+    }
+
+    static let tooManyElements = "more than the elements allowed in one request (resource spans, scope spans, spans, attributes, events)"
 
     /// A `KeyValue`; kept only if its key is wanted and its value is a scalar.
     func keyValue(_ r: inout ProtobufReader, resource: Bool, into attributes: inout OTLPAttributes) throws(ProtobufReader.Malformed) {
@@ -427,7 +494,8 @@ private struct JSONTraceDecoder {
     let keep: OTLPKeep
     let limits: OTLPLimits
     var spanCount = 0
-    var path: [String] = []
+    var elements = 0
+    var path = DecodePath()
     var depth = 0
 
     init(scanner: JSONScanner, keep: OTLPKeep, limits: OTLPLimits) {
@@ -437,7 +505,7 @@ private struct JSONTraceDecoder {
     }
 
     func fail(_ reason: String) -> OTLPDecodingError {
-        OTLPDecodingError(path: self.path.joined(separator: "."), reason: reason)
+        OTLPDecodingError(path: self.path.description, reason: reason)
     }
 
     mutating func scan<T>(_ body: (inout JSONScanner) throws(JSONScanner.SyntaxError) -> T) throws(OTLPDecodingError) -> T {
@@ -465,6 +533,7 @@ private struct JSONTraceDecoder {
             s.skipWhitespace()
             guard s.isAtEnd else { throw s.fail("trailing characters after the document") }
         }
+        out.elements = self.elements
         return out
     }
 
@@ -500,7 +569,12 @@ private struct JSONTraceDecoder {
         if try self.scan({ s throws(JSONScanner.SyntaxError) in s.consume(UInt8(ascii: "]")) }) { return }
         var index = 0
         repeat {
-            self.path.append("\(name)[\(index)]")
+            // Every item of every array the decoder reads is an element (`OTLPLimits.maxElements`).
+            self.elements += 1
+            guard self.elements <= self.limits.maxElements else {
+                throw self.limits.tooManyElements
+            }
+            self.path.append(name, index)
             try element(&self, index)
             self.path.removeLast()
             index += 1

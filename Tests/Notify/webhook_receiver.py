@@ -6,7 +6,8 @@ on its own (Python's hmac, not Tokenwatch's code) and logs it as a JSON line.
 
 Writes the port it listens on (127.0.0.1) to PORT_FILE. Answers the first N requests with 500 (then 204), or
 every request with CODE; --also-secret S logs "valid_also", the signature checked with a second secret (a
-rotation's new one); --hang-first S holds the first answer S seconds. With --slack it also checks each body
+rotation's new one); --hang-first S holds the first answer S seconds, --hang S every answer; --retry-after V
+sends `Retry-After: V` with each answer. With --slack it also checks each body
 against what Slack's incoming webhooks accept (Block Kit: a fallback text, blocks of known types with their
 documented limits) and logs "slack_error" (null when the message is valid), answering 400 to an invalid one as
 Slack does.
@@ -19,6 +20,8 @@ args.add_argument("port_file"); args.add_argument("log_file"); args.add_argument
 args.add_argument("--fail-first", type=int, default=0); args.add_argument("--status", type=int)
 args.add_argument("--tls", nargs=2)
 args.add_argument("--hang-first", type=float, default=0)
+args.add_argument("--hang", type=float, default=0)
+args.add_argument("--retry-after")
 args.add_argument("--slack", action="store_true")
 args.add_argument("--also-secret")
 a = args.parse_args()
@@ -104,7 +107,11 @@ class Handler(BaseHTTPRequestHandler):
                 f.write(json.dumps(entry) + "\n")
         if n == 1 and a.hang_first:
             time.sleep(a.hang_first)  # the sender may be killed meanwhile
+        if a.hang:
+            time.sleep(a.hang)  # a receiver that never answers within the sender's deadline
         self.send_response(status)
+        if a.retry_after is not None:
+            self.send_header("Retry-After", a.retry_after)
         self.send_header("Content-Length", "0")
         self.end_headers()
 

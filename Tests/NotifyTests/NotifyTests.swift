@@ -30,16 +30,22 @@ struct NotifyTests {
         #expect(try EgressPolicy(allowHTTP: true).parse("http://127.0.0.1:9/x").tls == false)
     }
 
-    @Test("addresses inside the cluster are refused: loopback, private, link-local (metadata), CGNAT, unique-local, IPv4-mapped; public ones pass; an allowlist opens a network")
+    @Test("addresses inside the cluster are refused: loopback, private, link-local (metadata), CGNAT, unique-local, IPv4-mapped and every IPv6 form of local space; public ones pass; an allowlist opens a network")
     func addresses() async throws {
         let strict = EgressPolicy()
-        for host in ["127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fc00::1", "fe80::1", "::ffff:10.0.0.1", "localhost"] {
+        for host in ["127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fc00::1", "fe80::1", "::ffff:10.0.0.1", "localhost",
+                     // IPv6 forms that reach IPv4 or local space: IPv4-compatible, local-use NAT64, 6to4, site-local,
+                     // IPv4-translated, Teredo, documentation.
+                     "::127.0.0.1", "64:ff9b:1::7f00:1", "2002:7f00:1::", "fec0::1", "::ffff:0:127.0.0.1", "2001:0:4136:e378::1", "2001:db8::1"] {
             await #expect(throws: EgressPolicy.Refused.self, "\(host)") {
                 _ = try await strict.resolve(.init(tls: true, host: host, port: 443, path: "/"))
             }
         }
         let addresses = try await strict.resolve(.init(tls: true, host: "93.184.216.34", port: 443, path: "/"))
         #expect(addresses.map(\.ipAddress) == ["93.184.216.34"])
+        // Public IPv6, and a 6to4 address of a public IPv4 one, pass.
+        #expect(try await strict.resolve(.init(tls: true, host: "2606:2800:220:1:248:1893:25c8:1946", port: 443, path: "/")).count == 1)
+        #expect(try await strict.resolve(.init(tls: true, host: "2002:5db8:d822::1", port: 443, path: "/")).count == 1)
         let opened = EgressPolicy(allowedNetworks: [Network("127.0.0.0/8")!])
         #expect(try await opened.resolve(.init(tls: true, host: "127.0.0.1", port: 443, path: "/")).map(\.ipAddress) == ["127.0.0.1"])
         await #expect(throws: EgressPolicy.Refused.self) { _ = try await opened.resolve(.init(tls: true, host: "10.0.0.1", port: 443, path: "/")) }

@@ -262,6 +262,41 @@ struct OTLPDecodingTests {
         #expect(error.reason.contains("hex"))
     }
 
+    @Test("a body of millions of empty messages (every level: resource spans, scope spans, attributes, events) stops at the element limit, in both encodings; an ordinary request reports the elements it cost")
+    func elementBound() throws {
+        let limits = OTLPLimits(maxSpans: 10, maxElements: 1000)
+        // 10,000 empty resourceSpans, as the 19 KB gzip bomb (10 million of them) was.
+        let protobufBodies: [[UInt8]] = [
+            Array(repeating: [0x0a, 0x00], count: 10_000).flatMap { $0 },
+            // one resourceSpans holding 10,000 empty scopeSpans
+            [0x0a, 0xa0, 0x9c, 0x01] + Array(repeating: [0x12, 0x00], count: 10_000).flatMap { $0 },
+        ]
+        let jsonBodies = [
+            "{\"resourceSpans\":[" + Array(repeating: "{}", count: 10_000).joined(separator: ",") + "]}",
+            "{\"resourceSpans\":[{\"resource\":{\"attributes\":[" + Array(repeating: "{}", count: 10_000).joined(separator: ",") + "]}}]}",
+            "{\"resourceSpans\":[{\"scopeSpans\":[{\"spans\":[{\"events\":[" + Array(repeating: "{}", count: 10_000).joined(separator: ",") + "]}]}]}]}",
+        ]
+        for body in protobufBodies {
+            let error = try #require(throws: OTLPDecodingError.self) {
+                _ = try body.withUnsafeBytes { try OTLPTraceRequest(protobuf: $0, keep: GenAISpanMapping.keep, limits: limits) }
+            }
+            #expect(error.kind == .tooManyElements)
+            #expect(error.reason.contains("more than 1000 elements"))
+        }
+        for body in jsonBodies {
+            let error = try #require(throws: OTLPDecodingError.self) {
+                _ = try Array(body.utf8).withUnsafeBytes { try OTLPTraceRequest(json: $0, keep: GenAISpanMapping.keep, limits: limits) }
+            }
+            #expect(error.kind == .tooManyElements)
+        }
+        // Within the limit the count is what the request held: 1 resource, 1 scope, 2 spans with 3 attributes each.
+        var ordinary = OTLPTraceRequest(resourceSpans: [OTLPResourceSpans()])
+        ordinary.resourceSpans[0].spans = (0..<2).map { Self.span(UInt8($0 + 1), attributes: [("a", .int(1)), ("b", .int(2)), ("c", .string("x"))]) }
+        let (pb, json) = try Self.decodeBoth(ordinary, limits: limits)
+        #expect(pb.elements == 1 + 1 + 2 + 6)
+        #expect(json.elements == 1 + 1 + 2 + 6)
+    }
+
     @Test("bounds: span count, JSON depth, wire types, UTF-8, trailing bytes")
     func bounds() throws {
         var many = OTLPTraceRequest(resourceSpans: [OTLPResourceSpans()])

@@ -273,6 +273,91 @@ struct NotificationTests {
         await postgres.close()
     }
 
+    @Test("Retry-After is read as delay-seconds or an HTTP date; inf, 1e400, hex floats, fractions and negatives are ignored; nothing exceeds a year")
+    func retryAfterParsing() {
+        let now = Date(timeIntervalSince1970: 1_800_000_000)
+        #expect(NotificationDelivery.retryAfter("120", now: now) == 120)
+        #expect(NotificationDelivery.retryAfter(" 0 ", now: now) == 0)
+        for bogus in ["inf", "1e400", "0x1p80", "-5", "2.5", "", "soon", nil] {
+            #expect(NotificationDelivery.retryAfter(bogus, now: now) == nil, "\(bogus ?? "nil")")
+        }
+        let year: Double = 366 * 86_400
+        #expect(NotificationDelivery.retryAfter("10000000000000", now: now) == year)
+        #expect(NotificationDelivery.retryAfter("99999999999", now: now) == year)
+        // 2027-01-15T08:00:30Z is 30 s after now; a date in the past is now.
+        #expect(NotificationDelivery.retryAfter("Fri, 15 Jan 2027 08:00:30 GMT", now: now) == 30)
+        #expect(NotificationDelivery.retryAfter("Sun, 06 Nov 1994 08:49:37 GMT", now: now) == 0)
+    }
+
+    @Test("a receiver's absurd Retry-After schedules the retry within the retry window, and another tenant's delivery in the same pass is recorded")
+    func absurdRetryAfter() async throws {
+        let w = try await self.world(["--status", "429", "--retry-after", "10000000000000"])
+        let (postgres, projector, delivery, secret, tenant, channelID) = (w.postgres, w.projector, w.delivery, w.secret, w.tenant, w.channelID)
+        let good = try await WebhookReceiver(secret: secret)
+        let other = TestEnvironment.unique("nt")
+        let goodChannel = try await self.channel(postgres, tenant: other, port: good.port, secret: secret)
+        try await projector.process([self.anomaly(tenant: tenant, id: "ra1", revision: 1), self.anomaly(tenant: other, id: "ra2", revision: 1)])
+        try await self.deliver(delivery, until: "both receivers were posted to") { w.receiver.deliveries.count >= 1 && good.deliveries.count >= 1 }
+        let limited = try await postgres.query("""
+            SELECT last_status, extract(epoch FROM next_attempt_at - now())::float8 AS wait, failed_at IS NULL AS pending
+            FROM notification_outbox WHERE channel_id = \(channelID)
+            """)[0]
+        #expect(try limited.decode("last_status", as: Int32.self) == 429 && limited.decode("pending", as: Bool.self))
+        let wait = try limited.decode("wait", as: Double.self)
+        #expect(wait > 0 && wait <= 24 * 3600, "the retry is due within the 24-hour window, not in the year 318,000: \(wait) s")
+        let delivered = try await postgres.query("SELECT delivered_at IS NOT NULL AS ok FROM notification_outbox WHERE channel_id = \(goodChannel)")[0]
+        #expect(try delivered.decode("ok", as: Bool.self))
+        #expect(good.deliveries.count == 1, "delivered once: its outcome was recorded, so it was not sent again")
+        w.receiver.process.stop()
+        good.process.stop()
+        await postgres.close()
+    }
+
+    @Test("a tenant's receiver that never answers, with a backlog of messages, does not delay another tenant's message: it is delivered while the first tenant's are still in flight, and delivery error logs say nothing of the receiver's answer or the port's state")
+    func fairDelivery() async throws {
+        let (postgres, projector, _) = try self.setUp()
+        try await PostgresMigrator(migrations: TokenwatchSchema.migrations).migrate(postgres)
+        let secret = StandardWebhooks.newSecret()
+        let silent = try await WebhookReceiver(secret: secret, extra: ["--hang", "30"])
+        let good = try await WebhookReceiver(secret: secret)
+        let noisy = TestEnvironment.unique("nt"), quiet = TestEnvironment.unique("nt")
+        let silentChannel = try await self.channel(postgres, tenant: noisy, port: silent.port, secret: secret)
+        let goodChannel = try await self.channel(postgres, tenant: quiet, port: good.port, secret: secret)
+        // The noisy tenant's 30 messages are older than the quiet one's, so first-in-first-out would serve them first.
+        try await projector.process((0..<30).map { self.anomaly(tenant: noisy, id: "fa\($0)", revision: 1) })
+        try await projector.process([self.anomaly(tenant: quiet, id: "fq", revision: 1)])
+        var delivery = NotificationDelivery(postgres: postgres, policy: EgressPolicy(allowHTTP: true, allowedNetworks: [Network("127.0.0.0/8")!]),
+                                            client: try WebhookClient(timeout: .seconds(20)), logger: self.logger)
+        delivery.maxInFlight = 8
+        delivery.perTenantInFlight = 2
+        let running = Task { [delivery] in try await delivery.run() }
+        try await eventually(.seconds(15), "the quiet tenant's message is delivered", interval: .milliseconds(50)) { good.deliveries.count == 1 }
+        // At that moment none of the noisy tenant's deliveries has an outcome (each waits for its 20 s deadline), and
+        // at most its share was taken.
+        let noisyRows = try await postgres.query("""
+            SELECT count(*) FILTER (WHERE attempts > 0)::bigint AS taken, count(*) FILTER (WHERE last_status IS NOT NULL OR last_error IS NOT NULL)::bigint AS finished
+            FROM notification_outbox WHERE channel_id = \(silentChannel)
+            """)[0]
+        #expect(try noisyRows.decode("finished", as: Int64.self) == 0)
+        #expect(try noisyRows.decode("taken", as: Int64.self) <= 2, "one tenant holds at most its share of the deliveries in flight")
+        let quietRow = try await postgres.query("SELECT attempts FROM notification_outbox WHERE channel_id = \(goodChannel)")[0]
+        #expect(try quietRow.decode("attempts", as: Int32.self) == 1)
+        running.cancel()
+        silent.process.stop()
+        good.process.stop()
+        // The backlog is this test's alone: later tests' delivery passes must not take it.
+        try await postgres.query("DELETE FROM notification_outbox WHERE channel_id = \(silentChannel)")
+
+        // Error texts: a closed port and a silent one read the same; a receiver's body is not repeated.
+        let refused = await #expect(throws: WebhookClient.Failure.self) {
+            let target = EgressPolicy.Target(tls: false, host: "127.0.0.1", port: 9, path: "/")
+            let addresses = try await EgressPolicy(allowHTTP: true, allowedNetworks: [Network("127.0.0.0/8")!]).resolve(target)
+            _ = try await WebhookClient(timeout: .seconds(2)).post(target, addresses: addresses, headers: [], body: [])
+        }
+        #expect(refused?.description == "cannot connect to 127.0.0.1:9 (refused, unreachable or no answer)")
+        await postgres.close()
+    }
+
     @Test("a claim whose deliverer died (its lease) is taken again when the lease runs out: delivered once, never in parallel")
     func lease() async throws {
         let w = try await self.world()

@@ -20,6 +20,7 @@ public struct ChannelRoutes: Sendable {
     let access: TenantAccess
     let policy: EgressPolicy
     static let maxChannels = 20
+    static let maxTestsPerHour = 10
 
     public init(access: TenantAccess, policy: EgressPolicy) {
         self.access = access
@@ -110,22 +111,21 @@ public struct ChannelRoutes: Sendable {
             let validName: (String) -> Bool = { !$0.isEmpty && $0.utf8.count <= 128 && $0.unicodeScalars.allSatisfy { ($0.isASCII && CharacterSet.alphanumerics.contains($0)) || ".-_:/@".unicodeScalars.contains($0) } }
             let providers = try Self.stringList(input, "providers", max: 50, valid: validName, reason: nameRule)
             let models = try Self.stringList(input, "models", max: 200, valid: validName, reason: nameRule)
-            let cap = (try input.integer("max_per_hour", in: 0...10000) ?? nil) ?? (kind == .alertmanager ? 0 : 20)
+            let cap = try input.integer("max_per_hour", in: 0...10000, absent: kind == .alertmanager ? 0 : 20)
             do {
                 _ = try await self.policy.resolve(try self.policy.parse(url))
             } catch {
                 throw JSONInput.invalid("url", "\(error)")
             }
-            let count: Int64 = try await tenant.database.query("SELECT count(*)::bigint AS n FROM notification_channels WHERE tenant_id = \(tenant.tenantID)")[0].decode("n")
-            guard count < Self.maxChannels else { throw Problem(.conflict, code: "too_many_channels", title: "Too many channels", detail: "a tenant has at most \(Self.maxChannels) channels") }
             let id = "ch_" + Digest.hex(Digest.randomBytes(8))
             let secret = StandardWebhooks.newSecret()
-            let rows = try await tenant.database.query("""
+            guard let rows = try await tenant.database.insert("""
                 INSERT INTO notification_channels (channel_id, tenant_id, name, kind, url, secret, min_severity, metrics, providers, models, max_per_hour)
                 VALUES (\(id), \(tenant.tenantID), \(name), \(kind.rawValue), \(url), \(secret), \(severity), \(PostgresQuery.textArray(metrics))::text[],
                         \(PostgresQuery.textArray(providers))::text[], \(PostgresQuery.textArray(models))::text[], \(Int32(cap)))
                 RETURNING \(unescaped: Self.columns)
-                """)
+                """, whileCount: "SELECT count(*)::bigint AS n FROM notification_channels WHERE tenant_id = \(tenant.tenantID)", isBelow: Int64(Self.maxChannels), resource: "channels")
+            else { throw Problem(.conflict, code: "too_many_channels", title: "Too many channels", detail: "a tenant has at most \(Self.maxChannels) channels") }
             var channel = try Self.channel(rows[0])
             channel.secret = secret
             channel.url = url
@@ -168,18 +168,26 @@ public struct ChannelRoutes: Sendable {
             let id = try Self.channelID(context)
             let messageID = "test-" + Digest.hex(Digest.randomBytes(8))
             let body = "{\"type\":\"test\",\"data\":{\"tenant_id\":\(jsonStringLiteral(tenant.tenantID)),\"channel_id\":\(jsonStringLiteral(id)),\"explanation\":\"A test notification from Tokenwatch.\"}}"
-            let rows = try await tenant.database.query("""
+            // Test sends are capped per channel (they bypass `max_per_hour`, which counts anomalies).
+            guard let rows = try await tenant.database.insert("""
                 INSERT INTO notification_outbox (channel_id, tenant_id, message_id, body, event)
                 SELECT channel_id, tenant_id, \(messageID), \(body)::jsonb, 'test' FROM notification_channels WHERE tenant_id = \(tenant.tenantID) AND channel_id = \(id)
                 RETURNING message_id
-                """)
+                """, whileCount: """
+                SELECT count(*)::bigint AS n FROM notification_outbox
+                WHERE tenant_id = \(tenant.tenantID) AND channel_id = \(id) AND event = 'test' AND created_at > now() - interval '1 hour'
+                """, isBelow: Int64(Self.maxTestsPerHour), resource: "tests")
+            else {
+                throw Problem(.tooManyRequests, code: "too_many_tests", title: "Too many test messages",
+                              detail: "a channel is sent at most \(Self.maxTestsPerHour) test messages an hour", retryAfterSeconds: 600)
+            }
             guard !rows.isEmpty else { throw Self.notFound(id) }
             return try AdminRoutes.json(.accepted, ["message_id": messageID])
         }
         self.access.route(router, .post, "/v1/channels/{channel_id}/rotate-secret", scope: .admin) { request, tenant, context in
             let id = try Self.channelID(context)
             let input = try await JSONInput.read(request, allowed: ["overlap_seconds"], optionalBody: true)
-            let overlap = (try input.integer("overlap_seconds", in: 0...604_800) ?? nil) ?? 86_400
+            let overlap = try input.integer("overlap_seconds", in: 0...604_800, absent: 86_400)
             let secret = StandardWebhooks.newSecret()
             let rows = try await tenant.database.query("""
                 UPDATE notification_channels SET previous_secret = secret, previous_secret_until = now() + make_interval(secs => \(Double(overlap))), secret = \(secret)

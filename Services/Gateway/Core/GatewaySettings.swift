@@ -1,5 +1,7 @@
 import Events
 import Foundation
+import NIOCore
+import NIOPosix
 import ServiceKit
 
 /// The gateway's own settings (beyond `ServiceConfiguration`).
@@ -15,6 +17,14 @@ public struct GatewaySettings: Sendable {
     /// `TW_OTLP_MAX_SPANS`: most spans in one `POST /v1/traces` request (the OpenTelemetry Collector's default batch
     /// is 8192; SDKs send 512). Default: 10000.
     public var otlpMaxSpans = 10_000
+    /// `TW_OTLP_MAX_ELEMENTS`: most elements (resource spans, scope spans, spans, attributes, events at every level)
+    /// in one `POST /v1/traces` request; every 64 are charged as an event. Default: 1000000.
+    public var otlpMaxElements = 1_000_000
+    /// `TW_DECODE_WORKERS`: threads that inflate and decode request bodies, shared fairly by tenants
+    /// (`TenantWork`); `TW_TENANT_MAX_WAITING`: a tenant's requests waiting for one, beyond which it gets 429.
+    /// Default: the number of cores; 16.
+    public var decodeWorkers = System.coreCount
+    public var tenantMaxWaiting = 16
     /// `TW_KEY_CACHE_TTL`: how long API-key lookups are cached in Redis (a revoked key works at most this long).
     /// Default: 30s.
     public var keyCacheTTL: Duration = .seconds(30)
@@ -61,6 +71,9 @@ public struct GatewaySettings: Sendable {
         self.maxDecompressedBytes = try environment.int("TW_MAX_DECOMPRESSED_BYTES", default: self.maxDecompressedBytes, in: 1024...(1024 * 1024 * 1024))
         self.maxBatchEvents = try environment.int("TW_MAX_BATCH_EVENTS", default: self.maxBatchEvents, in: 1...100_000)
         self.otlpMaxSpans = try environment.int("TW_OTLP_MAX_SPANS", default: self.otlpMaxSpans, in: 1...100_000)
+        self.otlpMaxElements = try environment.int("TW_OTLP_MAX_ELEMENTS", default: self.otlpMaxElements, in: 1000...100_000_000)
+        self.decodeWorkers = try environment.int("TW_DECODE_WORKERS", default: self.decodeWorkers, in: 1...256)
+        self.tenantMaxWaiting = try environment.int("TW_TENANT_MAX_WAITING", default: self.tenantMaxWaiting, in: 1...10_000)
         self.keyCacheTTL = try environment.duration("TW_KEY_CACHE_TTL", default: self.keyCacheTTL, in: .seconds(1) ... .seconds(3600))
         self.rateLimits.eventsPerSecond = try environment.int("TW_RATE_LIMIT_EVENTS_PER_SECOND", default: self.rateLimits.eventsPerSecond, in: 0...10_000_000)
         self.rateLimits.requestsPerSecond = try environment.int("TW_RATE_LIMIT_REQUESTS_PER_SECOND", default: self.rateLimits.requestsPerSecond, in: 0...1_000_000)

@@ -34,23 +34,25 @@ public struct IngestRoutes: Sendable {
     func ingest(_ request: Request, tenant: TenantRequest) async throws -> Response {
         let caller = tenant.caller
         let format = try Self.format(of: request)
-        let body = try await RequestBody.read(request, settings: self.settings)
+        let (body, bodyBudget) = try await RequestBody.read(request, tenant: tenant, settings: self.settings, publisher: self.publisher)
 
         // The key decides the tenant: a body's tenant_id is ignored, whatever it holds.
         let decoder = EventDecoder(limits: self.settings.eventLimits, ignoresTenantID: true)
-        let decoded: [Result<LLMEvent, EventValidationError>]
-        do {
-            decoded = try EventBatchReader.decode(body, format: format, maxEvents: self.settings.maxBatchEvents, decoder: decoder, now: .now())
-        } catch {
-            if error.reason.hasPrefix("more than") {
-                throw Problem(.contentTooLarge, code: "batch_too_large", title: "Too many events", detail: "\(error.reason) (TW_MAX_BATCH_EVENTS)")
+        let maxEvents = self.settings.maxBatchEvents
+        let decoded: [Result<LLMEvent, EventValidationError>] = try await self.publisher.access.work.run(tenant: caller.tenantID) {
+            do {
+                return try EventBatchReader.decode(body, format: format, maxEvents: maxEvents, decoder: decoder, now: .now())
+            } catch let error as EventValidationError {
+                if error.reason.hasPrefix("more than") {
+                    throw Problem(.contentTooLarge, code: "batch_too_large", title: "Too many events", detail: "\(error.reason) (TW_MAX_BATCH_EVENTS)")
+                }
+                throw Problem(.badRequest, code: "invalid_body", title: "Invalid batch", detail: error.description)
             }
-            throw Problem(.badRequest, code: "invalid_body", title: "Invalid batch", detail: error.description)
         }
         guard !decoded.isEmpty else { throw Problem(.badRequest, code: "empty_batch", title: "Empty batch", detail: "the batch holds no events") }
-        // Charged after decoding, which reads the body once (a pass to count the events first cost a sixth of the
-        // gateway's time); a batch over the budget is refused before anything is produced.
-        let eventBudget = try await self.publisher.chargeWork(decoded.count, caller: caller)
+        // Every decoded event is charged, less what the body's bytes already were (a pass to count the events before
+        // decoding cost a sixth of the gateway's time); a batch over the budget is refused before anything is produced.
+        let eventBudget = try await self.publisher.chargeWork(decoded.count - bodyBudget.units, caller: caller) ?? bodyBudget.decision
 
         var messages: [KafkaProducerMessage] = []
         messages.reserveCapacity(decoded.count)
@@ -105,30 +107,43 @@ public struct IngestRoutes: Sendable {
     }
 }
 
-/// Reading a request body within the gateway's limits: the size as sent, then gzip inflation, bounded.
+/// Reading a request body within the gateway's limits: the size as sent, then gzip inflation (on a worker, in the
+/// tenant's turn), bounded, and its bytes charged to the tenant's budget before anything decodes them.
 enum RequestBody {
-    static func read(_ request: Request, settings: GatewaySettings) async throws -> [UInt8] {
-        var body: [UInt8]
+    /// Bytes of body (after inflation) that cost one unit of the tenant's event budget: a body's parsing costs what
+    /// its bytes cost whether they hold events or 20 MB of whitespace. An ordinary event is well under this, so an
+    /// ordinary batch pays for its events alone.
+    static let bytesPerUnit = 4096
+
+    /// The body, and what its bytes were charged (units, and the budget's state after).
+    static func read(_ request: Request, tenant: TenantRequest, settings: GatewaySettings, publisher: EventPublisher) async throws
+        -> (body: [UInt8], charged: (units: Int, decision: RateLimiter.Decision?)) {
+        let raw: [UInt8]
         do {
-            body = Array(buffer: try await request.body.collect(upTo: settings.maxBodyBytes))
+            raw = Array(buffer: try await request.body.collect(upTo: settings.maxBodyBytes))
         } catch {
             throw Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large", detail: "the body is larger than \(settings.maxBodyBytes) bytes (TW_MAX_BODY_BYTES)")
         }
+        let body: [UInt8]
         switch request.headers[.contentEncoding]?.lowercased() {
-        case nil, "identity": break
+        case nil, "identity": body = raw
         case "gzip":
-            do {
-                body = try Gzip.decompress(body, maxOutput: settings.maxDecompressedBytes)
-            } catch {
-                if error.kind == .tooLarge {
-                    throw Problem(.contentTooLarge, code: "payload_too_large", title: "Decompressed body too large", detail: "the body inflates to more than \(settings.maxDecompressedBytes) bytes (TW_MAX_DECOMPRESSED_BYTES)")
+            let limit = settings.maxDecompressedBytes
+            body = try await publisher.access.work.run(tenant: tenant.tenantID) {
+                do {
+                    return try Gzip.decompress(raw, maxOutput: limit)
+                } catch let error as GzipError {
+                    if error.kind == .tooLarge {
+                        throw Problem(.contentTooLarge, code: "payload_too_large", title: "Decompressed body too large", detail: "the body inflates to more than \(limit) bytes (TW_MAX_DECOMPRESSED_BYTES)")
+                    }
+                    throw Problem(.badRequest, code: "invalid_body", title: "Invalid gzip body", detail: error.message)
                 }
-                throw Problem(.badRequest, code: "invalid_body", title: "Invalid gzip body", detail: error.message)
             }
         case let other?:
             throw Problem(.unsupportedMediaType, code: "unsupported_encoding", title: "Unsupported Content-Encoding", detail: "Content-Encoding '\(other)' is not supported; use gzip or none")
         }
-        return body
+        let units = body.count / Self.bytesPerUnit
+        return (body, (units, try await publisher.chargeWork(units, caller: tenant.caller)))
     }
 }
 
@@ -136,7 +151,7 @@ enum RequestBody {
 /// llm.events.raw.v1, and return only once the broker acknowledged all of them (then the caller may answer
 /// "accepted"). A broker failure refunds the budget and is a 503 the client retries unchanged.
 public struct EventPublisher: Sendable {
-    let access: TenantAccess
+    public let access: TenantAccess
     let producer: KafkaProducer
     let logger: Logger
 

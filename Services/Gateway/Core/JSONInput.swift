@@ -107,6 +107,16 @@ struct JSONInput {
         }
     }
 
+    /// An integer in `range`, or `fallback` when absent; null is refused (where nothing is being reset, a null is a
+    /// client's mistake, not a default).
+    func integer(_ name: String, in range: ClosedRange<Int64>, absent fallback: Int64) throws -> Int64 {
+        switch try self.integer(name, in: range) {
+        case .none: return fallback
+        case .some(nil): throw Self.invalid(name, "must be an integer in \(range.lowerBound)...\(range.upperBound), not null")
+        case .some(let value?): return value
+        }
+    }
+
     /// A nested object, read with the same rules.
     func object(_ name: String, allowed: Set<String>) throws -> JSONInput? {
         switch self.members[name] {

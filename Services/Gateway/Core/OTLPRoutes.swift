@@ -26,6 +26,9 @@ public struct OTLPRoutes: Sendable {
     private let otherSignals = Counter(label: "tw_gateway_otlp_other_signal_requests_total")
     /// Rejection reasons quoted in `partialSuccess.errorMessage`; the count stays exact.
     static let maxReportedReasons = 5
+    /// OTLP elements (attributes, events, empty messages...) that cost one unit of the event budget: a GenAI span
+    /// with its usual attributes costs about one.
+    static let elementsPerUnit = 64
 
     public init(access: TenantAccess, publisher: EventPublisher, topics: Topics, settings: GatewaySettings, logger: Logger) {
         self.access = access
@@ -58,7 +61,7 @@ public struct OTLPRoutes: Sendable {
         do {
             let tenant: TenantRequest
             (tenant, encoding) = try await self.authorizeExport(request)
-            let body = try await RequestBody.read(request, settings: self.settings)
+            let (body, _) = try await RequestBody.read(request, tenant: tenant, settings: self.settings, publisher: self.publisher)
             do {
                 _ = try body.withUnsafeBytes { try signal.validate($0, encoding: encoding) }
             } catch {
@@ -78,22 +81,25 @@ public struct OTLPRoutes: Sendable {
         do {
             let tenant: TenantRequest
             (tenant, encoding) = try await self.authorizeExport(request)
-            let body = try await RequestBody.read(request, settings: self.settings)
-            let traces: OTLPTraceRequest
-            do {
-                let limits = OTLPLimits(maxSpans: self.settings.otlpMaxSpans)
-                traces = try body.withUnsafeBytes { buffer in
-                    switch encoding {
-                    case .protobuf: try OTLPTraceRequest(protobuf: buffer, keep: GenAISpanMapping.keep, limits: limits)
-                    case .json: try OTLPTraceRequest(json: buffer, keep: GenAISpanMapping.keep, limits: limits)
+            let (body, bodyBudget) = try await RequestBody.read(request, tenant: tenant, settings: self.settings, publisher: self.publisher)
+            let otlpLimits = OTLPLimits(maxSpans: self.settings.otlpMaxSpans, maxElements: self.settings.otlpMaxElements)
+            let traces: OTLPTraceRequest = try await self.access.work.run(tenant: tenant.tenantID) { [encoding] in
+                do {
+                    return try body.withUnsafeBytes { buffer throws(OTLPDecodingError) in
+                        switch encoding {
+                        case .protobuf: try OTLPTraceRequest(protobuf: buffer, keep: GenAISpanMapping.keep, limits: otlpLimits)
+                        case .json: try OTLPTraceRequest(json: buffer, keep: GenAISpanMapping.keep, limits: otlpLimits)
+                        }
                     }
-                }
-            } catch let error as OTLPDecodingError {
-                switch error.kind {
-                case .tooManySpans:
-                    throw Problem(.contentTooLarge, code: "batch_too_large", title: "Too many spans", detail: "\(error.reason) (TW_OTLP_MAX_SPANS)")
-                case .malformed:
-                    throw Problem(.badRequest, code: "invalid_body", title: "Undecodable OTLP body", detail: "not an ExportTraceServiceRequest in \(encoding == .protobuf ? "protobuf" : "OTLP/JSON"): \(error)")
+                } catch let error as OTLPDecodingError {
+                    switch error.kind {
+                    case .tooManySpans:
+                        throw Problem(.contentTooLarge, code: "batch_too_large", title: "Too many spans", detail: "\(error.reason) (TW_OTLP_MAX_SPANS)")
+                    case .tooManyElements:
+                        throw Problem(.contentTooLarge, code: "batch_too_large", title: "Too many elements", detail: "\(error.reason) (TW_OTLP_MAX_ELEMENTS)")
+                    case .malformed:
+                        throw Problem(.badRequest, code: "invalid_body", title: "Undecodable OTLP body", detail: "not an ExportTraceServiceRequest in \(encoding == .protobuf ? "protobuf" : "OTLP/JSON"): \(error)")
+                    }
                 }
             }
 
@@ -114,8 +120,11 @@ public struct OTLPRoutes: Sendable {
             self.rejected.increment(by: rejectedCount)
             self.duplicates.increment(by: export.duplicates)
             self.ignoredScope.increment(by: export.ignored)
-            // GenAI spans, used or not, are what the gateway worked on for this tenant; other spans are skipped unread.
-            let budget = try await self.publisher.chargeWork(messages.count + rejectedCount + export.duplicates + export.ignored, caller: tenant.caller)
+            // GenAI spans, used or not, are what the gateway worked on for this tenant, or the elements it walked
+            // through (`elementsPerUnit` to a unit), whichever is more; less what the body's bytes were charged.
+            let spans = messages.count + rejectedCount + export.duplicates + export.ignored
+            let work = max(spans, traces.elements / Self.elementsPerUnit)
+            let budget = try await self.publisher.chargeWork(work - bodyBudget.units, caller: tenant.caller) ?? bodyBudget.decision
             if !messages.isEmpty {
                 try await self.publisher.publish(messages, caller: tenant.caller)
                 self.accepted.increment(by: messages.count)

@@ -70,16 +70,16 @@ struct RuleRoutes: Sendable {
             guard (above == nil) != (below == nil), let threshold = above ?? below else {
                 throw JSONInput.invalid(above == nil ? "above" : "below", "exactly one of above and below is required")
             }
-            let minutes = (try input.integer("for_minutes", in: 1...1440) ?? nil) ?? 5
+            let minutes = try input.integer("for_minutes", in: 1...1440, absent: 5)
             let severity = try input.string("severity", maxLength: 16) ?? "warning"
             guard ["info", "warning", "critical"].contains(severity) else { throw JSONInput.invalid("severity", "must be info, warning or critical") }
-            let count: Int64 = try await tenant.database.query("SELECT count(*)::bigint AS n FROM alert_rules WHERE tenant_id = \(tenant.tenantID) AND deleted_at IS NULL")[0].decode("n")
-            guard count < Self.maxRules else { throw Problem(.conflict, code: "too_many_rules", title: "Too many rules", detail: "a tenant has at most \(Self.maxRules) rules") }
             let id = "rl_" + Digest.hex(Digest.randomBytes(8))
-            try await tenant.database.query("""
+            guard try await tenant.database.insert("""
                 INSERT INTO alert_rules (rule_id, tenant_id, name, metric, provider, model, comparison, threshold, for_minutes, severity)
                 VALUES (\(id), \(tenant.tenantID), \(name), \(metric), \(provider), \(model), \(above == nil ? "below" : "above"), \(threshold), \(Int32(minutes)), \(severity))
-                """)
+                """, whileCount: "SELECT count(*)::bigint AS n FROM alert_rules WHERE tenant_id = \(tenant.tenantID) AND deleted_at IS NULL",
+                isBelow: Int64(Self.maxRules), resource: "rules") != nil
+            else { throw Problem(.conflict, code: "too_many_rules", title: "Too many rules", detail: "a tenant has at most \(Self.maxRules) rules") }
             let rows = try await tenant.database.query("\(unescaped: Self.select) WHERE r.tenant_id = \(tenant.tenantID) AND r.rule_id = \(id)")
             return try AdminRoutes.json(.created, try Self.rule(rows[0]))
         }
@@ -138,13 +138,12 @@ struct RuleRoutes: Sendable {
                 percentages = Array(Set(percentages)).sorted()
             }
             let forecast = try input.bool("forecast") ?? true
-            let count: Int64 = try await tenant.database.query("SELECT count(*)::bigint AS n FROM budgets WHERE tenant_id = \(tenant.tenantID) AND deleted_at IS NULL")[0].decode("n")
-            guard count < 20 else { throw Problem(.conflict, code: "too_many_budgets", title: "Too many budgets", detail: "a tenant has at most 20 budgets") }
             let id = "bg_" + Digest.hex(Digest.randomBytes(8))
-            try await tenant.database.query("""
+            guard try await tenant.database.insert("""
                 INSERT INTO budgets (budget_id, tenant_id, name, period, amount_nanos, notify_percentages, forecast)
                 VALUES (\(id), \(tenant.tenantID), \(name), \(period), \(Int64((amount * 1e9).rounded())), \("{" + percentages.map(String.init).joined(separator: ",") + "}")::integer[], \(forecast))
-                """)
+                """, whileCount: "SELECT count(*)::bigint AS n FROM budgets WHERE tenant_id = \(tenant.tenantID) AND deleted_at IS NULL", isBelow: 20, resource: "budgets") != nil
+            else { throw Problem(.conflict, code: "too_many_budgets", title: "Too many budgets", detail: "a tenant has at most 20 budgets") }
             let rows = try await tenant.database.query("\(unescaped: Self.budgetSelect) WHERE b.tenant_id = \(tenant.tenantID) AND b.budget_id = \(id)")
             return try AdminRoutes.json(.created, try Self.budget(rows[0]))
         }
@@ -166,9 +165,9 @@ struct RuleRoutes: Sendable {
     static func number(_ input: JSONInput, _ name: String) throws -> Double? {
         switch input.members[name] {
         case nil: return nil
-        case .integer(let i)?: return Double(i)
+        case .integer(let i)? where abs(Double(i)) <= 1e15: return Double(i)
         case .number(let d)? where d.isFinite && abs(d) <= 1e15: return d
-        default: throw JSONInput.invalid(name, "must be a number")
+        default: throw JSONInput.invalid(name, "must be a number between -1e15 and 1e15")
         }
     }
 }

@@ -11,11 +11,14 @@ public struct TenantAccess: Sendable {
     let keys: ApiKeyStore
     let limiter: RateLimiter?
     let postgres: PostgresClient
+    /// Where bodies are inflated and decoded, fairly between tenants.
+    public let work: TenantWork
 
-    public init(keys: ApiKeyStore, limiter: RateLimiter?, postgres: PostgresClient) {
+    public init(keys: ApiKeyStore, limiter: RateLimiter?, postgres: PostgresClient, work: TenantWork = TenantWork()) {
         self.keys = keys
         self.limiter = limiter
         self.postgres = postgres
+        self.work = work
     }
 
     /// Query parameters and headers by which a client might try to pick a tenant. Present and naming another tenant
@@ -106,6 +109,21 @@ public struct TenantDatabase: Sendable {
         return try await self.postgres.withTransaction { conn in
             try conn.query("SELECT set_config('role', 'tokenwatch_tenant', true), set_config('tokenwatch.tenant_id', \(tenant), true)")
             return try conn.query(query)
+        }
+    }
+
+    /// A limit on how many of something a tenant may have: `count` (a query answering a column `n`) and, when `n` is
+    /// below `limit`, `insert`, in one transaction holding the tenant's lock on `resource` (an advisory lock for the
+    /// transaction), so concurrent creations cannot each see room for one more (40 at once made 39 channels of 20).
+    /// Returns the insert's rows, or nil when the limit was reached.
+    public func insert(_ insert: PostgresQuery, whileCount count: PostgresQuery, isBelow limit: Int64, resource: String) async throws -> PostgresRows? {
+        let tenant = self.tenantID
+        return try await self.postgres.withTransaction { conn in
+            try conn.query("SELECT set_config('role', 'tokenwatch_tenant', true), set_config('tokenwatch.tenant_id', \(tenant), true)")
+            try conn.query("SELECT pg_advisory_xact_lock(hashtextextended(\(resource + "/" + tenant), 0))")
+            let n: Int64 = try conn.query(count)[0].decode("n")
+            guard n < limit else { return nil }
+            return try conn.query(insert)
         }
     }
 }

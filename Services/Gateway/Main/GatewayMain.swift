@@ -25,7 +25,7 @@ struct GatewayMain {
             let producer = try KafkaProducer(configuration: producerConfig, logger: runtime.logger)
             let keys = ApiKeyStore(postgres: postgres, redis: redis, cacheTTLSeconds: Int(settings.keyCacheTTL.components.seconds), lookupsPerSecond: settings.authLookupsPerSecond)
             let limiter = RateLimiter(redis: redis, configuration: settings.rateLimits, logger: runtime.logger)
-            let access = TenantAccess(keys: keys, limiter: limiter, postgres: postgres)
+            let access = TenantAccess(keys: keys, limiter: limiter, postgres: postgres, work: TenantWork(workers: settings.decodeWorkers, maxWaiting: settings.tenantMaxWaiting))
             let publisher = EventPublisher(access: access, producer: producer, logger: runtime.logger)
             let ingest = IngestRoutes(access: access, publisher: publisher, topics: runtime.configuration.topics, settings: settings)
             let otlp = OTLPRoutes(access: access, publisher: publisher, topics: runtime.configuration.topics, settings: settings, logger: runtime.logger)

@@ -8,6 +8,7 @@ import Postgres
 import Rollups
 import ServiceKit
 import ServiceLifecycle
+import Synchronization
 
 /// Notifications run in the query service: it already turns llm.anomalies.v1 into the stored anomalies, so the
 /// outbox rows for a revision are written in the same transaction (a revision is never missed nor queued twice,
@@ -108,12 +109,18 @@ public enum NotificationOutbox {
     }
 }
 
-/// Delivers the outbox, at least once: every quarter of a second (at once while there is a backlog) it claims due rows (`FOR UPDATE SKIP LOCKED`, so replicas
-/// never take the same one) by moving their next attempt a lease (`leaseSeconds`) ahead, posts each signed, and
-/// records the outcome. A replica that dies mid-delivery leaves the row to be taken again when its lease expires:
-/// one more delivery at most, with the same `webhook-id`. 2xx is delivered; 408, 429 (after its Retry-After), 5xx
-/// and network errors are retried with exponential backoff and jitter (5 s doubling to 1 h) for `retryFor`; other
-/// 4xx and refused addresses fail for good. The row is the delivery log: attempts, last status, latency, error.
+/// Delivers the outbox, at least once: it claims due rows (`FOR UPDATE SKIP LOCKED`, so replicas never take the same
+/// one) by moving their next attempt a lease (`leaseSeconds`) ahead, posts each signed, and records each outcome as
+/// it comes. A replica that dies mid-delivery leaves the row to be taken again when its lease expires: one more
+/// delivery at most, with the same `webhook-id`. 2xx is delivered; 408, 429 (after its Retry-After, bounded by the
+/// retry window), 5xx and network errors are retried with exponential backoff and jitter (5 s doubling to 1 h) for
+/// `retryFor`; other 4xx and refused addresses fail for good. The row is the delivery log: attempts, last status,
+/// latency, error.
+///
+/// Tenants share delivery fairly: at most `maxInFlight` deliveries run at once, of which one tenant's at most
+/// `perTenantInFlight`, and each claim takes the tenants' oldest due rows in turns (a tenant's first, every tenant's
+/// second, ...), so a tenant's backlog or a receiver that never answers delays only that tenant's messages. A slot
+/// is claimed again as soon as its delivery ends, not when a whole batch has.
 public struct NotificationDelivery: Service {
     let postgres: PostgresClient
     let policy: EgressPolicy
@@ -121,7 +128,12 @@ public struct NotificationDelivery: Service {
     let logger: Logger
     public var leaseSeconds = 60
     public var retryFor: Duration = .seconds(24 * 3600)
+    /// Most rows one claim takes.
     public var batchSize = 20
+    /// Deliveries at once in this replica (`TW_NOTIFICATION_CONCURRENCY`), and of one tenant
+    /// (`TW_NOTIFICATION_TENANT_CONCURRENCY`).
+    public var maxInFlight = 32
+    public var perTenantInFlight = 4
     static let backoff = Backoff(initial: .seconds(5), maximum: .seconds(3600))
     private let delivered = Counter(label: "tw_notifications_total", dimensions: [("outcome", "delivered")])
     private let retried = Counter(label: "tw_notifications_total", dimensions: [("outcome", "retry")])
@@ -140,6 +152,7 @@ public struct NotificationDelivery: Service {
 
     struct Claimed: Sendable {
         var channelID: String
+        var tenantID: String
         var messageID: String
         var body: String
         var url: String
@@ -152,52 +165,87 @@ public struct NotificationDelivery: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully {
-            var claimed = 0
-            do {
-                claimed = try await self.deliverDue()
-            } catch {
-                self.logger.error("Notification delivery pass failed; retrying", metadata: ["error": "\(error)"])
-            }
-            // Straight on while there is a backlog; otherwise a quarter of a second (an indexed claim query: cheap, and
-            // the wait is most of a notification's delay).
-            if claimed < self.batchSize {
-                do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) } } catch { return }
+        let busy = InFlight()
+        await withDiscardingTaskGroup { group in
+            while !Task.isShuttingDownGracefully {
+                let (running, saturated) = busy.counts.withLock { ($0.values.reduce(0, +), $0.filter { $0.value >= self.perTenantInFlight }.map(\.key)) }
+                let free = min(self.maxInFlight - running, self.batchSize)
+                var claimed: [Claimed] = []
+                if free > 0 {
+                    do {
+                        claimed = try await self.claim(limit: free, excluding: saturated)
+                    } catch {
+                        self.logger.error("Claiming notifications failed; retrying", metadata: ["error": "\(error)"])
+                    }
+                }
+                for item in claimed {
+                    busy.counts.withLock { $0[item.tenantID, default: 0] += 1 }
+                    group.addTask {
+                        await self.record(await self.deliver(item))
+                        busy.counts.withLock { counts in
+                            counts[item.tenantID, default: 1] -= 1
+                            if counts[item.tenantID] == 0 { counts[item.tenantID] = nil }
+                        }
+                    }
+                }
+                // Straight on while rows were left due; otherwise a quarter of a second (an indexed claim query: cheap,
+                // and the wait is most of a notification's delay). In-flight deliveries end by their own deadline.
+                if free <= 0 || claimed.count < free {
+                    do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(250)) } } catch { return }
+                }
             }
         }
     }
 
-    /// One pass: claims due rows and delivers them; returns how many it claimed.
+    /// Deliveries running in this replica, per tenant.
+    final class InFlight: Sendable {
+        let counts = Mutex<[String: Int]>([:])
+    }
+
+    /// One pass (tests, and what `run` does per claim): claims due rows, delivers them at once, each outcome recorded
+    /// as it comes; returns how many it claimed.
     public func deliverDue() async throws -> Int {
+        let claimed = try await self.claim(limit: self.batchSize, excluding: [])
+        await withDiscardingTaskGroup { group in
+            for item in claimed { group.addTask { await self.record(await self.deliver(item)) } }
+        }
+        return claimed.count
+    }
+
+    /// Takes up to `limit` due rows for delivery, the tenants' in turns (at most `perTenantInFlight` of one tenant),
+    /// none of the `excluding` tenants (already at their share in this replica).
+    func claim(limit: Int, excluding: [String]) async throws -> [Claimed] {
         let rows = try await self.postgres.query("""
             UPDATE notification_outbox o SET attempts = o.attempts + 1, next_attempt_at = now() + make_interval(secs => \(Int64(self.leaseSeconds)))
-            FROM (SELECT channel_id, message_id FROM notification_outbox n
-                  WHERE delivered_at IS NULL AND failed_at IS NULL AND suppressed_at IS NULL AND next_attempt_at <= now()
-                    -- One anomaly's revisions reach a channel in order: a later one waits while an earlier one is
-                    -- pending (delivered concurrently, an "ongoing" could land after the "resolved" and reopen it).
-                    AND NOT EXISTS (SELECT 1 FROM notification_outbox p WHERE p.channel_id = n.channel_id AND p.anomaly_id = n.anomaly_id
-                                    AND p.revision < n.revision AND p.delivered_at IS NULL AND p.failed_at IS NULL AND p.suppressed_at IS NULL)
-                  ORDER BY next_attempt_at LIMIT \(Int64(self.batchSize)) FOR UPDATE SKIP LOCKED) due,
+            FROM (SELECT channel_id, message_id FROM notification_outbox
+                  WHERE (channel_id, message_id) IN (
+                      SELECT channel_id, message_id FROM (
+                          SELECT channel_id, message_id, next_attempt_at,
+                                 row_number() OVER (PARTITION BY tenant_id ORDER BY next_attempt_at, message_id) AS turn
+                          FROM notification_outbox n
+                          WHERE delivered_at IS NULL AND failed_at IS NULL AND suppressed_at IS NULL AND next_attempt_at <= now()
+                            AND n.tenant_id <> ALL(\(PostgresQuery.textArray(excluding))::text[])
+                            -- One anomaly's revisions reach a channel in order: a later one waits while an earlier one is
+                            -- pending (delivered concurrently, an "ongoing" could land after the "resolved" and reopen it).
+                            AND NOT EXISTS (SELECT 1 FROM notification_outbox p WHERE p.channel_id = n.channel_id AND p.anomaly_id = n.anomaly_id
+                                            AND p.revision < n.revision AND p.delivered_at IS NULL AND p.failed_at IS NULL AND p.suppressed_at IS NULL)
+                      ) ranked
+                      WHERE turn <= \(Int64(self.perTenantInFlight))
+                      ORDER BY turn, next_attempt_at LIMIT \(Int64(limit)))
+                  AND delivered_at IS NULL AND failed_at IS NULL AND suppressed_at IS NULL AND next_attempt_at <= now()
+                  FOR UPDATE SKIP LOCKED) due,
                  notification_channels c
             WHERE o.channel_id = due.channel_id AND o.message_id = due.message_id AND c.channel_id = o.channel_id
-            RETURNING o.channel_id, o.message_id, o.body::text AS body, c.url, c.kind, c.secret, o.attempts, o.previous_severity,
+            RETURNING o.channel_id, o.tenant_id, o.message_id, o.body::text AS body, c.url, c.kind, c.secret, o.attempts, o.previous_severity,
                       CASE WHEN c.previous_secret_until > now() THEN c.previous_secret END AS previous_secret,
                       extract(epoch FROM now() - o.created_at)::float8 AS age
             """)
-        let claimed = try rows.map { row in
-            Claimed(channelID: try row.decode("channel_id"), messageID: try row.decode("message_id"), body: try row.decode("body"),
+        return try rows.map { row in
+            Claimed(channelID: try row.decode("channel_id"), tenantID: try row.decode("tenant_id"), messageID: try row.decode("message_id"), body: try row.decode("body"),
                     url: try row.decode("url"), kind: ChannelFormats.Kind(rawValue: try row.decode("kind")) ?? .webhook,
                     secrets: [try row.decode("secret", as: String.self)] + [try row.decodeIfPresent("previous_secret", as: String.self)].compactMap { $0 },
                     previousSeverity: try row.decodeIfPresent("previous_severity"), attempts: try row.decode("attempts"), ageSeconds: try row.decode("age"))
         }
-        let results = await withTaskGroup(of: (Claimed, Outcome, Double).self) { group in
-            for item in claimed { group.addTask { await self.deliver(item) } }
-            var out: [(Claimed, Outcome, Double)] = []
-            for await result in group { out.append(result) }
-            return out
-        }
-        await self.record(results)
-        return claimed.count
     }
 
     enum Outcome {
@@ -206,7 +254,7 @@ public struct NotificationDelivery: Service {
         case failed(status: Int?, error: String)
     }
 
-    /// Delivers one claimed row; the outcome is recorded with the rest of its pass (`record`).
+    /// Delivers one claimed row; the outcome is recorded by `record`.
     func deliver(_ item: Claimed) async -> (Claimed, Outcome, Double) {
         let started = ContinuousClock.now
         let outcome = await self.attempt(item)
@@ -216,49 +264,67 @@ public struct NotificationDelivery: Service {
         return (item, outcome, ms)
     }
 
-    /// Records a pass's outcomes in one transaction (one commit for the pass, not one per message). If it fails,
-    /// the leases expire and the rows are taken again: one more delivery at most.
-    func record(_ results: [(Claimed, Outcome, Double)]) async {
-        guard !results.isEmpty else { return }
+    /// Seconds until the next attempt: exponential backoff with full jitter (5 s doubling to an hour), a 429's
+    /// Retry-After when longer, never past the end of the retry window (the row then fails for good when it comes due).
+    func retryDelay(_ item: Claimed, after: Double?) -> Double {
+        let backoff = Self.backoff.delay(afterFailures: item.attempts - 1)
+        let delay = max(Double(backoff.components.seconds) + Double(backoff.components.attoseconds) / 1e18, after ?? 0)
+        return min(delay, max(1, Double(self.retryFor.components.seconds) - item.ageSeconds))
+    }
+
+    /// Records one delivery's outcome on its own, so another row's failure cannot lose it. If it fails, the lease
+    /// expires and the row is taken again: one more delivery at most.
+    func record(_ result: (Claimed, Outcome, Double)) async {
+        let (item, outcome, ms) = result
+        let retrying = item.ageSeconds < Double(self.retryFor.components.seconds)
         do {
-            try await self.postgres.withTransaction { connection in
-                for (item, outcome, ms) in results {
-                    switch outcome {
-                    case .delivered(let status):
-                        try connection.query("""
-                            UPDATE notification_outbox SET delivered_at = now(), last_status = \(Int64(status)), last_error = NULL, last_latency_ms = \(ms)
-                            WHERE channel_id = \(item.channelID) AND message_id = \(item.messageID)
-                            """)
-                    case .retry(let status, let error, let after) where item.ageSeconds < Double(self.retryFor.components.seconds):
-                        // Exponential backoff with full jitter, 5 s doubling to an hour; a 429's Retry-After when longer.
-                        let backoff = Self.backoff.delay(afterFailures: item.attempts - 1)
-                        let delay = max(Double(backoff.components.seconds) + Double(backoff.components.attoseconds) / 1e18, after ?? 0)
-                        try connection.query("""
-                            UPDATE notification_outbox SET next_attempt_at = now() + make_interval(secs => \(delay)), last_status = \(status.map(Int64.init)),
-                                last_error = \(String(error.prefix(500))), last_latency_ms = \(ms)
-                            WHERE channel_id = \(item.channelID) AND message_id = \(item.messageID)
-                            """)
-                    case .retry(let status, let error, _), .failed(let status, let error):
-                        try connection.query("""
-                            UPDATE notification_outbox SET failed_at = now(), last_status = \(status.map(Int64.init)), last_error = \(String(error.prefix(500))), last_latency_ms = \(ms)
-                            WHERE channel_id = \(item.channelID) AND message_id = \(item.messageID)
-                            """)
-                    }
-                }
+            switch outcome {
+            case .delivered(let status):
+                try await self.postgres.query("""
+                    UPDATE notification_outbox SET delivered_at = now(), last_status = \(Int64(status)), last_error = NULL, last_latency_ms = \(ms)
+                    WHERE channel_id = \(item.channelID) AND message_id = \(item.messageID)
+                    """)
+            case .retry(let status, let error, let after) where retrying:
+                try await self.postgres.query("""
+                    UPDATE notification_outbox SET next_attempt_at = now() + make_interval(secs => \(self.retryDelay(item, after: after))),
+                        last_status = \(status.map(Int64.init)), last_error = \(String(error.prefix(500))), last_latency_ms = \(ms)
+                    WHERE channel_id = \(item.channelID) AND message_id = \(item.messageID)
+                    """)
+            case .retry(let status, let error, _), .failed(let status, let error):
+                try await self.postgres.query("""
+                    UPDATE notification_outbox SET failed_at = now(), last_status = \(status.map(Int64.init)), last_error = \(String(error.prefix(500))), last_latency_ms = \(ms)
+                    WHERE channel_id = \(item.channelID) AND message_id = \(item.messageID)
+                    """)
             }
         } catch {
-            self.logger.error("Recording notification outcomes failed", metadata: ["count": "\(results.count)", "error": "\(error)"])
+            self.logger.error("Recording a notification outcome failed", metadata: ["channel": "\(item.channelID)", "message": "\(item.messageID)", "error": "\(error)"])
             return
         }
-        for (item, outcome, _) in results {
-            switch outcome {
-            case .delivered: self.delivered.increment()
-            case .retry where item.ageSeconds < Double(self.retryFor.components.seconds): self.retried.increment()
-            case .retry(_, let error, _), .failed(_, let error):
-                self.failed.increment()
-                self.logger.warning("Notification failed for good", metadata: ["channel": "\(item.channelID)", "message": "\(item.messageID)", "error": "\(error)"])
-            }
+        switch outcome {
+        case .delivered: self.delivered.increment()
+        case .retry where retrying: self.retried.increment()
+        case .retry(_, let error, _), .failed(_, let error):
+            self.failed.increment()
+            self.logger.warning("Notification failed for good", metadata: ["channel": "\(item.channelID)", "message": "\(item.messageID)", "error": "\(error)"])
         }
+    }
+
+    /// A Retry-After value (RFC 9110 10.2.3) in seconds from `now`: delay-seconds (digits only) or an HTTP-date;
+    /// nil for anything else (`inf`, `1e400`, a negative or fractional number: the backoff applies). Bounded to a
+    /// year, so no arithmetic on it overflows; `retryDelay` bounds it again by the retry window.
+    public static func retryAfter(_ value: String?, now: Date = Date()) -> Double? {
+        guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
+        let year = 366.0 * 86_400
+        if value.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) {
+            // Beyond 8 digits it is over a year anyway; never parsed into an overflowing integer.
+            return value.utf8.count > 8 ? year : min(Double(Int(value) ?? 0), year)
+        }
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        guard let date = formatter.date(from: value) else { return nil }
+        return min(max(0, date.timeIntervalSince(now)), year)
     }
 
     func attempt(_ item: Claimed) async -> Outcome {
@@ -293,10 +359,12 @@ public struct NotificationDelivery: Service {
             let response = try await self.client.post(target, addresses: addresses, headers: headers, body: body)
             switch response.status {
             case 200..<300: return .delivered(status: response.status)
-            case 429: return .retry(status: 429, error: "429 Too Many Requests", after: response.retryAfter.flatMap(Double.init))
-            case 408, 500..<600: return .retry(status: response.status, error: "\(response.status) \(String(decoding: response.body.prefix(200), as: UTF8.self))", after: nil)
+            // The status alone: a receiver's body is not repeated into the delivery log (a channel is not a way to read
+            // what a server answers).
+            case 429: return .retry(status: 429, error: "429 Too Many Requests", after: Self.retryAfter(response.retryAfter))
+            case 408, 500..<600: return .retry(status: response.status, error: response.statusLine, after: nil)
             case 300..<400: return .failed(status: response.status, error: "\(response.status): redirects are not followed")
-            default: return .failed(status: response.status, error: "\(response.status) \(String(decoding: response.body.prefix(200), as: UTF8.self))")
+            default: return .failed(status: response.status, error: response.statusLine)
             }
         } catch {
             return .retry(status: nil, error: "\(error)", after: nil)

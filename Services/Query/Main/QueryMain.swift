@@ -34,6 +34,8 @@ struct QueryMain {
                 client: try WebhookClient(extraCA: environment["TW_WEBHOOK_CA_FILE"]), logger: logger)
             delivery.publicURL = environment["TW_PUBLIC_URL"].flatMap { $0.isEmpty ? nil : $0 }
             _ = try NotificationOutbox.capWindow()
+            delivery.maxInFlight = try Environment().int("TW_NOTIFICATION_CONCURRENCY", default: delivery.maxInFlight, in: 1...1000)
+            delivery.perTenantInFlight = try Environment().int("TW_NOTIFICATION_TENANT_CONCURRENCY", default: delivery.perTenantInFlight, in: 1...1000)
             delivery.leaseSeconds = Int(try Environment().duration("TW_NOTIFICATION_LEASE", default: .seconds(60), in: .seconds(1) ... .seconds(3600)).components.seconds)
             // TW_NOTIFICATION_DELIVERY=false: this replica queues notifications but leaves delivery to others.
             let delivers = try Environment().bool("TW_NOTIFICATION_DELIVERY", default: true)
