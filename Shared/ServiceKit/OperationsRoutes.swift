@@ -77,20 +77,23 @@ extension Router {
     /// `/healthz` (the process is alive), `/readyz` (serving and not draining), `/healthz/dependencies` (each
     /// dependency probed now), `/metrics` (Prometheus).
     public func addOperationsRoutes(_ state: OperationsState) {
-        self.get("/healthz") { _, _ in
+        // Registered before any service middleware: their own bound on the request head (probes and scrapers send a
+        // few hundred bytes; nothing else should make them parse 60 KB).
+        let ops = self.group().add(middleware: HeadLimitMiddleware())
+        ops.get("/healthz") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: "{\"status\":\"ok\"}")))
         }
         // `/readyz`: 200 while serving and not draining, `degraded` when the last probe (`DependencyMonitor`, every
         // 10 s) found a dependency unreachable; a kubelet probing every few seconds costs the dependencies nothing.
         // `/healthz/dependencies`: every dependency probed now, with its time, always 200 (for people and dashboards).
-        self.get("/readyz") { _, _ in
+        ops.get("/readyz") { _, _ in
             let results = state.lastProbe
             let checks = results.map { "\"\($0.name)\":\"\($0.ok ? "ok" : "unreachable")\"" }.joined(separator: ",")
             let status = state.isDraining ? "draining" : results.isEmpty && !state.checks.isEmpty ? "starting" : results.allSatisfy(\.ok) ? "ready" : "degraded"
             let body = "{\"status\":\"\(status)\",\"checks\":{\(checks)}}"
             return Response(status: state.isDraining ? .serviceUnavailable : .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body)))
         }
-        self.get("/healthz/dependencies") { _, _ in
+        ops.get("/healthz/dependencies") { _, _ in
             let results = await state.probe()
             let items = results.map {
                 "{\"name\":\"\($0.name)\",\"status\":\"\($0.ok ? "ok" : "unreachable")\",\"probe_ms\":\(Int($0.milliseconds.rounded()))}"
@@ -98,11 +101,26 @@ extension Router {
             let body = "{\"draining\":\(state.isDraining),\"dependencies\":[\(items)]}"
             return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"], body: .init(byteBuffer: ByteBuffer(string: body)))
         }
-        self.get("/metrics") { _, _ in
+        ops.get("/metrics") { _, _ in
             var buffer: [UInt8] = []
             state.registry.emit(into: &buffer)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
+    }
+}
+
+/// 431 for a request head (target and header fields) over `maxBytes`.
+struct HeadLimitMiddleware<Context: RequestContext>: RouterMiddleware {
+    var maxBytes = 16 * 1024
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var bytes = request.uri.description.utf8.count
+        for field in request.headers { bytes += field.name.rawName.utf8.count + field.value.utf8.count + 4 }
+        guard bytes <= self.maxBytes else {
+            return Response(status: .init(code: 431, reasonPhrase: "Request Header Fields Too Large"), headers: [.contentType: "text/plain", .connection: "close"],
+                            body: .init(byteBuffer: ByteBuffer(string: "request head larger than \(self.maxBytes) bytes\n")))
+        }
+        return try await next(request, context)
     }
 }
 

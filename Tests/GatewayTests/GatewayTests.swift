@@ -41,7 +41,7 @@ struct Gateway {
         let access = TenantAccess(keys: keys, limiter: limiter, postgres: postgres)
         let router = Router()
         router.add(middleware: ProblemMiddleware())
-        router.add(middleware: RequestLimitsMiddleware(maxHeaderBytes: settings.maxHeaderBytes, maxURLBytes: settings.maxURLBytes))
+        router.add(middleware: RequestLimitsMiddleware(maxHeaderBytes: settings.maxHeaderBytes, maxURLBytes: settings.maxURLBytes, maxBodyBytes: settings.maxBodyBytes))
         let publisher = EventPublisher(access: access, producer: producer, logger: logger)
         IngestRoutes(access: access, publisher: publisher, topics: topics, settings: settings).add(to: router)
         OTLPRoutes(access: access, publisher: publisher, topics: topics, settings: settings, logger: logger).add(to: router)

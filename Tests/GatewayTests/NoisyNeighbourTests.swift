@@ -1,6 +1,6 @@
 import Codecs
 import Foundation
-import GatewayCore
+@testable import GatewayCore
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -113,6 +113,36 @@ struct NoisyNeighbourTests {
             #expect(accepted.status == .accepted)
         }
         await gateway.producer.shutdown()
+    }
+}
+
+/// Smaller findings of the hostile-tenant review (issue 30, point 7).
+@Suite("Hostile-tenant findings", .serialized, .timeLimit(.minutes(2)))
+struct HostileTenantFindingsTests {
+    @Test("control characters in query parameters are 400 naming the parameter; U+2028 in a trace URL template is refused")
+    func inputs() async throws {
+        let gateway = try await Gateway.make()
+        let tenant = TestEnvironment.unique("hos")
+        _ = try await gateway.keys.createTenant(id: tenant, name: "H")
+        let key = try #require(try await gateway.keys.createKey(tenant: tenant, name: "all", scopes: [.admin, .query, .ingest])).key
+        try await gateway.app.test(.router) { client in
+            for uri in ["/v1/users/a%00b", "/v1/users?user=a%00b", "/v1/breakdown?by=model&model=x%E2%80%A8y", "/v1/anomalies?provider=%1B"] {
+                let answer = try await client.call(.get, uri, token: key)
+                #expect(answer.status == .badRequest || answer.status == .notFound, "\(uri): \(answer.text)")
+                if uri.contains("?") { #expect(answer.type == "invalid_parameter" && answer.text.contains("control characters"), "\(uri): \(answer.text)") }
+            }
+            let template = try await client.call(.patch, "/v1/tenant", token: key, body: #"{"trace_url_template":"https://jaeger.example.com/trace/{trace_id} <script>"}"#)
+            #expect(template.status == .badRequest && template.text.contains("trace_url_template"), "\(template.text)")
+        }
+        await gateway.producer.shutdown()
+    }
+
+    @Test("CSV cells a spreadsheet could run as a formula are quoted as text, also behind blanks, invisible characters and fullwidth operators")
+    func csvCells() {
+        for dangerous in ["=1+1", "+1", "-1", "@SUM(A1)", " =1", "\u{00A0}=1", "\u{200B}=1", "\u{FEFF}=1", "\u{FF1D}1", "|calc", "\t=1", "%0A"] {
+            #expect(UserRoutes.csvCell(dangerous).hasPrefix("'") || UserRoutes.csvCell(dangerous).hasPrefix("\"'"), "\(dangerous.unicodeScalars.map { String($0.value, radix: 16) })")
+        }
+        #expect(UserRoutes.csvCell("user-42") == "user-42" && UserRoutes.csvCell("a,b") == "\"a,b\"")
     }
 }
 

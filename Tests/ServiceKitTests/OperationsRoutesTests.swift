@@ -42,6 +42,21 @@ struct OperationsRoutesTests {
         }
     }
 
+    @Test("a request head over 16 KB to healthz or metrics is 431, whatever middleware the service adds after")
+    func headLimit() async throws {
+        let state = OperationsState(registry: PrometheusCollectorRegistry(), checks: [])
+        try await self.app(state).test(.router) { client in
+            for uri in ["/healthz", "/metrics", "/readyz"] {
+                try await client.execute(uri: uri, method: .get, headers: [.init("X-Padding")!: String(repeating: "a", count: 60_000)]) { response in
+                    #expect(response.status.code == 431, "\(uri)")
+                }
+                try await client.execute(uri: uri, method: .get, headers: [.init("X-Padding")!: String(repeating: "a", count: 1000)]) { response in
+                    #expect(response.status == .ok, "\(uri)")
+                }
+            }
+        }
+    }
+
     @Test("readyz stays 200 while a dependency is down (degraded, with which one, from the last probe) and is 503 only while draining")
     func notReady() async throws {
         let up = Atomic<Bool>(false)

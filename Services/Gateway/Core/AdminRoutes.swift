@@ -129,7 +129,8 @@ public struct AdminRoutes: Sendable {
     static func traceURLTemplate(_ input: JSONInput) throws -> String?? {
         guard input.has("trace_url_template") else { return nil }
         guard let text = try input.nullableString("trace_url_template", maxLength: 512), !text.isEmpty else { return .some(nil) }
-        guard text.range(of: Self.traceURLPattern, options: .regularExpression) != nil else {
+        // ASCII only before the pattern: its `$` also matches before a U+2028 line separator.
+        guard text.unicodeScalars.allSatisfy(\.isASCII), text.range(of: Self.traceURLPattern, options: .regularExpression) != nil else {
             throw JSONInput.invalid("trace_url_template", "must be an http(s) URL holding {trace_id}, e.g. https://jaeger.example.com/trace/{trace_id}")
         }
         return .some(text)

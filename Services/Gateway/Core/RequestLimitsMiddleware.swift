@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 
 /// Bounds on a request's head, answered as problems naming the limit: `TW_MAX_URL_BYTES` (414) and
@@ -7,10 +8,12 @@ import Hummingbird
 public struct RequestLimitsMiddleware<Context: RequestContext>: RouterMiddleware {
     let maxHeaderBytes: Int
     let maxURLBytes: Int
+    let maxBodyBytes: Int?
 
-    public init(maxHeaderBytes: Int, maxURLBytes: Int) {
+    public init(maxHeaderBytes: Int, maxURLBytes: Int, maxBodyBytes: Int? = nil) {
         self.maxHeaderBytes = maxHeaderBytes
         self.maxURLBytes = maxURLBytes
+        self.maxBodyBytes = maxBodyBytes
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -29,6 +32,19 @@ public struct RequestLimitsMiddleware<Context: RequestContext>: RouterMiddleware
             for coding in value.split(separator: ",") where coding.trimmingCharacters(in: .whitespaces).lowercased() != "chunked" {
                 throw Problem(.notImplemented, code: "unsupported_transfer_encoding", title: "Transfer coding not implemented",
                     detail: "Transfer-Encoding: only chunked is supported; send compressed bodies with Content-Encoding: gzip")
+            }
+        }
+        // A declared length over the limit is refused before a byte of the body is read, and the connection closed:
+        // a client that waits for `100 Continue` gets its answer, and one that sends anyway is not read for a minute.
+        if let maxBodyBytes, let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
+            var problem = Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large", detail: "the body is larger than \(maxBodyBytes) bytes (TW_MAX_BODY_BYTES)")
+            problem.headers.append(HTTPField(name: .connection, value: "close"))
+            throw problem
+        }
+        // Query parameters are names and values, never control characters: `user=a%00b` must not read as user `a`.
+        for (name, value) in request.uri.queryParameters {
+            if [name, value].contains(where: { $0.unicodeScalars.contains(where: JSONInput.isControl) }) {
+                throw QueryRoutes.bad(String(name), "must not contain control characters")
             }
         }
         // RFC 9112 §3.2: an HTTP/1.1 request without exactly one Host is 400.

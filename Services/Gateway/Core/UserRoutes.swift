@@ -137,12 +137,20 @@ struct UserRoutes: Sendable {
                          body: .init(byteBuffer: ByteBuffer(string: out)))
     }
 
+    /// A cell a spreadsheet shows as text: a value a spreadsheet could read as a formula gets a leading `'` (OWASP's
+    /// CSV injection advice), including ones that start with blanks or invisible characters a spreadsheet skips
+    /// (space, no-break space, zero-width space, BOM) or with a fullwidth or pipe form of an operator.
     static func csvCell(_ text: String) -> String {
         var cell = text
-        if let first = cell.unicodeScalars.first, "=+-@\t\r".unicodeScalars.contains(first) { cell = "'" + cell }
+        if let first = cell.unicodeScalars.first, Self.formulaStart.contains(first) || first.properties.isWhitespace || Self.invisible.contains(first) {
+            cell = "'" + cell
+        }
         guard cell.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return cell }
         return "\"" + cell.replacingOccurrences(of: "\"", with: "\"\"") + "\""
     }
+
+    static let formulaStart = Set("=+-@|%\t\r\u{FF1D}\u{FF0B}\u{FF0D}\u{FF20}\u{FE62}\u{FE63}\u{FE66}".unicodeScalars)
+    static let invisible = Set("\u{200B}\u{200C}\u{200D}\u{2060}\u{FEFF}".unicodeScalars)
 
     /// `from` and `to` as whole UTC days: `YYYY-MM-DD` or an RFC 3339 time at midnight UTC. Default: the last 7 days,
     /// today included; at most `QueryRoutes.maxRangeDays`.

@@ -49,7 +49,7 @@ struct GatewayMain {
                     router.add(middleware: MetricsMiddleware())
                     if settings.accessLog { router.add(middleware: AccessLogMiddleware()) }
                     router.add(middleware: ProblemMiddleware())
-                    router.add(middleware: RequestLimitsMiddleware(maxHeaderBytes: settings.maxHeaderBytes, maxURLBytes: settings.maxURLBytes))
+                    router.add(middleware: RequestLimitsMiddleware(maxHeaderBytes: settings.maxHeaderBytes, maxURLBytes: settings.maxURLBytes, maxBodyBytes: settings.maxBodyBytes))
                     ingest.add(to: router)
                     otlp.add(to: router)
                     admin.add(to: router)
