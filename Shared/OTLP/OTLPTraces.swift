@@ -274,7 +274,9 @@ private struct ProtobufTraceDecoder {
                 self.path.append("resourceSpans", index)
                 let item = try self.resourceSpans(sub)
                 self.path.removeLast()
-                out.resourceSpans.append(item)
+                // A resource without spans adds nothing (its attributes describe only its spans): not kept, so a
+                // body of millions of empty ones costs no memory beyond its bytes.
+                if !item.spans.isEmpty { out.resourceSpans.append(item) }
             } else {
                 try self.at("") { _ throws(ProtobufReader.Malformed) in try r.skip(field.wireType) }
             }
@@ -526,7 +528,10 @@ private struct JSONTraceDecoder {
         guard startsWithObject else { throw self.fail("the body must be a JSON object (an ExportTraceServiceRequest)") }
         try self.object { d, key throws(OTLPDecodingError) in
             guard key == "resourceSpans" else { return false }
-            try d.array(key) { d, index throws(OTLPDecodingError) in out.resourceSpans.append(try d.resourceSpans()) }
+            try d.array(key) { d, index throws(OTLPDecodingError) in
+                let item = try d.resourceSpans()
+                if !item.spans.isEmpty { out.resourceSpans.append(item) }
+            }
             return true
         }
         try self.scan { s throws(JSONScanner.SyntaxError) in

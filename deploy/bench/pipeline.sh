@@ -8,7 +8,8 @@
 #     against raw librdkafka produce of the same payloads on the same broker;
 #   - OTLP: spans/s accepted through /v1/traces (protobuf, 512 spans a request) against events/s through /v1/events
 #     for the same 512 calls;
-#   - RSS of each service idle and under load.
+#   - RSS of each service idle and under load;
+#   - noisy neighbours: tenant B's latency while tenant A attacks at its default limits (neighbours.py).
 # Figures are printed, never asserted. Usage: deploy/bench/pipeline.sh BIN_DIR STATE_DIR
 set -euo pipefail
 BIN=$1
@@ -307,3 +308,9 @@ else:
     print(f"notifications (webhook, signed, one POST each): {len(got)}/{len(published)} delivered, {len(got) / span:.0f} a second over the run "
           f"(published at 1,000 a second); delay from publication to the receiver p50 {p(0.5):.0f} ms, p99 {p(0.99):.0f} ms")
 PY
+
+# Noisy neighbours (issue 30): tenant A runs each attack at its default limits while tenant B's latency is measured
+# against B alone (deploy/bench/neighbours.py prints the table and the goal), then the gateway's RSS after them.
+echo "noisy neighbours (tenant A attacks at the default limits, tenant B measured; ms):"
+python3 "$ROOT/deploy/bench/neighbours.py" http://127.0.0.1:18180 --seconds 8
+echo "RSS after the attacks: gateway $(rss $PID_gateway), peak over the whole bench $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' /proc/$PID_gateway/status) (goal: under 128 MB)"

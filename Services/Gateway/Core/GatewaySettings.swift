@@ -22,8 +22,9 @@ public struct GatewaySettings: Sendable {
     public var otlpMaxElements = 1_000_000
     /// `TW_DECODE_WORKERS`: threads that inflate and decode request bodies, shared fairly by tenants
     /// (`TenantWork`); `TW_TENANT_MAX_WAITING`: a tenant's requests waiting for one, beyond which it gets 429.
-    /// Default: the number of cores; 16.
-    public var decodeWorkers = System.coreCount
+    /// Default: the number of cores less one (at least one), so a flood of bodies leaves a core to queries and
+    /// health checks; 16.
+    public var decodeWorkers = max(1, System.coreCount - 1)
     public var tenantMaxWaiting = 16
     /// `TW_KEY_CACHE_TTL`: how long API-key lookups are cached in Redis (a revoked key works at most this long).
     /// Default: 30s.

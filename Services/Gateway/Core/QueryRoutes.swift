@@ -21,6 +21,8 @@ public struct QueryRoutes: Sendable {
     private let postgresReads = Counter(label: "tw_gateway_query_source_total", dimensions: [("source", "postgres")])
     /// Most points in one series answer (range / step).
     public static let maxPoints = 10_000
+    /// Series points that cost one unit of the request budget.
+    static let pointsPerRequest = 1000
     /// Longest range of a breakdown or anomaly query.
     public static let maxRangeDays: Int64 = 400
     /// Most rollup rows one answer may merge (a range x series bound): more is refused with advice to narrow it,
@@ -33,13 +35,15 @@ public struct QueryRoutes: Sendable {
     }
 
     public func add<Context: RequestContext>(to router: Router<Context>) {
+        // Series and breakdowns take turns fairly between tenants (`TenantAccess.queries`): one tenant's flood of
+        // heavy queries waits for its own turns, not in front of everyone's.
         self.access.route(router, .get, "/v1/series", scope: .query) { request, tenant, _ in
             try Self.allowOnly(Set(["metric", "from", "to", "step", "error_type", "user", "tag."] + Self.filterParameters), in: request)
-            return try await self.series(request, tenant: tenant)
+            return try await self.access.queries.turn(tenant: tenant.tenantID) { try await self.series(request, tenant: tenant) }
         }
         self.access.route(router, .get, "/v1/breakdown", scope: .query) { request, tenant, _ in
             try Self.allowOnly(Set(["from", "to", "by", "order", "limit", "tag."] + Self.filterParameters), in: request)
-            return try await self.breakdown(request, tenant: tenant)
+            return try await self.access.queries.turn(tenant: tenant.tenantID) { try await self.breakdown(request, tenant: tenant) }
         }
         self.access.route(router, .get, "/v1/anomalies", scope: .query) { request, tenant, _ in
             try Self.allowOnly(["from", "to", "severity", "metric", "status", "provider", "model", "app", "environment", "limit"], in: request)
@@ -156,6 +160,8 @@ public struct QueryRoutes: Sendable {
         let step = try Self.step(q["step"].map(String.init) ?? "1m")
         let points = (to - from + step.microseconds - 1) / step.microseconds
         guard points <= Self.maxPoints else { throw Self.bad("from", "the range holds \(points) steps of \(step.rawValue); at most \(Self.maxPoints)") }
+        // A series costs a request per `pointsPerRequest` points beyond the first request (10,000 points: 11).
+        try await self.access.chargeRequests(Int(points) / Self.pointsPerRequest, caller: tenant.caller)
         let start = step.windowStart(EventTimestamp(microsecondsSinceEpoch: from))
         if let user = q["user"].map(String.init) { return try await self.userSeries(user, metric: metric, q, tenant: tenant, from: start, to: to, step: step) }
         let selection = SeriesSelection(filters: try Self.seriesFilters(q))

@@ -71,10 +71,11 @@ public final class RateLimiter: Sendable {
         self.logger = logger
     }
 
-    /// Takes one request from the tenant's request budget.
-    public func checkRequest(tenant: String, limits: TenantLimits) async -> Decision {
+    /// Takes `cost` requests (one, or more for a request that does the work of several) from the tenant's request
+    /// budget.
+    public func checkRequest(tenant: String, limits: TenantLimits, cost: Int = 1) async -> Decision {
         let rate = limits.requestsPerSecond ?? self.configuration.requestsPerSecond
-        let decision = await self.check(policy: "requests", bucket: "tw:rl:v1:\(tenant):requests", rate: rate, cost: 1, quotaKey: nil, quota: 0)
+        let decision = await self.check(policy: "requests", bucket: "tw:rl:v1:\(tenant):requests", rate: rate, cost: cost, quotaKey: nil, quota: 0)
         if decision.outcome != .allowed { self.refusedRequests.increment() }
         return decision
     }

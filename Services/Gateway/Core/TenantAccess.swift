@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import HTTPTypes
 import Hummingbird
 import Postgres
@@ -13,12 +14,24 @@ public struct TenantAccess: Sendable {
     let postgres: PostgresClient
     /// Where bodies are inflated and decoded, fairly between tenants.
     public let work: TenantWork
+    /// Turns for the heavier queries (series, breakdowns, users), fairly between tenants.
+    public let queries: TenantWork
 
-    public init(keys: ApiKeyStore, limiter: RateLimiter?, postgres: PostgresClient, work: TenantWork = TenantWork()) {
+    public init(keys: ApiKeyStore, limiter: RateLimiter?, postgres: PostgresClient, work: TenantWork = TenantWork(),
+                queries: TenantWork = TenantWork(workers: 2 * System.coreCount, maxWaiting: 32, threads: false)) {
         self.keys = keys
         self.limiter = limiter
         self.postgres = postgres
         self.work = work
+        self.queries = queries
+    }
+
+    /// Takes `count` more units from the tenant's request budget for a request that costs more than one (a series
+    /// of 10,000 points costs 11); nothing when `count` is not positive.
+    func chargeRequests(_ count: Int, caller: Caller) async throws {
+        guard let limiter = self.limiter, count > 0 else { return }
+        let decision = await limiter.checkRequest(tenant: caller.tenantID, limits: caller.limits, cost: count)
+        if decision.outcome != .allowed { throw Problem.rateLimited(decision) }
     }
 
     /// Query parameters and headers by which a client might try to pick a tenant. Present and naming another tenant

@@ -31,27 +31,37 @@ public final class TenantWork: Sendable {
         }
     }
 
-    let pool: NIOThreadPool
+    /// The workers' threads; nil when the turns are for async work (`turn`), which runs where it was called.
+    let pool: NIOThreadPool?
     public let workers: Int
     public let maxWaiting: Int
     private let state = Mutex(State())
 
-    public init(workers: Int = System.coreCount, maxWaiting: Int = 16) {
+    /// `threads`: run `run`'s bodies on threads of their own (decoding); false for `turn` alone (queries).
+    public init(workers: Int = max(1, System.coreCount - 1), maxWaiting: Int = 16, threads: Bool = true) {
         self.workers = max(1, workers)
         self.maxWaiting = max(1, maxWaiting)
-        self.pool = NIOThreadPool(numberOfThreads: self.workers)
-        self.pool.start()
+        self.pool = threads ? NIOThreadPool(numberOfThreads: self.workers) : nil
+        self.pool?.start()
     }
 
     deinit {
-        self.pool.shutdownGracefully { _ in }
+        self.pool?.shutdownGracefully { _ in }
     }
 
     /// Runs `body` on a worker in `tenant`'s turn.
     public func run<T: Sendable>(tenant: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
+        guard let pool = self.pool else { preconditionFailure("TenantWork.run needs threads") }
         try await self.enter(tenant)
         defer { self.leave(tenant) }
-        return try await self.pool.runIfActive(body)
+        return try await pool.runIfActive(body)
+    }
+
+    /// Runs async `body` in `tenant`'s turn: at most `workers` at once, taken fairly as `run`'s are.
+    public func turn<T: Sendable>(tenant: String, _ body: () async throws -> T) async throws -> T {
+        try await self.enter(tenant)
+        defer { self.leave(tenant) }
+        return try await body()
     }
 
     /// Requests of `tenant` running or waiting (tests, metrics).
