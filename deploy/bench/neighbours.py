@@ -29,6 +29,8 @@ args.add_argument("--json")
 # `make test` runs a debug build: fewer attackers and smaller bodies keep it to a minute (the answers are what it checks).
 args.add_argument("--threads", type=int, default=8)
 args.add_argument("--scale", type=float, default=1.0)
+# The gateway's PID: its RSS (and peak) is reported after each phase.
+args.add_argument("--pid", type=int)
 a = args.parse_args()
 url = urllib.parse.urlparse(a.gateway)
 ADMIN = os.environ["TW_ADMIN_TOKEN"]
@@ -162,7 +164,11 @@ def phase(kind):
     notify = (arrived[message] - posted) * 1000 if message in arrived else None
     stop.set()
     for t in threads: t.join(timeout=90)
-    return {"attack": kind or "alone", "b_failures": failures, "notification_ms": notify, "a_answers": {str(k): v for k, v in sorted(counts.items())},
+    rss = None
+    if a.pid:
+        status = dict(line.split(":", 1) for line in open(f"/proc/{a.pid}/status") if ":" in line)
+        rss = (int(status["VmRSS"].split()[0]) // 1024, int(status["VmHWM"].split()[0]) // 1024)
+    return {"attack": kind or "alone", "b_failures": failures, "gateway_rss_mb": rss, "notification_ms": notify, "a_answers": {str(k): v for k, v in sorted(counts.items())},
             **{f"{n}_p50_ms": percentile(v, 50) for n, v in lat.items()}, **{f"{n}_p99_ms": percentile(v, 99) for n, v in lat.items()},
             "b_requests": sum(len(v) for v in lat.values())}
 
@@ -181,7 +187,7 @@ for r in results:
     r["worst_p99_ratio"] = worst
     note = "" if r["b_failures"] == 0 else f"  B failures: {r['b_failures']}"
     print(f"{r['attack']:<12} {r['ingest_p50_ms']:>7.1f}/{r['ingest_p99_ms']:<8.1f} {r['series_p50_ms']:>7.1f}/{r['series_p99_ms']:<8.1f} {r['breakdown_p50_ms']:>8.1f}/{r['breakdown_p99_ms']:<9.1f} {r['healthz_p99_ms']:>12.1f} "
-          f"{worst:>18.2f} {'-' if r['notification_ms'] is None else round(r['notification_ms']):>10}  {r['a_answers']}{note}")
+          f"{worst:>18.2f} {'-' if r['notification_ms'] is None else round(r['notification_ms']):>10}  {r['a_answers']}{note}" + (f"  gateway RSS {r['gateway_rss_mb'][0]} MB (peak {r['gateway_rss_mb'][1]})" if r["gateway_rss_mb"] else ""))
 print("goal: B's p99 at most 2x alone and under 100 ms for queries; every attack answered 413/429 or served within its budget")
 if a.json:
     with open(a.json, "w") as f:

@@ -312,5 +312,5 @@ PY
 # Noisy neighbours (issue 30): tenant A runs each attack at its default limits while tenant B's latency is measured
 # against B alone (deploy/bench/neighbours.py prints the table and the goal), then the gateway's RSS after them.
 echo "noisy neighbours (tenant A attacks at the default limits, tenant B measured; ms):"
-python3 "$ROOT/deploy/bench/neighbours.py" http://127.0.0.1:18180 --seconds 8
+python3 "$ROOT/deploy/bench/neighbours.py" http://127.0.0.1:18180 --seconds 8 --pid "$PID_gateway"
 echo "RSS after the attacks: gateway $(rss $PID_gateway), peak over the whole bench $(awk '/VmHWM/ {printf "%.0f MB", $2/1024}' /proc/$PID_gateway/status) (goal: under 128 MB)"

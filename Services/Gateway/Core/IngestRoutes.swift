@@ -34,14 +34,15 @@ public struct IngestRoutes: Sendable {
     func ingest(_ request: Request, tenant: TenantRequest) async throws -> Response {
         let caller = tenant.caller
         let format = try Self.format(of: request)
-        let (body, bodyBudget) = try await RequestBody.read(request, tenant: tenant, settings: self.settings, publisher: self.publisher)
+        let raw = try await RequestBody.read(request, tenant: tenant, settings: self.settings, publisher: self.publisher)
 
         // The key decides the tenant: a body's tenant_id is ignored, whatever it holds.
         let decoder = EventDecoder(limits: self.settings.eventLimits, ignoresTenantID: true)
-        let maxEvents = self.settings.maxBatchEvents
-        let decoded: [Result<LLMEvent, EventValidationError>] = try await self.publisher.access.work.run(tenant: caller.tenantID) {
+        let maxEvents = self.settings.maxBatchEvents, limit = self.settings.maxDecompressedBytes
+        let (decoded, inflated): ([Result<LLMEvent, EventValidationError>], Int) = try await self.publisher.access.work.run(tenant: caller.tenantID) {
+            let body = try RequestBody.inflate(raw, limit: limit)
             do {
-                return try EventBatchReader.decode(body, format: format, maxEvents: maxEvents, decoder: decoder, now: .now())
+                return (try EventBatchReader.decode(body, format: format, maxEvents: maxEvents, decoder: decoder, now: .now()), body.count)
             } catch let error as EventValidationError {
                 if error.reason.hasPrefix("more than") {
                     throw Problem(.contentTooLarge, code: "batch_too_large", title: "Too many events", detail: "\(error.reason) (TW_MAX_BATCH_EVENTS)")
@@ -50,9 +51,11 @@ public struct IngestRoutes: Sendable {
             }
         }
         guard !decoded.isEmpty else { throw Problem(.badRequest, code: "empty_batch", title: "Empty batch", detail: "the batch holds no events") }
-        // Every decoded event is charged, less what the body's bytes already were (a pass to count the events before
-        // decoding cost a sixth of the gateway's time); a batch over the budget is refused before anything is produced.
-        let eventBudget = try await self.publisher.chargeWork(decoded.count - bodyBudget.units, caller: caller) ?? bodyBudget.decision
+        // The events or the inflated bytes, whichever cost more, less what the body was charged before (a pass to
+        // count the events before decoding cost a sixth of the gateway's time); a batch over the budget is refused
+        // before anything is produced.
+        let work = max(decoded.count - raw.units, raw.remaining(inflated))
+        let eventBudget = try await self.publisher.chargeWork(work, caller: caller) ?? raw.decision
 
         var messages: [KafkaProducerMessage] = []
         messages.reserveCapacity(decoded.count)
@@ -107,43 +110,58 @@ public struct IngestRoutes: Sendable {
     }
 }
 
-/// Reading a request body within the gateway's limits: the size as sent, then gzip inflation (on a worker, in the
-/// tenant's turn), bounded, and its bytes charged to the tenant's budget before anything decodes them.
+/// A request body within the gateway's limits: read as sent (bounded), charged to the tenant's event budget for
+/// what it will cost before any work is done on it, then inflated (bounded) on a decode worker together with its
+/// decoding, so an inflated body is never held while waiting for a turn.
 enum RequestBody {
     /// Bytes of body (after inflation) that cost one unit of the tenant's event budget: a body's parsing costs what
     /// its bytes cost whether they hold events or 20 MB of whitespace. An ordinary event is well under this, so an
     /// ordinary batch pays for its events alone.
     static let bytesPerUnit = 4096
 
-    /// The body, and what its bytes were charged (units, and the budget's state after).
-    static func read(_ request: Request, tenant: TenantRequest, settings: GatewaySettings, publisher: EventPublisher) async throws
-        -> (body: [UInt8], charged: (units: Int, decision: RateLimiter.Decision?)) {
+    /// A body as sent, and what was charged for it before any work.
+    struct Raw: Sendable {
+        var bytes: [UInt8]
+        var gzip: Bool
+        /// Units charged: the inflated size the body declares (gzip's ISIZE trailer, within the bound) or its size.
+        var units: Int
+        var decision: RateLimiter.Decision?
+
+        /// The units a body of `inflated` bytes costs beyond what was charged.
+        func remaining(_ inflated: Int) -> Int { inflated / RequestBody.bytesPerUnit - self.units }
+    }
+
+    static func read(_ request: Request, tenant: TenantRequest, settings: GatewaySettings, publisher: EventPublisher) async throws -> Raw {
         let raw: [UInt8]
         do {
             raw = Array(buffer: try await request.body.collect(upTo: settings.maxBodyBytes))
         } catch {
             throw Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large", detail: "the body is larger than \(settings.maxBodyBytes) bytes (TW_MAX_BODY_BYTES)")
         }
-        let body: [UInt8]
+        let gzip: Bool
         switch request.headers[.contentEncoding]?.lowercased() {
-        case nil, "identity": body = raw
-        case "gzip":
-            let limit = settings.maxDecompressedBytes
-            body = try await publisher.access.work.run(tenant: tenant.tenantID) {
-                do {
-                    return try Gzip.decompress(raw, maxOutput: limit)
-                } catch let error as GzipError {
-                    if error.kind == .tooLarge {
-                        throw Problem(.contentTooLarge, code: "payload_too_large", title: "Decompressed body too large", detail: "the body inflates to more than \(limit) bytes (TW_MAX_DECOMPRESSED_BYTES)")
-                    }
-                    throw Problem(.badRequest, code: "invalid_body", title: "Invalid gzip body", detail: error.message)
-                }
-            }
+        case nil, "identity": gzip = false
+        case "gzip": gzip = true
         case let other?:
             throw Problem(.unsupportedMediaType, code: "unsupported_encoding", title: "Unsupported Content-Encoding", detail: "Content-Encoding '\(other)' is not supported; use gzip or none")
         }
-        let units = body.count / Self.bytesPerUnit
-        return (body, (units, try await publisher.chargeWork(units, caller: tenant.caller)))
+        // What inflating will produce, as the body says (ISIZE; a lie only moves the charge to after the work).
+        let declared = gzip ? min(Gzip.declaredSize(raw) ?? raw.count, settings.maxDecompressedBytes) : raw.count
+        let units = declared / Self.bytesPerUnit
+        return Raw(bytes: raw, gzip: gzip, units: units, decision: try await publisher.chargeWork(units, caller: tenant.caller))
+    }
+
+    /// The body inflated (on a decode worker), within `limit`.
+    static func inflate(_ raw: Raw, limit: Int) throws -> [UInt8] {
+        guard raw.gzip else { return raw.bytes }
+        do {
+            return try Gzip.decompress(raw.bytes, maxOutput: limit)
+        } catch {
+            if error.kind == .tooLarge {
+                throw Problem(.contentTooLarge, code: "payload_too_large", title: "Decompressed body too large", detail: "the body inflates to more than \(limit) bytes (TW_MAX_DECOMPRESSED_BYTES)")
+            }
+            throw Problem(.badRequest, code: "invalid_body", title: "Invalid gzip body", detail: error.message)
+        }
     }
 }
 

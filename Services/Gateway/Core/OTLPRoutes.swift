@@ -61,11 +61,15 @@ public struct OTLPRoutes: Sendable {
         do {
             let tenant: TenantRequest
             (tenant, encoding) = try await self.authorizeExport(request)
-            let (body, _) = try await RequestBody.read(request, tenant: tenant, settings: self.settings, publisher: self.publisher)
-            do {
-                _ = try body.withUnsafeBytes { try signal.validate($0, encoding: encoding) }
-            } catch {
-                throw Problem(.badRequest, code: "invalid_body", title: "Undecodable OTLP body", detail: "not an Export\(signal == .metrics ? "Metrics" : "Logs")ServiceRequest: \(error)")
+            let raw = try await RequestBody.read(request, tenant: tenant, settings: self.settings, publisher: self.publisher)
+            let limit = self.settings.maxDecompressedBytes
+            try await self.access.work.run(tenant: tenant.tenantID) { [encoding] in
+                let body = try RequestBody.inflate(raw, limit: limit)
+                do {
+                    _ = try body.withUnsafeBytes { try signal.validate($0, encoding: encoding) }
+                } catch {
+                    throw Problem(.badRequest, code: "invalid_body", title: "Undecodable OTLP body", detail: "not an Export\(signal == .metrics ? "Metrics" : "Logs")ServiceRequest: \(error)")
+                }
             }
             self.otherSignals.increment()
             var headers: HTTPFields = [.contentType: encoding.contentType]
@@ -81,16 +85,18 @@ public struct OTLPRoutes: Sendable {
         do {
             let tenant: TenantRequest
             (tenant, encoding) = try await self.authorizeExport(request)
-            let (body, bodyBudget) = try await RequestBody.read(request, tenant: tenant, settings: self.settings, publisher: self.publisher)
+            let raw = try await RequestBody.read(request, tenant: tenant, settings: self.settings, publisher: self.publisher)
             let otlpLimits = OTLPLimits(maxSpans: self.settings.otlpMaxSpans, maxElements: self.settings.otlpMaxElements)
-            let traces: OTLPTraceRequest = try await self.access.work.run(tenant: tenant.tenantID) { [encoding] in
+            let limit = self.settings.maxDecompressedBytes
+            let (traces, inflated): (OTLPTraceRequest, Int) = try await self.access.work.run(tenant: tenant.tenantID) { [encoding] in
+                let body = try RequestBody.inflate(raw, limit: limit)
                 do {
-                    return try body.withUnsafeBytes { buffer throws(OTLPDecodingError) in
+                    return (try body.withUnsafeBytes { buffer throws(OTLPDecodingError) in
                         switch encoding {
                         case .protobuf: try OTLPTraceRequest(protobuf: buffer, keep: GenAISpanMapping.keep, limits: otlpLimits)
                         case .json: try OTLPTraceRequest(json: buffer, keep: GenAISpanMapping.keep, limits: otlpLimits)
                         }
-                    }
+                    }, body.count)
                 } catch let error as OTLPDecodingError {
                     switch error.kind {
                     case .tooManySpans:
@@ -123,8 +129,8 @@ public struct OTLPRoutes: Sendable {
             // GenAI spans, used or not, are what the gateway worked on for this tenant, or the elements it walked
             // through (`elementsPerUnit` to a unit), whichever is more; less what the body's bytes were charged.
             let spans = messages.count + rejectedCount + export.duplicates + export.ignored
-            let work = max(spans, traces.elements / Self.elementsPerUnit)
-            let budget = try await self.publisher.chargeWork(work - bodyBudget.units, caller: tenant.caller) ?? bodyBudget.decision
+            let work = max(max(spans, traces.elements / Self.elementsPerUnit) - raw.units, raw.remaining(inflated))
+            let budget = try await self.publisher.chargeWork(work, caller: tenant.caller) ?? raw.decision
             if !messages.isEmpty {
                 try await self.publisher.publish(messages, caller: tenant.caller)
                 self.accepted.increment(by: messages.count)

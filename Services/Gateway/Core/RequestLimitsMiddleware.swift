@@ -16,6 +16,8 @@ public struct RequestLimitsMiddleware<Context: RequestContext>: RouterMiddleware
         self.maxBodyBytes = maxBodyBytes
     }
 
+    static var otlpPaths: Set<String> { ["/v1/traces", "/v1/metrics", "/v1/logs"] }
+
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard request.uri.description.utf8.count <= self.maxURLBytes else {
             throw Problem(.uriTooLong, code: "uri_too_long", title: "Request target too long", detail: "the path and query are longer than \(self.maxURLBytes) bytes (TW_MAX_URL_BYTES)")
@@ -36,7 +38,9 @@ public struct RequestLimitsMiddleware<Context: RequestContext>: RouterMiddleware
         }
         // A declared length over the limit is refused before a byte of the body is read, and the connection closed:
         // a client that waits for `100 Continue` gets its answer, and one that sends anyway is not read for a minute.
-        if let maxBodyBytes, let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes {
+        // (OTLP routes answer it themselves: their errors are google.rpc.Status in the request's encoding.)
+        if let maxBodyBytes, let length = request.headers[.contentLength].flatMap({ Int($0) }), length > maxBodyBytes,
+           !Self.otlpPaths.contains(request.uri.path) {
             var problem = Problem(.contentTooLarge, code: "payload_too_large", title: "Request body too large", detail: "the body is larger than \(maxBodyBytes) bytes (TW_MAX_BODY_BYTES)")
             problem.headers.append(HTTPField(name: .connection, value: "close"))
             throw problem
