@@ -13,6 +13,17 @@ import TestSupport
 /// charged before it is done, bodies decoded in the tenants' turns.
 @Suite("Noisy neighbours at the gateway", .serialized, .timeLimit(.minutes(3)))
 struct NoisyNeighbourTests {
+    /// Two tenants' ingest keys: the attacker's and the victim's.
+    static func attackerAndVictim(_ gateway: Gateway) async throws -> (String, String) {
+        var keys: [String] = []
+        for name in ["atk", "vic"] {
+            let id = TestEnvironment.unique(name)
+            _ = try await gateway.keys.createTenant(id: id, name: name)
+            keys.append(try #require(try await gateway.keys.createKey(tenant: id, name: "ingest", scopes: [.ingest])).key)
+        }
+        return (keys[0], keys[1])
+    }
+
     @Test("per-tenant limits hold under concurrent creations: 40 channels at once make 20, 60 rules 50, 30 budgets 20; test sends are capped per channel with 429 and Retry-After")
     func atomicLimits() async throws {
         let gateway = try await Gateway.make()
@@ -56,11 +67,7 @@ struct NoisyNeighbourTests {
         var limits = RateLimiter.Configuration()
         limits.eventsPerSecond = 1000
         let gateway = try await Gateway.make(rateLimits: limits)
-        let attacker = TestEnvironment.unique("atk"), victim = TestEnvironment.unique("vic")
-        _ = try await gateway.keys.createTenant(id: attacker, name: "A")
-        _ = try await gateway.keys.createTenant(id: victim, name: "B")
-        let a = try #require(try await gateway.keys.createKey(tenant: attacker, name: "ingest", scopes: [.ingest])).key
-        let b = try #require(try await gateway.keys.createKey(tenant: victim, name: "ingest", scopes: [.ingest])).key
+        let (a, b) = try await Self.attackerAndVictim(gateway)
         let bomb = Gzip.compress(Array(repeating: [UInt8]([0x0a, 0x00]), count: 10_000_000).flatMap { $0 })
         #expect(bomb.count < 40_000)
         try await gateway.app.test(.router) { client in
@@ -76,7 +83,7 @@ struct NoisyNeighbourTests {
         }
         // With the default budget the body is inflated and its decoding stops at the element limit.
         let open = try await Gateway.make(rateLimits: RateLimiter.Configuration())
-        let key = try #require(try await open.keys.createKey(tenant: attacker, name: "ingest2", scopes: [.ingest])).key
+        let (key, _) = try await Self.attackerAndVictim(open)
         try await open.app.test(.router) { client in
             try await client.execute(uri: "/v1/traces", method: .post, headers: [.authorization: "Bearer \(key)", .contentType: "application/x-protobuf", .contentEncoding: "gzip"],
                                      body: ByteBuffer(bytes: bomb)) { response in
@@ -95,11 +102,7 @@ struct NoisyNeighbourTests {
         limits.eventsPerSecond = 100
         limits.burstSeconds = 70
         let gateway = try await Gateway.make(rateLimits: limits)
-        let attacker = TestEnvironment.unique("atk"), victim = TestEnvironment.unique("vic")
-        _ = try await gateway.keys.createTenant(id: attacker, name: "A")
-        _ = try await gateway.keys.createTenant(id: victim, name: "B")
-        let a = try #require(try await gateway.keys.createKey(tenant: attacker, name: "ingest", scopes: [.ingest])).key
-        let b = try #require(try await gateway.keys.createKey(tenant: victim, name: "ingest", scopes: [.ingest])).key
+        let (a, b) = try await Self.attackerAndVictim(gateway)
         // 12 MB of spaces before one event: 3,072 units each, so the third is refused.
         let padded = Gzip.compress(Array(repeating: UInt8(ascii: " "), count: 12 * 1024 * 1024) + Array(("[" + event(TestEnvironment.unique("e")) + "]").utf8))
         try await gateway.app.test(.router) { client in

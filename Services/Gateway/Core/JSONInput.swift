@@ -69,7 +69,7 @@ struct JSONInput {
         case .string(let s)?:
             // Characters (Unicode code points), as JSON Schema's maxLength counts them in the OpenAPI document.
             guard !s.isEmpty, s.unicodeScalars.count <= maxLength else { throw Self.invalid(name, "must be 1 to \(maxLength) characters") }
-            guard !s.unicodeScalars.contains(where: Self.isControl) else { throw Self.invalid(name, "must not contain control characters") }
+            guard !s.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { throw Self.invalid(name, "must not contain control characters") }
             guard !LLMEvent.containsBidiControl(s) else { throw Self.invalid(name, "must not contain bidirectional formatting characters") }
             return s
         default: throw Self.invalid(name, "must be a string")
@@ -79,7 +79,8 @@ struct JSONInput {
     func has(_ name: String) -> Bool { self.members[name] != nil }
 
     /// C0 and C1 controls and the Unicode line and paragraph separators (U+2028, U+2029), which end a line in
-    /// JavaScript, regular expressions and logs as a newline does.
+    /// JavaScript, regular expressions and logs as a newline does (refused in query parameters; the OpenAPI
+    /// document's `noControls` pattern says the same).
     static func isControl(_ scalar: Unicode.Scalar) -> Bool {
         scalar.properties.generalCategory == .control || scalar == "\u{2028}" || scalar == "\u{2029}"
     }

@@ -42,11 +42,26 @@ public enum OpenAPIDocument {
             "headers": ["Retry-After": ["schema": ["type": "integer"]]],
             "content": ["application/problem+json": ["schema": ["$ref": "#/components/schemas/Problem"]]],
         ]
+        // Query parameters never hold control characters (`RequestLimitsMiddleware` answers 400 naming the
+        // parameter): every free-form string parameter says so in a pattern.
+        func withoutControls(_ parameters: Any?) -> Any? {
+            guard let list = parameters as? [[String: Any]] else { return parameters }
+            return list.map { parameter -> [String: Any] in
+                guard parameter["in"] as? String == "query", var schema = parameter["schema"] as? [String: Any], schema["type"] as? String == "string",
+                      schema["enum"] == nil, schema["format"] == nil, schema["pattern"] == nil else { return parameter }
+                var parameter = parameter
+                schema["pattern"] = Self.noControls
+                parameter["schema"] = schema
+                return parameter
+            }
+        }
         for (path, value) in paths {
             guard var item = value as? [String: Any] else { continue }
             let pathParameters = (item["parameters"] as? [Any])?.isEmpty == false
+            if let parameters = item["parameters"] { item["parameters"] = withoutControls(parameters) }
             for method in ["get", "put", "post", "delete", "patch"] {
                 guard var operation = item[method] as? [String: Any] else { continue }
+                if let parameters = operation["parameters"] { operation["parameters"] = withoutControls(parameters) }
                 var responses = operation["responses"] as? [String: Any] ?? [:]
                 func ensure(_ code: String, _ response: [String: Any]) { if responses[code] == nil { responses[code] = response } }
                 let security = (operation["security"] as? [[String: Any]]) ?? []
@@ -70,6 +85,9 @@ public enum OpenAPIDocument {
         guard let data = try? JSONSerialization.data(withJSONObject: doc, options: [.sortedKeys, .withoutEscapingSlashes]) else { return base }
         return String(decoding: data, as: UTF8.self)
     }()
+
+    /// A string without C0 or C1 controls or the Unicode line and paragraph separators (`JSONInput.isControl`).
+    static let noControls = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
 
     /// `POST /v1/metrics` and `/v1/logs`, described from the signal's own declaration.
     static func otherSignalOperation(_ signal: OTLPOtherSignal) -> [String: Any] {
@@ -283,7 +301,7 @@ public enum OpenAPIDocument {
               "summary": "Totals and the top-N models, providers, error types or users of the caller's tenant", "security": [{"apiKey": []}],
               "parameters": [
                 {"name": "from", "in": "query", "schema": {"type": "string", "format": "date-time"}}, {"name": "to", "in": "query", "schema": {"type": "string", "format": "date-time"}},
-                {"name": "by", "in": "query", "schema": {"type": "string", "pattern": "^(\(QueryRoutes.breakdownDimensions.keys.sorted().joined(separator: "|"))|user|tag:[^\\u0000-\\u001f]{1,64})$", "default": "model"},
+                {"name": "by", "in": "query", "schema": {"type": "string", "pattern": "^(\(QueryRoutes.breakdownDimensions.keys.sorted().joined(separator: "|"))|user|tag:[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]{1,64})$", "default": "model"},
                   "description": "model, provider, app, environment, error_type (ordered by errors), user (whole UTC days, answered as /v1/users, without series filters) or tag:<promoted tag key> (without other filters; filter one tag with tag.<key>=<value>)"},
                 \(Self.dimensionParameters),
                 {"name": "order", "in": "query", "schema": {"type": "string", "enum": ["cost", "requests", "tokens", "errors"], "default": "cost"}},
