@@ -38,7 +38,7 @@ public final class TenantWork: Sendable {
     private let state = Mutex(State())
 
     /// `threads`: run `run`'s bodies on threads of their own (decoding); false for `turn` alone (queries).
-    public init(workers: Int = max(1, System.coreCount - 1), maxWaiting: Int = 16, threads: Bool = true) {
+    public init(workers: Int = System.coreCount, maxWaiting: Int = 64, threads: Bool = true) {
         self.workers = max(1, workers)
         self.maxWaiting = max(1, maxWaiting)
         self.pool = threads ? NIOThreadPool(numberOfThreads: self.workers) : nil
