@@ -1,7 +1,6 @@
 import Events
 import Foundation
 import NIOCore
-import NIOPosix
 import ServiceKit
 
 /// The gateway's own settings (beyond `ServiceConfiguration`).

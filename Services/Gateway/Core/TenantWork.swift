@@ -24,6 +24,14 @@ public final class TenantWork: Sendable {
         var admitted: [String: Int] = [:]
         var sequence = 0
 
+        /// Gives `tenant` a worker now if one is free and nobody waits for one.
+        mutating func admitIfFree(_ tenant: String, workers: Int) -> Bool {
+            guard self.busy < workers && self.waiting.isEmpty else { return false }
+            self.busy += 1
+            self.admit(tenant)
+            return true
+        }
+
         mutating func admit(_ tenant: String) {
             self.running[tenant, default: 0] += 1
             self.sequence += 1
@@ -74,11 +82,7 @@ public final class TenantWork: Sendable {
         // Decided under the lock; a waiter's continuation is registered in the same critical section, so a worker
         // freed in between cannot be missed.
         let admission: Admission = self.state.withLock { s in
-            if s.busy < self.workers && s.waiting.isEmpty {
-                s.busy += 1
-                s.admit(tenant)
-                return .now
-            }
+            if s.admitIfFree(tenant, workers: self.workers) { return .now }
             return (s.waiting[tenant]?.count ?? 0) >= self.maxWaiting ? .refuse : .wait
         }
         switch admission {
@@ -91,11 +95,7 @@ public final class TenantWork: Sendable {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow: Bool = self.state.withLock { s in
                     // A worker may have been freed since the decision: take it rather than wait for the next one.
-                    if s.busy < self.workers && s.waiting.isEmpty {
-                        s.busy += 1
-                        s.admit(tenant)
-                        return true
-                    }
+                    if s.admitIfFree(tenant, workers: self.workers) { return true }
                     s.waiting[tenant, default: []].append(continuation)
                     return false
                 }
